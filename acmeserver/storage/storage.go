@@ -1,0 +1,109 @@
+// Package storage is the seam between the ACME server and where its state
+// lives. Backends store the api/v1alpha1 objects themselves, so the standalone
+// store and the Kubernetes store hold the very same objects.
+//
+// Concurrency is optimistic, as in Kubernetes: every object carries a
+// resourceVersion; Update and Delete succeed only when the caller's version is
+// the stored one, and fail with ErrConflict otherwise.
+package storage
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+
+	"github.com/kacme/kacme/api/v1alpha1"
+)
+
+// Sentinel errors every backend returns (wrapped).
+var (
+	ErrNotFound      = errors.New("not found")
+	ErrAlreadyExists = errors.New("already exists")
+	ErrConflict      = errors.New("conflict: the object was modified")
+)
+
+// Object is a stored kacme object.
+type Object interface {
+	metav1.Object
+	runtime.Object
+}
+
+// ObjectList is a list of stored objects (e.g. *v1alpha1.AcmeOrderList).
+type ObjectList interface {
+	metav1.ListInterface
+	runtime.Object
+}
+
+// ListOptions filter List.
+type ListOptions struct {
+	// Labels that must all match exactly.
+	Labels map[string]string
+}
+
+// Reader reads objects.
+type Reader interface {
+	// Get fills obj with the object called name in namespace.
+	Get(ctx context.Context, namespace, name string, obj Object) error
+	// List fills list with the objects of its kind in namespace matching opts.
+	List(ctx context.Context, namespace string, list ObjectList, opts ListOptions) error
+}
+
+// Writer changes objects. Each call is one durable write.
+type Writer interface {
+	// Create stores a new object and sets its resourceVersion; ErrAlreadyExists if the name is taken.
+	Create(ctx context.Context, obj Object) error
+	// Update replaces an object if obj's resourceVersion is the stored one (compare-and-swap); ErrConflict otherwise.
+	Update(ctx context.Context, obj Object) error
+	// Delete removes an object; with a resourceVersion set it is compare-and-swap too.
+	Delete(ctx context.Context, obj Object) error
+}
+
+// Store is everything the server persists.
+type Store interface {
+	Reader
+	Writer
+	Close() error
+}
+
+// Scheme knows the kacme kinds; backends use it to name buckets and build lists.
+var Scheme = func() *runtime.Scheme {
+	s := runtime.NewScheme()
+	if err := v1alpha1.AddToScheme(s); err != nil {
+		panic(err)
+	}
+	return s
+}()
+
+// KindOf returns the kind of a registered object or list ("AcmeOrder" for both).
+func KindOf(obj runtime.Object) (string, error) {
+	gvks, _, err := Scheme.ObjectKinds(obj)
+	if err != nil || len(gvks) == 0 {
+		return "", fmt.Errorf("storage: unregistered type %T: %w", obj, err)
+	}
+	k := gvks[0].Kind
+	if len(k) > 4 && k[len(k)-4:] == "List" {
+		k = k[:len(k)-4]
+	}
+	return k, nil
+}
+
+// NewObject returns an empty object of kind.
+func NewObject(kind string) (Object, error) {
+	o, err := Scheme.New(v1alpha1.GroupVersion.WithKind(kind))
+	if err != nil {
+		return nil, err
+	}
+	obj, ok := o.(Object)
+	if !ok {
+		return nil, fmt.Errorf("storage: %s is not an object", kind)
+	}
+	return obj, nil
+}
+
+// IsNotFound, IsConflict and IsAlreadyExists test wrapped sentinels.
+func IsNotFound(err error) bool      { return errors.Is(err, ErrNotFound) }
+func IsConflict(err error) bool      { return errors.Is(err, ErrConflict) }
+func IsAlreadyExists(err error) bool { return errors.Is(err, ErrAlreadyExists) }

@@ -1,0 +1,301 @@
+// Package storagetest is the conformance suite every storage backend must pass.
+package storagetest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/kacme/kacme/acmeserver/storage"
+	"github.com/kacme/kacme/api/v1alpha1"
+)
+
+// Factory returns a fresh, empty store and the namespace to use.
+type Factory func(t *testing.T) (storage.Store, string)
+
+// Run runs the conformance suite against the backend.
+func Run(t *testing.T, newStore Factory) {
+	t.Helper()
+	tests := []struct {
+		name string
+		fn   func(*testing.T, storage.Store, string)
+	}{
+		{"CreateGet", testCreateGet},
+		{"CreateDuplicate", testCreateDuplicate},
+		{"GetMissing", testGetMissing},
+		{"UpdateCAS", testUpdateCAS},
+		{"UpdateMissing", testUpdateMissing},
+		{"DeleteCAS", testDeleteCAS},
+		{"ListLabels", testListLabels},
+		{"LabelIndexFollowsUpdates", testLabelIndexFollowsUpdates},
+		{"KindsAndNamespacesAreSeparate", testSeparation},
+		{"ConcurrentCAS", testConcurrentCAS},
+		{"ConcurrentCreateSameName", testConcurrentCreate},
+		{"FieldsClearedOnUpdate", testFieldsCleared},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			s, ns := newStore(t)
+			tc.fn(t, s, ns)
+		})
+	}
+}
+
+func order(ns, name, account string) *v1alpha1.AcmeOrder {
+	return &v1alpha1.AcmeOrder{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: map[string]string{v1alpha1.LabelAccount: account}},
+		Spec: v1alpha1.AcmeOrderSpec{Account: account, Profile: "default",
+			Identifiers: []v1alpha1.Identifier{{Type: "dns", Value: name + ".example"}}},
+		Status: v1alpha1.AcmeOrderStatus{Status: "pending"},
+	}
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func testCreateGet(t *testing.T, s storage.Store, ns string) {
+	ctx := context.Background()
+	o := order(ns, "o1", "a1")
+	must(t, s.Create(ctx, o))
+	if o.ResourceVersion == "" {
+		t.Fatal("Create did not set resourceVersion")
+	}
+	var got v1alpha1.AcmeOrder
+	must(t, s.Get(ctx, ns, "o1", &got))
+	if got.ResourceVersion != o.ResourceVersion || got.Spec.Identifiers[0].Value != "o1.example" || got.Status.Status != "pending" {
+		t.Fatalf("Get returned %+v, want what was created (%s)", got, o.ResourceVersion)
+	}
+}
+
+func testCreateDuplicate(t *testing.T, s storage.Store, ns string) {
+	ctx := context.Background()
+	must(t, s.Create(ctx, order(ns, "dup", "a1")))
+	err := s.Create(ctx, order(ns, "dup", "a2"))
+	if !storage.IsAlreadyExists(err) {
+		t.Fatalf("second Create: got %v, want ErrAlreadyExists", err)
+	}
+	var got v1alpha1.AcmeOrder
+	must(t, s.Get(ctx, ns, "dup", &got))
+	if got.Spec.Account != "a1" {
+		t.Fatalf("failed Create changed the stored object: account %q", got.Spec.Account)
+	}
+}
+
+func testGetMissing(t *testing.T, s storage.Store, ns string) {
+	var got v1alpha1.AcmeOrder
+	if err := s.Get(context.Background(), ns, "nope", &got); !storage.IsNotFound(err) {
+		t.Fatalf("got %v, want ErrNotFound", err)
+	}
+}
+
+func testUpdateCAS(t *testing.T, s storage.Store, ns string) {
+	ctx := context.Background()
+	o := order(ns, "cas", "a1")
+	must(t, s.Create(ctx, o))
+	stale := o.DeepCopy()
+	o.Status.Status = "ready"
+	must(t, s.Update(ctx, o))
+	if o.ResourceVersion == stale.ResourceVersion {
+		t.Fatal("Update did not change resourceVersion")
+	}
+	stale.Status.Status = "invalid"
+	if err := s.Update(ctx, stale); !storage.IsConflict(err) {
+		t.Fatalf("stale Update: got %v, want ErrConflict", err)
+	}
+	var got v1alpha1.AcmeOrder
+	must(t, s.Get(ctx, ns, "cas", &got))
+	if got.Status.Status != "ready" {
+		t.Fatalf("stale Update changed state to %q", got.Status.Status)
+	}
+}
+
+func testUpdateMissing(t *testing.T, s storage.Store, ns string) {
+	o := order(ns, "ghost", "a1")
+	o.ResourceVersion = "1"
+	if err := s.Update(context.Background(), o); !storage.IsNotFound(err) && !storage.IsConflict(err) {
+		t.Fatalf("got %v, want ErrNotFound", err)
+	}
+}
+
+func testDeleteCAS(t *testing.T, s storage.Store, ns string) {
+	ctx := context.Background()
+	o := order(ns, "del", "a1")
+	must(t, s.Create(ctx, o))
+	stale := o.DeepCopy()
+	must(t, s.Update(ctx, o))
+	if err := s.Delete(ctx, stale); !storage.IsConflict(err) {
+		t.Fatalf("stale Delete: got %v, want ErrConflict", err)
+	}
+	must(t, s.Delete(ctx, o))
+	var got v1alpha1.AcmeOrder
+	if err := s.Get(ctx, ns, "del", &got); !storage.IsNotFound(err) {
+		t.Fatalf("after Delete: got %v, want ErrNotFound", err)
+	}
+	var list v1alpha1.AcmeOrderList
+	must(t, s.List(ctx, ns, &list, storage.ListOptions{Labels: map[string]string{v1alpha1.LabelAccount: "a1"}}))
+	if len(list.Items) != 0 {
+		t.Fatalf("deleted object still listed: %v", list.Items)
+	}
+}
+
+func names(items []v1alpha1.AcmeOrder) map[string]bool {
+	m := map[string]bool{}
+	for _, i := range items {
+		m[i.Name] = true
+	}
+	return m
+}
+
+func testListLabels(t *testing.T, s storage.Store, ns string) {
+	ctx := context.Background()
+	for i, acct := range []string{"a1", "a1", "a2"} {
+		o := order(ns, fmt.Sprintf("l%d", i), acct)
+		o.Labels[v1alpha1.LabelState] = map[bool]string{true: "even", false: "odd"}[i%2 == 0]
+		must(t, s.Create(ctx, o))
+	}
+	var all v1alpha1.AcmeOrderList
+	must(t, s.List(ctx, ns, &all, storage.ListOptions{}))
+	if len(all.Items) != 3 {
+		t.Fatalf("List all: %d items, want 3", len(all.Items))
+	}
+	var a1 v1alpha1.AcmeOrderList
+	must(t, s.List(ctx, ns, &a1, storage.ListOptions{Labels: map[string]string{v1alpha1.LabelAccount: "a1"}}))
+	if n := names(a1.Items); len(n) != 2 || !n["l0"] || !n["l1"] {
+		t.Fatalf("List a1: %v", n)
+	}
+	var both v1alpha1.AcmeOrderList
+	must(t, s.List(ctx, ns, &both, storage.ListOptions{Labels: map[string]string{v1alpha1.LabelAccount: "a1", v1alpha1.LabelState: "even"}}))
+	if n := names(both.Items); len(n) != 1 || !n["l0"] {
+		t.Fatalf("List a1+even: %v", n)
+	}
+}
+
+func testLabelIndexFollowsUpdates(t *testing.T, s storage.Store, ns string) {
+	ctx := context.Background()
+	o := order(ns, "moves", "a1")
+	must(t, s.Create(ctx, o))
+	o.Labels[v1alpha1.LabelAccount] = "a9"
+	must(t, s.Update(ctx, o))
+	var old, cur v1alpha1.AcmeOrderList
+	must(t, s.List(ctx, ns, &old, storage.ListOptions{Labels: map[string]string{v1alpha1.LabelAccount: "a1"}}))
+	must(t, s.List(ctx, ns, &cur, storage.ListOptions{Labels: map[string]string{v1alpha1.LabelAccount: "a9"}}))
+	if len(old.Items) != 0 || len(cur.Items) != 1 {
+		t.Fatalf("label index stale after relabel: old=%d new=%d", len(old.Items), len(cur.Items))
+	}
+}
+
+func testSeparation(t *testing.T, s storage.Store, ns string) {
+	ctx := context.Background()
+	must(t, s.Create(ctx, order(ns, "same", "a1")))
+	acct := &v1alpha1.AcmeAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "same", Labels: map[string]string{v1alpha1.LabelAccount: "a1"}}}
+	must(t, s.Create(ctx, acct))
+	var accts v1alpha1.AcmeAccountList
+	must(t, s.List(ctx, ns, &accts, storage.ListOptions{Labels: map[string]string{v1alpha1.LabelAccount: "a1"}}))
+	if len(accts.Items) != 1 {
+		t.Fatalf("kinds leak into each other's lists: %d accounts", len(accts.Items))
+	}
+	var other v1alpha1.AcmeOrderList
+	must(t, s.List(ctx, ns+"-other", &other, storage.ListOptions{}))
+	if len(other.Items) != 0 {
+		t.Fatalf("namespaces leak: %d orders in another namespace", len(other.Items))
+	}
+}
+
+// testConcurrentCAS has many writers increment a counter through
+// read-modify-write with retries on conflict: no increment may be lost, and
+// conflicts must actually be reported.
+func testConcurrentCAS(t *testing.T, s storage.Store, ns string) {
+	ctx := context.Background()
+	o := order(ns, "counter", "a1")
+	must(t, s.Create(ctx, o))
+	const writers, each = 8, 15
+	var conflicts atomic.Int64
+	var wg sync.WaitGroup
+	errs := make(chan error, writers)
+	for w := 0; w < writers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < each; i++ {
+				for {
+					var cur v1alpha1.AcmeOrder
+					if err := s.Get(ctx, ns, "counter", &cur); err != nil {
+						errs <- err
+						return
+					}
+					cur.Spec.Identifiers = append(cur.Spec.Identifiers, v1alpha1.Identifier{Type: "dns", Value: "x"})
+					err := s.Update(ctx, &cur)
+					if err == nil {
+						break
+					}
+					if !storage.IsConflict(err) {
+						errs <- err
+						return
+					}
+					conflicts.Add(1)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	var got v1alpha1.AcmeOrder
+	must(t, s.Get(ctx, ns, "counter", &got))
+	if n := len(got.Spec.Identifiers) - 1; n != writers*each {
+		t.Fatalf("lost updates: %d increments stored, want %d", n, writers*each)
+	}
+	if conflicts.Load() == 0 {
+		t.Log("no conflicts observed (writers never overlapped)")
+	}
+}
+
+func testConcurrentCreate(t *testing.T, s storage.Store, ns string) {
+	ctx := context.Background()
+	const n = 10
+	var wins atomic.Int64
+	var wg sync.WaitGroup
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			err := s.Create(ctx, order(ns, "race", fmt.Sprintf("a%d", i)))
+			switch {
+			case err == nil:
+				wins.Add(1)
+			case !errors.Is(err, storage.ErrAlreadyExists):
+				t.Errorf("Create: %v", err)
+			}
+		}(i)
+	}
+	wg.Wait()
+	if wins.Load() != 1 {
+		t.Fatalf("%d concurrent Creates of one name succeeded, want 1", wins.Load())
+	}
+}
+
+func testFieldsCleared(t *testing.T, s storage.Store, ns string) {
+	ctx := context.Background()
+	o := order(ns, "clear", "a1")
+	o.Status.Error = &v1alpha1.Problem{Type: "x"}
+	must(t, s.Create(ctx, o))
+	o.Status.Error = nil
+	must(t, s.Update(ctx, o))
+	got := order(ns, "junk", "zz") // a non-empty target must be overwritten, not merged
+	got.Status.Error = &v1alpha1.Problem{Type: "stale"}
+	must(t, s.Get(ctx, ns, "clear", got))
+	if got.Status.Error != nil || got.Name != "clear" {
+		t.Fatalf("Get merged into its target or kept a cleared field: %+v", got.Status.Error)
+	}
+}

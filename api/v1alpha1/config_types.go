@@ -1,0 +1,315 @@
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// KeyAlgorithm names a CA or generated key type.
+// +kubebuilder:validation:Enum=ECDSAP256;ECDSAP384;RSA2048;RSA3072;RSA4096;Ed25519
+type KeyAlgorithm string
+
+// Key algorithms a CertificateAuthority can be generated with.
+const (
+	KeyECDSAP256 KeyAlgorithm = "ECDSAP256"
+	KeyECDSAP384 KeyAlgorithm = "ECDSAP384"
+	KeyRSA2048   KeyAlgorithm = "RSA2048"
+	KeyRSA3072   KeyAlgorithm = "RSA3072"
+	KeyRSA4096   KeyAlgorithm = "RSA4096"
+	KeyEd25519   KeyAlgorithm = "Ed25519"
+)
+
+// CertificateAuthoritySpec declares a signing CA.
+// +kubebuilder:validation:XValidation:rule="has(self.secretName) || has(self.generate)",message="one of secretName or generate is required"
+type CertificateAuthoritySpec struct {
+	// SecretName names the Secret (kubernetes.io/tls) that holds the CA key
+	// (tls.key) and its chain (tls.crt: the CA certificate first, then its
+	// issuers). In standalone mode the secret is a directory
+	// <data-dir>/ca/<name>/ holding the same two files.
+	// +optional
+	// +kubebuilder:validation:MaxLength=253
+	SecretName string `json:"secretName,omitempty"`
+
+	// Generate creates the CA key and certificate on first start when the
+	// secret does not exist yet; later starts reuse it.
+	// +optional
+	Generate *GenerateCA `json:"generate,omitempty"`
+
+	// CRL publishes a certificate revocation list and embeds its URL in issued
+	// certificates as the CRL distribution point.
+	// +optional
+	CRL *CRLSpec `json:"crl,omitempty"`
+}
+
+// GenerateCA describes a CA kacme creates itself.
+type GenerateCA struct {
+	// CommonName of the generated CA certificate.
+	// +optional
+	// +kubebuilder:validation:MaxLength=64
+	CommonName string `json:"commonName,omitempty"`
+	// Organization of the generated CA certificate.
+	// +optional
+	// +kubebuilder:validation:MaxLength=64
+	Organization string `json:"organization,omitempty"`
+	// KeyAlgorithm of the CA key. Default ECDSAP256.
+	// +optional
+	KeyAlgorithm KeyAlgorithm `json:"keyAlgorithm,omitempty"`
+	// Intermediate generates a root and an intermediate signed by it; leaves
+	// are issued by the intermediate and the chain served is leaf+intermediate.
+	// +optional
+	Intermediate bool `json:"intermediate,omitempty"`
+	// Validity of the generated CA certificate. Default 87600h (10 years).
+	// +optional
+	Validity *metav1.Duration `json:"validity,omitempty"`
+}
+
+// CRLSpec configures the CRL of a CA.
+type CRLSpec struct {
+	// DistributionPointURL is written into issued certificates. The server
+	// serves the CRL at /crl/<ca-name>; point this at that path as clients
+	// see it.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=2048
+	DistributionPointURL string `json:"distributionPointURL"`
+	// Validity is the interval between thisUpdate and nextUpdate. Default 24h.
+	// +optional
+	Validity *metav1.Duration `json:"validity,omitempty"`
+}
+
+// CertificateAuthorityStatus reports the CA's state.
+type CertificateAuthorityStatus struct {
+	// Conditions describe the CA's readiness.
+	// +optional
+	// +listType=map
+	// +listMapKey=type
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+	// NotAfter of the CA certificate.
+	// +optional
+	NotAfter *metav1.Time `json:"notAfter,omitempty"`
+}
+
+// CertificateAuthority is a CA that AcmeProfiles issue from.
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:shortName=kca,categories=acme
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type CertificateAuthority struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	Spec   CertificateAuthoritySpec   `json:"spec,omitempty"`
+	Status CertificateAuthorityStatus `json:"status,omitempty"`
+}
+
+// CertificateAuthorityList is a list of CertificateAuthority.
+// +kubebuilder:object:root=true
+type CertificateAuthorityList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []CertificateAuthority `json:"items"`
+}
+
+// ChallengeType is an ACME challenge type.
+// +kubebuilder:validation:Enum=http-01;dns-01;tls-alpn-01
+type ChallengeType string
+
+// Challenge types kacme validates.
+const (
+	ChallengeHTTP01    ChallengeType = "http-01"
+	ChallengeDNS01     ChallengeType = "dns-01"
+	ChallengeTLSALPN01 ChallengeType = "tls-alpn-01"
+)
+
+// AcmeProfileSpec declares one ACME directory, served at /acme/<name>/directory.
+type AcmeProfileSpec struct {
+	// CertificateAuthority names the CA that signs this profile's certificates.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	CertificateAuthority string `json:"certificateAuthority"`
+
+	// Description shown to humans.
+	// +optional
+	// +kubebuilder:validation:MaxLength=1024
+	Description string `json:"description,omitempty"`
+	// TermsOfService URL; when set, new accounts must agree to it.
+	// +optional
+	// +kubebuilder:validation:MaxLength=2048
+	TermsOfService string `json:"termsOfService,omitempty"`
+	// Website URL advertised in the directory.
+	// +optional
+	// +kubebuilder:validation:MaxLength=2048
+	Website string `json:"website,omitempty"`
+	// CAAIdentities advertised in the directory.
+	// +optional
+	// +kubebuilder:validation:MaxItems=16
+	CAAIdentities []string `json:"caaIdentities,omitempty"`
+
+	// ExternalAccountBinding policy (RFC 8555 §7.3.4).
+	// +optional
+	ExternalAccountBinding *ExternalAccountBindingPolicy `json:"externalAccountBinding,omitempty"`
+
+	// Identifiers policy: which names and addresses may be ordered.
+	// +optional
+	Identifiers IdentifierPolicy `json:"identifiers,omitempty"`
+
+	// Validation settings for challenges.
+	// +optional
+	Validation ValidationSpec `json:"validation,omitempty"`
+
+	// Keys accepted in CSRs.
+	// +optional
+	Keys KeyPolicy `json:"keys,omitempty"`
+
+	// IssuanceProfiles offered through the ACME "profile" order field. When
+	// empty, one profile named "default" with default settings is offered.
+	// +optional
+	// +listType=map
+	// +listMapKey=name
+	// +kubebuilder:validation:MaxItems=16
+	IssuanceProfiles []IssuanceProfile `json:"issuanceProfiles,omitempty"`
+	// DefaultIssuanceProfile is used when an order names none. Default: the first.
+	// +optional
+	DefaultIssuanceProfile string `json:"defaultIssuanceProfile,omitempty"`
+
+	// OrderLifetime is how long a pending order lives. Default 24h.
+	// +optional
+	OrderLifetime *metav1.Duration `json:"orderLifetime,omitempty"`
+	// AuthorizationLifetime is how long a valid authorization may be used. Default 24h.
+	// +optional
+	AuthorizationLifetime *metav1.Duration `json:"authorizationLifetime,omitempty"`
+}
+
+// ExternalAccountBindingPolicy says whether accounts must be bound to a
+// pre-provisioned AcmeAccount carrying an EAB key.
+type ExternalAccountBindingPolicy struct {
+	// Required makes new-account without a binding fail with externalAccountRequired.
+	// +optional
+	Required bool `json:"required,omitempty"`
+}
+
+// IdentifierPolicy limits what may be ordered.
+type IdentifierPolicy struct {
+	// AllowedDNSSuffixes: a dns identifier must equal or end in one of these
+	// (".example.com" style without the dot is fine). Empty allows any name.
+	// +optional
+	// +kubebuilder:validation:MaxItems=256
+	AllowedDNSSuffixes []string `json:"allowedDNSSuffixes,omitempty"`
+	// DeniedNames are refused even when a suffix allows them; an entry with a
+	// leading "*." denies the whole subtree.
+	// +optional
+	// +kubebuilder:validation:MaxItems=1024
+	DeniedNames []string `json:"deniedNames,omitempty"`
+	// AllowedCIDRs: an ip identifier must fall inside one of them. Empty refuses all ip identifiers.
+	// +optional
+	// +kubebuilder:validation:MaxItems=256
+	AllowedCIDRs []string `json:"allowedCIDRs,omitempty"`
+	// DisallowWildcards refuses "*." names.
+	// +optional
+	DisallowWildcards bool `json:"disallowWildcards,omitempty"`
+	// MaxIdentifiers per order. Default 100.
+	// +optional
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=1000
+	MaxIdentifiers int `json:"maxIdentifiers,omitempty"`
+}
+
+// ValidationSpec configures how challenges are validated.
+type ValidationSpec struct {
+	// ChallengeTypes offered. Default all three.
+	// +optional
+	ChallengeTypes []ChallengeType `json:"challengeTypes,omitempty"`
+	// HTTP01Port is the port http-01 connects to first. Default 80 (RFC 8555 §8.3); change only for tests.
+	// +optional
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=65535
+	HTTP01Port int `json:"http01Port,omitempty"`
+	// TLSALPN01Port is the port tls-alpn-01 connects to. Default 443 (RFC 8737 §3).
+	// +optional
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=65535
+	TLSALPN01Port int `json:"tlsALPN01Port,omitempty"`
+	// Resolvers (host:port) used for every lookup during validation. Default:
+	// the nameservers of the server's /etc/resolv.conf. Names under
+	// "localhost" always resolve to loopback (RFC 6761 §6.3).
+	// +optional
+	// +kubebuilder:validation:MaxItems=8
+	Resolvers []string `json:"resolvers,omitempty"`
+	// Timeout for one validation attempt. Default 10s.
+	// +optional
+	Timeout *metav1.Duration `json:"timeout,omitempty"`
+}
+
+// KeyPolicy limits the keys accepted in CSRs.
+type KeyPolicy struct {
+	// MinRSABits default 2048.
+	// +optional
+	// +kubebuilder:validation:Minimum=2048
+	// +kubebuilder:validation:Maximum=8192
+	MinRSABits int `json:"minRSABits,omitempty"`
+	// AllowEd25519 accepts Ed25519 CSR keys.
+	// +optional
+	AllowEd25519 bool `json:"allowEd25519,omitempty"`
+	// DisallowP384 refuses P-384 keys (P-256 is always accepted).
+	// +optional
+	DisallowP384 bool `json:"disallowP384,omitempty"`
+}
+
+// IssuanceProfile is one selectable certificate profile (draft-ietf-acme-profiles).
+type IssuanceProfile struct {
+	// Name as clients select it.
+	// +required
+	// +kubebuilder:validation:Pattern=`^[a-z0-9][a-z0-9.-]{0,62}$`
+	Name string `json:"name"`
+	// Description shown in the directory's meta.profiles.
+	// +optional
+	Description string `json:"description,omitempty"`
+	// CertificateLifetime of issued certificates. Default 2160h (90 days).
+	// +optional
+	CertificateLifetime *metav1.Duration `json:"certificateLifetime,omitempty"`
+	// MaxCertificateLifetime bounds an order's notBefore..notAfter. Default CertificateLifetime.
+	// +optional
+	MaxCertificateLifetime *metav1.Duration `json:"maxCertificateLifetime,omitempty"`
+	// ClientAuth adds the clientAuth extended key usage.
+	// +optional
+	ClientAuth bool `json:"clientAuth,omitempty"`
+	// DisallowIP refuses ip identifiers for this profile (invalidProfile).
+	// +optional
+	DisallowIP bool `json:"disallowIP,omitempty"`
+}
+
+// AcmeProfileStatus reports the profile's state.
+type AcmeProfileStatus struct {
+	// Conditions describe readiness.
+	// +optional
+	// +listType=map
+	// +listMapKey=type
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+	// DirectoryURL where clients find this profile.
+	// +optional
+	DirectoryURL string `json:"directoryURL,omitempty"`
+}
+
+// AcmeProfile is one ACME directory with its policy.
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:shortName=aprof,categories=acme
+// +kubebuilder:printcolumn:name="CA",type=string,JSONPath=`.spec.certificateAuthority`
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Directory",type=string,JSONPath=`.status.directoryURL`
+type AcmeProfile struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	Spec   AcmeProfileSpec   `json:"spec,omitempty"`
+	Status AcmeProfileStatus `json:"status,omitempty"`
+}
+
+// AcmeProfileList is a list of AcmeProfile.
+// +kubebuilder:object:root=true
+type AcmeProfileList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []AcmeProfile `json:"items"`
+}

@@ -1,0 +1,26 @@
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+)
+
+func metaAddToGroupVersion(s *runtime.Scheme) { metav1.AddToGroupVersion(s, GroupVersion) }
+
+// Labels the server sets on stored objects so that backends can index them.
+const (
+	// LabelAccount names the owning AcmeAccount on orders, challenges and certificates.
+	LabelAccount = "acme.kacme.io/account"
+	// LabelProfile names the AcmeProfile an object belongs to.
+	LabelProfile = "acme.kacme.io/profile"
+	// LabelKeyThumbprint is the RFC 7638 thumbprint (base32, lowercase) of an account key.
+	LabelKeyThumbprint = "acme.kacme.io/key-thumbprint"
+	// LabelEABKeyID is the external account binding key ID of a pre-provisioned account (hex of the key ID).
+	LabelEABKeyID = "acme.kacme.io/eab-key-id"
+	// LabelReplaces is the serial of the certificate an order replaces (RFC 9773 §5).
+	LabelReplaces = "acme.kacme.io/replaces"
+	// LabelOrder names the AcmeOrder an AcmeChallenge or AcmeCertificate belongs to.
+	LabelOrder = "acme.kacme.io/order"
+	// LabelState is a coarse state used to find work (e.g. challenges to validate).
+	LabelState = "acme.kacme.io/state"
+)

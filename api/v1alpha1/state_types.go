@@ -1,0 +1,337 @@
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// The state kinds below are written whole by the ACME server (no status
+// subresource) so that every ACME state change costs exactly one API write.
+
+// Identifier is an ACME identifier (RFC 8555 §7.1.4, RFC 8738).
+type Identifier struct {
+	// Type is "dns" or "ip".
+	// +kubebuilder:validation:Enum=dns;ip
+	Type string `json:"type"`
+	// Value in certificate form: a lowercase A-label name (maybe "*."-prefixed) or a canonical IP.
+	// +kubebuilder:validation:MaxLength=253
+	Value string `json:"value"`
+}
+
+// Problem is a stored RFC 7807 problem document.
+type Problem struct {
+	// Type URN, e.g. urn:ietf:params:acme:error:incorrectResponse.
+	Type string `json:"type"`
+	// Detail for humans.
+	// +optional
+	Detail string `json:"detail,omitempty"`
+	// Status is the HTTP status the problem maps to.
+	// +optional
+	Status int `json:"status,omitempty"`
+}
+
+// ExternalAccountKey points to the MAC key of a pre-provisioned account.
+type ExternalAccountKey struct {
+	// KeyID clients send as the EAB "kid".
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=128
+	KeyID string `json:"keyID"`
+	// SecretName holds the base64url HMAC key under SecretKey.
+	// +required
+	SecretName string `json:"secretName"`
+	// SecretKey within the secret. Default "key".
+	// +optional
+	SecretKey string `json:"secretKey,omitempty"`
+}
+
+// AcmeAccountSpec is what the account was created with. A platform team may
+// pre-provision an account with an ExternalAccountBinding key; the first ACME
+// client to register with that key binds it.
+type AcmeAccountSpec struct {
+	// Profile is the AcmeProfile (directory) the account belongs to.
+	// +required
+	Profile string `json:"profile"`
+	// Contact URLs (mailto:).
+	// +optional
+	// +kubebuilder:validation:MaxItems=10
+	Contact []string `json:"contact,omitempty"`
+	// ExternalAccountBinding key for a pre-provisioned account.
+	// +optional
+	ExternalAccountBinding *ExternalAccountKey `json:"externalAccountBinding,omitempty"`
+}
+
+// AcmeAccountStatus is the server-owned state of an account.
+type AcmeAccountStatus struct {
+	// Status: valid, deactivated or revoked; empty while a pre-provisioned account is unbound.
+	// +optional
+	Status string `json:"status,omitempty"`
+	// Key is the account's public JWK (JSON).
+	// +optional
+	Key string `json:"key,omitempty"`
+	// TermsOfServiceAgreed as sent by the client.
+	// +optional
+	TermsOfServiceAgreed bool `json:"termsOfServiceAgreed,omitempty"`
+	// Binding is the verified externalAccountBinding JWS, echoed to the client (RFC 8555 §7.3.4).
+	// +optional
+	Binding string `json:"binding,omitempty"`
+	// BoundAt is when a client bound a pre-provisioned account.
+	// +optional
+	BoundAt *metav1.Time `json:"boundAt,omitempty"`
+	// CreatedAt is when the ACME account came into being.
+	// +optional
+	CreatedAt *metav1.Time `json:"createdAt,omitempty"`
+}
+
+// AcmeAccount is an ACME account (RFC 8555 §7.1.2).
+// +kubebuilder:object:root=true
+// +kubebuilder:resource:shortName=aacct,categories=acme
+// +kubebuilder:printcolumn:name="Profile",type=string,JSONPath=`.spec.profile`
+// +kubebuilder:printcolumn:name="Status",type=string,JSONPath=`.status.status`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type AcmeAccount struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	Spec   AcmeAccountSpec   `json:"spec,omitempty"`
+	Status AcmeAccountStatus `json:"status,omitempty"`
+}
+
+// AcmeAccountList is a list of AcmeAccount.
+// +kubebuilder:object:root=true
+type AcmeAccountList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []AcmeAccount `json:"items"`
+}
+
+// AcmeOrderSpec is what the client asked for; immutable once created.
+type AcmeOrderSpec struct {
+	// Account that placed the order.
+	Account string `json:"account"`
+	// Profile (AcmeProfile) the order was placed on.
+	Profile string `json:"profile"`
+	// IssuanceProfile selected with the order's "profile" field.
+	IssuanceProfile string `json:"issuanceProfile"`
+	// Identifiers ordered, normalised and de-duplicated.
+	// +kubebuilder:validation:MaxItems=1000
+	Identifiers []Identifier `json:"identifiers"`
+	// NotBefore requested by the client.
+	// +optional
+	NotBefore *metav1.Time `json:"notBefore,omitempty"`
+	// NotAfter requested by the client.
+	// +optional
+	NotAfter *metav1.Time `json:"notAfter,omitempty"`
+	// Replaces is the ARI certID of the certificate this order replaces (RFC 9773 §5).
+	// +optional
+	Replaces string `json:"replaces,omitempty"`
+}
+
+// AcmeChallengeState is one challenge of an authorization as the client sees it.
+type AcmeChallengeState struct {
+	// Type of the challenge.
+	Type ChallengeType `json:"type"`
+	// Token chosen by the server (≥128 bits).
+	Token string `json:"token"`
+	// Status: pending, processing, valid or invalid.
+	Status string `json:"status"`
+	// Validated is when it became valid.
+	// +optional
+	Validated *metav1.Time `json:"validated,omitempty"`
+	// Error when invalid.
+	// +optional
+	Error *Problem `json:"error,omitempty"`
+}
+
+// AcmeAuthorizationState is one authorization of an order. Authorizations
+// live inside their order: an order is created, validated and finalized with
+// one write per step.
+type AcmeAuthorizationState struct {
+	// Identifier being authorized (without "*." for wildcards).
+	Identifier Identifier `json:"identifier"`
+	// Wildcard is true when the order asked for "*." + identifier.
+	// +optional
+	Wildcard bool `json:"wildcard,omitempty"`
+	// Status: pending, valid, invalid, deactivated, expired or revoked.
+	Status string `json:"status"`
+	// Expires is when the authorization stops being usable.
+	Expires metav1.Time `json:"expires"`
+	// Challenges offered.
+	Challenges []AcmeChallengeState `json:"challenges"`
+}
+
+// AcmeOrderStatus is the server-owned state of an order.
+type AcmeOrderStatus struct {
+	// Status: pending, ready, processing, valid or invalid (RFC 8555 §7.1.6).
+	Status string `json:"status"`
+	// Expires is when the order stops being usable.
+	Expires metav1.Time `json:"expires"`
+	// Authorizations of the order, one per identifier.
+	Authorizations []AcmeAuthorizationState `json:"authorizations"`
+	// Certificate is the name (serial) of the issued AcmeCertificate.
+	// +optional
+	Certificate string `json:"certificate,omitempty"`
+	// Error explains why the order is invalid.
+	// +optional
+	Error *Problem `json:"error,omitempty"`
+}
+
+// AcmeOrder is an ACME order with its authorizations (RFC 8555 §7.1.3).
+// +kubebuilder:object:root=true
+// +kubebuilder:resource:shortName=aord,categories=acme
+// +kubebuilder:printcolumn:name="Account",type=string,JSONPath=`.spec.account`
+// +kubebuilder:printcolumn:name="Status",type=string,JSONPath=`.status.status`
+// +kubebuilder:printcolumn:name="Certificate",type=string,JSONPath=`.status.certificate`
+type AcmeOrder struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	Spec   AcmeOrderSpec   `json:"spec,omitempty"`
+	Status AcmeOrderStatus `json:"status,omitempty"`
+}
+
+// AcmeOrderList is a list of AcmeOrder.
+// +kubebuilder:object:root=true
+type AcmeOrderList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []AcmeOrder `json:"items"`
+}
+
+// ValidationRecord is what a validator saw (audit trail).
+type ValidationRecord struct {
+	// URL fetched (http-01).
+	// +optional
+	URL string `json:"url,omitempty"`
+	// Hostname or address validated.
+	// +optional
+	Hostname string `json:"hostname,omitempty"`
+	// Port connected to.
+	// +optional
+	Port string `json:"port,omitempty"`
+	// AddressesResolved for the hostname.
+	// +optional
+	AddressesResolved []string `json:"addressesResolved,omitempty"`
+	// AddressUsed for the connection.
+	// +optional
+	AddressUsed string `json:"addressUsed,omitempty"`
+	// Query made (dns-01), e.g. "TXT _acme-challenge.example.com.".
+	// +optional
+	Query string `json:"query,omitempty"`
+	// Resolver asked.
+	// +optional
+	Resolver string `json:"resolver,omitempty"`
+}
+
+// AcmeChallengeSpec is one validation attempt requested by a client.
+type AcmeChallengeSpec struct {
+	// Account whose key authorizes the challenge.
+	Account string `json:"account"`
+	// Order the challenge belongs to.
+	Order string `json:"order"`
+	// Profile (AcmeProfile) whose validation settings apply.
+	Profile string `json:"profile"`
+	// Authorization index within the order.
+	Authorization int `json:"authorization"`
+	// Identifier to validate.
+	Identifier Identifier `json:"identifier"`
+	// Type of challenge.
+	Type ChallengeType `json:"type"`
+	// Token of the challenge.
+	Token string `json:"token"`
+	// KeyAuthorization expected (token + "." + account key thumbprint; not secret).
+	KeyAuthorization string `json:"keyAuthorization"`
+}
+
+// AcmeChallengeStatus is the outcome of the validation.
+type AcmeChallengeStatus struct {
+	// Status: processing, valid or invalid.
+	Status string `json:"status"`
+	// Records of what was queried and fetched.
+	// +optional
+	Records []ValidationRecord `json:"records,omitempty"`
+	// Error when invalid.
+	// +optional
+	Error *Problem `json:"error,omitempty"`
+	// Finished is when the validation ended.
+	// +optional
+	Finished *metav1.Time `json:"finished,omitempty"`
+}
+
+// AcmeChallenge is a validation request: created when a client responds to a
+// challenge, consumed by the validator, kept as the record of what was seen.
+// +kubebuilder:object:root=true
+// +kubebuilder:resource:shortName=achal,categories=acme
+// +kubebuilder:printcolumn:name="Type",type=string,JSONPath=`.spec.type`
+// +kubebuilder:printcolumn:name="Identifier",type=string,JSONPath=`.spec.identifier.value`
+// +kubebuilder:printcolumn:name="Status",type=string,JSONPath=`.status.status`
+type AcmeChallenge struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	Spec   AcmeChallengeSpec   `json:"spec,omitempty"`
+	Status AcmeChallengeStatus `json:"status,omitempty"`
+}
+
+// AcmeChallengeList is a list of AcmeChallenge.
+// +kubebuilder:object:root=true
+type AcmeChallengeList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []AcmeChallenge `json:"items"`
+}
+
+// AcmeCertificateSpec records an issued certificate.
+type AcmeCertificateSpec struct {
+	// Account that ordered it.
+	Account string `json:"account"`
+	// Order it was issued for.
+	Order string `json:"order"`
+	// Profile (AcmeProfile) and IssuanceProfile it was issued under.
+	Profile         string `json:"profile"`
+	IssuanceProfile string `json:"issuanceProfile,omitempty"`
+	// CertificateAuthority that signed it.
+	CertificateAuthority string `json:"certificateAuthority"`
+	// Serial in lowercase hex.
+	Serial string `json:"serial"`
+	// Chain is the PEM chain served to the client: leaf first.
+	Chain string `json:"chain"`
+	// NotBefore and NotAfter of the leaf.
+	NotBefore metav1.Time `json:"notBefore"`
+	NotAfter  metav1.Time `json:"notAfter"`
+}
+
+// Revocation records a revoked certificate.
+type Revocation struct {
+	// Reason is the RFC 5280 CRLReason code; 0 is written as no reason.
+	Reason int `json:"reason"`
+	// RevokedAt is when the revocation happened.
+	RevokedAt metav1.Time `json:"revokedAt"`
+}
+
+// AcmeCertificateStatus is the mutable part of a certificate.
+type AcmeCertificateStatus struct {
+	// Revocation, once revoked.
+	// +optional
+	Revocation *Revocation `json:"revocation,omitempty"`
+}
+
+// AcmeCertificate is an issued certificate. Its name is the serial in hex.
+// +kubebuilder:object:root=true
+// +kubebuilder:resource:shortName=acert,categories=acme
+// +kubebuilder:printcolumn:name="Account",type=string,JSONPath=`.spec.account`
+// +kubebuilder:printcolumn:name="NotAfter",type=date,JSONPath=`.spec.notAfter`
+type AcmeCertificate struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	Spec   AcmeCertificateSpec   `json:"spec,omitempty"`
+	Status AcmeCertificateStatus `json:"status,omitempty"`
+}
+
+// AcmeCertificateList is a list of AcmeCertificate.
+// +kubebuilder:object:root=true
+type AcmeCertificateList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []AcmeCertificate `json:"items"`
+}
