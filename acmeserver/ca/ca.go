@@ -1,0 +1,309 @@
+// Package ca signs certificates and CRLs with CA keys (ECDSA P-256/P-384,
+// RSA, Ed25519), from a root or an intermediate.
+package ca
+
+import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha1" //nolint:gosec // RFC 5280 §4.2.1.2 method (1) key identifier, not a signature
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/asn1"
+	"errors"
+	"fmt"
+	"math/big"
+	"net"
+	"time"
+
+	"github.com/kacme/kacme/api/v1alpha1"
+)
+
+// Authority is one loaded CA.
+type Authority struct {
+	Name   string
+	Cert   *x509.Certificate
+	Signer crypto.Signer
+	// Parents are the certificates above Cert, root last (empty for a root CA).
+	Parents []*x509.Certificate
+	// CRLURL is written as the CRL distribution point when set.
+	CRLURL      string
+	CRLValidity time.Duration
+	now         func() time.Time
+}
+
+// New checks that signer matches cert and returns the authority.
+func New(name string, cert *x509.Certificate, signer crypto.Signer, parents []*x509.Certificate) (*Authority, error) {
+	if !cert.IsCA || !cert.BasicConstraintsValid {
+		return nil, fmt.Errorf("CA %s: certificate is not a CA certificate", name)
+	}
+	if !publicKeysEqual(cert.PublicKey, signer.Public()) {
+		return nil, fmt.Errorf("CA %s: private key does not match the certificate", name)
+	}
+	prev := cert
+	for i, p := range parents {
+		if err := prev.CheckSignatureFrom(p); err != nil {
+			return nil, fmt.Errorf("CA %s: chain certificate %d does not sign the one before: %w", name, i+1, err)
+		}
+		prev = p
+	}
+	return &Authority{Name: name, Cert: cert, Signer: signer, Parents: parents, CRLValidity: 24 * time.Hour, now: time.Now}, nil
+}
+
+func publicKeysEqual(a, b crypto.PublicKey) bool {
+	type equaler interface{ Equal(crypto.PublicKey) bool }
+	e, ok := a.(equaler)
+	return ok && e.Equal(b)
+}
+
+// Root is the top of the chain.
+func (a *Authority) Root() *x509.Certificate {
+	if len(a.Parents) == 0 {
+		return a.Cert
+	}
+	return a.Parents[len(a.Parents)-1]
+}
+
+// Chains returns the issuer chains served after a leaf: the default chain is
+// the issuing CA and its intermediates without a separate root; when there
+// is one, an alternate chain also carries the root (RFC 8555 §7.4.2).
+func (a *Authority) Chains() [][]*x509.Certificate {
+	if len(a.Parents) == 0 {
+		return [][]*x509.Certificate{{a.Cert}}
+	}
+	withoutRoot := append([]*x509.Certificate{a.Cert}, a.Parents[:len(a.Parents)-1]...)
+	withRoot := append([]*x509.Certificate{a.Cert}, a.Parents...)
+	return [][]*x509.Certificate{withoutRoot, withRoot}
+}
+
+// IssueRequest is a vetted request for a leaf certificate.
+type IssueRequest struct {
+	PublicKey  crypto.PublicKey
+	DNSNames   []string
+	IPs        []net.IP
+	NotBefore  time.Time
+	NotAfter   time.Time
+	ClientAuth bool
+}
+
+// ErrPolicy marks requests the CA refuses.
+var ErrPolicy = errors.New("ca policy")
+
+// NewSerial returns a positive serial with 127 random bits (≥ 64 required by the BRs).
+func NewSerial() (*big.Int, error) {
+	b := make([]byte, 16)
+	if _, err := rand.Read(b); err != nil {
+		return nil, err
+	}
+	b[0] &= 0x7f
+	if b[0] == 0 {
+		b[0] = 0x40 // keep a fixed length so serial strings sort and read alike
+	}
+	return new(big.Int).SetBytes(b), nil
+}
+
+// KeyID is the RFC 5280 §4.2.1.2 method (1) identifier of a public key.
+func KeyID(pub crypto.PublicKey) ([]byte, error) {
+	der, err := x509.MarshalPKIXPublicKey(pub)
+	if err != nil {
+		return nil, err
+	}
+	var spki struct {
+		Algorithm pkix.AlgorithmIdentifier
+		PublicKey asn1.BitString
+	}
+	if _, err := asn1.Unmarshal(der, &spki); err != nil {
+		return nil, err
+	}
+	sum := sha1.Sum(spki.PublicKey.Bytes) //nolint:gosec // key identifier
+	return sum[:], nil
+}
+
+// Issue signs a leaf certificate and returns its DER and parsed form.
+func (a *Authority) Issue(req IssueRequest) ([]byte, *x509.Certificate, error) {
+	if len(req.DNSNames)+len(req.IPs) == 0 {
+		return nil, nil, fmt.Errorf("%w: no identifiers", ErrPolicy)
+	}
+	if !req.NotAfter.After(req.NotBefore) {
+		return nil, nil, fmt.Errorf("%w: notAfter is not after notBefore", ErrPolicy)
+	}
+	if req.NotAfter.After(a.Cert.NotAfter) {
+		req.NotAfter = a.Cert.NotAfter // never outlive the issuer
+	}
+	serial, err := NewSerial()
+	if err != nil {
+		return nil, nil, err
+	}
+	ski, err := KeyID(req.PublicKey)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: unusable public key: %v", ErrPolicy, err)
+	}
+	eku := []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
+	if req.ClientAuth {
+		eku = append(eku, x509.ExtKeyUsageClientAuth)
+	}
+	ku := x509.KeyUsageDigitalSignature
+	if _, ok := req.PublicKey.(*rsa.PublicKey); ok {
+		ku |= x509.KeyUsageKeyEncipherment
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          serial,
+		NotBefore:             req.NotBefore,
+		NotAfter:              req.NotAfter,
+		DNSNames:              req.DNSNames,
+		IPAddresses:           req.IPs,
+		KeyUsage:              ku,
+		ExtKeyUsage:           eku,
+		BasicConstraintsValid: true,
+		SubjectKeyId:          ski,
+		AuthorityKeyId:        a.Cert.SubjectKeyId,
+	}
+	if len(req.DNSNames) > 0 && len(req.DNSNames[0]) <= 64 {
+		tmpl.Subject.CommonName = req.DNSNames[0]
+	}
+	if a.CRLURL != "" {
+		tmpl.CRLDistributionPoints = []string{a.CRLURL}
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, a.Cert, req.PublicKey, a.Signer)
+	if err != nil {
+		return nil, nil, fmt.Errorf("sign certificate: %w", err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, nil, err
+	}
+	return der, cert, nil
+}
+
+// RevokedEntry is one CRL entry.
+type RevokedEntry struct {
+	Serial    *big.Int
+	RevokedAt time.Time
+	Reason    int
+}
+
+// CRL signs a v2 CRL. cRLNumber is the signing time in nanoseconds, so it
+// rises strictly across restarts and replicas without shared state.
+func (a *Authority) CRL(entries []RevokedEntry) ([]byte, error) {
+	now := a.now().UTC()
+	tmpl := &x509.RevocationList{
+		Number:     big.NewInt(now.UnixNano()),
+		ThisUpdate: now,
+		NextUpdate: now.Add(a.CRLValidity),
+	}
+	for _, e := range entries {
+		tmpl.RevokedCertificateEntries = append(tmpl.RevokedCertificateEntries, x509.RevocationListEntry{
+			SerialNumber: e.Serial, RevocationTime: e.RevokedAt.UTC(), ReasonCode: e.Reason, // 0 is omitted (RFC 5280 §5.3.1)
+		})
+	}
+	return x509.CreateRevocationList(rand.Reader, tmpl, a.Cert, a.Signer)
+}
+
+// GenerateKey creates a key of the given algorithm.
+func GenerateKey(alg v1alpha1.KeyAlgorithm) (crypto.Signer, error) {
+	switch alg {
+	case "", v1alpha1.KeyECDSAP256:
+		return ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	case v1alpha1.KeyECDSAP384:
+		return ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+	case v1alpha1.KeyRSA2048:
+		return rsa.GenerateKey(rand.Reader, 2048)
+	case v1alpha1.KeyRSA3072:
+		return rsa.GenerateKey(rand.Reader, 3072)
+	case v1alpha1.KeyRSA4096:
+		return rsa.GenerateKey(rand.Reader, 4096)
+	case v1alpha1.KeyEd25519:
+		_, k, err := ed25519.GenerateKey(rand.Reader)
+		return k, err
+	}
+	return nil, fmt.Errorf("unknown key algorithm %q", alg)
+}
+
+// GenerateChain creates a CA per spec: a root, or a root and an intermediate.
+// It returns the issuing key and the chain, issuing certificate first.
+func GenerateChain(name string, spec v1alpha1.GenerateCA) (crypto.Signer, []*x509.Certificate, error) {
+	validity := 10 * 365 * 24 * time.Hour
+	if spec.Validity != nil && spec.Validity.Duration > 0 {
+		validity = spec.Validity.Duration
+	}
+	cn := spec.CommonName
+	if cn == "" {
+		cn = "kacme " + name + " CA"
+	}
+	org := spec.Organization
+	if org == "" {
+		org = "kacme"
+	}
+	now := time.Now().Add(-time.Minute).UTC()
+	rootKey, err := GenerateKey(spec.KeyAlgorithm)
+	if err != nil {
+		return nil, nil, err
+	}
+	rootName := cn
+	if spec.Intermediate {
+		rootName = cn + " Root"
+	}
+	root, err := selfSign(rootKey, pkix.Name{CommonName: rootName, Organization: []string{org}}, now, now.Add(validity))
+	if err != nil {
+		return nil, nil, err
+	}
+	if !spec.Intermediate {
+		return rootKey, []*x509.Certificate{root}, nil
+	}
+	intKey, err := GenerateKey(spec.KeyAlgorithm)
+	if err != nil {
+		return nil, nil, err
+	}
+	inter, err := signCA(intKey.Public(), pkix.Name{CommonName: cn + " Intermediate", Organization: []string{org}}, now, now.Add(validity-time.Hour), root, rootKey, 0)
+	if err != nil {
+		return nil, nil, err
+	}
+	return intKey, []*x509.Certificate{inter, root}, nil
+}
+
+func selfSign(key crypto.Signer, subject pkix.Name, nb, na time.Time) (*x509.Certificate, error) {
+	tmpl, err := caTemplate(key.Public(), subject, nb, na, -1)
+	if err != nil {
+		return nil, err
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
+	if err != nil {
+		return nil, err
+	}
+	return x509.ParseCertificate(der)
+}
+
+func signCA(pub crypto.PublicKey, subject pkix.Name, nb, na time.Time, parent *x509.Certificate, parentKey crypto.Signer, maxPath int) (*x509.Certificate, error) {
+	tmpl, err := caTemplate(pub, subject, nb, na, maxPath)
+	if err != nil {
+		return nil, err
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, pub, parentKey)
+	if err != nil {
+		return nil, err
+	}
+	return x509.ParseCertificate(der)
+}
+
+func caTemplate(pub crypto.PublicKey, subject pkix.Name, nb, na time.Time, maxPath int) (*x509.Certificate, error) {
+	serial, err := NewSerial()
+	if err != nil {
+		return nil, err
+	}
+	ski, err := KeyID(pub)
+	if err != nil {
+		return nil, err
+	}
+	t := &x509.Certificate{
+		SerialNumber: serial, Subject: subject, NotBefore: nb, NotAfter: na,
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
+		BasicConstraintsValid: true, IsCA: true, SubjectKeyId: ski,
+	}
+	if maxPath >= 0 {
+		t.MaxPathLen, t.MaxPathLenZero = maxPath, maxPath == 0
+	}
+	return t, nil
+}

@@ -1,0 +1,150 @@
+package ca
+
+import (
+	"crypto"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/kacme/kacme/api/v1alpha1"
+)
+
+// LoadOrGenerateDir loads the CA from dir/tls.key and dir/tls.crt (the
+// standalone form of a kubernetes.io/tls Secret), generating it per
+// spec.Generate on first start.
+func LoadOrGenerateDir(dir string, caObj *v1alpha1.CertificateAuthority) (*Authority, bool, error) {
+	keyPath, crtPath := filepath.Join(dir, "tls.key"), filepath.Join(dir, "tls.crt")
+	created := false
+	if _, err := os.Stat(keyPath); errors.Is(err, os.ErrNotExist) {
+		if caObj.Spec.Generate == nil {
+			return nil, false, fmt.Errorf("CA %s: %s does not exist and spec.generate is not set", caObj.Name, keyPath)
+		}
+		key, chain, err := GenerateChain(caObj.Name, *caObj.Spec.Generate)
+		if err != nil {
+			return nil, false, fmt.Errorf("CA %s: generate: %w", caObj.Name, err)
+		}
+		keyPEM, crtPEM, err := EncodePEM(key, chain)
+		if err != nil {
+			return nil, false, err
+		}
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return nil, false, err
+		}
+		// Write the certificate first: a crash in between leaves no key without a cert.
+		if err := writeFileAtomic(crtPath, crtPEM, 0o644); err != nil {
+			return nil, false, err
+		}
+		if err := writeFileAtomic(keyPath, keyPEM, 0o600); err != nil {
+			return nil, false, err
+		}
+		created = true
+	}
+	keyPEM, err := os.ReadFile(keyPath)
+	if err != nil {
+		return nil, false, err
+	}
+	crtPEM, err := os.ReadFile(crtPath)
+	if err != nil {
+		return nil, false, err
+	}
+	a, err := FromPEM(caObj.Name, keyPEM, crtPEM)
+	if err != nil {
+		return nil, false, err
+	}
+	if caObj.Spec.CRL != nil {
+		a.CRLURL = caObj.Spec.CRL.DistributionPointURL
+		if caObj.Spec.CRL.Validity != nil && caObj.Spec.CRL.Validity.Duration > 0 {
+			a.CRLValidity = caObj.Spec.CRL.Validity.Duration
+		}
+	}
+	return a, created, nil
+}
+
+// FromPEM builds an authority from a PKCS#8/EC/PKCS#1 key and a certificate chain.
+func FromPEM(name string, keyPEM, chainPEM []byte) (*Authority, error) {
+	kb, _ := pem.Decode(keyPEM)
+	if kb == nil {
+		return nil, fmt.Errorf("CA %s: no PEM key", name)
+	}
+	var key any
+	var err error
+	switch kb.Type {
+	case "PRIVATE KEY":
+		key, err = x509.ParsePKCS8PrivateKey(kb.Bytes)
+	case "EC PRIVATE KEY":
+		key, err = x509.ParseECPrivateKey(kb.Bytes)
+	case "RSA PRIVATE KEY":
+		key, err = x509.ParsePKCS1PrivateKey(kb.Bytes)
+	default:
+		err = fmt.Errorf("unsupported PEM block %q", kb.Type)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("CA %s: parse key: %w", name, err)
+	}
+	signer, ok := key.(crypto.Signer)
+	if !ok {
+		return nil, fmt.Errorf("CA %s: key cannot sign", name)
+	}
+	var chain []*x509.Certificate
+	rest := chainPEM
+	for {
+		var b *pem.Block
+		b, rest = pem.Decode(rest)
+		if b == nil {
+			break
+		}
+		if b.Type != "CERTIFICATE" {
+			continue
+		}
+		c, err := x509.ParseCertificate(b.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("CA %s: parse certificate: %w", name, err)
+		}
+		chain = append(chain, c)
+	}
+	if len(chain) == 0 {
+		return nil, fmt.Errorf("CA %s: no certificate in chain", name)
+	}
+	return New(name, chain[0], signer, chain[1:])
+}
+
+// EncodePEM encodes a key (PKCS#8) and a chain.
+func EncodePEM(key crypto.Signer, chain []*x509.Certificate) (keyPEM, chainPEM []byte, err error) {
+	der, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return nil, nil, err
+	}
+	keyPEM = pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
+	for _, c := range chain {
+		chainPEM = append(chainPEM, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})...)
+	}
+	return keyPEM, chainPEM, nil
+}
+
+func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, mode)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		_ = f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		_ = f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+// WriteFileAtomic is exported for the standalone command (root and serving cert files).
+func WriteFileAtomic(path string, data []byte, mode os.FileMode) error {
+	return writeFileAtomic(path, data, mode)
+}

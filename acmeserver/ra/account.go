@@ -1,0 +1,324 @@
+package ra
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+	"net/mail"
+	"strings"
+
+	jose "github.com/go-jose/go-jose/v4"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/kacme/kacme/acmeserver/acme"
+	"github.com/kacme/kacme/acmeserver/audit"
+	"github.com/kacme/kacme/acmeserver/storage"
+	"github.com/kacme/kacme/api/v1alpha1"
+)
+
+// Binding is a parsed external account binding whose MAC is still to be checked.
+type Binding interface {
+	// KeyID is the EAB kid.
+	KeyID() string
+	// Verify checks the MAC with the HMAC key.
+	Verify(hmacKey []byte) *acme.Problem
+	// Raw is the JWS as sent, echoed back once verified.
+	Raw() string
+}
+
+// EABKeyLabel is the label value under which a pre-provisioned account is
+// found by its EAB key ID (hashed: key IDs are not label-safe).
+func EABKeyLabel(keyID string) string {
+	sum := sha256.Sum256([]byte(keyID))
+	return hex.EncodeToString(sum[:20])
+}
+
+const maxContacts = 10
+
+// ValidateContacts applies RFC 8555 §7.3 contact rules: mailto only, one
+// plain addr-spec each, no hfields (ACC-06).
+func ValidateContacts(contacts []string) *acme.Problem {
+	if len(contacts) > maxContacts {
+		return acme.InvalidContactProblem("at most %d contacts are accepted", maxContacts)
+	}
+	for _, c := range contacts {
+		scheme, addr, ok := strings.Cut(c, ":")
+		if !ok || !strings.EqualFold(scheme, "mailto") {
+			return acme.UnsupportedContactProblem("contact %q: only mailto: URIs are supported", c)
+		}
+		if strings.ContainsAny(addr, "?,;<>\" \t\r\n%") || addr == "" {
+			return acme.InvalidContactProblem("contact %q: must be a single email address without parameters", c)
+		}
+		a, err := mail.ParseAddress(addr)
+		if err != nil || a.Address != addr || a.Name != "" {
+			return acme.InvalidContactProblem("contact %q is not a valid email address", c)
+		}
+		local, domain, _ := strings.Cut(addr, "@")
+		if local == "" || !strings.Contains(domain, ".") || strings.HasSuffix(domain, ".") {
+			return acme.InvalidContactProblem("contact %q must have a fully qualified domain", c)
+		}
+	}
+	return nil
+}
+
+// AccountKey parses the account's stored public key.
+func AccountKey(a *v1alpha1.AcmeAccount) (*jose.JSONWebKey, error) {
+	var k jose.JSONWebKey
+	if err := k.UnmarshalJSON([]byte(a.Status.Key)); err != nil {
+		return nil, fmt.Errorf("account %s: stored key: %w", a.Name, err)
+	}
+	return &k, nil
+}
+
+// Account loads an account of profile p by ID.
+func (r *RA) Account(ctx context.Context, p *Profile, id string) (*v1alpha1.AcmeAccount, error) {
+	var a v1alpha1.AcmeAccount
+	if err := r.store.Get(ctx, r.ns, id, &a); err != nil {
+		if storage.IsNotFound(err) {
+			return nil, acme.AccountDoesNotExistProblem("account does not exist")
+		}
+		return nil, err
+	}
+	if a.Spec.Profile != p.Name || a.Status.Key == "" {
+		return nil, acme.AccountDoesNotExistProblem("account does not exist")
+	}
+	return &a, nil
+}
+
+// accountByKey finds the account of profile p holding key (any status).
+func (r *RA) accountByKey(ctx context.Context, p *Profile, tpLabel string) (*v1alpha1.AcmeAccount, error) {
+	var list v1alpha1.AcmeAccountList
+	err := r.store.List(ctx, r.ns, &list, storage.ListOptions{Labels: map[string]string{
+		v1alpha1.LabelKeyThumbprint: tpLabel, v1alpha1.LabelProfile: p.Name}})
+	if err != nil {
+		return nil, err
+	}
+	if len(list.Items) == 0 {
+		return nil, nil
+	}
+	return &list.Items[0], nil
+}
+
+// NewAccount registers key on profile p, or returns its existing account
+// (created=false) as RFC 8555 §7.3.1 requires.
+func (r *RA) NewAccount(ctx context.Context, p *Profile, key *jose.JSONWebKey, req acme.NewAccountRequest, b Binding) (*v1alpha1.AcmeAccount, bool, error) {
+	tp, err := acme.ThumbprintLabel(key)
+	if err != nil {
+		return nil, false, acme.BadPublicKeyProblem("cannot compute key thumbprint")
+	}
+	unlock := r.keyLocks.Lock(p.Name + "/" + tp)
+	defer unlock()
+	existing, err := r.accountByKey(ctx, p, tp)
+	if err != nil {
+		return nil, false, err
+	}
+	if existing != nil {
+		if existing.Status.Status != acme.StatusValid {
+			return nil, false, acme.UnauthorizedProblem("the account for this key is %s", existing.Status.Status)
+		}
+		return existing, false, nil
+	}
+	if req.OnlyReturnExisting {
+		return nil, false, acme.AccountDoesNotExistProblem("no account exists for this key")
+	}
+	if p.Spec.TermsOfService != "" && !req.TermsOfServiceAgreed {
+		return nil, false, acme.UserActionRequiredProblem(p.Spec.TermsOfService, "you must agree to the terms of service at %s", p.Spec.TermsOfService)
+	}
+	if pr := ValidateContacts(req.Contact); pr != nil {
+		return nil, false, pr
+	}
+	if b == nil && p.EABRequired() {
+		return nil, false, acme.ExternalAccountRequiredProblem("this directory requires an external account binding")
+	}
+	keyJSON, err := key.MarshalJSON()
+	if err != nil {
+		return nil, false, err
+	}
+	now := metav1.NewTime(r.nowUTC())
+	if b != nil {
+		a, err := r.bindAccount(ctx, p, b, tp, string(keyJSON), req)
+		return a, err == nil, err
+	}
+	a := &v1alpha1.AcmeAccount{
+		ObjectMeta: metav1.ObjectMeta{Namespace: r.ns, Name: acme.NewID(), Labels: map[string]string{
+			v1alpha1.LabelKeyThumbprint: tp, v1alpha1.LabelProfile: p.Name}},
+		Spec: v1alpha1.AcmeAccountSpec{Profile: p.Name, Contact: req.Contact},
+		Status: v1alpha1.AcmeAccountStatus{Status: acme.StatusValid, Key: string(keyJSON),
+			TermsOfServiceAgreed: req.TermsOfServiceAgreed, CreatedAt: &now},
+	}
+	if err := r.store.Create(ctx, a); err != nil {
+		return nil, false, fmt.Errorf("create account: %w", err)
+	}
+	r.audit.Record(ctx, audit.AccountCreated, slog.String("account", a.Name), slog.String("profile", p.Name),
+		slog.String("keyThumbprint", tp), slog.Any("contact", a.Spec.Contact))
+	return a, true, nil
+}
+
+// bindAccount binds key to the pre-provisioned account holding the EAB key
+// (RFC 8555 §7.3.4 step 3–4); a binding key is usable once.
+func (r *RA) bindAccount(ctx context.Context, p *Profile, b Binding, tp, keyJSON string, req acme.NewAccountRequest) (*v1alpha1.AcmeAccount, error) {
+	var list v1alpha1.AcmeAccountList
+	err := r.store.List(ctx, r.ns, &list, storage.ListOptions{Labels: map[string]string{
+		v1alpha1.LabelEABKeyID: EABKeyLabel(b.KeyID())}})
+	if err != nil {
+		return nil, err
+	}
+	var a *v1alpha1.AcmeAccount
+	for i := range list.Items {
+		it := &list.Items[i]
+		if it.Spec.ExternalAccountBinding != nil && it.Spec.ExternalAccountBinding.KeyID == b.KeyID() && it.Spec.Profile == p.Name {
+			a = it
+		}
+	}
+	if a == nil {
+		return nil, acme.UnauthorizedProblem("external account binding key ID %q is unknown", b.KeyID())
+	}
+	ref := a.Spec.ExternalAccountBinding
+	sk := ref.SecretKey
+	if sk == "" {
+		sk = "key"
+	}
+	raw, err := r.secrets.SecretValue(ctx, r.ns, ref.SecretName, sk)
+	if err != nil {
+		return nil, acme.InternalProblem(err, "the external account binding key is not available")
+	}
+	hmacKey, err := decodeHMACKey(raw)
+	if err != nil {
+		return nil, acme.InternalProblem(err, "the external account binding key is not usable")
+	}
+	if pr := b.Verify(hmacKey); pr != nil {
+		return nil, pr
+	}
+	if a.Status.Key != "" || a.Status.Status != "" {
+		return nil, acme.UnauthorizedProblem("external account binding key %q has already been used", b.KeyID())
+	}
+	now := metav1.NewTime(r.nowUTC())
+	if a.Labels == nil {
+		a.Labels = map[string]string{}
+	}
+	a.Labels[v1alpha1.LabelKeyThumbprint] = tp
+	a.Labels[v1alpha1.LabelProfile] = p.Name
+	if len(req.Contact) > 0 {
+		a.Spec.Contact = req.Contact
+	}
+	a.Status = v1alpha1.AcmeAccountStatus{Status: acme.StatusValid, Key: keyJSON, TermsOfServiceAgreed: req.TermsOfServiceAgreed,
+		Binding: b.Raw(), BoundAt: &now, CreatedAt: &now}
+	if err := r.store.Update(ctx, a); err != nil {
+		if storage.IsConflict(err) {
+			return nil, acme.UnauthorizedProblem("external account binding key %q has already been used", b.KeyID())
+		}
+		return nil, err
+	}
+	r.audit.Record(ctx, audit.AccountBound, slog.String("account", a.Name), slog.String("profile", p.Name),
+		slog.String("eabKeyID", b.KeyID()), slog.String("keyThumbprint", tp))
+	return a, nil
+}
+
+func decodeHMACKey(raw []byte) ([]byte, error) {
+	s := strings.TrimSpace(string(raw))
+	k, err := b64url.DecodeString(strings.TrimRight(s, "="))
+	if err != nil {
+		return nil, fmt.Errorf("EAB HMAC key must be base64url: %w", err)
+	}
+	if len(k) < 16 {
+		return nil, fmt.Errorf("EAB HMAC key is shorter than 128 bits")
+	}
+	return k, nil
+}
+
+// UpdateAccount applies an account update (RFC 8555 §7.3.2) or deactivation (§7.3.6).
+func (r *RA) UpdateAccount(ctx context.Context, a *v1alpha1.AcmeAccount, req acme.AccountUpdateRequest) (*v1alpha1.AcmeAccount, error) {
+	if req.Status != "" && req.Status != acme.StatusDeactivated && req.Status != acme.StatusValid {
+		return nil, acme.MalformedProblem("status may only be set to %q", acme.StatusDeactivated)
+	}
+	if req.Contact != nil {
+		if pr := ValidateContacts(*req.Contact); pr != nil {
+			return nil, pr
+		}
+	}
+	deactivate := req.Status == acme.StatusDeactivated
+	if req.Contact == nil && !deactivate {
+		return a, nil
+	}
+	var out *v1alpha1.AcmeAccount
+	err := retry(ctx, func() error {
+		var cur v1alpha1.AcmeAccount
+		if err := r.get(ctx, a.Name, &cur, "account"); err != nil {
+			return err
+		}
+		if cur.Status.Status != acme.StatusValid {
+			return acme.DeactivatedProblem("account is %s", cur.Status.Status)
+		}
+		if req.Contact != nil {
+			cur.Spec.Contact = *req.Contact
+		}
+		if deactivate {
+			cur.Status.Status = acme.StatusDeactivated
+		}
+		if err := r.store.Update(ctx, &cur); err != nil {
+			return err
+		}
+		out = &cur
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if deactivate {
+		r.audit.Record(ctx, audit.AccountDeactivated, slog.String("account", a.Name))
+	} else {
+		r.audit.Record(ctx, audit.AccountUpdated, slog.String("account", a.Name), slog.Any("contact", out.Spec.Contact))
+	}
+	return out, nil
+}
+
+// ChangeKey rolls the account over to newKey (RFC 8555 §7.3.5 steps 7–9).
+// accountURL is the outer kid; kcAccount and oldKey come from the inner JWS.
+func (r *RA) ChangeKey(ctx context.Context, p *Profile, a *v1alpha1.AcmeAccount, kcAccount, accountURL string, oldKey, newKey *jose.JSONWebKey, urlOf func(id string) string) error {
+	if kcAccount != accountURL {
+		return acme.MalformedProblem("keyChange account does not match the request's kid")
+	}
+	cur, err := AccountKey(a)
+	if err != nil {
+		return err
+	}
+	curTP, _ := acme.Thumbprint(cur)
+	oldTP, err := acme.Thumbprint(oldKey)
+	if err != nil || oldTP != curTP {
+		return acme.MalformedProblem("keyChange oldKey is not the account's current key")
+	}
+	newTP, err := acme.ThumbprintLabel(newKey)
+	if err != nil {
+		return acme.BadPublicKeyProblem("cannot compute new key thumbprint")
+	}
+	unlock := r.keyLocks.Lock(p.Name + "/" + newTP)
+	defer unlock()
+	if other, err := r.accountByKey(ctx, p, newTP); err != nil {
+		return err
+	} else if other != nil {
+		return acme.ConflictProblem(urlOf(other.Name), "the new key is already in use by another account")
+	}
+	keyJSON, err := newKey.MarshalJSON()
+	if err != nil {
+		return err
+	}
+	err = retry(ctx, func() error {
+		var latest v1alpha1.AcmeAccount
+		if err := r.get(ctx, a.Name, &latest, "account"); err != nil {
+			return err
+		}
+		if latest.Status.Key != a.Status.Key {
+			return acme.MalformedProblem("the account key changed concurrently")
+		}
+		latest.Status.Key = string(keyJSON)
+		latest.Labels[v1alpha1.LabelKeyThumbprint] = newTP
+		return r.store.Update(ctx, &latest)
+	})
+	if err != nil {
+		return err
+	}
+	r.audit.Record(ctx, audit.AccountRekeyed, slog.String("account", a.Name), slog.String("newKeyThumbprint", newTP))
+	return nil
+}

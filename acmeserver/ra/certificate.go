@@ -1,0 +1,302 @@
+package ra
+
+import (
+	"bytes"
+	"context"
+	"crypto"
+	"crypto/x509"
+	"encoding/pem"
+	"fmt"
+	"log/slog"
+	"math/big"
+	"strings"
+	"time"
+
+	jose "github.com/go-jose/go-jose/v4"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/kacme/kacme/acmeserver/acme"
+	"github.com/kacme/kacme/acmeserver/audit"
+	"github.com/kacme/kacme/acmeserver/ca"
+	"github.com/kacme/kacme/acmeserver/storage"
+	"github.com/kacme/kacme/api/v1alpha1"
+)
+
+const stateRevoked = "revoked"
+
+// Certificate loads a certificate owned by a.
+func (r *RA) Certificate(ctx context.Context, a *v1alpha1.AcmeAccount, id string) (*v1alpha1.AcmeCertificate, error) {
+	var c v1alpha1.AcmeCertificate
+	if err := r.get(ctx, id, &c, "certificate"); err != nil {
+		return nil, err
+	}
+	if c.Spec.Account != a.Name {
+		return nil, notFound("certificate")
+	}
+	return &c, nil
+}
+
+// AlternateChain returns the PEM of chain n (1-based alternates) for c, or
+// false when there is no such chain (RFC 8555 §7.4.2).
+func (r *RA) AlternateChain(c *v1alpha1.AcmeCertificate, n int) ([]byte, bool) {
+	auth, ok := r.Config().Authorities[c.Spec.CertificateAuthority]
+	if !ok {
+		return nil, false
+	}
+	chains := auth.Chains()
+	if n < 1 || n >= len(chains) {
+		return nil, false
+	}
+	leaf, _ := pem.Decode([]byte(c.Spec.Chain))
+	if leaf == nil {
+		return nil, false
+	}
+	out := pem.EncodeToMemory(leaf)
+	for _, cert := range chains[n] {
+		out = append(out, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Raw})...)
+	}
+	return out, true
+}
+
+// ChainCount is how many chains the certificate's CA offers.
+func (r *RA) ChainCount(c *v1alpha1.AcmeCertificate) int {
+	if auth, ok := r.Config().Authorities[c.Spec.CertificateAuthority]; ok {
+		return len(auth.Chains())
+	}
+	return 1
+}
+
+// LeafOf parses the stored leaf.
+func LeafOf(c *v1alpha1.AcmeCertificate) (*x509.Certificate, error) {
+	b, _ := pem.Decode([]byte(c.Spec.Chain))
+	if b == nil {
+		return nil, fmt.Errorf("certificate %s: stored chain is empty", c.Name)
+	}
+	return x509.ParseCertificate(b.Bytes)
+}
+
+// Subscriber reasons accepted on revokeCert (pinned: REV-04): unspecified,
+// keyCompromise, affiliationChanged, superseded, cessationOfOperation.
+var allowedReasons = map[int]bool{0: true, 1: true, 3: true, 4: true, 5: true}
+
+// Revoker is who asks for a revocation: an account, or the holder of the certificate key.
+type Revoker struct {
+	Account *v1alpha1.AcmeAccount
+	JWK     *jose.JSONWebKey
+}
+
+// Revoke revokes a certificate (RFC 8555 §7.6).
+func (r *RA) Revoke(ctx context.Context, p *Profile, who Revoker, der []byte, reason *int) error {
+	leaf, err := x509.ParseCertificate(der)
+	if err != nil {
+		return acme.MalformedProblem("certificate cannot be parsed")
+	}
+	rc := 0
+	if reason != nil {
+		rc = *reason
+	}
+	if !allowedReasons[rc] {
+		return acme.BadRevocationReasonProblem("reason %d is not accepted; use one of 0, 1, 3, 4, 5", rc)
+	}
+	var c v1alpha1.AcmeCertificate
+	if err := r.store.Get(ctx, r.ns, SerialName(leaf.SerialNumber), &c); err != nil {
+		if storage.IsNotFound(err) {
+			return acme.NotFoundProblem("certificate was not issued by this server")
+		}
+		return err
+	}
+	stored, err := LeafOf(&c)
+	if err != nil {
+		return err
+	}
+	if !bytes.Equal(stored.Raw, der) || c.Spec.Profile != p.Name {
+		return acme.NotFoundProblem("certificate was not issued by this server")
+	}
+	if pr := r.mayRevoke(ctx, who, &c, leaf); pr != nil {
+		return pr
+	}
+	by := "certificateKey"
+	if who.Account != nil {
+		by = who.Account.Name
+	}
+	err = retry(ctx, func() error {
+		var cur v1alpha1.AcmeCertificate
+		if err := r.get(ctx, c.Name, &cur, "certificate"); err != nil {
+			return err
+		}
+		if cur.Status.Revocation != nil {
+			return acme.AlreadyRevokedProblem("certificate is already revoked")
+		}
+		cur.Status.Revocation = &v1alpha1.Revocation{Reason: rc, RevokedAt: metav1.NewTime(r.nowUTC())}
+		cur.Labels[v1alpha1.LabelState] = stateRevoked
+		return r.store.Update(ctx, &cur)
+	})
+	if err != nil {
+		return err
+	}
+	r.audit.Record(ctx, audit.CertificateRevoked, slog.String("serial", c.Name), slog.Int("reason", rc), slog.String("by", by))
+	return nil
+}
+
+// mayRevoke: the issuing account, an account with valid authorizations for
+// every identifier, or the certificate key holder (RFC 8555 §7.6).
+func (r *RA) mayRevoke(ctx context.Context, who Revoker, c *v1alpha1.AcmeCertificate, leaf *x509.Certificate) *acme.Problem {
+	if who.JWK != nil {
+		type equaler interface{ Equal(crypto.PublicKey) bool }
+		if eq, ok := leaf.PublicKey.(equaler); ok && eq.Equal(who.JWK.Key) {
+			return nil
+		}
+		return acme.UnauthorizedProblem("the request is not signed by the certificate's key")
+	}
+	if who.Account == nil {
+		return acme.UnauthorizedProblem("no requester")
+	}
+	if c.Spec.Account == who.Account.Name {
+		return nil
+	}
+	need := map[string]bool{}
+	for _, n := range leaf.DNSNames {
+		need["dns:"+strings.TrimPrefix(n, "*.")] = true
+	}
+	for _, ip := range leaf.IPAddresses {
+		need["ip:"+ip.String()] = true
+	}
+	var orders v1alpha1.AcmeOrderList
+	if err := r.store.List(ctx, r.ns, &orders, storage.ListOptions{Labels: map[string]string{v1alpha1.LabelAccount: who.Account.Name}}); err != nil {
+		return acme.InternalProblem(err, "could not check authorizations")
+	}
+	for i := range orders.Items {
+		o := &orders.Items[i]
+		r.refresh(o)
+		for _, az := range o.Status.Authorizations {
+			if az.Status == acme.StatusValid {
+				delete(need, az.Identifier.Type+":"+az.Identifier.Value)
+			}
+		}
+	}
+	if len(need) == 0 {
+		return nil
+	}
+	return acme.UnauthorizedProblem("the account is not authorized to revoke this certificate")
+}
+
+// CRL signs the current CRL of the named CA.
+func (r *RA) CRL(ctx context.Context, caName string) ([]byte, error) {
+	auth, ok := r.Config().Authorities[caName]
+	if !ok {
+		return nil, acme.NotFoundProblem("no such CA")
+	}
+	var list v1alpha1.AcmeCertificateList
+	if err := r.store.List(ctx, r.ns, &list, storage.ListOptions{Labels: map[string]string{v1alpha1.LabelState: stateRevoked}}); err != nil {
+		return nil, err
+	}
+	var entries []ca.RevokedEntry
+	for _, c := range list.Items {
+		if c.Spec.CertificateAuthority != caName || c.Status.Revocation == nil {
+			continue
+		}
+		serial, ok := new(big.Int).SetString(c.Spec.Serial, 16)
+		if !ok {
+			continue
+		}
+		entries = append(entries, ca.RevokedEntry{Serial: serial, RevokedAt: c.Status.Revocation.RevokedAt.Time, Reason: c.Status.Revocation.Reason})
+	}
+	return auth.CRL(entries)
+}
+
+// RenewalWindow is an ARI suggested window.
+type RenewalWindow struct{ Start, End time.Time }
+
+// RenewalInfo answers RFC 9773 §4 for a certID.
+func (r *RA) RenewalInfo(ctx context.Context, certID string) (RenewalWindow, error) {
+	c, pr := r.certByCertID(ctx, certID)
+	if pr != nil {
+		return RenewalWindow{}, pr
+	}
+	if c.Status.Revocation != nil {
+		now := r.nowUTC()
+		return RenewalWindow{Start: now.Add(-2 * time.Hour), End: now.Add(-time.Hour)}, nil // renew now (ARI-06)
+	}
+	nb, na := c.Spec.NotBefore.Time, c.Spec.NotAfter.Time
+	life := na.Sub(nb)
+	return RenewalWindow{Start: nb.Add(life * 2 / 3), End: nb.Add(life * 5 / 6)}, nil
+}
+
+// certByCertID parses "base64url(AKI).base64url(serial)" (RFC 9773 §4.1).
+func (r *RA) certByCertID(ctx context.Context, certID string) (*v1alpha1.AcmeCertificate, *acme.Problem) {
+	akiPart, serialPart, ok := strings.Cut(certID, ".")
+	if !ok || akiPart == "" || serialPart == "" || strings.Contains(serialPart, ".") {
+		return nil, acme.MalformedProblem("certID must be base64url(keyIdentifier).base64url(serial)")
+	}
+	aki, err1 := b64url.Strict().DecodeString(akiPart)
+	serial, err2 := b64url.Strict().DecodeString(serialPart)
+	if err1 != nil || err2 != nil || len(serial) == 0 || len(serial) > 21 {
+		return nil, acme.MalformedProblem("certID is not valid base64url")
+	}
+	var c v1alpha1.AcmeCertificate
+	if err := r.store.Get(ctx, r.ns, SerialName(new(big.Int).SetBytes(serial)), &c); err != nil {
+		if storage.IsNotFound(err) {
+			return nil, acme.NotFoundProblem("no certificate with this certID")
+		}
+		return nil, acme.InternalProblem(err, "could not look up the certificate")
+	}
+	leaf, err := LeafOf(&c)
+	if err != nil || !bytes.Equal(leaf.AuthorityKeyId, aki) {
+		return nil, acme.NotFoundProblem("no certificate with this certID")
+	}
+	return &c, nil
+}
+
+// CertID computes the RFC 9773 §4.1 identifier of a certificate.
+func CertID(leaf *x509.Certificate) string {
+	serial := leaf.SerialNumber.Bytes()
+	if len(serial) == 0 || serial[0]&0x80 != 0 {
+		serial = append([]byte{0}, serial...) // DER content octets keep the sign byte
+	}
+	return b64url.EncodeToString(leaf.AuthorityKeyId) + "." + b64url.EncodeToString(serial)
+}
+
+// checkReplaces applies RFC 9773 §5 to a newOrder "replaces" field and
+// returns the replaced certificate's serial.
+func (r *RA) checkReplaces(ctx context.Context, a *v1alpha1.AcmeAccount, certID string, ids []acme.Identifier) (string, *acme.Problem) {
+	c, pr := r.certByCertID(ctx, certID)
+	if pr != nil {
+		if pr.Status == 404 {
+			return "", acme.MalformedProblem("replaces names an unknown certificate")
+		}
+		return "", pr
+	}
+	if c.Spec.Account != a.Name {
+		return "", acme.UnauthorizedProblem("replaces names a certificate of another account")
+	}
+	leaf, err := LeafOf(c)
+	if err != nil {
+		return "", acme.InternalProblem(err, "could not read the replaced certificate")
+	}
+	have := map[string]bool{}
+	for _, n := range leaf.DNSNames {
+		have["dns:"+n] = true
+	}
+	for _, ip := range leaf.IPAddresses {
+		have["ip:"+ip.String()] = true
+	}
+	shared := false
+	for _, id := range ids {
+		shared = shared || have[id.Type+":"+id.Value]
+	}
+	if !shared {
+		return "", acme.MalformedProblem("the order shares no identifier with the certificate it replaces")
+	}
+	var orders v1alpha1.AcmeOrderList
+	if err := r.store.List(ctx, r.ns, &orders, storage.ListOptions{Labels: map[string]string{v1alpha1.LabelReplaces: c.Name}}); err != nil {
+		return "", acme.InternalProblem(err, "could not check replacements")
+	}
+	for i := range orders.Items {
+		o := &orders.Items[i]
+		r.refresh(o)
+		if o.Status.Status != acme.StatusInvalid {
+			return "", acme.AlreadyReplacedProblem("certificate %s is already being replaced by order %s", certID, o.Name)
+		}
+	}
+	return c.Name, nil
+}

@@ -1,0 +1,149 @@
+package ra
+
+import (
+	"fmt"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/kacme/kacme/acmeserver/ca"
+	"github.com/kacme/kacme/acmeserver/va"
+	"github.com/kacme/kacme/api/v1alpha1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// Profile is an AcmeProfile with defaults applied and its CA resolved.
+type Profile struct {
+	Name            string
+	Spec            v1alpha1.AcmeProfileSpec
+	CA              *ca.Authority
+	ChallengeTypes  []v1alpha1.ChallengeType
+	Issuance        map[string]v1alpha1.IssuanceProfile
+	IssuanceOrder   []string
+	DefaultIssuance string
+	OrderLifetime   time.Duration
+	AuthzLifetime   time.Duration
+	Validation      va.Settings
+	AllowedCIDRs    []netip.Prefix
+	MaxIdentifiers  int
+	MinRSABits      int
+}
+
+// EABRequired reports whether new accounts need an external account binding.
+func (p *Profile) EABRequired() bool {
+	return p.Spec.ExternalAccountBinding != nil && p.Spec.ExternalAccountBinding.Required
+}
+
+// Offers reports whether the profile offers challenge type t.
+func (p *Profile) Offers(t v1alpha1.ChallengeType) bool {
+	for _, c := range p.ChallengeTypes {
+		if c == t {
+			return true
+		}
+	}
+	return false
+}
+
+// Lifetime of certificates under issuance profile ip.
+func Lifetime(ip v1alpha1.IssuanceProfile) (def, max time.Duration) {
+	def = 90 * 24 * time.Hour
+	if ip.CertificateLifetime != nil && ip.CertificateLifetime.Duration > 0 {
+		def = ip.CertificateLifetime.Duration
+	}
+	max = def
+	if ip.MaxCertificateLifetime != nil && ip.MaxCertificateLifetime.Duration > 0 {
+		max = ip.MaxCertificateLifetime.Duration
+	}
+	return def, max
+}
+
+// Config is the set of profiles the server serves.
+type Config struct {
+	Profiles       map[string]*Profile
+	DefaultProfile string
+	Authorities    map[string]*ca.Authority
+}
+
+func durationOr(d *metav1.Duration, def time.Duration) time.Duration {
+	if d != nil && d.Duration > 0 {
+		return d.Duration
+	}
+	return def
+}
+
+// NewProfile validates an AcmeProfile and applies defaults. Errors name the
+// field so they can become a status condition and an Event in cluster mode.
+func NewProfile(obj *v1alpha1.AcmeProfile, authorities map[string]*ca.Authority) (*Profile, error) {
+	s := obj.Spec
+	auth, ok := authorities[s.CertificateAuthority]
+	if !ok {
+		return nil, fmt.Errorf("spec.certificateAuthority: CertificateAuthority %q is not loaded", s.CertificateAuthority)
+	}
+	p := &Profile{
+		Name: obj.Name, Spec: s, CA: auth, Issuance: map[string]v1alpha1.IssuanceProfile{},
+		OrderLifetime:  durationOr(s.OrderLifetime, 24*time.Hour),
+		AuthzLifetime:  durationOr(s.AuthorizationLifetime, 24*time.Hour),
+		MaxIdentifiers: s.Identifiers.MaxIdentifiers,
+		MinRSABits:     s.Keys.MinRSABits,
+	}
+	if p.MaxIdentifiers == 0 {
+		p.MaxIdentifiers = 100
+	}
+	if p.MinRSABits == 0 {
+		p.MinRSABits = 2048
+	}
+	p.ChallengeTypes = s.Validation.ChallengeTypes
+	if len(p.ChallengeTypes) == 0 {
+		p.ChallengeTypes = []v1alpha1.ChallengeType{v1alpha1.ChallengeHTTP01, v1alpha1.ChallengeDNS01, v1alpha1.ChallengeTLSALPN01}
+	}
+	for _, t := range p.ChallengeTypes {
+		switch t {
+		case v1alpha1.ChallengeHTTP01, v1alpha1.ChallengeDNS01, v1alpha1.ChallengeTLSALPN01:
+		default:
+			return nil, fmt.Errorf("spec.validation.challengeTypes: unknown type %q", t)
+		}
+	}
+	p.Validation = va.Settings{
+		HTTPPort: s.Validation.HTTP01Port, TLSPort: s.Validation.TLSALPN01Port,
+		Resolvers: s.Validation.Resolvers, Timeout: durationOr(s.Validation.Timeout, 10*time.Second),
+	}
+	for i, r := range s.Validation.Resolvers {
+		if _, err := netip.ParseAddrPort(r); err != nil {
+			return nil, fmt.Errorf("spec.validation.resolvers[%d]: %q is not ip:port", i, r)
+		}
+	}
+	for i, c := range s.Identifiers.AllowedCIDRs {
+		pfx, err := netip.ParsePrefix(c)
+		if err != nil {
+			return nil, fmt.Errorf("spec.identifiers.allowedCIDRs[%d]: %v", i, err)
+		}
+		p.AllowedCIDRs = append(p.AllowedCIDRs, pfx.Masked())
+	}
+	for i := range p.Spec.Identifiers.AllowedDNSSuffixes {
+		p.Spec.Identifiers.AllowedDNSSuffixes[i] = strings.Trim(strings.ToLower(p.Spec.Identifiers.AllowedDNSSuffixes[i]), ".")
+	}
+	ips := s.IssuanceProfiles
+	if len(ips) == 0 {
+		ips = []v1alpha1.IssuanceProfile{{Name: "default", Description: "Server certificates with the default lifetime"}}
+	}
+	for i, ip := range ips {
+		if ip.Name == "" {
+			return nil, fmt.Errorf("spec.issuanceProfiles[%d].name is required", i)
+		}
+		if _, dup := p.Issuance[ip.Name]; dup {
+			return nil, fmt.Errorf("spec.issuanceProfiles[%d]: duplicate name %q", i, ip.Name)
+		}
+		if def, max := Lifetime(ip); max < def {
+			return nil, fmt.Errorf("spec.issuanceProfiles[%d]: maxCertificateLifetime is shorter than certificateLifetime", i)
+		}
+		p.Issuance[ip.Name] = ip
+		p.IssuanceOrder = append(p.IssuanceOrder, ip.Name)
+	}
+	p.DefaultIssuance = s.DefaultIssuanceProfile
+	if p.DefaultIssuance == "" {
+		p.DefaultIssuance = p.IssuanceOrder[0]
+	} else if _, ok := p.Issuance[p.DefaultIssuance]; !ok {
+		return nil, fmt.Errorf("spec.defaultIssuanceProfile: %q is not among spec.issuanceProfiles", p.DefaultIssuance)
+	}
+	return p, nil
+}

@@ -1,0 +1,227 @@
+// Package ra holds the use cases that change ACME state: accounts, orders,
+// validation, finalization, revocation. It owns every write; the front end
+// only reads through it. It calls the validator, the CA and storage through
+// small interfaces.
+package ra
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/kacme/kacme/acmeserver/acme"
+	"github.com/kacme/kacme/acmeserver/audit"
+	"github.com/kacme/kacme/acmeserver/storage"
+	"github.com/kacme/kacme/acmeserver/va"
+)
+
+// SecretReader returns a value from a Secret (EAB HMAC keys).
+type SecretReader interface {
+	SecretValue(ctx context.Context, namespace, name, key string) ([]byte, error)
+}
+
+// Options configure the RA.
+type Options struct {
+	Store     storage.Store
+	Validator va.Validator
+	Secrets   SecretReader
+	Audit     *audit.Logger
+	Log       *slog.Logger
+	// Namespace the state objects live in.
+	Namespace string
+	// MaxConcurrentValidations bounds validation work. Default 64.
+	MaxConcurrentValidations int
+	// SyncWait is how long a challenge response or finalize waits for the
+	// asynchronous work before answering "processing". Default 5s.
+	SyncWait time.Duration
+	// Now is the clock (tests).
+	Now func() time.Time
+}
+
+// RA implements the ACME use cases.
+type RA struct {
+	store     storage.Store
+	va        va.Validator
+	secrets   SecretReader
+	audit     *audit.Logger
+	log       *slog.Logger
+	ns        string
+	syncWait  time.Duration
+	now       func() time.Time
+	config    atomic.Pointer[Config]
+	sem       chan struct{}
+	wg        sync.WaitGroup
+	baseCtx   context.Context
+	cancel    context.CancelFunc
+	keyLocks  keyedMutex
+	waitersMu sync.Mutex
+	waiters   map[string][]chan struct{}
+}
+
+// New returns an RA serving cfg.
+func New(cfg *Config, o Options) *RA {
+	if o.MaxConcurrentValidations <= 0 {
+		o.MaxConcurrentValidations = 64
+	}
+	if o.SyncWait == 0 {
+		o.SyncWait = 5 * time.Second
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Log == nil {
+		o.Log = slog.Default()
+	}
+	if o.Audit == nil {
+		o.Audit = audit.New(o.Log)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &RA{
+		store: o.Store, va: o.Validator, secrets: o.Secrets, audit: o.Audit, log: o.Log, ns: o.Namespace,
+		syncWait: o.SyncWait, now: o.Now, sem: make(chan struct{}, o.MaxConcurrentValidations),
+		baseCtx: ctx, cancel: cancel, waiters: map[string][]chan struct{}{},
+	}
+	r.config.Store(cfg)
+	return r
+}
+
+// SetConfig swaps the served profiles (configuration reload).
+func (r *RA) SetConfig(cfg *Config) { r.config.Store(cfg) }
+
+// Config returns the served profiles.
+func (r *RA) Config() *Config { return r.config.Load() }
+
+// Profile returns a served profile.
+func (r *RA) Profile(name string) (*Profile, bool) {
+	p, ok := r.config.Load().Profiles[name]
+	return p, ok
+}
+
+// Close stops background work and waits for it.
+func (r *RA) Close() {
+	r.cancel()
+	r.wg.Wait()
+}
+
+// Namespace of the state objects.
+func (r *RA) Namespace() string { return r.ns }
+
+func (r *RA) nowUTC() time.Time { return r.now().UTC().Truncate(time.Second) }
+
+// notFound is the answer for missing and for other accounts' resources alike (RFC 8555 §10.5).
+func notFound(kind string) *acme.Problem { return acme.NotFoundProblem("%s does not exist", kind) }
+
+// get loads an object, mapping not-found to a 404 problem.
+func (r *RA) get(ctx context.Context, name string, obj storage.Object, kind string) error {
+	if err := r.store.Get(ctx, r.ns, name, obj); err != nil {
+		if storage.IsNotFound(err) {
+			return notFound(kind)
+		}
+		return fmt.Errorf("load %s %s: %w", kind, name, err)
+	}
+	return nil
+}
+
+// retry runs a read-modify-write until it does not conflict.
+func retry(ctx context.Context, fn func() error) error {
+	for i := 0; ; i++ {
+		err := fn()
+		if err == nil || !storage.IsConflict(err) || i >= 20 {
+			return err
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+	}
+}
+
+// wait blocks until notify(key) or d elapses.
+func (r *RA) wait(ctx context.Context, key string, d time.Duration, ready func() bool) {
+	ch := make(chan struct{})
+	r.waitersMu.Lock()
+	r.waiters[key] = append(r.waiters[key], ch)
+	r.waitersMu.Unlock()
+	defer r.dropWaiter(key, ch)
+	if ready() {
+		return
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ch:
+	case <-t.C:
+	case <-ctx.Done():
+	}
+}
+
+func (r *RA) dropWaiter(key string, ch chan struct{}) {
+	r.waitersMu.Lock()
+	defer r.waitersMu.Unlock()
+	ws := r.waiters[key]
+	for i, w := range ws {
+		if w == ch {
+			r.waiters[key] = append(ws[:i], ws[i+1:]...)
+			break
+		}
+	}
+	if len(r.waiters[key]) == 0 {
+		delete(r.waiters, key)
+	}
+}
+
+func (r *RA) notify(key string) {
+	r.waitersMu.Lock()
+	defer r.waitersMu.Unlock()
+	for _, ch := range r.waiters[key] {
+		close(ch)
+	}
+	delete(r.waiters, key)
+}
+
+// keyedMutex serialises work per key (account creation per key thumbprint).
+type keyedMutex struct {
+	mu    sync.Mutex
+	locks map[string]*keyLock
+}
+
+type keyLock struct {
+	sync.Mutex
+	refs int
+}
+
+func (k *keyedMutex) Lock(key string) func() {
+	k.mu.Lock()
+	if k.locks == nil {
+		k.locks = map[string]*keyLock{}
+	}
+	l := k.locks[key]
+	if l == nil {
+		l = &keyLock{}
+		k.locks[key] = l
+	}
+	l.refs++
+	k.mu.Unlock()
+	l.Lock()
+	return func() {
+		l.Unlock()
+		k.mu.Lock()
+		l.refs--
+		if l.refs == 0 {
+			delete(k.locks, key)
+		}
+		k.mu.Unlock()
+	}
+}
+
+var errStopped = errors.New("ra stopped")
+
+var b64url = base64.RawURLEncoding
+
+type timeDuration = time.Duration
+
+const defaultAuthzLifetime = 24 * time.Hour

@@ -1,0 +1,290 @@
+// Package standalone runs kacme on one machine: an embedded store in a data
+// directory, CAs generated on first start, configuration from the same YAML
+// manifests used in a cluster.
+package standalone
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/kacme/kacme/acmeserver/audit"
+	"github.com/kacme/kacme/acmeserver/ca"
+	"github.com/kacme/kacme/acmeserver/nonce"
+	"github.com/kacme/kacme/acmeserver/ra"
+	"github.com/kacme/kacme/acmeserver/storage"
+	"github.com/kacme/kacme/acmeserver/storage/embedded"
+	"github.com/kacme/kacme/acmeserver/va"
+	"github.com/kacme/kacme/acmeserver/wfe"
+	"github.com/kacme/kacme/api/v1alpha1"
+)
+
+// Namespace of every object in standalone mode.
+const Namespace = "default"
+
+// Options configure a standalone server.
+type Options struct {
+	DataDir     string
+	ConfigDir   string
+	Listen      string // host:port
+	ExternalURL string // default https://<listen>
+	Log         *slog.Logger
+	// Validator replaces the real validator (tests only).
+	Validator va.Validator
+	// SyncWait overrides ra.Options.SyncWait.
+	SyncWait time.Duration
+}
+
+// Server is a running standalone kacme.
+type Server struct {
+	URL          string // external base URL
+	DirectoryURL string
+	RootPath     string
+	Store        storage.Store
+	RA           *ra.RA
+	Config       *ra.Config
+	listener     net.Listener
+	http         *http.Server
+	done         chan error
+	log          *slog.Logger
+}
+
+// Start loads configuration, opens the store, loads or generates CAs and
+// starts serving HTTPS. Stop it with Close.
+func Start(ctx context.Context, o Options) (*Server, error) {
+	if o.Log == nil {
+		o.Log = slog.Default()
+	}
+	if o.DataDir == "" {
+		o.DataDir = "kacme-data"
+	}
+	dataDir, err := filepath.Abs(o.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(dataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("data dir: %w", err)
+	}
+	m, err := LoadDir(o.ConfigDir)
+	if err != nil {
+		return nil, err
+	}
+	if len(m.Profiles) == 0 {
+		b, err := builtin()
+		if err != nil {
+			return nil, err
+		}
+		if len(m.Authorities) == 0 {
+			m.Authorities = b.Authorities
+		}
+		m.Profiles = b.Profiles
+		m.Profiles[0].Spec.CertificateAuthority = m.Authorities[0].Name
+	}
+	cfg, err := buildConfig(dataDir, m, o.Log)
+	if err != nil {
+		return nil, err
+	}
+	rootPath := filepath.Join(dataDir, "ca.crt")
+	if err := writeRoots(rootPath, cfg); err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", o.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("listen %s: %w", o.Listen, err)
+	}
+	ext := o.ExternalURL
+	if ext == "" {
+		ext = "https://" + ln.Addr().String()
+	}
+	servingCert, err := servingCertificate(cfg.Profiles[cfg.DefaultProfile].CA, ext)
+	if err != nil {
+		_ = ln.Close()
+		return nil, err
+	}
+	store, err := embedded.Open(filepath.Join(dataDir, "kacme.db"))
+	if err != nil {
+		_ = ln.Close()
+		return nil, err
+	}
+	if err := provisionAccounts(ctx, store, m); err != nil {
+		_ = store.Close()
+		_ = ln.Close()
+		return nil, err
+	}
+	validator := o.Validator
+	if validator == nil {
+		validator = va.New()
+	}
+	authority := ra.New(cfg, ra.Options{Store: store, Validator: validator, Secrets: m.Secrets, Audit: audit.New(o.Log),
+		Log: o.Log, Namespace: Namespace, SyncWait: o.SyncWait})
+	if n, err := authority.ResumeIssuance(ctx); err != nil {
+		o.Log.Error("resume issuance", "err", err)
+	} else if n > 0 {
+		o.Log.Info("settled orders left processing by the previous run", "orders", n)
+	}
+	if n, err := authority.ResumeValidations(ctx); err != nil {
+		o.Log.Error("resume validations", "err", err)
+	} else if n > 0 {
+		o.Log.Info("resumed validations", "challenges", n)
+	}
+	nonces, err := nonce.NewInMemory("", time.Hour)
+	if err != nil {
+		return nil, err
+	}
+	front := wfe.New(authority, nonces, ext, o.Log)
+	srv := &http.Server{
+		Handler:           front,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      60 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		TLSConfig:         &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{*servingCert}},
+		ErrorLog:          slog.NewLogLogger(o.Log.Handler(), slog.LevelDebug),
+	}
+	s := &Server{URL: ext, DirectoryURL: ext + "/acme/directory", RootPath: rootPath, Store: store, RA: authority,
+		Config: cfg, listener: ln, http: srv, done: make(chan error, 1), log: o.Log}
+	go func() { s.done <- srv.ServeTLS(ln, "", "") }()
+	return s, nil
+}
+
+// Wait blocks until the server stops.
+func (s *Server) Wait() error {
+	err := <-s.done
+	s.done <- err
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+// Close shuts down: stop accepting, finish requests, stop background work, close the store.
+func (s *Server) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err := s.http.Shutdown(ctx)
+	s.RA.Close()
+	if cerr := s.Store.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+func buildConfig(dataDir string, m *Manifests, log *slog.Logger) (*ra.Config, error) {
+	cfg := &ra.Config{Profiles: map[string]*ra.Profile{}, Authorities: map[string]*ca.Authority{}}
+	for i := range m.Authorities {
+		obj := &m.Authorities[i]
+		if err := checkName("CertificateAuthority", obj.Name); err != nil {
+			return nil, err
+		}
+		dir := obj.Spec.SecretName
+		if dir == "" {
+			dir = obj.Name
+		}
+		auth, created, err := ca.LoadOrGenerateDir(filepath.Join(dataDir, "ca", dir), obj)
+		if err != nil {
+			return nil, err
+		}
+		if created {
+			log.Info("generated CA", "ca", obj.Name, "subject", auth.Cert.Subject.String(), "dir", filepath.Join(dataDir, "ca", dir))
+		}
+		cfg.Authorities[obj.Name] = auth
+	}
+	for i := range m.Profiles {
+		obj := &m.Profiles[i]
+		if err := checkName("AcmeProfile", obj.Name); err != nil {
+			return nil, err
+		}
+		p, err := ra.NewProfile(obj, cfg.Authorities)
+		if err != nil {
+			return nil, fmt.Errorf("AcmeProfile %s: %w", obj.Name, err)
+		}
+		cfg.Profiles[obj.Name] = p
+		if cfg.DefaultProfile == "" || obj.Name == "default" {
+			cfg.DefaultProfile = obj.Name
+		}
+	}
+	return cfg, nil
+}
+
+// writeRoots writes every CA's root, so clients can trust the server and its certificates.
+func writeRoots(path string, cfg *ra.Config) error {
+	var out []byte
+	seen := map[string]bool{}
+	for _, name := range sortedKeys(cfg.Authorities) {
+		root := cfg.Authorities[name].Root()
+		if seen[string(root.Raw)] {
+			continue
+		}
+		seen[string(root.Raw)] = true
+		out = append(out, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: root.Raw})...)
+	}
+	return ca.WriteFileAtomic(path, out, 0o644)
+}
+
+// servingCertificate issues the HTTPS certificate from the default CA for
+// localhost, loopback and the external host; it lives only in memory.
+func servingCertificate(auth *ca.Authority, external string) (*tls.Certificate, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	req := ca.IssueRequest{PublicKey: key.Public(), DNSNames: []string{"localhost"},
+		IPs: []net.IP{net.ParseIP("127.0.0.1"), net.ParseIP("::1")}, NotBefore: time.Now().Add(-time.Minute),
+		NotAfter: time.Now().Add(30 * 24 * time.Hour)}
+	if u, err := url.Parse(external); err == nil {
+		if ip := net.ParseIP(u.Hostname()); ip != nil {
+			req.IPs = append(req.IPs, ip)
+		} else if u.Hostname() != "" && u.Hostname() != "localhost" {
+			req.DNSNames = append(req.DNSNames, u.Hostname())
+		}
+	}
+	der, _, err := auth.Issue(req)
+	if err != nil {
+		return nil, fmt.Errorf("serving certificate: %w", err)
+	}
+	chain := [][]byte{der}
+	for _, c := range auth.Chains()[0] {
+		chain = append(chain, c.Raw)
+	}
+	leaf, _ := x509.ParseCertificate(der)
+	return &tls.Certificate{Certificate: chain, PrivateKey: key, Leaf: leaf}, nil
+}
+
+// provisionAccounts stores declared pre-provisioned (EAB) accounts that are
+// not stored yet; stored ones keep their state (a bound account stays bound).
+func provisionAccounts(ctx context.Context, store storage.Store, m *Manifests) error {
+	for i := range m.Accounts {
+		a := m.Accounts[i].DeepCopy()
+		a.Namespace = Namespace
+		a.ResourceVersion, a.UID, a.CreationTimestamp = "", "", metav1.Time{}
+		a.Status = v1alpha1.AcmeAccountStatus{} // server-owned: never taken from a manifest
+		if a.Labels == nil {
+			a.Labels = map[string]string{}
+		}
+		a.Labels[v1alpha1.LabelEABKeyID] = ra.EABKeyLabel(a.Spec.ExternalAccountBinding.KeyID)
+		a.Labels[v1alpha1.LabelProfile] = a.Spec.Profile
+		if _, ok := m.Secrets[a.Spec.ExternalAccountBinding.SecretName]; !ok {
+			return fmt.Errorf("AcmeAccount %s: secret %q is not defined in the config directory", a.Name, a.Spec.ExternalAccountBinding.SecretName)
+		}
+		if err := store.Create(ctx, a); err != nil && !storage.IsAlreadyExists(err) {
+			return fmt.Errorf("AcmeAccount %s: %w", a.Name, err)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,145 @@
+// Package va validates ACME challenges. It is stateless: (identifier,
+// challenge type, token, key authorization, settings) in; validation records
+// or a problem out. Every host lookup goes through the profile's resolvers.
+package va
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"time"
+
+	"github.com/kacme/kacme/acmeserver/acme"
+	"github.com/kacme/kacme/api/v1alpha1"
+)
+
+// Settings are the per-profile validation settings.
+type Settings struct {
+	HTTPPort  int
+	TLSPort   int
+	Resolvers []string
+	Timeout   time.Duration
+}
+
+// Request is one validation to perform.
+type Request struct {
+	Identifier       acme.Identifier
+	Type             v1alpha1.ChallengeType
+	Token            string
+	KeyAuthorization string
+	Settings         Settings
+}
+
+// Result of a validation: records always, a problem when it failed.
+type Result struct {
+	Records []v1alpha1.ValidationRecord
+	Problem *acme.Problem
+}
+
+// Validator performs validations; RA depends on this interface.
+type Validator interface {
+	Validate(ctx context.Context, req Request) Result
+}
+
+// ResolverFactory builds a resolver for a set of servers (host:port).
+type ResolverFactory func(servers []string, timeout time.Duration) Resolver
+
+// VA is the default Validator.
+type VA struct {
+	// NewResolver builds the resolver used for a request; defaults to DNS over miekg/dns.
+	NewResolver ResolverFactory
+	// Dialer dials validation connections (tests may wrap it).
+	Dialer net.Dialer
+}
+
+// New returns a VA using real DNS resolvers.
+func New() *VA {
+	return &VA{NewResolver: func(servers []string, timeout time.Duration) Resolver {
+		return NewDNSResolver(servers, timeout)
+	}}
+}
+
+// Validate implements Validator.
+func (v *VA) Validate(ctx context.Context, req Request) Result {
+	timeout := req.Settings.Timeout
+	if timeout <= 0 {
+		timeout = 10 * time.Second
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	res := v.NewResolver(req.Settings.Resolvers, timeout)
+	switch req.Type {
+	case v1alpha1.ChallengeHTTP01:
+		return v.validateHTTP01(ctx, res, req)
+	case v1alpha1.ChallengeDNS01:
+		return v.validateDNS01(ctx, res, req)
+	case v1alpha1.ChallengeTLSALPN01:
+		return v.validateTLSALPN01(ctx, res, req)
+	}
+	return Result{Problem: acme.MalformedProblem("unsupported challenge type %q", req.Type)}
+}
+
+// resolveTarget resolves the identifier to addresses (an ip identifier is its own address).
+func resolveTarget(ctx context.Context, res Resolver, id acme.Identifier, rec *v1alpha1.ValidationRecord) ([]netip.Addr, *acme.Problem) {
+	if id.Type == acme.IdentifierIP {
+		a, err := netip.ParseAddr(id.Value)
+		if err != nil {
+			return nil, acme.MalformedProblem("invalid ip identifier")
+		}
+		rec.AddressesResolved = []string{a.String()}
+		return []netip.Addr{a}, nil
+	}
+	addrs, err := res.LookupHost(ctx, id.Value)
+	if err != nil {
+		return nil, dnsProblem(err, id.Value)
+	}
+	for _, a := range addrs {
+		rec.AddressesResolved = append(rec.AddressesResolved, a.String())
+	}
+	return addrs, nil
+}
+
+// dialFirst connects to the first address that answers (Boulder tries AAAA
+// then A; kacme tries every resolved address in resolver order).
+func (v *VA) dialFirst(ctx context.Context, addrs []netip.Addr, port int, rec *v1alpha1.ValidationRecord) (net.Conn, error) {
+	var lastErr error
+	for _, a := range addrs {
+		addr := net.JoinHostPort(a.String(), fmt.Sprint(port))
+		c, err := v.Dialer.DialContext(ctx, "tcp", addr)
+		if err == nil {
+			rec.AddressUsed = a.String()
+			return c, nil
+		}
+		lastErr = err
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	if lastErr == nil {
+		lastErr = errors.New("no addresses")
+	}
+	return nil, lastErr
+}
+
+func connectionProblem(err error, what string) *acme.Problem {
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, context.DeadlineExceeded) {
+		return acme.ValidationProblem(acme.Connection, "%s: timeout", what)
+	}
+	return acme.ValidationProblem(acme.Connection, "%s: %s", what, sanitize(err))
+}
+
+// sanitize keeps error text short and free of internal detail beyond the peer address.
+func sanitize(err error) string {
+	var oe *net.OpError
+	if errors.As(err, &oe) && oe.Err != nil {
+		return oe.Op + ": " + oe.Err.Error()
+	}
+	s := err.Error()
+	if len(s) > 200 {
+		s = s[:200]
+	}
+	return s
+}

@@ -1,0 +1,263 @@
+// Package wfe is the HTTP front end: it speaks RFC 8555 and never changes
+// state itself; every change goes through the RA. One wrapper registers every
+// route and adds the headers every response needs.
+package wfe
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	jose "github.com/go-jose/go-jose/v4"
+
+	"github.com/kacme/kacme/acmeserver/acme"
+	"github.com/kacme/kacme/acmeserver/nonce"
+	"github.com/kacme/kacme/acmeserver/ra"
+	"github.com/kacme/kacme/api/v1alpha1"
+)
+
+// Authority is what the front end needs from the RA.
+type Authority interface {
+	Config() *ra.Config
+	Profile(name string) (*ra.Profile, bool)
+	Account(ctx context.Context, p *ra.Profile, id string) (*v1alpha1.AcmeAccount, error)
+	NewAccount(ctx context.Context, p *ra.Profile, key *jose.JSONWebKey, req acme.NewAccountRequest, b ra.Binding) (*v1alpha1.AcmeAccount, bool, error)
+	UpdateAccount(ctx context.Context, a *v1alpha1.AcmeAccount, req acme.AccountUpdateRequest) (*v1alpha1.AcmeAccount, error)
+	ChangeKey(ctx context.Context, p *ra.Profile, a *v1alpha1.AcmeAccount, kcAccount, accountURL string, oldKey, newKey *jose.JSONWebKey, urlOf func(string) string) error
+	NewOrder(ctx context.Context, p *ra.Profile, a *v1alpha1.AcmeAccount, req acme.NewOrderRequest) (*v1alpha1.AcmeOrder, error)
+	Order(ctx context.Context, a *v1alpha1.AcmeAccount, id string) (*v1alpha1.AcmeOrder, error)
+	Orders(ctx context.Context, a *v1alpha1.AcmeAccount) ([]string, error)
+	Authorization(ctx context.Context, a *v1alpha1.AcmeAccount, id string) (*v1alpha1.AcmeOrder, int, error)
+	DeactivateAuthorization(ctx context.Context, a *v1alpha1.AcmeAccount, id string) (*v1alpha1.AcmeOrder, int, error)
+	Challenge(ctx context.Context, a *v1alpha1.AcmeAccount, id string) (*v1alpha1.AcmeOrder, int, int, error)
+	RespondChallenge(ctx context.Context, p *ra.Profile, a *v1alpha1.AcmeAccount, id string) (*v1alpha1.AcmeOrder, int, int, error)
+	Finalize(ctx context.Context, p *ra.Profile, a *v1alpha1.AcmeAccount, orderID string, csr []byte) (*v1alpha1.AcmeOrder, error)
+	Certificate(ctx context.Context, a *v1alpha1.AcmeAccount, id string) (*v1alpha1.AcmeCertificate, error)
+	AlternateChain(c *v1alpha1.AcmeCertificate, n int) ([]byte, bool)
+	ChainCount(c *v1alpha1.AcmeCertificate) int
+	Revoke(ctx context.Context, p *ra.Profile, who ra.Revoker, der []byte, reason *int) error
+	RenewalInfo(ctx context.Context, certID string) (ra.RenewalWindow, error)
+	CRL(ctx context.Context, caName string) ([]byte, error)
+}
+
+// WFE serves the ACME API.
+type WFE struct {
+	ra      Authority
+	nonces  nonce.Service
+	base    string
+	log     *slog.Logger
+	mux     *http.ServeMux
+	maxBody int64
+	// OrdersPerPage bounds one page of an orders list (RFC 8555 §7.1.2.1).
+	OrdersPerPage int
+}
+
+// New returns a front end whose URLs start with baseURL (e.g.
+// https://127.0.0.1:8443); URLs never come from the request's Host (SEC-09).
+func New(authority Authority, nonces nonce.Service, baseURL string, log *slog.Logger) *WFE {
+	if log == nil {
+		log = slog.Default()
+	}
+	w := &WFE{ra: authority, nonces: nonces, base: strings.TrimRight(baseURL, "/"), log: log,
+		mux: http.NewServeMux(), maxBody: 64 << 10, OrdersPerPage: 100}
+	w.routes()
+	return w
+}
+
+// ServeHTTP implements http.Handler.
+func (w *WFE) ServeHTTP(rw http.ResponseWriter, r *http.Request) { w.mux.ServeHTTP(rw, r) }
+
+// Paths under /acme/{profile}/.
+const (
+	pathDirectory   = "directory"
+	pathNewNonce    = "new-nonce"
+	pathNewAccount  = "new-account"
+	pathAccount     = "acct/"
+	pathNewOrder    = "new-order"
+	pathOrder       = "order/"
+	pathAuthz       = "authz/"
+	pathChallenge   = "chall/"
+	pathCert        = "cert/"
+	pathRevoke      = "revoke-cert"
+	pathKeyChange   = "key-change"
+	pathRenewalInfo = "renewal-info"
+)
+
+type handlerFunc func(ctx context.Context, rw http.ResponseWriter, r *http.Request, p *ra.Profile) error
+
+func (w *WFE) routes() {
+	w.handle("/acme/{profile}/"+pathDirectory, []string{"GET", "POST"}, w.directory)
+	w.handle("/acme/directory", []string{"GET", "POST"}, w.directory)
+	w.handle("/api/v1/acme/directory", []string{"GET", "POST"}, w.directory)
+	w.handle("/acme/{profile}/"+pathNewNonce, []string{"GET", "POST"}, w.newNonce)
+	w.handle("/acme/{profile}/"+pathNewAccount, []string{"POST"}, w.newAccount)
+	w.handle("/acme/{profile}/"+pathAccount+"{id}", []string{"POST"}, w.account)
+	w.handle("/acme/{profile}/"+pathAccount+"{id}/orders", []string{"POST"}, w.ordersList)
+	w.handle("/acme/{profile}/"+pathNewOrder, []string{"POST"}, w.newOrder)
+	w.handle("/acme/{profile}/"+pathOrder+"{id}", []string{"POST"}, w.order)
+	w.handle("/acme/{profile}/"+pathOrder+"{id}/finalize", []string{"POST"}, w.finalize)
+	w.handle("/acme/{profile}/"+pathAuthz+"{id}", []string{"POST"}, w.authorization)
+	w.handle("/acme/{profile}/"+pathChallenge+"{id}", []string{"POST"}, w.challenge)
+	w.handle("/acme/{profile}/"+pathCert+"{id}", []string{"POST"}, w.certificate)
+	w.handle("/acme/{profile}/"+pathCert+"{id}/{chain}", []string{"POST"}, w.certificate)
+	w.handle("/acme/{profile}/"+pathRevoke, []string{"POST"}, w.revoke)
+	w.handle("/acme/{profile}/"+pathKeyChange, []string{"POST"}, w.keyChange)
+	w.handle("/acme/{profile}/"+pathRenewalInfo+"/{certID}", []string{"GET"}, w.renewalInfo)
+	w.handle("/crl/{ca}", []string{"GET"}, w.crl)
+	w.mux.HandleFunc("/", func(rw http.ResponseWriter, r *http.Request) {
+		w.writeProblem(rw, r, nil, acme.NotFoundProblem("no such resource"))
+	})
+}
+
+// handle registers a route. It adds HEAD for GET, answers OPTIONS (CORS),
+// sets Replay-Nonce, Link rel="index", Cache-Control and CORS headers, and
+// answers other methods with 405 and Allow (RFC 8555 §6.3).
+func (w *WFE) handle(pattern string, methods []string, h handlerFunc) {
+	allowed := map[string]bool{"OPTIONS": true}
+	for _, m := range methods {
+		allowed[m] = true
+		if m == "GET" {
+			allowed["HEAD"] = true
+		}
+	}
+	var allow []string
+	for _, m := range []string{"GET", "HEAD", "POST", "OPTIONS"} {
+		if allowed[m] {
+			allow = append(allow, m)
+		}
+	}
+	allowHeader := strings.Join(allow, ", ")
+	w.mux.HandleFunc(pattern, func(rw http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		hdr := rw.Header()
+		hdr.Set("Access-Control-Allow-Origin", "*")
+		hdr.Set("Access-Control-Expose-Headers", "Link, Replay-Nonce, Location, Retry-After")
+		hdr.Set("Cache-Control", "no-store")
+		var p *ra.Profile
+		if name := r.PathValue("profile"); name != "" {
+			var ok bool
+			if p, ok = w.ra.Profile(name); !ok {
+				w.writeProblem(rw, r, nil, acme.NotFoundProblem("no ACME profile %q", name))
+				return
+			}
+		} else if r.PathValue("ca") == "" {
+			p, _ = w.ra.Profile(w.ra.Config().DefaultProfile)
+		}
+		if p != nil && !strings.HasSuffix(pattern, pathDirectory) {
+			hdr.Add("Link", link(w.dirURL(p), "index"))
+		}
+		if n, err := w.nonces.Nonce(); err == nil {
+			hdr.Set("Replay-Nonce", n)
+		}
+		if !allowed[r.Method] {
+			hdr.Set("Allow", allowHeader)
+			w.writeProblem(rw, r, p, acme.MethodNotAllowedProblem())
+			return
+		}
+		if r.Method == "OPTIONS" {
+			hdr.Set("Allow", allowHeader)
+			hdr.Set("Access-Control-Allow-Methods", allowHeader)
+			hdr.Set("Access-Control-Allow-Headers", "Content-Type")
+			hdr.Set("Access-Control-Max-Age", "86400")
+			rw.WriteHeader(http.StatusNoContent)
+			return
+		}
+		if p == nil && r.PathValue("ca") == "" {
+			w.writeProblem(rw, r, nil, acme.NotFoundProblem("no default ACME profile is configured"))
+			return
+		}
+		if err := h(r.Context(), rw, r, p); err != nil {
+			w.writeProblem(rw, r, p, acme.AsProblem(err))
+		}
+		w.log.Debug("request", "method", r.Method, "path", r.URL.Path, "duration", time.Since(start))
+	})
+}
+
+func link(url, rel string) string { return "<" + url + ">;rel=\"" + rel + "\"" }
+
+// URL builders.
+func (w *WFE) profileURL(p *ra.Profile, path string) string {
+	return w.base + "/acme/" + p.Name + "/" + path
+}
+func (w *WFE) dirURL(p *ra.Profile) string                { return w.profileURL(p, pathDirectory) }
+func (w *WFE) accountURL(p *ra.Profile, id string) string { return w.profileURL(p, pathAccount+id) }
+func (w *WFE) orderURL(p *ra.Profile, id string) string   { return w.profileURL(p, pathOrder+id) }
+func (w *WFE) authzURL(p *ra.Profile, id string) string   { return w.profileURL(p, pathAuthz+id) }
+func (w *WFE) challURL(p *ra.Profile, id string) string   { return w.profileURL(p, pathChallenge+id) }
+func (w *WFE) certURL(p *ra.Profile, id string) string    { return w.profileURL(p, pathCert+id) }
+
+// writeJSON writes v with status.
+func (w *WFE) writeJSON(rw http.ResponseWriter, status int, v any) {
+	body, err := json.Marshal(v)
+	if err != nil {
+		w.log.Error("encode response", "err", err)
+		status, body = http.StatusInternalServerError, []byte(`{"type":"`+string(acme.ServerInternal)+`","status":500}`)
+	}
+	rw.Header().Set("Content-Type", "application/json")
+	rw.Header().Set("Content-Length", strconv.Itoa(len(body)))
+	rw.WriteHeader(status)
+	_, _ = rw.Write(body)
+}
+
+// writeProblem writes an RFC 7807 problem; internal causes go to the log only.
+func (w *WFE) writeProblem(rw http.ResponseWriter, r *http.Request, p *ra.Profile, prob *acme.Problem) {
+	if prob.Status == 0 {
+		prob.Status = http.StatusBadRequest
+	}
+	if prob.Status >= 500 {
+		w.log.Error("internal error", "method", r.Method, "path", r.URL.Path, "err", prob.Error())
+		rw.Header().Set("Retry-After", "60")
+	}
+	for k, vs := range prob.Headers {
+		for _, v := range vs {
+			rw.Header().Add(k, v)
+		}
+	}
+	body, _ := json.Marshal(prob)
+	rw.Header().Set("Content-Type", "application/problem+json")
+	rw.Header().Set("Content-Length", strconv.Itoa(len(body)))
+	rw.WriteHeader(prob.Status)
+	_, _ = rw.Write(body)
+}
+
+// directory serves RFC 8555 §7.1.1.
+func (w *WFE) directory(_ context.Context, rw http.ResponseWriter, _ *http.Request, p *ra.Profile) error {
+	meta := &acme.DirectoryMeta{
+		TermsOfService: p.Spec.TermsOfService, Website: p.Spec.Website, CAAIdentities: p.Spec.CAAIdentities,
+		ExternalAccountRequired: p.EABRequired(), Profiles: map[string]string{},
+	}
+	for _, name := range p.IssuanceOrder {
+		d := p.Issuance[name].Description
+		if d == "" {
+			d = name
+		}
+		meta.Profiles[name] = d
+	}
+	w.writeJSON(rw, http.StatusOK, acme.Directory{
+		NewNonce: w.profileURL(p, pathNewNonce), NewAccount: w.profileURL(p, pathNewAccount),
+		NewOrder: w.profileURL(p, pathNewOrder), RevokeCert: w.profileURL(p, pathRevoke),
+		KeyChange: w.profileURL(p, pathKeyChange), RenewalInfo: w.profileURL(p, pathRenewalInfo), Meta: meta,
+	})
+	return nil
+}
+
+// newNonce serves RFC 8555 §7.2: HEAD 200, GET 204, POST-as-GET 200.
+func (w *WFE) newNonce(ctx context.Context, rw http.ResponseWriter, r *http.Request, p *ra.Profile) error {
+	if r.Method == "POST" {
+		if _, err := w.verifyPOST(ctx, r, p, authKID); err != nil {
+			return err
+		}
+		rw.WriteHeader(http.StatusOK)
+		return nil
+	}
+	if r.Method == "HEAD" {
+		rw.WriteHeader(http.StatusOK)
+		return nil
+	}
+	rw.WriteHeader(http.StatusNoContent)
+	return nil
+}
