@@ -14,9 +14,10 @@ import (
 	"github.com/kacme/kacme/api/v1alpha1"
 )
 
+// Values of LabelState on orders: work a restart must pick up.
 const (
+	stateValidating = "validating"
 	stateProcessing = "processing"
-	stateDone       = "done"
 )
 
 // Challenge loads the order holding challenge id, owned by a.
@@ -35,6 +36,31 @@ func (r *RA) Challenge(ctx context.Context, a *v1alpha1.AcmeAccount, id string) 
 	return o, ai, ci, nil
 }
 
+// validationJob is one validation to run; the AcmeChallenge record is
+// written once, with the outcome, so a validation costs two writes.
+type validationJob struct {
+	id      string // challenge ID
+	record  v1alpha1.AcmeChallenge
+	ai, ci  int
+	orderID string
+}
+
+func newJob(o *v1alpha1.AcmeOrder, p string, ai, ci int, keyAuth string) *validationJob {
+	az := o.Status.Authorizations[ai]
+	ch := az.Challenges[ci]
+	ident := az.Identifier
+	if az.Wildcard {
+		ident.Value = "*." + ident.Value
+	}
+	id := ChallengeID(o.Name, ai, ci)
+	return &validationJob{id: id, ai: ai, ci: ci, orderID: o.Name, record: v1alpha1.AcmeChallenge{
+		ObjectMeta: metav1.ObjectMeta{Namespace: o.Namespace, Name: id, Labels: map[string]string{
+			v1alpha1.LabelAccount: o.Spec.Account, v1alpha1.LabelOrder: o.Name}},
+		Spec: v1alpha1.AcmeChallengeSpec{Account: o.Spec.Account, Order: o.Name, Profile: p, Authorization: ai,
+			Identifier: ident, Type: ch.Type, Token: ch.Token, KeyAuthorization: keyAuth},
+	}}
+}
+
 // RespondChallenge starts validation of a pending challenge (RFC 8555 §7.5.1)
 // and waits up to SyncWait for it, so most clients never need to poll. A
 // challenge that is not pending is returned as it is (pinned: CHL-06).
@@ -43,11 +69,11 @@ func (r *RA) RespondChallenge(ctx context.Context, p *Profile, a *v1alpha1.AcmeA
 	if err != nil {
 		return nil, 0, 0, err
 	}
-	var started *v1alpha1.AcmeChallenge
+	var job *validationJob
 	var o *v1alpha1.AcmeOrder
 	var ai, ci int
 	err = retry(ctx, func() error {
-		started = nil
+		job = nil
 		var err error
 		o, ai, ci, err = r.Challenge(ctx, a, id)
 		if err != nil {
@@ -68,36 +94,20 @@ func (r *RA) RespondChallenge(ctx context.Context, p *Profile, a *v1alpha1.AcmeA
 			return err
 		}
 		ch.Status = acme.StatusProcessing
+		o.Labels[v1alpha1.LabelState] = stateValidating
 		if err := r.store.Update(ctx, o); err != nil {
 			return err
 		}
-		ident := az.Identifier
-		if az.Wildcard {
-			ident.Value = "*." + ident.Value
-		}
-		started = &v1alpha1.AcmeChallenge{
-			ObjectMeta: metav1.ObjectMeta{Namespace: r.ns, Name: id, Labels: map[string]string{
-				v1alpha1.LabelAccount: a.Name, v1alpha1.LabelOrder: o.Name, v1alpha1.LabelState: stateProcessing}},
-			Spec: v1alpha1.AcmeChallengeSpec{Account: a.Name, Order: o.Name, Profile: p.Name, Authorization: ai,
-				Identifier: ident, Type: ch.Type, Token: ch.Token, KeyAuthorization: keyAuth},
-			Status: v1alpha1.AcmeChallengeStatus{Status: acme.StatusProcessing},
-		}
+		job = newJob(o, p.Name, ai, ci, keyAuth)
 		return nil
 	})
 	if err != nil {
 		return nil, 0, 0, err
 	}
-	if started == nil {
+	if job == nil {
 		return o, ai, ci, nil
 	}
-	if err := r.store.Create(ctx, started); err != nil && !storage.IsAlreadyExists(err) {
-		// The order says processing but no work item exists: fail the challenge rather than leave it hanging.
-		r.log.Error("create challenge record", "challenge", id, "err", err)
-		r.finishValidation(context.WithoutCancel(ctx), started, va.Result{Problem: acme.InternalProblem(err, "the server could not start validation")})
-		o, ai, ci, err = r.Challenge(ctx, a, id)
-		return o, ai, ci, err
-	}
-	r.startValidation(started)
+	r.startValidation(job)
 	r.wait(ctx, o.Name, r.syncWait, func() bool {
 		cur, _, _, err := r.Challenge(ctx, a, id)
 		return err != nil || cur.Status.Authorizations[ai].Challenges[ci].Status != acme.StatusProcessing
@@ -107,52 +117,53 @@ func (r *RA) RespondChallenge(ctx context.Context, p *Profile, a *v1alpha1.AcmeA
 }
 
 // startValidation runs a validation in the background, bounded by the semaphore.
-func (r *RA) startValidation(ch *v1alpha1.AcmeChallenge) {
+func (r *RA) startValidation(job *validationJob) {
 	r.wg.Add(1)
 	go func() {
 		defer r.wg.Done()
 		select {
 		case r.sem <- struct{}{}:
 		case <-r.baseCtx.Done():
-			return // resumed at next start: the record stays "processing"
+			return // resumed at next start: the order stays "validating"
 		}
 		defer func() { <-r.sem }()
-		p, ok := r.Profile(ch.Spec.Profile)
+		spec := job.record.Spec
+		p, ok := r.Profile(spec.Profile)
 		var res va.Result
 		if !ok {
-			res = va.Result{Problem: acme.InvalidProfileProblem("profile %q is no longer served", ch.Spec.Profile)}
+			res = va.Result{Problem: acme.InvalidProfileProblem("profile %q is no longer served", spec.Profile)}
 		} else {
 			res = r.va.Validate(r.baseCtx, va.Request{
-				Identifier:       acme.Identifier{Type: ch.Spec.Identifier.Type, Value: ch.Spec.Identifier.Value},
-				Type:             ch.Spec.Type,
-				Token:            ch.Spec.Token,
-				KeyAuthorization: ch.Spec.KeyAuthorization,
+				Identifier:       acme.Identifier{Type: spec.Identifier.Type, Value: spec.Identifier.Value},
+				Type:             spec.Type,
+				Token:            spec.Token,
+				KeyAuthorization: spec.KeyAuthorization,
 				Settings:         p.Validation,
 			})
 		}
 		if r.baseCtx.Err() != nil {
 			return // shutting down mid-validation: resume at next start
 		}
-		r.finishValidation(r.baseCtx, ch, res)
+		r.finishValidation(r.baseCtx, job, res)
 	}()
 }
 
-// finishValidation records the outcome on the order (one write) and on the
-// challenge record (one write), then wakes waiters.
-func (r *RA) finishValidation(ctx context.Context, ch *v1alpha1.AcmeChallenge, res va.Result) {
-	defer r.notify(ch.Spec.Order)
+// finishValidation records the outcome on the order (one write) and as the
+// AcmeChallenge record (one write), then wakes waiters.
+func (r *RA) finishValidation(ctx context.Context, job *validationJob, res va.Result) {
+	defer r.notify(job.orderID)
 	now := metav1.NewTime(r.nowUTC())
-	_, ai, ci, _ := SplitChallengeID(ch.Name)
+	spec := job.record.Spec
 	err := retry(ctx, func() error {
 		var o v1alpha1.AcmeOrder
-		if err := r.get(ctx, ch.Spec.Order, &o, "order"); err != nil {
+		if err := r.get(ctx, job.orderID, &o, "order"); err != nil {
 			return err
 		}
-		if ai >= len(o.Status.Authorizations) || ci >= len(o.Status.Authorizations[ai].Challenges) {
-			return fmt.Errorf("challenge %s is out of range of its order", ch.Name)
+		if job.ai >= len(o.Status.Authorizations) || job.ci >= len(o.Status.Authorizations[job.ai].Challenges) {
+			return fmt.Errorf("challenge %s is out of range of its order", job.id)
 		}
-		az := &o.Status.Authorizations[ai]
-		c := &az.Challenges[ci]
+		az := &o.Status.Authorizations[job.ai]
+		c := &az.Challenges[job.ci]
 		if c.Status != acme.StatusProcessing {
 			return nil // already finished (resumed twice)
 		}
@@ -160,8 +171,7 @@ func (r *RA) finishValidation(ctx context.Context, ch *v1alpha1.AcmeChallenge, r
 			c.Status, c.Validated = acme.StatusValid, &now
 			if az.Status == acme.StatusPending {
 				az.Status = acme.StatusValid
-				exp := now.Add(r.authzLifetime(ch.Spec.Profile))
-				az.Expires = metav1.NewTime(exp)
+				az.Expires = metav1.NewTime(now.Add(r.authzLifetime(spec.Profile)))
 			}
 		} else {
 			c.Status = acme.StatusInvalid
@@ -170,38 +180,43 @@ func (r *RA) finishValidation(ctx context.Context, ch *v1alpha1.AcmeChallenge, r
 				az.Status = acme.StatusInvalid
 			}
 		}
+		if !hasProcessingChallenge(&o) {
+			delete(o.Labels, v1alpha1.LabelState)
+		}
 		if o.Status.Status == acme.StatusPending {
 			r.refresh(&o)
 		}
 		return r.store.Update(ctx, &o)
 	})
 	if err != nil {
-		r.log.Error("record validation result on order", "challenge", ch.Name, "err", err)
+		r.log.Error("record validation result on order", "challenge", job.id, "err", err)
 	}
-	attrs := []slog.Attr{slog.String("account", ch.Spec.Account), slog.String("order", ch.Spec.Order),
-		slog.String("challenge", ch.Name), slog.String("type", string(ch.Spec.Type)),
-		slog.String("identifier", ch.Spec.Identifier.Value), slog.Any("records", res.Records)}
+	attrs := []slog.Attr{slog.String("account", spec.Account), slog.String("order", spec.Order),
+		slog.String("challenge", job.id), slog.String("type", string(spec.Type)),
+		slog.String("identifier", spec.Identifier.Value), slog.Any("records", res.Records)}
+	rec := job.record.DeepCopy()
+	rec.Status = v1alpha1.AcmeChallengeStatus{Status: acme.StatusValid, Records: res.Records, Finished: &now}
 	if res.Problem != nil {
 		r.audit.Record(ctx, audit.ChallengeFailed, append(attrs, slog.String("problem", string(res.Problem.Type)), slog.String("detail", res.Problem.Error()))...)
+		rec.Status.Status = acme.StatusInvalid
+		rec.Status.Error = &v1alpha1.Problem{Type: string(res.Problem.Type), Detail: res.Problem.Detail, Status: res.Problem.Status}
 	} else {
 		r.audit.Record(ctx, audit.ChallengeValidated, attrs...)
 	}
-	err = retry(ctx, func() error {
-		var cur v1alpha1.AcmeChallenge
-		if err := r.get(ctx, ch.Name, &cur, "challenge"); err != nil {
-			return err
-		}
-		cur.Labels[v1alpha1.LabelState] = stateDone
-		cur.Status = v1alpha1.AcmeChallengeStatus{Status: acme.StatusValid, Records: res.Records, Finished: &now}
-		if res.Problem != nil {
-			cur.Status.Status = acme.StatusInvalid
-			cur.Status.Error = &v1alpha1.Problem{Type: string(res.Problem.Type), Detail: res.Problem.Detail, Status: res.Problem.Status}
-		}
-		return r.store.Update(ctx, &cur)
-	})
-	if err != nil && !isNotFoundProblem(err) {
-		r.log.Error("record validation result", "challenge", ch.Name, "err", err)
+	if err := r.store.Create(ctx, rec); err != nil && !storage.IsAlreadyExists(err) {
+		r.log.Error("record validation result", "challenge", job.id, "err", err)
 	}
+}
+
+func hasProcessingChallenge(o *v1alpha1.AcmeOrder) bool {
+	for _, az := range o.Status.Authorizations {
+		for _, c := range az.Challenges {
+			if c.Status == acme.StatusProcessing {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func isNotFoundProblem(err error) bool {
@@ -216,14 +231,36 @@ func (r *RA) authzLifetime(profile string) (d timeDuration) {
 	return defaultAuthzLifetime
 }
 
-// ResumeValidations restarts validations left "processing" by a previous run.
+// ResumeValidations restarts validations a previous run left "processing".
 func (r *RA) ResumeValidations(ctx context.Context) (int, error) {
-	var list v1alpha1.AcmeChallengeList
-	if err := r.store.List(ctx, r.ns, &list, storage.ListOptions{Labels: map[string]string{v1alpha1.LabelState: stateProcessing}}); err != nil {
+	var list v1alpha1.AcmeOrderList
+	if err := r.store.List(ctx, r.ns, &list, storage.ListOptions{Labels: map[string]string{v1alpha1.LabelState: stateValidating}}); err != nil {
 		return 0, err
 	}
+	n := 0
 	for i := range list.Items {
-		r.startValidation(&list.Items[i])
+		o := &list.Items[i]
+		var a v1alpha1.AcmeAccount
+		if err := r.get(ctx, o.Spec.Account, &a, "account"); err != nil {
+			return n, err
+		}
+		key, err := AccountKey(&a)
+		if err != nil {
+			return n, err
+		}
+		for ai, az := range o.Status.Authorizations {
+			for ci, c := range az.Challenges {
+				if c.Status != acme.StatusProcessing {
+					continue
+				}
+				keyAuth, err := acme.KeyAuthorization(c.Token, key)
+				if err != nil {
+					return n, err
+				}
+				r.startValidation(newJob(o, o.Spec.Profile, ai, ci, keyAuth))
+				n++
+			}
+		}
 	}
-	return len(list.Items), nil
+	return n, nil
 }

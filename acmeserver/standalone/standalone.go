@@ -19,6 +19,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -62,6 +63,8 @@ type Server struct {
 	http         *http.Server
 	done         chan error
 	log          *slog.Logger
+	closeOnce    sync.Once
+	closeErr     error
 }
 
 // Start loads configuration, opens the store, loads or generates CAs and
@@ -175,6 +178,11 @@ func (s *Server) Wait() error {
 
 // Close shuts down: stop accepting, finish requests, stop background work, close the store.
 func (s *Server) Close() error {
+	s.closeOnce.Do(func() { s.closeErr = s.close() })
+	return s.closeErr
+}
+
+func (s *Server) close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	err := s.http.Shutdown(ctx)

@@ -11,6 +11,8 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net/http"
+	_ "net/http/pprof" // served only with --debug-addr
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -63,6 +65,7 @@ func runStandalone(args []string) error {
 	external := fs.String("external-url", "", "base URL clients use (default https://<listen>)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	quiet := fs.Bool("quiet", false, "do not print the getting-started banner")
+	debugAddr := fs.String("debug-addr", "", "serve Go pprof on this loopback address (e.g. 127.0.0.1:6060)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -77,6 +80,9 @@ func runStandalone(args []string) error {
 		ExternalURL: *external, Log: log})
 	if err != nil {
 		return err
+	}
+	if *debugAddr != "" {
+		go func() { log.Error("debug server", "err", http.ListenAndServe(*debugAddr, nil)) }() //nolint:gosec // opt-in, loopback
 	}
 	if !*quiet {
 		printBanner(srv, *dataDir)

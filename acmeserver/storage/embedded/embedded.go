@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"reflect"
 	"strconv"
+	"sync"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -31,20 +32,27 @@ var (
 
 // Store is a bbolt-backed storage.Store.
 type Store struct {
-	db *bolt.DB
+	db     *bolt.DB
+	queue  chan *writeReq
+	closed chan struct{}
+	once   sync.Once
+	err    error
+}
+
+// writeReq is one write waiting for the group commit.
+type writeReq struct {
+	fn   func(*bolt.Tx) error
+	done chan error
 }
 
 var _ storage.Store = (*Store)(nil)
 
 // Open opens (creating if needed) the store file at path.
 func Open(path string) (*Store, error) {
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second, NoFreelistSync: true, FreelistType: bolt.FreelistMapType})
 	if err != nil {
 		return nil, fmt.Errorf("open store %s: %w (is another kacme running on this data directory?)", path, err)
 	}
-	// Concurrent writers share one fsync (group commit); the delay bounds the
-	// latency a lone writer pays.
-	db.MaxBatchDelay = 500 * time.Microsecond
 	err = db.Update(func(tx *bolt.Tx) error {
 		for _, b := range [][]byte{bucketMeta, bucketLabels} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
@@ -57,11 +65,76 @@ func Open(path string) (*Store, error) {
 		_ = db.Close()
 		return nil, err
 	}
-	return &Store{db: db}, nil
+	s := &Store{db: db, queue: make(chan *writeReq, 1024), closed: make(chan struct{})}
+	go s.commitLoop()
+	return s, nil
 }
 
-// Close closes the file.
-func (s *Store) Close() error { return s.db.Close() }
+// Close stops the writer and closes the file.
+func (s *Store) Close() error {
+	s.once.Do(func() {
+		close(s.queue)
+		<-s.closed
+		s.err = s.db.Close()
+	})
+	return s.err
+}
+
+// write runs fn in a read-write transaction shared with whatever other
+// writes are waiting (group commit): a lone writer commits at once, and
+// concurrent writers share one fsync instead of queueing for one each.
+func (s *Store) write(fn func(*bolt.Tx) error) error {
+	req := &writeReq{fn: fn, done: make(chan error, 1)}
+	s.queue <- req
+	return <-req.done
+}
+
+// isPrecondition reports errors a write function returns before it changes
+// anything; such a write fails alone without spoiling its batch.
+func isPrecondition(err error) bool {
+	return storage.IsConflict(err) || storage.IsNotFound(err) || storage.IsAlreadyExists(err)
+}
+
+func (s *Store) commitLoop() {
+	defer close(s.closed)
+	for req := range s.queue {
+		batch := []*writeReq{req}
+	drain:
+		for len(batch) < 256 {
+			select {
+			case r, ok := <-s.queue:
+				if !ok {
+					break drain
+				}
+				batch = append(batch, r)
+			default:
+				break drain
+			}
+		}
+		results := make([]error, len(batch))
+		err := s.db.Update(func(tx *bolt.Tx) error {
+			for i, r := range batch {
+				if err := r.fn(tx); err != nil {
+					if !isPrecondition(err) {
+						return err
+					}
+					results[i] = err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			// Something failed mid-write: the batch rolled back; run each write alone.
+			for _, r := range batch {
+				r.done <- s.db.Update(r.fn)
+			}
+			continue
+		}
+		for i, r := range batch {
+			r.done <- results[i]
+		}
+	}
+}
 
 func objKey(ns, name string) []byte { return []byte(ns + "/" + name) }
 
@@ -185,7 +258,7 @@ func (s *Store) Create(_ context.Context, obj storage.Object) error {
 	}
 	ns, name := obj.GetNamespace(), obj.GetName()
 	var rv uint64
-	err = s.db.Batch(func(tx *bolt.Tx) error {
+	err = s.write(func(tx *bolt.Tx) error {
 		b, err := tx.CreateBucketIfNotExists(bucketName(kind))
 		if err != nil {
 			return err
@@ -279,7 +352,7 @@ func (s *Store) Update(_ context.Context, obj storage.Object) error {
 		return fmt.Errorf("update %s: resourceVersion is required", kind)
 	}
 	var rv uint64
-	err = s.db.Batch(func(tx *bolt.Tx) error {
+	err = s.write(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketName(kind))
 		old, err := current(b, kind, obj)
 		if err != nil {
@@ -304,7 +377,7 @@ func (s *Store) Delete(_ context.Context, obj storage.Object) error {
 	if err != nil {
 		return err
 	}
-	return s.db.Batch(func(tx *bolt.Tx) error {
+	return s.write(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketName(kind))
 		old, err := current(b, kind, obj)
 		if err != nil {

@@ -1,0 +1,302 @@
+// Command acmebench drives full ACME flows (new order, http-01 validation
+// against a real responder on loopback, finalize, download) with the
+// golang.org/x/crypto/acme client at several concurrency levels against
+// kacme standalone, Pebble and step-ca in one run, and writes throughput and
+// latency percentiles to a Markdown report. Run it with "make bench".
+package main
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	xacme "golang.org/x/crypto/acme"
+)
+
+// responder answers http-01 for every server under test.
+type responder struct{ keys sync.Map }
+
+func (r *responder) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	tok := strings.TrimPrefix(req.URL.Path, "/.well-known/acme-challenge/")
+	if v, ok := r.keys.Load(tok); ok {
+		_, _ = io.WriteString(w, v.(string))
+		return
+	}
+	http.NotFound(w, req)
+}
+
+type levelResult struct {
+	concurrency int
+	flows       int
+	errors      int
+	elapsed     time.Duration
+	latencies   []time.Duration
+	firstErr    string
+}
+
+func (l levelResult) throughput() float64 { return float64(l.flows) / l.elapsed.Seconds() }
+
+func (l levelResult) pct(p float64) time.Duration {
+	if len(l.latencies) == 0 {
+		return 0
+	}
+	i := int(float64(len(l.latencies)-1) * p)
+	return l.latencies[i]
+}
+
+func main() {
+	kacmeBin := flag.String("kacme", "bin/kacme", "kacme binary")
+	pebbleBin := flag.String("pebble", "", "pebble binary")
+	stepBin := flag.String("step-ca", "", "step-ca binary")
+	out := flag.String("out", "docs/benchmarks.md", "report file")
+	levelsFlag := flag.String("levels", "1,4,8,16,32", "concurrency levels")
+	duration := flag.Duration("duration", 10*time.Second, "measuring time per level")
+	warmup := flag.Duration("warmup", 2*time.Second, "unmeasured warm-up per level")
+	only := flag.String("targets", "kacme,pebble,step-ca", "servers to run (the report needs all three)")
+	flag.StringVar(&kacmeExtraArgs, "kacme-args", "", "extra flags for kacme standalone (e.g. --debug-addr 127.0.0.1:6060)")
+	flag.Parse()
+	var levels []int
+	for _, s := range strings.Split(*levelsFlag, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil || n < 1 {
+			fatal(fmt.Errorf("bad -levels %q", *levelsFlag))
+		}
+		levels = append(levels, n)
+	}
+	// step-ca always validates http-01 on port 80, so every server does here.
+	const httpPort = 80
+	resp := &responder{}
+	ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", httpPort))
+	if err != nil {
+		fatal(fmt.Errorf("listen on 127.0.0.1:80 for http-01 (run as root): %w", err))
+	}
+	go func() { _ = http.Serve(ln, resp) }()
+
+	type target struct {
+		name  string
+		start func(dir string) (*server, error)
+	}
+	targets := []target{
+		{"kacme", func(d string) (*server, error) { return startKacme(*kacmeBin, d, httpPort) }},
+		{"pebble", func(d string) (*server, error) { return startPebble(*pebbleBin, d, httpPort) }},
+		{"step-ca", func(d string) (*server, error) { return startStepCA(*stepBin, d) }},
+	}
+	results := map[string][]levelResult{}
+	versions := map[string]string{}
+	for _, tg := range targets {
+		if !strings.Contains(","+*only+",", ","+tg.name+",") {
+			continue
+		}
+		dir, _ := os.MkdirTemp("", "acmebench-"+tg.name)
+		s, err := tg.start(dir)
+		if err != nil {
+			fatal(err)
+		}
+		versions[tg.name] = s.version
+		for _, c := range levels {
+			fmt.Fprintf(os.Stderr, "%s: %d concurrent clients...\n", tg.name, c)
+			r := runLevel(s, resp, c, *warmup, *duration)
+			fmt.Fprintf(os.Stderr, "  %d flows, %d errors, %.1f flows/s, p50 %v, p99 %v %s\n", r.flows, r.errors, r.throughput(),
+				r.pct(0.5).Round(time.Millisecond), r.pct(0.99).Round(time.Millisecond), r.firstErr)
+			results[tg.name] = append(results[tg.name], r)
+		}
+		s.stop()
+		_ = os.RemoveAll(dir)
+	}
+	report := render(levels, results, versions, *duration)
+	if err := os.WriteFile(*out, []byte(report), 0o644); err != nil {
+		fatal(err)
+	}
+	fmt.Print(report)
+}
+
+func fatal(err error) {
+	fmt.Fprintln(os.Stderr, "acmebench:", err)
+	os.Exit(1)
+}
+
+// runLevel runs c workers; each registers an account, then repeats full flows.
+func runLevel(s *server, resp *responder, c int, warmup, measure time.Duration) levelResult {
+	hc := &http.Client{Timeout: 60 * time.Second, Transport: &http.Transport{
+		TLSClientConfig: &tls.Config{RootCAs: s.roots}, MaxIdleConnsPerHost: c + 4}}
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	res := levelResult{concurrency: c}
+	var errs atomic.Int64
+	start := time.Now()
+	measureFrom, stopAt := start.Add(warmup), start.Add(warmup+measure)
+	ready := make(chan struct{})
+	var registered sync.WaitGroup
+	registered.Add(c)
+	for i := 0; i < c; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+			cl := &xacme.Client{Key: key, DirectoryURL: s.directory, HTTPClient: hc, UserAgent: "kacme-acmebench"}
+			_, err := cl.Register(ctx, &xacme.Account{}, xacme.AcceptTOS)
+			registered.Done()
+			if err != nil {
+				mu.Lock()
+				res.firstErr = "register: " + err.Error()
+				mu.Unlock()
+				errs.Add(1)
+				return
+			}
+			<-ready
+			certKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+			csr, _ := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}}, certKey)
+			for time.Now().Before(stopAt) {
+				t0 := time.Now()
+				err := flow(ctx, cl, resp, csr)
+				d := time.Since(t0)
+				if t0.Before(measureFrom) {
+					continue
+				}
+				mu.Lock()
+				if err != nil {
+					res.errors++
+					if res.firstErr == "" {
+						res.firstErr = err.Error()
+					}
+				} else if time.Now().Before(stopAt) {
+					res.flows++
+					res.latencies = append(res.latencies, d)
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	registered.Wait()
+	// Registration is not measured: restart the clock once every client has an account.
+	start = time.Now()
+	measureFrom, stopAt = start.Add(warmup), start.Add(warmup+measure)
+	close(ready)
+	wg.Wait()
+	res.elapsed = measure
+	res.errors += int(errs.Load())
+	sort.Slice(res.latencies, func(i, j int) bool { return res.latencies[i] < res.latencies[j] })
+	return res
+}
+
+// flow is one full issuance: order → authz → http-01 → finalize → download.
+func flow(ctx context.Context, cl *xacme.Client, resp *responder, csr []byte) error {
+	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	o, err := cl.AuthorizeOrder(ctx, []xacme.AuthzID{{Type: "ip", Value: "127.0.0.1"}})
+	if err != nil {
+		return fmt.Errorf("order: %w", err)
+	}
+	for _, u := range o.AuthzURLs {
+		z, err := cl.GetAuthorization(ctx, u)
+		if err != nil {
+			return fmt.Errorf("authz: %w", err)
+		}
+		if z.Status == xacme.StatusValid {
+			continue
+		}
+		var ch *xacme.Challenge
+		for _, c := range z.Challenges {
+			if c.Type == "http-01" {
+				ch = c
+			}
+		}
+		if ch == nil {
+			return errors.New("no http-01 challenge")
+		}
+		ka, _ := cl.HTTP01ChallengeResponse(ch.Token)
+		resp.keys.Store(ch.Token, ka)
+		if _, err := cl.Accept(ctx, ch); err != nil {
+			return fmt.Errorf("accept: %w", err)
+		}
+		_, err = cl.WaitAuthorization(ctx, u)
+		resp.keys.Delete(ch.Token)
+		if err != nil {
+			return fmt.Errorf("wait authz: %w", err)
+		}
+	}
+	ready, err := cl.WaitOrder(ctx, o.URI)
+	if err != nil {
+		return fmt.Errorf("wait order: %w", err)
+	}
+	finalize := ready.FinalizeURL
+	if finalize == "" {
+		finalize = o.FinalizeURL
+	}
+	if _, _, err := cl.CreateOrderCert(ctx, finalize, csr, true); err != nil {
+		return fmt.Errorf("finalize: %w", err)
+	}
+	return nil
+}
+
+func render(levels []int, results map[string][]levelResult, versions map[string]string, d time.Duration) string {
+	var b strings.Builder
+	cpu := "unknown"
+	if out, err := exec.Command("sh", "-c", "grep -m1 'model name' /proc/cpuinfo | cut -d: -f2").Output(); err == nil {
+		cpu = strings.TrimSpace(string(out))
+	}
+	fmt.Fprintf(&b, "# Benchmarks\n\nGenerated by `make bench` (test/bench/cmd/acmebench) on %s.\n\n", time.Now().UTC().Format("2006-01-02 15:04 MST"))
+	fmt.Fprintf(&b, "Machine: %d CPUs (%s), %s/%s, %s. Every server and the load generator share this machine.\n\n", runtime.NumCPU(), cpu, runtime.GOOS, runtime.GOARCH, runtime.Version())
+	fmt.Fprintf(&b, "A flow is one full issuance with golang.org/x/crypto/acme: new order for the ip identifier 127.0.0.1, fetch the\n"+
+		"authorization, answer http-01 (validated for real against a responder on 127.0.0.1:80), wait for the authorization,\n"+
+		"finalize with a P-256 CSR and download the chain. Each client registers its account before measuring starts. Each level\n"+
+		"runs a warm-up, then %s of measurement; latency is per flow.\n\n", d)
+	fmt.Fprintf(&b, "Servers: kacme %s (standalone, bbolt store, P-256 intermediate CA); Pebble %s (in-memory, `PEBBLE_VA_NOSLEEP=1`, no random nonce rejection);\n"+
+		"step-ca %s (bbolt store, ACME provisioner, P-256 intermediate).\n\n", versions["kacme"], versions["pebble"], versions["step-ca"])
+	b.WriteString("| server | clients | flows | errors | flows/s | p50 | p90 | p99 |\n|---|---:|---:|---:|---:|---:|---:|---:|\n")
+	names := []string{"kacme", "pebble", "step-ca"}
+	peak := map[string]float64{}
+	median8 := map[string]time.Duration{}
+	for _, n := range names {
+		for _, r := range results[n] {
+			fmt.Fprintf(&b, "| %s | %d | %d | %d | %.1f | %s | %s | %s |\n", n, r.concurrency, r.flows, r.errors, r.throughput(),
+				ms(r.pct(0.5)), ms(r.pct(0.9)), ms(r.pct(0.99)))
+			if r.throughput() > peak[n] {
+				peak[n] = r.throughput()
+			}
+			if r.concurrency == 8 {
+				median8[n] = r.pct(0.5)
+			}
+		}
+	}
+	b.WriteString("\n## Summary\n\n| server | peak flows/s | median latency at 8 clients |\n|---|---:|---:|\n")
+	for _, n := range names {
+		fmt.Fprintf(&b, "| %s | %.1f | %s |\n", n, peak[n], ms(median8[n]))
+	}
+	if peak["step-ca"] > 0 {
+		fmt.Fprintf(&b, "\nkacme peak throughput is **%.2f×** step-ca's (target ≥ 2.5×)", peak["kacme"]/peak["step-ca"])
+		if median8["step-ca"] > 0 && median8["kacme"] > 0 {
+			fmt.Fprintf(&b, "; at 8 clients kacme's median latency is %s against step-ca's %s (target: below)", ms(median8["kacme"]), ms(median8["step-ca"]))
+		}
+		b.WriteString(".\n")
+	}
+	for _, n := range names {
+		for _, r := range results[n] {
+			if r.firstErr != "" {
+				fmt.Fprintf(&b, "\nFirst error, %s at %d clients: `%s`\n", n, r.concurrency, strings.ReplaceAll(r.firstErr, "`", "'"))
+			}
+		}
+	}
+	return b.String()
+}
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d.Microseconds())/1000) }

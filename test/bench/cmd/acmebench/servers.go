@@ -1,0 +1,234 @@
+package main
+
+import (
+	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+var kacmeExtraArgs string
+
+// server is one ACME server under test, started as its own process.
+type server struct {
+	name      string
+	version   string
+	directory string
+	roots     *x509.CertPool
+	cmd       *exec.Cmd
+	log       *bytes.Buffer
+}
+
+func (s *server) stop() {
+	if s.cmd == nil || s.cmd.Process == nil {
+		return
+	}
+	_ = s.cmd.Process.Signal(os.Interrupt)
+	done := make(chan struct{})
+	go func() { _ = s.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		_ = s.cmd.Process.Kill()
+		<-done
+	}
+	if d := os.Getenv("ACMEBENCH_LOGDIR"); d != "" {
+		_ = os.WriteFile(filepath.Join(d, s.name+".log"), s.log.Bytes(), 0o644)
+	}
+}
+
+func freePort() int {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		panic(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+func startProcess(s *server, bin string, args []string, env []string) error {
+	s.log = &bytes.Buffer{}
+	s.cmd = exec.Command(bin, args...)
+	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
+	s.cmd.Env = append(os.Environ(), env...)
+	if err := s.cmd.Start(); err != nil {
+		return fmt.Errorf("start %s: %w", s.name, err)
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		if s.roots == nil {
+			time.Sleep(100 * time.Millisecond)
+			continue
+		}
+		client := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: s.roots}}}
+		r, err := client.Get(s.directory)
+		if err == nil {
+			r.Body.Close()
+			if r.StatusCode == 200 {
+				return nil
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	s.stop()
+	return fmt.Errorf("%s did not serve its directory %s:\n%s", s.name, s.directory, s.log.String())
+}
+
+// startKacme runs kacme standalone with a P-256 CA validating http-01 on httpPort.
+func startKacme(bin, dir string, httpPort int) (*server, error) {
+	cfg := filepath.Join(dir, "config")
+	if err := os.MkdirAll(cfg, 0o755); err != nil {
+		return nil, err
+	}
+	yaml := fmt.Sprintf(`apiVersion: acme.kacme.io/v1alpha1
+kind: CertificateAuthority
+metadata: {name: bench}
+spec:
+  generate: {commonName: kacme bench, keyAlgorithm: ECDSAP256, intermediate: true}
+---
+apiVersion: acme.kacme.io/v1alpha1
+kind: AcmeProfile
+metadata: {name: default}
+spec:
+  certificateAuthority: bench
+  identifiers: {allowedCIDRs: ["127.0.0.0/8"]}
+  validation: {http01Port: %d}
+`, httpPort)
+	if err := os.WriteFile(filepath.Join(cfg, "kacme.yaml"), []byte(yaml), 0o644); err != nil {
+		return nil, err
+	}
+	port := freePort()
+	data := filepath.Join(dir, "data")
+	s := &server{name: "kacme", directory: fmt.Sprintf("https://127.0.0.1:%d/acme/directory", port)}
+	out, _ := exec.Command(bin, "version").Output()
+	s.version = string(bytes.TrimSpace(out))
+	go func() {
+		// ca.crt appears once the CA is generated; read it for TLS trust.
+		for i := 0; i < 600; i++ {
+			if b, err := os.ReadFile(filepath.Join(data, "ca.crt")); err == nil && len(b) > 0 {
+				p := x509.NewCertPool()
+				p.AppendCertsFromPEM(b)
+				s.roots = p
+				return
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}()
+	args := []string{"standalone", "--quiet", "--log-level", "warn", "--data-dir", data, "--config-dir", cfg,
+		"--listen", fmt.Sprintf("127.0.0.1:%d", port)}
+	args = append(args, strings.Fields(kacmeExtraArgs)...)
+	err := startProcess(s, bin, args, nil)
+	return s, err
+}
+
+// selfSigned writes a TLS certificate for 127.0.0.1 and returns its pool.
+func selfSigned(certPath, keyPath string) (*x509.CertPool, error) {
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: "127.0.0.1"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour), IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
+		DNSNames: []string{"localhost"}, KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign, IsCA: true, BasicConstraintsValid: true,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
+	if err != nil {
+		return nil, err
+	}
+	kder, _ := x509.MarshalECPrivateKey(key)
+	if err := os.WriteFile(certPath, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(keyPath, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600); err != nil {
+		return nil, err
+	}
+	c, _ := x509.ParseCertificate(der)
+	p := x509.NewCertPool()
+	p.AddCert(c)
+	return p, nil
+}
+
+// startPebble runs Pebble with real validation; its random pre-validation
+// sleep and random nonce rejection are turned off so it is measured as fast
+// as it can go.
+func startPebble(bin, dir string, httpPort int) (*server, error) {
+	certPath, keyPath := filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
+	pool, err := selfSigned(certPath, keyPath)
+	if err != nil {
+		return nil, err
+	}
+	port, mgmt := freePort(), freePort()
+	cfg := map[string]any{"pebble": map[string]any{
+		"listenAddress": fmt.Sprintf("127.0.0.1:%d", port), "managementListenAddress": fmt.Sprintf("127.0.0.1:%d", mgmt),
+		"certificate": certPath, "privateKey": keyPath, "httpPort": httpPort, "tlsPort": freePort(),
+		"ocspResponderURL": "", "externalAccountBindingRequired": false,
+	}}
+	b, _ := json.Marshal(cfg)
+	cfgPath := filepath.Join(dir, "pebble.json")
+	if err := os.WriteFile(cfgPath, b, 0o644); err != nil {
+		return nil, err
+	}
+	s := &server{name: "pebble", version: "v2.10.1", roots: pool, directory: fmt.Sprintf("https://127.0.0.1:%d/dir", port)}
+	err = startProcess(s, bin, []string{"-config", cfgPath}, []string{"PEBBLE_VA_NOSLEEP=1", "PEBBLE_WFE_NONCEREJECT=0",
+		"PEBBLE_AUTHZREUSE=0", "PEBBLE_CHAIN_LENGTH=2"})
+	return s, err
+}
+
+// startStepCA runs step-ca with an ACME provisioner, a P-256 root and
+// intermediate, and its bbolt database. step-ca validates http-01 on port 80.
+func startStepCA(bin, dir string) (*server, error) {
+	rootKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	now := time.Now().Add(-time.Hour)
+	rootT := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "step bench root"}, NotBefore: now,
+		NotAfter: now.Add(10 * 24 * time.Hour), IsCA: true, BasicConstraintsValid: true,
+		KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign, MaxPathLen: 1}
+	rootDER, _ := x509.CreateCertificate(rand.Reader, rootT, rootT, rootKey.Public(), rootKey)
+	root, _ := x509.ParseCertificate(rootDER)
+	intKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	intT := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "step bench intermediate"}, NotBefore: now,
+		NotAfter: now.Add(9 * 24 * time.Hour), IsCA: true, BasicConstraintsValid: true,
+		KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign, MaxPathLen: 0, MaxPathLenZero: true}
+	intDER, _ := x509.CreateCertificate(rand.Reader, intT, root, intKey.Public(), rootKey)
+	kder, _ := x509.MarshalECPrivateKey(intKey)
+	files := map[string][]byte{
+		"root.crt":         pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: rootDER}),
+		"intermediate.crt": pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: intDER}),
+		"intermediate.key": pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}),
+	}
+	for n, b := range files {
+		if err := os.WriteFile(filepath.Join(dir, n), b, 0o600); err != nil {
+			return nil, err
+		}
+	}
+	port := freePort()
+	cfg := map[string]any{
+		"root": filepath.Join(dir, "root.crt"), "crt": filepath.Join(dir, "intermediate.crt"), "key": filepath.Join(dir, "intermediate.key"),
+		"address": fmt.Sprintf("127.0.0.1:%d", port), "dnsNames": []string{"127.0.0.1", "localhost"},
+		"logger": map[string]any{"format": "text"},
+		"db":     map[string]any{"type": "bbolt", "dataSource": filepath.Join(dir, "db")},
+		"authority": map[string]any{"provisioners": []any{map[string]any{"type": "ACME", "name": "acme",
+			"claims": map[string]any{"defaultTLSCertDuration": "24h"}}}},
+		"tls": map[string]any{"minVersion": 1.2, "maxVersion": 1.3, "renegotiation": false,
+			"cipherSuites": []string{"TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256", "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256"}},
+	}
+	b, _ := json.MarshalIndent(cfg, "", "  ")
+	cfgPath := filepath.Join(dir, "ca.json")
+	if err := os.WriteFile(cfgPath, b, 0o644); err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(root)
+	s := &server{name: "step-ca", version: "v0.30.2", roots: pool, directory: fmt.Sprintf("https://127.0.0.1:%d/acme/acme/directory", port)}
+	return s, startProcess(s, bin, []string{cfgPath}, nil)
+}
