@@ -3,6 +3,7 @@ package acme
 import (
 	"net/netip"
 	"strings"
+	"unicode"
 
 	"golang.org/x/net/idna"
 )
@@ -82,7 +83,10 @@ func checkDNSName(v string) string {
 			return "label starts or ends with a hyphen"
 		}
 		if strings.HasPrefix(l, "xn--") {
-			if _, err := idna.Lookup.ToUnicode(l); err != nil {
+			// Valid IDNA: decodes, round-trips, and decodes to something non-ASCII.
+			u, err := idna.Registration.ToUnicode(l)
+			back, err2 := idna.Registration.ToASCII(u)
+			if err != nil || err2 != nil || back != l || u == l || isASCII(u) || !idnaLetters(u) {
 				return "invalid punycode label"
 			}
 		} else if len(l) >= 4 && l[2:4] == "--" {
@@ -131,4 +135,24 @@ func itoa(b byte) string {
 		return string([]byte{'0' + b/10, '0' + b%10})
 	}
 	return string([]byte{'0' + b/100, '0' + b/10%10, '0' + b%10})
+}
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
+}
+
+// idnaLetters approximates IDNA2008 PVALID: letters, marks, digits and
+// hyphens; symbols and punctuation (DISALLOWED) fail.
+func idnaLetters(s string) bool {
+	for _, r := range s {
+		if !(unicode.IsLetter(r) || unicode.IsMark(r) || unicode.IsDigit(r) || r == '-') {
+			return false
+		}
+	}
+	return true
 }

@@ -1,0 +1,75 @@
+package ca
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/kacme/kacme/api/v1alpha1"
+)
+
+func TestGenerateIssueCRL(t *testing.T) {
+	t.Parallel()
+	for _, alg := range []v1alpha1.KeyAlgorithm{v1alpha1.KeyECDSAP256, v1alpha1.KeyECDSAP384, v1alpha1.KeyRSA2048, v1alpha1.KeyEd25519} {
+		for _, inter := range []bool{false, true} {
+			key, chain, err := GenerateChain("t", v1alpha1.GenerateCA{KeyAlgorithm: alg, Intermediate: inter})
+			if err != nil {
+				t.Fatal(err)
+			}
+			a, err := New("t", chain[0], key, chain[1:])
+			if err != nil {
+				t.Fatal(err)
+			}
+			a.CRLURL = "http://crl.example/t"
+			leafKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+			_, leaf, err := a.Issue(IssueRequest{PublicKey: leafKey.Public(), DNSNames: []string{"a.example"}, IPs: []net.IP{net.ParseIP("192.0.2.1")},
+				NotBefore: time.Now().Add(-time.Minute), NotAfter: time.Now().Add(time.Hour), ClientAuth: true})
+			if err != nil {
+				t.Fatalf("%s: issue: %v", alg, err)
+			}
+			roots := x509.NewCertPool()
+			roots.AddCert(a.Root())
+			inters := x509.NewCertPool()
+			for _, c := range a.Chains()[0] {
+				inters.AddCert(c)
+			}
+			if _, err := leaf.Verify(x509.VerifyOptions{Roots: roots, Intermediates: inters, DNSName: "a.example",
+				KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
+				t.Fatalf("%s/%v: leaf does not verify: %v", alg, inter, err)
+			}
+			if wantChains := map[bool]int{false: 1, true: 2}[inter]; len(a.Chains()) != wantChains {
+				t.Fatalf("%d chains, want %d", len(a.Chains()), wantChains)
+			}
+			if leaf.SerialNumber.BitLen() < 64 || len(leaf.SubjectKeyId) == 0 || string(leaf.AuthorityKeyId) != string(a.Cert.SubjectKeyId) {
+				t.Fatalf("serial/SKI/AKI: %d %x %x", leaf.SerialNumber.BitLen(), leaf.SubjectKeyId, leaf.AuthorityKeyId)
+			}
+			// CRL-01/02: empty list has no entries; reason 0 is omitted.
+			der, err := a.CRL(nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			crl, err := x509.ParseRevocationList(der)
+			if err != nil || crl.CheckSignatureFrom(a.Cert) != nil || len(crl.RevokedCertificateEntries) != 0 || crl.Number == nil {
+				t.Fatalf("empty CRL: %v", err)
+			}
+			der, _ = a.CRL([]RevokedEntry{{Serial: leaf.SerialNumber, RevokedAt: time.Now(), Reason: 0}})
+			crl2, _ := x509.ParseRevocationList(der)
+			if len(crl2.RevokedCertificateEntries) != 1 || len(crl2.RevokedCertificateEntries[0].Extensions) != 0 || crl2.Number.Cmp(crl.Number) <= 0 {
+				t.Fatalf("CRL entry: %+v", crl2.RevokedCertificateEntries)
+			}
+		}
+	}
+}
+
+func TestNewRejectsMismatchedKey(t *testing.T) {
+	t.Parallel()
+	_, chain, _ := GenerateChain("t", v1alpha1.GenerateCA{})
+	other, _ := GenerateKey(v1alpha1.KeyECDSAP256)
+	if _, err := New("t", chain[0], other, nil); err == nil {
+		t.Fatal("a key that does not match the certificate was accepted")
+	}
+}
