@@ -15,7 +15,6 @@ import (
 	"math/big"
 	"net"
 	"net/http"
-	"net/netip"
 	"strconv"
 	"strings"
 	"testing"
@@ -145,9 +144,6 @@ func TestHTTP01(t *testing.T) {
 	var port int
 	port = httpTarget(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		gotHost, gotPath = r.Host, r.URL.Path
-		switch r.URL.Query().Get("") + r.Host {
-		default:
-		}
 		switch {
 		case strings.HasPrefix(r.Host, "ok."):
 			_, _ = io.WriteString(w, keyAuth+"\r\n")
@@ -255,11 +251,11 @@ func TestTLSALPN01(t *testing.T) {
 		id     acme.Identifier
 		typ    acme.ProblemType
 	}{
-		"valid":        {[]string{ALPNProto}, good("a.localhost"), acme.Identifier{Type: "dns", Value: "a.localhost"}, ""},
-		"uppercase":    {[]string{ALPNProto}, good("A.LOCALHOST"), acme.Identifier{Type: "dns", Value: "a.localhost"}, ""},
-		"no-alpn":      {nil, good("a.localhost"), acme.Identifier{Type: "dns", Value: "a.localhost"}, acme.TLS},
-		"two-sans":     {[]string{ALPNProto}, good("a.localhost", "b.localhost"), acme.Identifier{Type: "dns", Value: "a.localhost"}, acme.IncorrectResponse},
-		"wrong-name":   {[]string{ALPNProto}, good("b.localhost"), acme.Identifier{Type: "dns", Value: "a.localhost"}, acme.IncorrectResponse},
+		"valid":      {[]string{ALPNProto}, good("a.localhost"), acme.Identifier{Type: "dns", Value: "a.localhost"}, ""},
+		"uppercase":  {[]string{ALPNProto}, good("A.LOCALHOST"), acme.Identifier{Type: "dns", Value: "a.localhost"}, ""},
+		"no-alpn":    {nil, good("a.localhost"), acme.Identifier{Type: "dns", Value: "a.localhost"}, acme.TLS},
+		"two-sans":   {[]string{ALPNProto}, good("a.localhost", "b.localhost"), acme.Identifier{Type: "dns", Value: "a.localhost"}, acme.IncorrectResponse},
+		"wrong-name": {[]string{ALPNProto}, good("b.localhost"), acme.Identifier{Type: "dns", Value: "a.localhost"}, acme.IncorrectResponse},
 		"non-critical": {[]string{ALPNProto}, func() *x509.Certificate {
 			return &x509.Certificate{DNSNames: []string{"a.localhost"}, ExtraExtensions: []pkix.Extension{acmeExt(false, keyAuth)}}
 		}, acme.Identifier{Type: "dns", Value: "a.localhost"}, acme.IncorrectResponse},
@@ -278,5 +274,4 @@ func TestTLSALPN01(t *testing.T) {
 			wantProblem(t, res, tc.typ)
 		})
 	}
-	_ = netip.Addr{}
 }
