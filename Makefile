@@ -50,7 +50,6 @@ verify-generated: generate manifests ## generated files are up to date
 	@if [[ -d .git ]] && ! git diff --quiet -- api config; then git diff --stat -- api config; echo "generated files are stale: run make generate manifests and commit"; exit 1; fi
 
 bench: build ## load test kacme vs Pebble vs step-ca; writes docs/benchmarks.md
-	@hack/ensure-packages.sh openssl:openssl
 	$(GO) run ./test/bench/cmd/acmebench -kacme bin/kacme \
 	  -pebble "$$(hack/tools.sh pebble)" -step-ca "$$(hack/tools.sh step-ca)" -out docs/benchmarks.md
 
