@@ -26,14 +26,14 @@ run: build ## run the standalone CA + ACME server on https://127.0.0.1:8443
 	@hack/ensure-packages.sh --soft certbot:certbot lego:lego
 	bin/kacme standalone --data-dir $(DATA_DIR) --listen $(LISTEN) $(if $(CONFIG_DIR),--config-dir $(CONFIG_DIR))
 
-test: vet verify-generated ## every test: unit, conformance, negative, fuzz seeds, real clients
+test: vet lint verify-generated ## every test: unit, conformance, negative, fuzz seeds, real clients
 	@hack/ensure-packages.sh $(TEST_DEBS)
 	KACME_INTEROP=required $(GO) test $(TEST_FLAGS) $(TEST_PKGS)
 
 unit: ## tests without the real-client interop suite
 	$(GO) test $(TEST_FLAGS) $(TEST_PKGS)
 
-vet: ## gofmt + go vet
+vet: ## gofmt + go vet (lint: golangci-lint)
 	@out="$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))"; if [[ -n "$$out" ]]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 

@@ -219,10 +219,6 @@ func hasProcessingChallenge(o *v1alpha1.AcmeOrder) bool {
 	return false
 }
 
-func isNotFoundProblem(err error) bool {
-	p, ok := err.(*acme.Problem)
-	return ok && p.Status == 404
-}
 
 func (r *RA) authzLifetime(profile string) (d timeDuration) {
 	if p, ok := r.Profile(profile); ok {

@@ -7,7 +7,6 @@ package ra
 import (
 	"context"
 	"encoding/base64"
-	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -217,8 +216,6 @@ func (k *keyedMutex) Lock(key string) func() {
 		k.mu.Unlock()
 	}
 }
-
-var errStopped = errors.New("ra stopped")
 
 var b64url = base64.RawURLEncoding
 

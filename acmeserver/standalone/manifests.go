@@ -140,7 +140,7 @@ func (m *Manifests) add(doc []byte) error {
 		for k, v := range s.Data {
 			b, err := base64.StdEncoding.DecodeString(v)
 			if err != nil {
-				return fmt.Errorf("Secret %s: data.%s is not base64: %w", s.Metadata.Name, k, err)
+				return fmt.Errorf("secret %s: data.%s is not base64: %w", s.Metadata.Name, k, err)
 			}
 			data[k] = b
 		}

@@ -103,7 +103,11 @@ func NewObject(kind string) (Object, error) {
 	return obj, nil
 }
 
-// IsNotFound, IsConflict and IsAlreadyExists test wrapped sentinels.
-func IsNotFound(err error) bool      { return errors.Is(err, ErrNotFound) }
-func IsConflict(err error) bool      { return errors.Is(err, ErrConflict) }
+// IsNotFound reports a (wrapped) ErrNotFound.
+func IsNotFound(err error) bool { return errors.Is(err, ErrNotFound) }
+
+// IsConflict reports a (wrapped) ErrConflict.
+func IsConflict(err error) bool { return errors.Is(err, ErrConflict) }
+
+// IsAlreadyExists reports a (wrapped) ErrAlreadyExists.
 func IsAlreadyExists(err error) bool { return errors.Is(err, ErrAlreadyExists) }

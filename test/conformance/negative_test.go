@@ -437,7 +437,7 @@ func TestNegativeSuite(t *testing.T) {
 	}
 	_ = json.Unmarshal(b, &o)
 	_ = u
-	r, b = e.signed(f.k, f.kid, o.Certificate, "")
+	_, b = e.signed(f.k, f.kid, o.Certificate, "")
 	f.certDER = firstPEM(t, b)
 
 	cases := hostileRequests(t)
@@ -463,7 +463,7 @@ func TestNegativeSuite(t *testing.T) {
 	}
 	e.t = t
 	// FIN-04: after refused CSRs the order is still ready and a correct CSR works.
-	r, b = e.signed(f.k, f.kid, f.readyOrder, "")
+	_, b = e.signed(f.k, f.kid, f.readyOrder, "")
 	if !strings.Contains(string(b), `"ready"`) {
 		t.Fatalf("order left ready state after refused finalizes: %s", b)
 	}
