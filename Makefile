@@ -19,8 +19,10 @@ all: build
 help: ## list targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
 
+VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+
 build: ## build bin/kacme
-	$(GO) build -o bin/kacme ./cmd/kacme
+	$(GO) build -ldflags "-X main.version=$(VERSION)" -o bin/kacme ./cmd/kacme
 
 run: build ## run the standalone CA + ACME server on https://127.0.0.1:8443
 	@hack/ensure-packages.sh --soft certbot:certbot lego:lego

@@ -374,3 +374,59 @@ func TestRestartKeepsState(t *testing.T) {
 		t.Fatalf("certificate after restart differs: %v", err)
 	}
 }
+
+// TestRevocationAuthority (REV-02, REV-03): the certificate key and an
+// account holding valid authorizations for every name may revoke; an account
+// with only some of the names may not.
+func TestRevocationAuthority(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	owner := e.goClient("default")
+	if _, err := owner.Register(ctx, &xacme.Account{}, xacme.AcceptTOS); err != nil {
+		t.Fatal(err)
+	}
+	revokeWith := func(k *key, kid string, der []byte) (*http.Response, []byte) {
+		u := e.dir["default"].RevokeCert
+		pl := fmt.Sprintf(`{"certificate":%q}`, b64.EncodeToString(der))
+		if kid == "" {
+			return e.post(u, e.jws(k, u, pl, jwsOpts{}))
+		}
+		return e.signed(k, kid, u, pl)
+	}
+	// An account with an authorization for only one of two names is refused;
+	// once it holds both it may revoke.
+	ders, _ := e.issue(ctx, owner, []xacme.AuthzID{{Type: "dns", Value: "x.localhost"}, {Type: "dns", Value: "y.localhost"}})
+	k, kid := e.account("default")
+	e.readyOrder(k, kid, "x.localhost")
+	r, b := revokeWith(k, kid, ders[0])
+	if p := problem(t, r, b); r.StatusCode != 403 || p.Type != acme.Unauthorized {
+		t.Fatalf("REV-03: partial authorization: %d %s", r.StatusCode, p.Type)
+	}
+	e.readyOrder(k, kid, "y.localhost")
+	if r, b := revokeWith(k, kid, ders[0]); r.StatusCode != 200 {
+		t.Fatalf("REV-03: account with authorizations for every name: %d %s", r.StatusCode, b)
+	}
+	// The certificate key (jwk-signed) may revoke.
+	certKey := newKey(t, "ES256")
+	_, o := e.readyOrder(k, kid, "z.localhost")
+	der := csr(t, certKey.signer, "z.localhost")
+	r, b = e.signed(k, kid, o.Finalize, fmt.Sprintf(`{"csr":%q}`, b64.EncodeToString(der)))
+	_ = json.Unmarshal(b, &o)
+	if r.StatusCode != 200 || o.Certificate == "" {
+		t.Fatalf("finalize: %d %s", r.StatusCode, b)
+	}
+	_, chain := e.signed(k, kid, o.Certificate, "")
+	leafDER := firstPEM(t, chain)
+	if r, b := revokeWith(certKey, "", leafDER); r.StatusCode != 200 {
+		t.Fatalf("REV-02: revocation signed by the certificate key: %d %s", r.StatusCode, b)
+	}
+	crl := e.crl("test-ca")
+	leaf, _ := x509.ParseCertificate(leafDER)
+	found := false
+	for _, rc := range crl.RevokedCertificateEntries {
+		found = found || rc.SerialNumber.Cmp(leaf.SerialNumber) == 0
+	}
+	if !found {
+		t.Fatal("REV-09: certificate revoked with its key is not on the CRL")
+	}
+}

@@ -300,6 +300,9 @@ func render(levels []int, results map[string][]levelResult, versions map[string]
 		}
 		b.WriteString(".\n")
 	}
+	b.WriteString("\nHow each server answers: kacme validates and issues asynchronously but holds the challenge and finalize\n" +
+		"requests until the work is done (up to 5 s), so clients rarely poll; step-ca validates and issues inside the request;\n" +
+		"Pebble answers `processing` with `Retry-After`, and the client waits that long before polling again, which sets its latency.\n")
 	for _, n := range names {
 		for _, r := range results[n] {
 			if r.firstErr != "" {

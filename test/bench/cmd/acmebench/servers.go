@@ -115,7 +115,7 @@ spec:
 	data := filepath.Join(dir, "data")
 	s := &server{name: "kacme", directory: fmt.Sprintf("https://127.0.0.1:%d/acme/directory", port)}
 	out, _ := exec.Command(bin, "version").Output()
-	s.version = string(bytes.TrimSpace(out))
+	s.version = strings.TrimPrefix(string(bytes.TrimSpace(out)), "kacme ")
 	go func() {
 		// ca.crt appears once the CA is generated; read it for TLS trust.
 		for i := 0; i < 600; i++ {
