@@ -134,6 +134,7 @@ func (r *RA) Revoke(ctx context.Context, p *Profile, who Revoker, der []byte, re
 	if err != nil {
 		return err
 	}
+	r.metrics.Revoked(p.Name, rc)
 	r.audit.Record(ctx, audit.CertificateRevoked, slog.String("serial", c.Name), slog.Int("reason", rc), slog.String("by", by))
 	return nil
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"strings"
+	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -128,6 +130,7 @@ func (r *RA) startValidation(job *validationJob) {
 		}
 		defer func() { <-r.sem }()
 		spec := job.record.Spec
+		started := time.Now()
 		p, ok := r.Profile(spec.Profile)
 		var res va.Result
 		if !ok {
@@ -144,6 +147,11 @@ func (r *RA) startValidation(job *validationJob) {
 		if r.baseCtx.Err() != nil {
 			return // shutting down mid-validation: resume at next start
 		}
+		result := "valid"
+		if res.Problem != nil {
+			result = strings.TrimPrefix(string(res.Problem.Type), "urn:ietf:params:acme:error:")
+		}
+		r.metrics.Validation(string(spec.Type), result, time.Since(started))
 		r.finishValidation(r.baseCtx, job, res)
 	}()
 }
@@ -218,7 +226,6 @@ func hasProcessingChallenge(o *v1alpha1.AcmeOrder) bool {
 	}
 	return false
 }
-
 
 func (r *RA) authzLifetime(profile string) (d timeDuration) {
 	if p, ok := r.Profile(profile); ok {

@@ -92,6 +92,7 @@ func (r *RA) issue(ctx context.Context, p *Profile, o *v1alpha1.AcmeOrder, csr *
 	r.audit.Record(ctx, audit.CertificateIssued, slog.String("account", o.Spec.Account), slog.String("order", o.Name),
 		slog.String("serial", cert.Spec.Serial), slog.String("ca", p.CA.Name),
 		slog.Time("notBefore", cert.Spec.NotBefore.Time), slog.Time("notAfter", cert.Spec.NotAfter.Time))
+	r.metrics.Issued(p.Name, o.Spec.IssuanceProfile)
 	r.setOrderResult(ctx, o.Name, cert.Name, nil)
 }
 

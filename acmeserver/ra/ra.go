@@ -15,6 +15,7 @@ import (
 
 	"github.com/kacme/kacme/acmeserver/acme"
 	"github.com/kacme/kacme/acmeserver/audit"
+	"github.com/kacme/kacme/acmeserver/metrics"
 	"github.com/kacme/kacme/acmeserver/storage"
 	"github.com/kacme/kacme/acmeserver/va"
 )
@@ -40,6 +41,8 @@ type Options struct {
 	SyncWait time.Duration
 	// Now is the clock (tests).
 	Now func() time.Time
+	// Metrics records validations and issuance (nil records nothing).
+	Metrics *metrics.Metrics
 }
 
 // RA implements the ACME use cases.
@@ -60,6 +63,7 @@ type RA struct {
 	keyLocks  keyedMutex
 	waitersMu sync.Mutex
 	waiters   map[string][]chan struct{}
+	metrics   *metrics.Metrics
 }
 
 // New returns an RA serving cfg.
@@ -83,7 +87,7 @@ func New(cfg *Config, o Options) *RA {
 	r := &RA{
 		store: o.Store, va: o.Validator, secrets: o.Secrets, audit: o.Audit, log: o.Log, ns: o.Namespace,
 		syncWait: o.SyncWait, now: o.Now, sem: make(chan struct{}, o.MaxConcurrentValidations),
-		baseCtx: ctx, cancel: cancel, waiters: map[string][]chan struct{}{},
+		baseCtx: ctx, cancel: cancel, waiters: map[string][]chan struct{}{}, metrics: o.Metrics,
 	}
 	r.config.Store(cfg)
 	return r

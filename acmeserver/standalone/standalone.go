@@ -26,6 +26,7 @@ import (
 
 	"github.com/kacme/kacme/acmeserver/audit"
 	"github.com/kacme/kacme/acmeserver/ca"
+	"github.com/kacme/kacme/acmeserver/metrics"
 	"github.com/kacme/kacme/acmeserver/nonce"
 	"github.com/kacme/kacme/acmeserver/ra"
 	"github.com/kacme/kacme/acmeserver/storage"
@@ -49,6 +50,8 @@ type Options struct {
 	Validator va.Validator
 	// SyncWait overrides ra.Options.SyncWait.
 	SyncWait time.Duration
+	// Metrics, when set, records request, validation and issuance metrics.
+	Metrics *metrics.Metrics
 }
 
 // Server is a running standalone kacme.
@@ -134,7 +137,7 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 		validator = va.New()
 	}
 	authority := ra.New(cfg, ra.Options{Store: store, Validator: validator, Secrets: m.Secrets, Audit: audit.New(o.Log),
-		Log: o.Log, Namespace: Namespace, SyncWait: o.SyncWait})
+		Log: o.Log, Namespace: Namespace, SyncWait: o.SyncWait, Metrics: o.Metrics})
 	if n, err := authority.ResumeIssuance(ctx); err != nil {
 		o.Log.Error("resume issuance", "err", err)
 	} else if n > 0 {
@@ -150,6 +153,7 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 		return nil, err
 	}
 	front := wfe.New(authority, nonces, ext, o.Log)
+	front.Metrics = o.Metrics
 	srv := &http.Server{
 		Handler:           front,
 		ReadHeaderTimeout: 10 * time.Second,

@@ -15,6 +15,7 @@ import (
 	jose "github.com/go-jose/go-jose/v4"
 
 	"github.com/kacme/kacme/acmeserver/acme"
+	"github.com/kacme/kacme/acmeserver/metrics"
 	"github.com/kacme/kacme/acmeserver/nonce"
 	"github.com/kacme/kacme/acmeserver/ra"
 	"github.com/kacme/kacme/api/v1alpha1"
@@ -54,6 +55,21 @@ type WFE struct {
 	maxBody int64
 	// OrdersPerPage bounds one page of an orders list (RFC 8555 §7.1.2.1).
 	OrdersPerPage int
+	// Metrics records requests (nil records nothing).
+	Metrics *metrics.Metrics
+}
+
+// statusWriter remembers the status code for metrics.
+type statusWriter struct {
+	http.ResponseWriter
+	code int
+}
+
+func (s *statusWriter) WriteHeader(code int) {
+	if s.code == 0 {
+		s.code = code
+	}
+	s.ResponseWriter.WriteHeader(code)
 }
 
 // New returns a front end whose URLs start with baseURL (e.g.
@@ -131,8 +147,16 @@ func (w *WFE) handle(pattern string, methods []string, h handlerFunc) {
 		}
 	}
 	allowHeader := strings.Join(allow, ", ")
-	w.mux.HandleFunc(pattern, func(rw http.ResponseWriter, r *http.Request) {
+	w.mux.HandleFunc(pattern, func(orig http.ResponseWriter, r *http.Request) {
 		start := time.Now()
+		rw := &statusWriter{ResponseWriter: orig}
+		defer func() {
+			code := rw.code
+			if code == 0 {
+				code = http.StatusOK
+			}
+			w.Metrics.Request(pattern, r.Method, code, time.Since(start))
+		}()
 		hdr := rw.Header()
 		hdr.Set("Access-Control-Allow-Origin", "*")
 		hdr.Set("Access-Control-Expose-Headers", "Link, Replay-Nonce, Location, Retry-After")

@@ -18,7 +18,13 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/kacme/kacme/acmeserver/metrics"
 	"github.com/kacme/kacme/acmeserver/standalone"
 )
 
@@ -65,6 +71,7 @@ func runStandalone(args []string) error {
 	external := fs.String("external-url", "", "base URL clients use (default https://<listen>)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	quiet := fs.Bool("quiet", false, "do not print the getting-started banner")
+	metricsAddr := fs.String("metrics-addr", "", "serve Prometheus metrics at http://<addr>/metrics (e.g. 127.0.0.1:9090)")
 	debugAddr := fs.String("debug-addr", "", "serve Go pprof on this loopback address (e.g. 127.0.0.1:6060)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -76,8 +83,18 @@ func runStandalone(args []string) error {
 	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: lvl}))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	var m *metrics.Metrics
+	if *metricsAddr != "" {
+		reg := prometheus.NewRegistry()
+		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		m = metrics.New(reg)
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+		ms := &http.Server{Addr: *metricsAddr, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		go func() { log.Error("metrics server", "err", ms.ListenAndServe()) }()
+	}
 	srv, err := standalone.Start(ctx, standalone.Options{DataDir: *dataDir, ConfigDir: *configDir, Listen: *listen,
-		ExternalURL: *external, Log: log})
+		ExternalURL: *external, Log: log, Metrics: m})
 	if err != nil {
 		return err
 	}

@@ -430,3 +430,37 @@ func TestRevocationAuthority(t *testing.T) {
 		t.Fatal("REV-09: certificate revoked with its key is not on the CRL")
 	}
 }
+
+// TestMetrics: a full flow shows up in the Prometheus metrics.
+func TestMetrics(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	c := e.goClient("default")
+	if _, err := c.Register(ctx, &xacme.Account{}, xacme.AcceptTOS); err != nil {
+		t.Fatal(err)
+	}
+	e.issue(ctx, c, []xacme.AuthzID{{Type: "dns", Value: "m.localhost"}})
+	families, err := e.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, f := range families {
+		for _, m := range f.GetMetric() {
+			key := f.GetName()
+			for _, l := range m.GetLabel() {
+				key += "," + l.GetName() + "=" + l.GetValue()
+			}
+			got[key] = m.GetCounter().GetValue() + float64(m.GetHistogram().GetSampleCount())
+		}
+	}
+	for _, want := range []string{
+		"kacme_certificates_issued_total,issuance_profile=default,profile=default",
+		"kacme_validations_total,result=valid,type=http-01",
+		"kacme_http_requests_total,code=201,method=POST,route=/acme/{profile}/new-order",
+	} {
+		if got[want] < 1 {
+			t.Errorf("metric %s = %v, want ≥ 1", want, got[want])
+		}
+	}
+}

@@ -33,7 +33,10 @@ import (
 
 	jose "github.com/go-jose/go-jose/v4"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/kacme/kacme/acmeserver/acme"
+	"github.com/kacme/kacme/acmeserver/metrics"
 	"github.com/kacme/kacme/acmeserver/standalone"
 	"github.com/kacme/kacme/acmeserver/storage"
 	"github.com/kacme/kacme/api/v1alpha1"
@@ -77,6 +80,7 @@ type env struct {
 	http *http.Client
 	dir  map[string]acme.Directory
 	resp *responder
+	reg  *prometheus.Registry
 }
 
 func configYAML(httpPort int) string {
@@ -152,8 +156,9 @@ func newEnv(t *testing.T) *env {
 	if testing.Verbose() {
 		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	}
+	reg := prometheus.NewRegistry()
 	srv, err := standalone.Start(context.Background(), standalone.Options{DataDir: t.TempDir(), ConfigDir: cfgDir,
-		Listen: "127.0.0.1:0", Log: log})
+		Listen: "127.0.0.1:0", Log: log, Metrics: metrics.New(reg)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -164,7 +169,7 @@ func newEnv(t *testing.T) *env {
 		t.Fatal(err)
 	}
 	pool.AppendCertsFromPEM(pem)
-	e := &env{t: t, srv: srv, resp: resp, dir: map[string]acme.Directory{},
+	e := &env{t: t, srv: srv, resp: resp, dir: map[string]acme.Directory{}, reg: reg,
 		http: &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}}
 	for _, p := range []string{"default", "tos", "eab"} {
 		var d acme.Directory
