@@ -10,7 +10,7 @@ TEST_PKGS   ?= ./...
 TEST_FLAGS  ?= -race -count=1 -timeout 30m
 
 # Debian packages the interop tests drive (command:package).
-TEST_DEBS := certbot:certbot lego:lego named:bind9 nsupdate:bind9-utils dig:bind9-dnsutils
+TEST_DEBS := certbot:certbot lego:lego named:bind9 nsupdate:bind9-dnsutils dig:bind9-dnsutils
 
 .PHONY: all build run test unit lint vet manifests generate verify-generated bench clean help
 
