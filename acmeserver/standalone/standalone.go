@@ -52,6 +52,8 @@ type Options struct {
 	SyncWait time.Duration
 	// Metrics, when set, records request, validation and issuance metrics.
 	Metrics *metrics.Metrics
+	// Now replaces the RA's clock (tests of expiry).
+	Now func() time.Time
 }
 
 // Server is a running standalone kacme.
@@ -137,7 +139,7 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 		validator = va.New()
 	}
 	authority := ra.New(cfg, ra.Options{Store: store, Validator: validator, Secrets: m.Secrets, Audit: audit.New(o.Log),
-		Log: o.Log, Namespace: Namespace, SyncWait: o.SyncWait, Metrics: o.Metrics})
+		Log: o.Log, Namespace: Namespace, SyncWait: o.SyncWait, Metrics: o.Metrics, Now: o.Now})
 	if n, err := authority.ResumeIssuance(ctx); err != nil {
 		o.Log.Error("resume issuance", "err", err)
 	} else if n > 0 {

@@ -464,3 +464,66 @@ func TestMetrics(t *testing.T) {
 		}
 	}
 }
+
+// TestStateMachine: ORD-06/AUTHZ-06 deactivation and ORD-07/AUTHZ-08 expiry.
+func TestStateMachine(t *testing.T) {
+	e := newEnv(t)
+	k, kid := e.account("default")
+	statusOf := func(u string) string {
+		t.Helper()
+		r, b := e.signed(k, kid, u, "")
+		if r.StatusCode != 200 {
+			t.Fatalf("fetch %s: %d %s", u, r.StatusCode, b)
+		}
+		var v struct {
+			Status string       `json:"status"`
+			Error  *acme.Problem `json:"error"`
+		}
+		_ = json.Unmarshal(b, &v)
+		if v.Status == "invalid" && v.Error == nil && strings.Contains(u, "/order/") {
+			t.Fatalf("ORD-06: invalid order without error: %s", b)
+		}
+		return v.Status
+	}
+	finalize := func(o acme.Order, name string) (int, acme.ProblemType) {
+		der := csr(t, newKey(t, "ES256").signer, name)
+		r, b := e.signed(k, kid, o.Finalize, fmt.Sprintf(`{"csr":%q}`, b64.EncodeToString(der)))
+		if r.StatusCode == 200 {
+			return 200, ""
+		}
+		return r.StatusCode, problem(t, r, b).Type
+	}
+	// AUTHZ-05/06: deactivating a valid authorization invalidates its ready order.
+	u, o := e.readyOrder(k, kid, "deact.localhost")
+	r, b := e.signed(k, kid, o.Authorizations[0], `{"status":"deactivated"}`)
+	if r.StatusCode != 200 || !strings.Contains(string(b), `"deactivated"`) {
+		t.Fatalf("AUTHZ-05: %d %s", r.StatusCode, b)
+	}
+	if s := statusOf(u); s != "invalid" {
+		t.Fatalf("AUTHZ-06: order is %s after its authorization was deactivated", s)
+	}
+	if code, typ := finalize(o, "deact.localhost"); code != 403 || typ != acme.OrderNotReady {
+		t.Fatalf("AUTHZ-06: finalize answered %d %s", code, typ)
+	}
+	// ORD-07/AUTHZ-08: past expiry a pending order is invalid and its authorization expired.
+	pendingURL, pending := e.order(k, kid, "late.localhost")
+	readyURL, ready := e.readyOrder(k, kid, "ready-late.localhost")
+	e.skew.Store(int64(25 * time.Hour))
+	if s := statusOf(pendingURL); s != "invalid" {
+		t.Fatalf("ORD-07: expired pending order is %s", s)
+	}
+	if s := statusOf(pending.Authorizations[0]); s != "expired" {
+		t.Fatalf("AUTHZ-08: authorization is %s", s)
+	}
+	if s := statusOf(readyURL); s != "invalid" {
+		t.Fatalf("ORD-07: expired ready order is %s", s)
+	}
+	if code, typ := finalize(ready, "ready-late.localhost"); code != 403 || typ != acme.OrderNotReady {
+		t.Fatalf("ORD-07: finalize of an expired order answered %d %s", code, typ)
+	}
+	// ORD-09: invalid orders are not listed.
+	r, b = e.signed(k, kid, kid+"/orders", "")
+	if r.StatusCode != 200 || strings.Contains(string(b), pendingURL) || strings.Contains(string(b), u) {
+		t.Fatalf("ORD-09: orders list %d %s", r.StatusCode, b)
+	}
+}

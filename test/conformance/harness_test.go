@@ -28,6 +28,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -81,6 +82,8 @@ type env struct {
 	dir  map[string]acme.Directory
 	resp *responder
 	reg  *prometheus.Registry
+	// skew moves the server's clock forward (expiry tests).
+	skew atomic.Int64
 }
 
 func configYAML(httpPort int) string {
@@ -157,8 +160,10 @@ func newEnv(t *testing.T) *env {
 		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	}
 	reg := prometheus.NewRegistry()
+	e := &env{t: t, resp: resp, dir: map[string]acme.Directory{}, reg: reg}
 	srv, err := standalone.Start(context.Background(), standalone.Options{DataDir: t.TempDir(), ConfigDir: cfgDir,
-		Listen: "127.0.0.1:0", Log: log, Metrics: metrics.New(reg)})
+		Listen: "127.0.0.1:0", Log: log, Metrics: metrics.New(reg),
+		Now: func() time.Time { return time.Now().Add(time.Duration(e.skew.Load())) }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -169,8 +174,8 @@ func newEnv(t *testing.T) *env {
 		t.Fatal(err)
 	}
 	pool.AppendCertsFromPEM(pem)
-	e := &env{t: t, srv: srv, resp: resp, dir: map[string]acme.Directory{}, reg: reg,
-		http: &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}}
+	e.srv = srv
+	e.http = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
 	for _, p := range []string{"default", "tos", "eab"} {
 		var d acme.Directory
 		r := e.get(srv.URL + "/acme/" + p + "/directory")
