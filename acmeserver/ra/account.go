@@ -268,6 +268,7 @@ func (r *RA) UpdateAccount(ctx context.Context, a *v1alpha1.AcmeAccount, req acm
 	}
 	if deactivate {
 		r.audit.Record(ctx, audit.AccountDeactivated, slog.String("account", a.Name))
+		r.cancelPendingOrders(ctx, out)
 	} else {
 		r.audit.Record(ctx, audit.AccountUpdated, slog.String("account", a.Name), slog.Any("contact", out.Spec.Contact))
 	}
@@ -321,4 +322,38 @@ func (r *RA) ChangeKey(ctx context.Context, p *Profile, a *v1alpha1.AcmeAccount,
 	}
 	r.audit.Record(ctx, audit.AccountRekeyed, slog.String("account", a.Name), slog.String("newKeyThumbprint", newTP))
 	return nil
+}
+
+// cancelPendingOrders invalidates the pending and ready orders of a
+// deactivated account (RFC 8555 §7.3.6 SHOULD); issued certificates stay valid.
+func (r *RA) cancelPendingOrders(ctx context.Context, a *v1alpha1.AcmeAccount) {
+	var list v1alpha1.AcmeOrderList
+	if err := r.store.List(ctx, r.ns, &list, storage.ListOptions{Labels: map[string]string{v1alpha1.LabelAccount: a.Name}}); err != nil {
+		r.log.Error("list orders of a deactivated account", "account", a.Name, "err", err)
+		return
+	}
+	for i := range list.Items {
+		name := list.Items[i].Name
+		err := retry(ctx, func() error {
+			var o v1alpha1.AcmeOrder
+			if err := r.get(ctx, name, &o, "order"); err != nil {
+				return err
+			}
+			r.refresh(&o)
+			if o.Status.Status != acme.StatusPending && o.Status.Status != acme.StatusReady {
+				return nil
+			}
+			for j := range o.Status.Authorizations {
+				if az := &o.Status.Authorizations[j]; az.Status == acme.StatusPending || az.Status == acme.StatusValid {
+					az.Status = acme.StatusDeactivated
+				}
+			}
+			o.Status.Status = acme.StatusInvalid
+			o.Status.Error = &v1alpha1.Problem{Type: string(acme.Unauthorized), Status: 403, Detail: "the account was deactivated"}
+			return r.store.Update(ctx, &o)
+		})
+		if err != nil {
+			r.log.Error("cancel order of a deactivated account", "order", name, "err", err)
+		}
+	}
 }

@@ -19,6 +19,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -115,9 +116,12 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("listen %s: %w", o.Listen, err)
 	}
-	ext := o.ExternalURL
+	ext := strings.TrimRight(o.ExternalURL, "/")
 	if ext == "" {
 		ext = "https://" + ln.Addr().String()
+	} else if u, err := url.Parse(ext); err != nil || u.Scheme != "https" || u.Host == "" || u.Path != "" || u.RawQuery != "" {
+		_ = ln.Close()
+		return nil, fmt.Errorf("--external-url %q must be https://host[:port] with no path (RFC 8555 §6.1)", o.ExternalURL)
 	}
 	servingCert, err := servingCertificate(cfg.Profiles[cfg.DefaultProfile].CA, ext)
 	if err != nil {

@@ -24,6 +24,7 @@ import (
 	"github.com/kacme/kacme/acmeserver/acme"
 	"github.com/kacme/kacme/acmeserver/ra"
 	"github.com/kacme/kacme/acmeserver/standalone"
+	"github.com/kacme/kacme/api/v1alpha1"
 )
 
 // goClient returns an x/crypto/acme client for profile.
@@ -525,5 +526,24 @@ func TestStateMachine(t *testing.T) {
 	r, b = e.signed(k, kid, kid+"/orders", "")
 	if r.StatusCode != 200 || strings.Contains(string(b), pendingURL) || strings.Contains(string(b), u) {
 		t.Fatalf("ORD-09: orders list %d %s", r.StatusCode, b)
+	}
+}
+
+// TestDeactivationCancelsOrders (ACC-11): pending orders die with the account; certificates do not.
+func TestDeactivationCancelsOrders(t *testing.T) {
+	e := newEnv(t)
+	k, kid := e.account("default")
+	pendingURL, _ := e.order(k, kid, "p.localhost")
+	if r, b := e.signed(k, kid, kid, `{"status":"deactivated"}`); r.StatusCode != 200 {
+		t.Fatalf("deactivate: %d %s", r.StatusCode, b)
+	}
+	// The account can no longer read its orders (ACC-10), so look in the store.
+	id := pendingURL[strings.LastIndex(pendingURL, "/")+1:]
+	var o v1alpha1.AcmeOrder
+	if err := e.srv.Store.Get(context.Background(), standalone.Namespace, id, &o); err != nil {
+		t.Fatal(err)
+	}
+	if o.Status.Status != "invalid" || o.Status.Authorizations[0].Status != "deactivated" {
+		t.Fatalf("ACC-11: pending order is %s, authorization %s", o.Status.Status, o.Status.Authorizations[0].Status)
 	}
 }
