@@ -477,7 +477,7 @@ func TestStateMachine(t *testing.T) {
 			t.Fatalf("fetch %s: %d %s", u, r.StatusCode, b)
 		}
 		var v struct {
-			Status string       `json:"status"`
+			Status string        `json:"status"`
 			Error  *acme.Problem `json:"error"`
 		}
 		_ = json.Unmarshal(b, &v)
