@@ -227,7 +227,7 @@ func hasProcessingChallenge(o *v1alpha1.AcmeOrder) bool {
 	return false
 }
 
-func (r *RA) authzLifetime(profile string) (d timeDuration) {
+func (r *RA) authzLifetime(profile string) time.Duration {
 	if p, ok := r.Profile(profile); ok {
 		return p.AuthzLifetime
 	}

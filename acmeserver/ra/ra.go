@@ -223,6 +223,5 @@ func (k *keyedMutex) Lock(key string) func() {
 
 var b64url = base64.RawURLEncoding
 
-type timeDuration = time.Duration
 
 const defaultAuthzLifetime = 24 * time.Hour

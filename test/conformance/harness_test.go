@@ -20,7 +20,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -487,4 +486,3 @@ func problem(t *testing.T, r *http.Response, body []byte) acme.Problem {
 	return p
 }
 
-var _ = big.NewInt
