@@ -12,7 +12,7 @@ TEST_FLAGS  ?= -race -count=1 -timeout 30m
 # Debian packages the interop tests drive (command:package).
 TEST_DEBS := certbot:certbot lego:lego named:bind9 nsupdate:bind9-dnsutils dig:bind9-dnsutils
 
-.PHONY: all build run test unit lint vet manifests generate verify-generated bench clean help
+.PHONY: all build run test unit lint vet manifests generate verify-generated envtest bench clean help
 
 all: build
 
@@ -50,6 +50,9 @@ manifests: ## CRDs
 
 verify-generated: generate manifests ## generated files are up to date
 	@if [[ -d .git ]] && ! git diff --quiet -- api config; then git diff --stat -- api config; echo "generated files are stale: run make generate manifests and commit"; exit 1; fi
+
+envtest: ## build kube-apiserver v1.37.2 + etcd v3.7.3 for envtest (cached); prints KUBEBUILDER_ASSETS
+	@hack/envtest.sh
 
 bench: build ## load test kacme vs Pebble vs step-ca; writes docs/benchmarks.md
 	$(GO) run ./test/bench/cmd/acmebench -kacme bin/kacme \

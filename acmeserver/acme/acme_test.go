@@ -1,6 +1,7 @@
 package acme
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"net/netip"
 	"testing"
@@ -77,5 +78,19 @@ func TestNormalizeIdentifier(t *testing.T) {
 		case tc.typ != "" && (p == nil || p.Type != tc.typ || p.Identifier == nil):
 			t.Errorf("%v: got problem %v, want %s naming the identifier", tc.in, p, tc.typ)
 		}
+	}
+}
+
+// CHL-02 and SEC-06: tokens and IDs carry 128 random bits and do not repeat.
+func TestTokensAndIDs(t *testing.T) {
+	t.Parallel()
+	seen := map[string]bool{}
+	for i := 0; i < 10000; i++ {
+		tok, id := NewToken(), NewID()
+		raw, err := base64.RawURLEncoding.Strict().DecodeString(tok)
+		if err != nil || len(raw) < 16 || seen[tok] || seen[id] || len(id) != 26 {
+			t.Fatalf("token %q / id %q: %v", tok, id, err)
+		}
+		seen[tok], seen[id] = true, true
 	}
 }

@@ -547,3 +547,21 @@ func TestDeactivationCancelsOrders(t *testing.T) {
 		t.Fatalf("ACC-11: pending order is %s, authorization %s", o.Status.Status, o.Status.Authorizations[0].Status)
 	}
 }
+
+// TestURLsIgnoreHost (SEC-09): URLs come from the configured base, not from the request's Host.
+func TestURLsIgnoreHost(t *testing.T) {
+	e := newEnv(t)
+	req, _ := http.NewRequest("GET", e.srv.URL+"/acme/directory", nil)
+	req.Host = "evil.example"
+	r, err := e.http.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var d map[string]any
+	e.decode(r, &d)
+	for k, v := range d {
+		if s, ok := v.(string); ok && !strings.HasPrefix(s, e.srv.URL+"/") {
+			t.Fatalf("%s = %s does not start with the configured base %s", k, s, e.srv.URL)
+		}
+	}
+}
