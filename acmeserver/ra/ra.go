@@ -223,5 +223,4 @@ func (k *keyedMutex) Lock(key string) func() {
 
 var b64url = base64.RawURLEncoding
 
-
 const defaultAuthzLifetime = 24 * time.Hour

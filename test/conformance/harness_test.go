@@ -485,4 +485,3 @@ func problem(t *testing.T, r *http.Response, body []byte) acme.Problem {
 	}
 	return p
 }
-
