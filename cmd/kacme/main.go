@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"sort"
 	"strings"
 	"syscall"
 	"time"
@@ -123,6 +124,7 @@ func printBanner(srv *standalone.Server, dataDir string) {
 	for name := range srv.Config.Profiles {
 		profiles = append(profiles, fmt.Sprintf("%s/acme/%s/directory", srv.URL, name))
 	}
+	sort.Strings(profiles)
 	fmt.Printf(`
 kacme standalone is running.
 
