@@ -2,6 +2,7 @@ package conformance
 
 import (
 	"context"
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -19,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	jose "github.com/go-jose/go-jose/v4"
 	xacme "golang.org/x/crypto/acme"
 
 	"github.com/kacme/kacme/acmeserver/acme"
@@ -563,5 +565,61 @@ func TestURLsIgnoreHost(t *testing.T) {
 		if s, ok := v.(string); ok && !strings.HasPrefix(s, e.srv.URL+"/") {
 			t.Fatalf("%s = %s does not start with the configured base %s", k, s, e.srv.URL)
 		}
+	}
+}
+
+// TestRetiredProfile (PRF-05) and CHL-06: finalizing under an issuance profile
+// the server no longer offers is invalidProfile; responding again to a valid
+// challenge returns it unchanged.
+func TestRetiredProfile(t *testing.T) {
+	e := newEnv(t)
+	k, kid := e.account("default")
+	pl := `{"profile":"short","identifiers":[{"type":"dns","value":"retire.localhost"}]}`
+	r, b := e.signed(k, kid, e.dir["default"].NewOrder, pl)
+	if r.StatusCode != 201 {
+		t.Fatalf("newOrder: %d %s", r.StatusCode, b)
+	}
+	var o acme.Order
+	_ = json.Unmarshal(b, &o)
+	_, azb := e.signed(k, kid, o.Authorizations[0], "")
+	var az acme.Authorization
+	_ = json.Unmarshal(azb, &az)
+	tp, _ := (&jose.JSONWebKey{Key: k.signer.Public()}).Thumbprint(crypto.SHA256)
+	var chURL string
+	for _, c := range az.Challenges {
+		if c.Type == "http-01" {
+			chURL = c.URL
+			e.resp.set(c.Token, c.Token+"."+b64.EncodeToString(tp))
+		}
+	}
+	if r, b := e.signed(k, kid, chURL, "{}"); r.StatusCode != 200 || !strings.Contains(string(b), `"valid"`) {
+		t.Fatalf("respond: %d %s", r.StatusCode, b)
+	}
+	before := e.snapshot()
+	if r, b := e.signed(k, kid, chURL, "{}"); r.StatusCode != 200 || !strings.Contains(string(b), `"valid"`) {
+		t.Fatalf("CHL-06: second response to a valid challenge: %d %s", r.StatusCode, b)
+	}
+	if d := diffSnapshots(before, e.snapshot()); d != "" {
+		t.Fatalf("CHL-06: responding to a valid challenge changed state: %s", d)
+	}
+	// Retire "short" from the served configuration.
+	cfg := *e.srv.RA.Config()
+	profiles := map[string]*ra.Profile{}
+	for name, p := range cfg.Profiles {
+		cp := *p
+		cp.Issuance = map[string]v1alpha1.IssuanceProfile{}
+		for n, ip := range p.Issuance {
+			if n != "short" {
+				cp.Issuance[n] = ip
+			}
+		}
+		profiles[name] = &cp
+	}
+	cfg.Profiles = profiles
+	e.srv.RA.SetConfig(&cfg)
+	der := csr(t, newKey(t, "ES256").signer, "retire.localhost")
+	r, b = e.signed(k, kid, o.Finalize, fmt.Sprintf(`{"csr":%q}`, b64.EncodeToString(der)))
+	if p := problem(t, r, b); r.StatusCode != 400 || p.Type != acme.InvalidProfile {
+		t.Fatalf("PRF-05: finalize under a retired profile: %d %s", r.StatusCode, p.Type)
 	}
 }
