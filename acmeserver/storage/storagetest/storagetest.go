@@ -8,6 +8,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -46,12 +47,19 @@ func Run(t *testing.T, newStore Factory) {
 	}
 }
 
+// order is a realistic order: it satisfies the CRD schema, as backends on a
+// real API server require.
 func order(ns, name, account string) *v1alpha1.AcmeOrder {
+	expires := metav1.NewTime(time.Now().Add(time.Hour).UTC().Truncate(time.Second))
+	id := v1alpha1.Identifier{Type: "dns", Value: name + ".example"}
 	return &v1alpha1.AcmeOrder{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: map[string]string{v1alpha1.LabelAccount: account}},
-		Spec: v1alpha1.AcmeOrderSpec{Account: account, Profile: "default",
-			Identifiers: []v1alpha1.Identifier{{Type: "dns", Value: name + ".example"}}},
-		Status: v1alpha1.AcmeOrderStatus{Status: "pending"},
+		Spec: v1alpha1.AcmeOrderSpec{Account: account, Profile: "default", IssuanceProfile: "default",
+			Identifiers: []v1alpha1.Identifier{id}},
+		Status: v1alpha1.AcmeOrderStatus{Status: "pending", Expires: expires, Authorizations: []v1alpha1.AcmeAuthorizationState{{
+			Identifier: id, Status: "pending", Expires: expires,
+			Challenges: []v1alpha1.AcmeChallengeState{{Type: v1alpha1.ChallengeHTTP01, Token: "tok", Status: "pending"}},
+		}}},
 	}
 }
 
@@ -196,7 +204,8 @@ func testLabelIndexFollowsUpdates(t *testing.T, s storage.Store, ns string) {
 func testSeparation(t *testing.T, s storage.Store, ns string) {
 	ctx := context.Background()
 	must(t, s.Create(ctx, order(ns, "same", "a1")))
-	acct := &v1alpha1.AcmeAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "same", Labels: map[string]string{v1alpha1.LabelAccount: "a1"}}}
+	acct := &v1alpha1.AcmeAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "same", Labels: map[string]string{v1alpha1.LabelAccount: "a1"}},
+		Spec: v1alpha1.AcmeAccountSpec{Profile: "default"}}
 	must(t, s.Create(ctx, acct))
 	var accts v1alpha1.AcmeAccountList
 	must(t, s.List(ctx, ns, &accts, storage.ListOptions{Labels: map[string]string{v1alpha1.LabelAccount: "a1"}}))
