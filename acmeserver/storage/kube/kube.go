@@ -1,0 +1,266 @@
+// Package kube keeps ACME state as custom resources: the storage seam over
+// the Kubernetes API. Reads come from an informer cache, writes go to the API
+// server with resourceVersion compare-and-swap. Because a cache lags behind
+// the writes that a process has just made, the store keeps a short-lived
+// overlay of its own writes so that a read after a write sees it
+// (read-your-writes) without an API GET on the request path.
+package kube
+
+import (
+	"context"
+	"fmt"
+	"reflect"
+	"strconv"
+	"sync"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/kacme/kacme/acmeserver/storage"
+)
+
+// Store implements storage.Store over the Kubernetes API.
+type Store struct {
+	writer  client.Client
+	reader  client.Reader
+	overlay *overlay
+}
+
+var _ storage.Store = (*Store)(nil)
+
+// New returns a store that writes through writer and reads through reader
+// (normally the manager's cache).
+func New(writer client.Client, reader client.Reader) *Store {
+	return &Store{writer: writer, reader: reader, overlay: newOverlay(30 * time.Second)}
+}
+
+// Close implements storage.Store; the clients belong to the caller.
+func (s *Store) Close() error { return nil }
+
+func mapErr(err error, kind, ns, name string) error {
+	switch {
+	case err == nil:
+		return nil
+	case apierrors.IsNotFound(err):
+		return fmt.Errorf("%s %s/%s: %w", kind, ns, name, storage.ErrNotFound)
+	case apierrors.IsConflict(err):
+		return fmt.Errorf("%s %s/%s: %w", kind, ns, name, storage.ErrConflict)
+	case apierrors.IsAlreadyExists(err):
+		return fmt.Errorf("%s %s/%s: %w", kind, ns, name, storage.ErrAlreadyExists)
+	}
+	return fmt.Errorf("%s %s/%s: %w", kind, ns, name, err)
+}
+
+// Get implements storage.Reader: the cache's copy, or this process's own
+// newer write.
+func (s *Store) Get(ctx context.Context, ns, name string, obj storage.Object) error {
+	kind, err := storage.KindOf(obj)
+	if err != nil {
+		return err
+	}
+	cached := obj.DeepCopyObject().(storage.Object)
+	cerr := s.reader.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, cached)
+	if cerr != nil && !apierrors.IsNotFound(cerr) {
+		return mapErr(cerr, kind, ns, name)
+	}
+	var cachedRV string
+	if cerr == nil {
+		cachedRV = cached.GetResourceVersion()
+	}
+	if e, ok := s.overlay.get(key(kind, ns, name), cachedRV); ok {
+		if e.deleted {
+			return mapErr(apierrors.NewNotFound(schemaGR(kind), name), kind, ns, name)
+		}
+		setInto(obj, e.obj)
+		return nil
+	}
+	if cerr != nil {
+		return mapErr(cerr, kind, ns, name)
+	}
+	setInto(obj, cached)
+	return nil
+}
+
+// List implements storage.Reader.
+func (s *Store) List(ctx context.Context, ns string, list storage.ObjectList, opts storage.ListOptions) error {
+	kind, err := storage.KindOf(list)
+	if err != nil {
+		return err
+	}
+	lopts := []client.ListOption{client.InNamespace(ns)}
+	if len(opts.Labels) > 0 {
+		lopts = append(lopts, client.MatchingLabels(opts.Labels))
+	}
+	if err := s.reader.List(ctx, list, lopts...); err != nil {
+		return fmt.Errorf("list %s in %s: %w", kind, ns, err)
+	}
+	items, err := meta.ExtractList(list)
+	if err != nil {
+		return err
+	}
+	seen := map[string]bool{}
+	var out []runtime.Object
+	for _, it := range items {
+		o := it.(storage.Object)
+		seen[o.GetName()] = true
+		if e, ok := s.overlay.get(key(kind, ns, o.GetName()), o.GetResourceVersion()); ok {
+			if e.deleted || !matches(e.obj.GetLabels(), opts.Labels) {
+				continue
+			}
+			out = append(out, e.obj.DeepCopyObject())
+			continue
+		}
+		out = append(out, it)
+	}
+	// Objects this process created that the cache has not seen yet.
+	for _, e := range s.overlay.pending(kind, ns) {
+		if !seen[e.obj.GetName()] && !e.deleted && matches(e.obj.GetLabels(), opts.Labels) {
+			out = append(out, e.obj.DeepCopyObject())
+		}
+	}
+	return meta.SetList(list, out)
+}
+
+func matches(have, want map[string]string) bool {
+	for k, v := range want {
+		if have[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+// Create implements storage.Writer.
+func (s *Store) Create(ctx context.Context, obj storage.Object) error {
+	kind, err := storage.KindOf(obj)
+	if err != nil {
+		return err
+	}
+	if err := s.writer.Create(ctx, obj); err != nil {
+		return mapErr(err, kind, obj.GetNamespace(), obj.GetName())
+	}
+	s.overlay.put(key(kind, obj.GetNamespace(), obj.GetName()), kind, obj, false)
+	return nil
+}
+
+// Update implements storage.Writer: compare-and-swap on resourceVersion.
+func (s *Store) Update(ctx context.Context, obj storage.Object) error {
+	kind, err := storage.KindOf(obj)
+	if err != nil {
+		return err
+	}
+	if obj.GetResourceVersion() == "" {
+		return fmt.Errorf("update %s: resourceVersion is required", kind)
+	}
+	if err := s.writer.Update(ctx, obj); err != nil {
+		return mapErr(err, kind, obj.GetNamespace(), obj.GetName())
+	}
+	s.overlay.put(key(kind, obj.GetNamespace(), obj.GetName()), kind, obj, false)
+	return nil
+}
+
+// Delete implements storage.Writer; with a resourceVersion it is compare-and-swap.
+func (s *Store) Delete(ctx context.Context, obj storage.Object) error {
+	kind, err := storage.KindOf(obj)
+	if err != nil {
+		return err
+	}
+	var opts []client.DeleteOption
+	if rv := obj.GetResourceVersion(); rv != "" {
+		opts = append(opts, client.Preconditions{ResourceVersion: &rv})
+	}
+	if err := s.writer.Delete(ctx, obj, opts...); err != nil {
+		return mapErr(err, kind, obj.GetNamespace(), obj.GetName())
+	}
+	s.overlay.put(key(kind, obj.GetNamespace(), obj.GetName()), kind, obj, true)
+	return nil
+}
+
+func key(kind, ns, name string) string { return kind + "/" + ns + "/" + name }
+
+func setInto(dst, src storage.Object) {
+	reflect.ValueOf(dst).Elem().Set(reflect.ValueOf(src.DeepCopyObject()).Elem())
+}
+
+// overlay remembers this process's writes until the cache has caught up.
+type overlay struct {
+	mu      sync.Mutex
+	ttl     time.Duration
+	entries map[string]*entry
+}
+
+type entry struct {
+	kind, ns string
+	obj      storage.Object
+	rv       uint64
+	deleted  bool
+	at       time.Time
+}
+
+func newOverlay(ttl time.Duration) *overlay {
+	return &overlay{ttl: ttl, entries: map[string]*entry{}}
+}
+
+// parseRV reads a resourceVersion as etcd's revision. Kubernetes calls the
+// value opaque; comparing it only decides which of two copies of one object
+// is newer, and an unparseable one is treated as oldest.
+func parseRV(rv string) uint64 {
+	n, _ := strconv.ParseUint(rv, 10, 64)
+	return n
+}
+
+func (o *overlay) put(k, kind string, obj storage.Object, deleted bool) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	rv := parseRV(obj.GetResourceVersion())
+	if cur, ok := o.entries[k]; ok && cur.rv > rv && !deleted {
+		return
+	}
+	o.entries[k] = &entry{kind: kind, ns: obj.GetNamespace(), obj: obj.DeepCopyObject().(storage.Object), rv: rv, deleted: deleted, at: time.Now()}
+}
+
+// get returns the overlay entry when it is newer than the cache's copy
+// (cachedRV "" means the cache has none) and drops entries the cache has caught up with.
+func (o *overlay) get(k, cachedRV string) (*entry, bool) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	e, ok := o.entries[k]
+	if !ok {
+		return nil, false
+	}
+	if time.Since(e.at) > o.ttl {
+		delete(o.entries, k)
+		return nil, false
+	}
+	if cachedRV != "" {
+		if c := parseRV(cachedRV); c > e.rv || (c == e.rv && !e.deleted) {
+			delete(o.entries, k) // the cache has caught up (or the object was recreated)
+			return nil, false
+		}
+	}
+	if e.deleted && cachedRV == "" {
+		delete(o.entries, k) // the cache has seen the deletion
+		return nil, false
+	}
+	return e, true
+}
+
+// pending lists live entries of a kind and namespace.
+func (o *overlay) pending(kind, ns string) []*entry {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	var out []*entry
+	for k, e := range o.entries {
+		if time.Since(e.at) > o.ttl {
+			delete(o.entries, k)
+			continue
+		}
+		if e.kind == kind && e.ns == ns {
+			out = append(out, e)
+		}
+	}
+	return out
+}
