@@ -125,6 +125,10 @@ func (w *WFE) routes() {
 	w.handle("/acme/{profile}/"+pathRenewalInfo+"/{certID}", []string{"GET"}, w.renewalInfo)
 	w.handle("/crl/{ca}", []string{"GET"}, w.crl)
 	w.mux.HandleFunc("/", func(rw http.ResponseWriter, r *http.Request) {
+		rw.Header().Set("Cache-Control", "no-store")
+		if n, err := w.nonces.Nonce(); err == nil {
+			rw.Header().Set("Replay-Nonce", n)
+		}
 		w.writeProblem(rw, r, nil, acme.NotFoundProblem("no such resource"))
 	})
 }
