@@ -2,6 +2,7 @@ package jws
 
 import (
 	"encoding/json"
+	"errors"
 
 	jose "github.com/go-jose/go-jose/v4"
 
@@ -78,6 +79,10 @@ func (e *EAB) Verify(hmacKey []byte) *acme.Problem {
 		return acme.UnauthorizedProblem("external account binding key is not usable")
 	}
 	if _, err := e.object.Verify(hmacKey); err != nil {
+		if errors.Is(err, jose.ErrInvalidKeySize) {
+			// RFC 7518 §3.2: HS384/HS512 need keys of at least 384/512 bits.
+			return acme.MalformedProblem("the external account binding key is too short for %s; use HS256", e.object.Signatures[0].Header.Algorithm)
+		}
 		return acme.UnauthorizedProblem("external account binding MAC does not verify")
 	}
 	return nil

@@ -222,8 +222,8 @@ func decodeHMACKey(raw []byte) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("EAB HMAC key must be base64url: %w", err)
 	}
-	if len(k) < 16 {
-		return nil, fmt.Errorf("EAB HMAC key is shorter than 128 bits")
+	if len(k) < 32 {
+		return nil, fmt.Errorf("EAB HMAC key is shorter than 256 bits (RFC 7518 §3.2 requires at least the hash size)")
 	}
 	return k, nil
 }

@@ -5,6 +5,8 @@ import (
 	"encoding/hex"
 	"math/big"
 	"testing"
+
+	"github.com/kacme/kacme/acmeserver/acme"
 )
 
 // ARI-01: the RFC 9773 §4.1 example.
@@ -29,5 +31,28 @@ func TestValidateContacts(t *testing.T) {
 		if got := ValidateContacts([]string{c}) == nil; got != ok {
 			t.Errorf("%q: accepted=%v, want %v", c, got, ok)
 		}
+	}
+}
+
+// AcmeAccount spec.allowedIdentifiers patterns.
+func TestAccountAllowList(t *testing.T) {
+	t.Parallel()
+	allowed := []string{"app.example", "*.team.example", "10.1.0.0/16", "192.0.2.7"}
+	for _, tc := range []struct {
+		typ, value string
+		ok         bool
+	}{
+		{"dns", "app.example", true}, {"dns", "www.app.example", false},
+		{"dns", "a.team.example", true}, {"dns", "a.b.team.example", true}, {"dns", "*.team.example", true},
+		{"dns", "team.example", false}, {"dns", "evilteam.example", false},
+		{"ip", "10.1.2.3", true}, {"ip", "10.2.0.1", false}, {"ip", "192.0.2.7", true}, {"ip", "192.0.2.8", false},
+	} {
+		got := checkAccountAllowList(allowed, acme.Identifier{Type: tc.typ, Value: tc.value}) == nil
+		if got != tc.ok {
+			t.Errorf("%s %s: allowed=%v, want %v", tc.typ, tc.value, got, tc.ok)
+		}
+	}
+	if checkAccountAllowList(nil, acme.Identifier{Type: "dns", Value: "anything.example"}) != nil {
+		t.Error("an empty list must allow everything the profile allows")
 	}
 }

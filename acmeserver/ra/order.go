@@ -25,7 +25,7 @@ func (r *RA) NewOrder(ctx context.Context, p *Profile, a *v1alpha1.AcmeAccount, 
 	if len(req.Identifiers) > p.MaxIdentifiers {
 		return nil, acme.RejectedIdentifierProblem("an order may have at most %d identifiers", p.MaxIdentifiers)
 	}
-	ids, pr := r.checkIdentifiers(p, req.Identifiers)
+	ids, pr := r.checkIdentifiers(p, a.Spec.AllowedIdentifiers, req.Identifiers)
 	if pr != nil {
 		return nil, pr
 	}
@@ -82,7 +82,7 @@ func (r *RA) NewOrder(ctx context.Context, p *Profile, a *v1alpha1.AcmeAccount, 
 
 // checkIdentifiers normalises, de-duplicates and policy-checks identifiers;
 // every refusal becomes a subproblem naming its identifier (RFC 8555 §6.7.1).
-func (r *RA) checkIdentifiers(p *Profile, in []acme.Identifier) ([]acme.Identifier, *acme.Problem) {
+func (r *RA) checkIdentifiers(p *Profile, allowed []string, in []acme.Identifier) ([]acme.Identifier, *acme.Problem) {
 	seen := map[acme.Identifier]bool{}
 	var out []acme.Identifier
 	var subs []*acme.Problem
@@ -90,6 +90,9 @@ func (r *RA) checkIdentifiers(p *Profile, in []acme.Identifier) ([]acme.Identifi
 		id, pr := acme.NormalizeIdentifier(raw)
 		if pr == nil {
 			pr = p.checkPolicy(id)
+		}
+		if pr == nil {
+			pr = checkAccountAllowList(allowed, id)
 		}
 		if pr != nil {
 			subs = append(subs, pr)

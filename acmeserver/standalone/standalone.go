@@ -19,6 +19,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"sync"
 	"time"
@@ -300,9 +301,36 @@ func provisionAccounts(ctx context.Context, store storage.Store, m *Manifests) e
 		if _, ok := m.Secrets[a.Spec.ExternalAccountBinding.SecretName]; !ok {
 			return fmt.Errorf("AcmeAccount %s: secret %q is not defined in the config directory", a.Name, a.Spec.ExternalAccountBinding.SecretName)
 		}
-		if err := store.Create(ctx, a); err != nil && !storage.IsAlreadyExists(err) {
+		err := store.Create(ctx, a)
+		if storage.IsAlreadyExists(err) {
+			err = refreshDeclaredAccount(ctx, store, a)
+		}
+		if err != nil {
 			return fmt.Errorf("AcmeAccount %s: %w", a.Name, err)
 		}
 	}
 	return nil
+}
+
+// refreshDeclaredAccount applies a changed manifest to a stored pre-provisioned
+// account: its binding key and allowed identifiers follow the manifest; its
+// contacts and its server-owned status (a binding that happened) are kept.
+func refreshDeclaredAccount(ctx context.Context, store storage.Store, declared *v1alpha1.AcmeAccount) error {
+	var cur v1alpha1.AcmeAccount
+	if err := store.Get(ctx, Namespace, declared.Name, &cur); err != nil {
+		return err
+	}
+	if cur.Spec.ExternalAccountBinding == nil || cur.Spec.Profile != declared.Spec.Profile {
+		return fmt.Errorf("a stored account of that name was not declared for profile %q", declared.Spec.Profile)
+	}
+	if reflect.DeepEqual(cur.Spec.AllowedIdentifiers, declared.Spec.AllowedIdentifiers) &&
+		reflect.DeepEqual(cur.Spec.ExternalAccountBinding, declared.Spec.ExternalAccountBinding) {
+		return nil
+	}
+	cur.Spec.AllowedIdentifiers = declared.Spec.AllowedIdentifiers
+	cur.Spec.ExternalAccountBinding = declared.Spec.ExternalAccountBinding
+	if cur.Status.Key == "" {
+		cur.Labels[v1alpha1.LabelEABKeyID] = declared.Labels[v1alpha1.LabelEABKeyID]
+	}
+	return store.Update(ctx, &cur)
 }

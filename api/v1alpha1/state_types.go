@@ -58,6 +58,14 @@ type AcmeAccountSpec struct {
 	// ExternalAccountBinding key for a pre-provisioned account.
 	// +optional
 	ExternalAccountBinding *ExternalAccountKey `json:"externalAccountBinding,omitempty"`
+	// AllowedIdentifiers limits what the account may order, on top of the
+	// profile's policy: a DNS name (exact), "*.example.com" (every name below
+	// example.com, wildcards included), an IP address or a CIDR. Empty allows
+	// whatever the profile allows.
+	// +optional
+	// +kubebuilder:validation:MaxItems=256
+	// +kubebuilder:validation:items:MaxLength=253
+	AllowedIdentifiers []string `json:"allowedIdentifiers,omitempty"`
 }
 
 // AcmeAccountStatus is the server-owned state of an account.

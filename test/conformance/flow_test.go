@@ -623,3 +623,52 @@ func TestRetiredProfile(t *testing.T) {
 		t.Fatalf("PRF-05: finalize under a retired profile: %d %s", r.StatusCode, p.Type)
 	}
 }
+
+// TestEABAccount: EAB-08 (the verified binding is echoed), a binding key binds
+// one account only, and the pre-provisioned account's allowedIdentifiers
+// limit what it may order.
+func TestEABAccount(t *testing.T) {
+	e := newEnv(t)
+	macKey, _ := b64.DecodeString(eabHMAC)
+	k := newKey(t, "ES256")
+	binding := eabJWS(t, k, e.dir["eab"].NewAccount, eabKID, "HS256", macKey, nil)
+	r, b := newAccountWithEAB(e, k, binding)
+	if r.StatusCode != 201 {
+		t.Fatalf("newAccount with EAB: %d %s", r.StatusCode, b)
+	}
+	var acct struct {
+		ExternalAccountBinding json.RawMessage `json:"externalAccountBinding"`
+	}
+	_ = json.Unmarshal(b, &acct)
+	var got, want any
+	_ = json.Unmarshal(acct.ExternalAccountBinding, &got)
+	_ = json.Unmarshal(binding, &want)
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("EAB-08: echoed binding %s, sent %s", acct.ExternalAccountBinding, binding)
+	}
+	kid := r.Header.Get("Location")
+	if !strings.HasSuffix(kid, "/acct/team-a") {
+		t.Fatalf("the binding did not bind the pre-provisioned account: %s", kid)
+	}
+	// The same key again is the same account (ACC-02); another key cannot reuse the binding key.
+	if r, _ := newAccountWithEAB(e, k, binding); r.StatusCode != 200 || r.Header.Get("Location") != kid {
+		t.Fatalf("ACC-02: repeated registration: %d %s", r.StatusCode, r.Header.Get("Location"))
+	}
+	k2 := newKey(t, "ES256")
+	r, b = newAccountWithEAB(e, k2, eabJWS(t, k2, e.dir["eab"].NewAccount, eabKID, "HS256", macKey, nil))
+	if p := problem(t, r, b); r.StatusCode != 403 || p.Type != acme.Unauthorized {
+		t.Fatalf("a used binding key bound a second account: %d %s", r.StatusCode, p.Type)
+	}
+	// allowedIdentifiers.
+	order := func(names ...string) (*http.Response, []byte) {
+		return e.signed(k, kid, e.dir["eab"].NewOrder, orderPayload(names...))
+	}
+	if r, b := order("dns:team-a.localhost", "dns:api.team-a.localhost", "dns:*.team-a.localhost"); r.StatusCode != 201 {
+		t.Fatalf("allowed names refused: %d %s", r.StatusCode, b)
+	}
+	r, b = order("dns:api.team-a.localhost", "dns:team-b.localhost")
+	p := problem(t, r, b)
+	if r.StatusCode != 400 || p.Type != acme.RejectedIdentifier || len(p.Subproblems) != 1 || p.Subproblems[0].Identifier.Value != "team-b.localhost" {
+		t.Fatalf("allowedIdentifiers: %d %+v", r.StatusCode, p)
+	}
+}

@@ -47,7 +47,7 @@ var b64 = base64.RawURLEncoding
 // EAB key provisioned in the test configuration.
 const (
 	eabKID  = "team-a"
-	eabHMAC = "c2VjcmV0LWhtYWMta2V5LWZvci1rYWNtZS10ZXN0cw" // base64url of a 31-byte key
+	eabHMAC = "c2VjcmV0LWhtYWMta2V5LWZvci1rYWNtZS10ZXN0cy0wMTIzNDU2Nzg5" // base64url of a 42-byte key
 )
 
 // responder serves http-01 key authorizations for every test.
@@ -123,6 +123,7 @@ metadata: {name: eab}
 spec:
   certificateAuthority: test-ca
   externalAccountBinding: {required: true}
+  identifiers: {allowedDNSSuffixes: [localhost]}
   validation: {http01Port: %d}
 ---
 apiVersion: acme.kacme.io/v1alpha1
@@ -131,6 +132,7 @@ metadata: {name: team-a}
 spec:
   profile: eab
   externalAccountBinding: {keyID: %s, secretName: team-a-eab}
+  allowedIdentifiers: ["*.team-a.localhost", "team-a.localhost"]
 ---
 apiVersion: v1
 kind: Secret
