@@ -115,7 +115,7 @@ func (r *RA) NewAccount(ctx context.Context, p *Profile, key *jose.JSONWebKey, r
 		return nil, false, err
 	}
 	if existing != nil {
-		if existing.Status.Status != acme.StatusValid {
+		if existing.Status.Status != acme.StatusValid || existing.Spec.Deactivated {
 			return nil, false, acme.UnauthorizedProblem("the account for this key is %s", existing.Status.Status)
 		}
 		return existing, false, nil

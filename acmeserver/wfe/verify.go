@@ -84,8 +84,8 @@ func (w *WFE) verifyPOST(ctx context.Context, r *http.Request, p *ra.Profile, mo
 	if prob != nil {
 		return nil, prob
 	}
-	if req.account != nil && req.account.Status.Status != acme.StatusValid {
-		return nil, acme.DeactivatedProblem("account is %s", req.account.Status.Status)
+	if req.account != nil && (req.account.Status.Status != acme.StatusValid || req.account.Spec.Deactivated) {
+		return nil, acme.DeactivatedProblem("account is deactivated")
 	}
 	if !parsed.HasNonce || parsed.Nonce == "" {
 		return nil, acme.BadNonceProblem("the JWS has no nonce")

@@ -66,6 +66,10 @@ type AcmeAccountSpec struct {
 	// +kubebuilder:validation:MaxItems=256
 	// +kubebuilder:validation:items:MaxLength=253
 	AllowedIdentifiers []string `json:"allowedIdentifiers,omitempty"`
+	// Deactivated set by an administrator deactivates the account: every
+	// further ACME request signed by it fails with unauthorized (RFC 8555 §7.3.6).
+	// +optional
+	Deactivated bool `json:"deactivated,omitempty"`
 }
 
 // AcmeAccountStatus is the server-owned state of an account.

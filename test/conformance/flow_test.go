@@ -672,3 +672,23 @@ func TestEABAccount(t *testing.T) {
 		t.Fatalf("allowedIdentifiers: %d %+v", r.StatusCode, p)
 	}
 }
+
+// TestAdminDeactivation: spec.deactivated set by an administrator (kubectl
+// edit in a cluster; the store here) makes the next request unauthorized.
+func TestAdminDeactivation(t *testing.T) {
+	e := newEnv(t)
+	k, kid := e.account("default")
+	ctx := context.Background()
+	var a v1alpha1.AcmeAccount
+	if err := e.srv.Store.Get(ctx, standalone.Namespace, kid[strings.LastIndex(kid, "/")+1:], &a); err != nil {
+		t.Fatal(err)
+	}
+	a.Spec.Deactivated = true
+	if err := e.srv.Store.Update(ctx, &a); err != nil {
+		t.Fatal(err)
+	}
+	r, b := e.signed(k, kid, e.dir["default"].NewOrder, orderPayload("dns:x.localhost"))
+	if p := problem(t, r, b); r.StatusCode != 401 || p.Type != acme.Unauthorized {
+		t.Fatalf("request of an administratively deactivated account: %d %s", r.StatusCode, p.Type)
+	}
+}
