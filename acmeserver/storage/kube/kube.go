@@ -27,6 +27,7 @@ type Store struct {
 	writer  client.Client
 	reader  client.Reader
 	overlay *overlay
+	indexed map[string]bool // label keys the reader has indexes for
 }
 
 var _ storage.Store = (*Store)(nil)
@@ -90,11 +91,7 @@ func (s *Store) List(ctx context.Context, ns string, list storage.ObjectList, op
 	if err != nil {
 		return err
 	}
-	lopts := []client.ListOption{client.InNamespace(ns)}
-	if len(opts.Labels) > 0 {
-		lopts = append(lopts, client.MatchingLabels(opts.Labels))
-	}
-	if err := s.reader.List(ctx, list, lopts...); err != nil {
+	if err := s.reader.List(ctx, list, s.listOptions(ns, opts.Labels)...); err != nil {
 		return fmt.Errorf("list %s in %s: %w", kind, ns, err)
 	}
 	items, err := meta.ExtractList(list)
@@ -106,6 +103,9 @@ func (s *Store) List(ctx context.Context, ns string, list storage.ObjectList, op
 	for _, it := range items {
 		o := it.(storage.Object)
 		seen[o.GetName()] = true
+		if !matches(o.GetLabels(), opts.Labels) {
+			continue // an index matched one label; the others are checked here
+		}
 		if e, ok := s.overlay.get(key(kind, ns, o.GetName()), o.GetResourceVersion()); ok {
 			if e.deleted || !matches(e.obj.GetLabels(), opts.Labels) {
 				continue

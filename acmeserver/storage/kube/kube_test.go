@@ -54,6 +54,9 @@ func startAPIServer(t *testing.T) (client.Client, cache.Cache) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if err := kube.RegisterIndexes(context.Background(), ca); err != nil {
+		t.Fatal(err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	go func() { _ = ca.Start(ctx) }()
@@ -67,8 +70,15 @@ func startAPIServer(t *testing.T) (client.Client, cache.Cache) {
 // on a real API server: each subtest gets its own namespace.
 func TestConformance(t *testing.T) {
 	c, ca := startAPIServer(t)
-	store := kube.New(c, ca)
-	var n atomic.Int64
+	for name, store := range map[string]*kube.Store{"labelSelectors": kube.New(c, ca), "indexes": kube.New(c, ca).WithIndexes()} {
+		t.Run(name, func(t *testing.T) { runSuite(t, c, store) })
+	}
+}
+
+var nsCounter atomic.Int64
+
+func runSuite(t *testing.T, c client.Client, store *kube.Store) {
+	n := &nsCounter
 	storagetest.Run(t, func(t *testing.T) (storage.Store, string) {
 		ns := fmt.Sprintf("conformance-%d", n.Add(1))
 		if err := c.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
