@@ -222,46 +222,60 @@ func GenerateKey(alg v1alpha1.KeyAlgorithm) (crypto.Signer, error) {
 	return nil, fmt.Errorf("unknown key algorithm %q", alg)
 }
 
-// GenerateChain creates a CA per spec: a root, or a root and an intermediate.
-// It returns the issuing key and the chain, issuing certificate first.
-func GenerateChain(name string, spec v1alpha1.GenerateCA) (crypto.Signer, []*x509.Certificate, error) {
+func subjectOf(s v1alpha1.CASubject, defaultCN string) pkix.Name {
+	cn, org := s.CommonName, s.Organization
+	if cn == "" {
+		cn = defaultCN
+	}
+	if org == "" {
+		org = "kacme"
+	}
+	return pkix.Name{CommonName: cn, Organization: []string{org}}
+}
+
+// GenerateSelfSigned creates a root CA per spec; the chain is the root alone.
+func GenerateSelfSigned(name string, spec v1alpha1.SelfSignedCA) (crypto.Signer, []*x509.Certificate, error) {
 	validity := 10 * 365 * 24 * time.Hour
 	if spec.Validity != nil && spec.Validity.Duration > 0 {
 		validity = spec.Validity.Duration
 	}
-	cn := spec.CommonName
-	if cn == "" {
-		cn = "kacme " + name + " CA"
-	}
-	org := spec.Organization
-	if org == "" {
-		org = "kacme"
+	key, err := GenerateKey(spec.KeyAlgorithm)
+	if err != nil {
+		return nil, nil, err
 	}
 	now := time.Now().Add(-time.Minute).UTC()
-	rootKey, err := GenerateKey(spec.KeyAlgorithm)
+	root, err := selfSign(key, subjectOf(spec.Subject, "kacme "+name+" CA"), now, now.Add(validity))
 	if err != nil {
 		return nil, nil, err
 	}
-	rootName := cn
-	if spec.Intermediate {
-		rootName = cn + " Root"
+	return key, []*x509.Certificate{root}, nil
+}
+
+// GenerateIntermediate creates a CA signed by issuer; the chain is the new
+// certificate followed by the issuer's chain.
+func GenerateIntermediate(name string, spec v1alpha1.IntermediateCA, issuer *Authority) (crypto.Signer, []*x509.Certificate, error) {
+	validity := 5 * 365 * 24 * time.Hour
+	if spec.Validity != nil && spec.Validity.Duration > 0 {
+		validity = spec.Validity.Duration
 	}
-	root, err := selfSign(rootKey, pkix.Name{CommonName: rootName, Organization: []string{org}}, now, now.Add(validity))
+	key, err := GenerateKey(spec.KeyAlgorithm)
 	if err != nil {
 		return nil, nil, err
 	}
-	if !spec.Intermediate {
-		return rootKey, []*x509.Certificate{root}, nil
+	now := time.Now().Add(-time.Minute).UTC()
+	na := now.Add(validity)
+	if na.After(issuer.Cert.NotAfter) {
+		na = issuer.Cert.NotAfter
 	}
-	intKey, err := GenerateKey(spec.KeyAlgorithm)
+	maxPath := 0
+	if issuer.Cert.MaxPathLen > 1 {
+		maxPath = issuer.Cert.MaxPathLen - 1
+	}
+	cert, err := signCA(key.Public(), subjectOf(spec.Subject, "kacme "+name+" CA"), now, na, issuer.Cert, issuer.Signer, maxPath)
 	if err != nil {
 		return nil, nil, err
 	}
-	inter, err := signCA(intKey.Public(), pkix.Name{CommonName: cn + " Intermediate", Organization: []string{org}}, now, now.Add(validity-time.Hour), root, rootKey, 0)
-	if err != nil {
-		return nil, nil, err
-	}
-	return intKey, []*x509.Certificate{inter, root}, nil
+	return key, append([]*x509.Certificate{cert, issuer.Cert}, issuer.Parents...), nil
 }
 
 func selfSign(key crypto.Signer, subject pkix.Name, nb, na time.Time) (*x509.Certificate, error) {

@@ -16,9 +16,19 @@ func TestGenerateIssueCRL(t *testing.T) {
 	t.Parallel()
 	for _, alg := range []v1alpha1.KeyAlgorithm{v1alpha1.KeyECDSAP256, v1alpha1.KeyECDSAP384, v1alpha1.KeyRSA2048, v1alpha1.KeyEd25519} {
 		for _, inter := range []bool{false, true} {
-			key, chain, err := GenerateChain("t", v1alpha1.GenerateCA{KeyAlgorithm: alg, Intermediate: inter})
+			key, chain, err := GenerateSelfSigned("root", v1alpha1.SelfSignedCA{KeyAlgorithm: alg})
 			if err != nil {
 				t.Fatal(err)
+			}
+			if inter {
+				root, err := New("root", chain[0], key, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				key, chain, err = GenerateIntermediate("t", v1alpha1.IntermediateCA{Issuer: "root", KeyAlgorithm: alg}, root)
+				if err != nil {
+					t.Fatal(err)
+				}
 			}
 			a, err := New("t", chain[0], key, chain[1:])
 			if err != nil {
@@ -67,7 +77,7 @@ func TestGenerateIssueCRL(t *testing.T) {
 
 func TestNewRejectsMismatchedKey(t *testing.T) {
 	t.Parallel()
-	_, chain, _ := GenerateChain("t", v1alpha1.GenerateCA{})
+	_, chain, _ := GenerateSelfSigned("t", v1alpha1.SelfSignedCA{})
 	other, _ := GenerateKey(v1alpha1.KeyECDSAP256)
 	if _, err := New("t", chain[0], other, nil); err == nil {
 		t.Fatal("a key that does not match the certificate was accepted")

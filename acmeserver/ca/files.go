@@ -12,19 +12,19 @@ import (
 	"github.com/kacme/kacme/api/v1alpha1"
 )
 
+// Generator creates a CA key and chain (issuing certificate first).
+type Generator func() (crypto.Signer, []*x509.Certificate, error)
+
 // LoadOrGenerateDir loads the CA from dir/tls.key and dir/tls.crt (the
-// standalone form of a kubernetes.io/tls Secret), generating it per
-// spec.Generate on first start.
-func LoadOrGenerateDir(dir string, caObj *v1alpha1.CertificateAuthority) (*Authority, bool, error) {
+// standalone form of a kubernetes.io/tls Secret), generating it with gen on
+// first start; later starts reuse it.
+func LoadOrGenerateDir(name, dir string, gen Generator) (*Authority, bool, error) {
 	keyPath, crtPath := filepath.Join(dir, "tls.key"), filepath.Join(dir, "tls.crt")
 	created := false
 	if _, err := os.Stat(keyPath); errors.Is(err, os.ErrNotExist) {
-		if caObj.Spec.Generate == nil {
-			return nil, false, fmt.Errorf("CA %s: %s does not exist and spec.generate is not set", caObj.Name, keyPath)
-		}
-		key, chain, err := GenerateChain(caObj.Name, *caObj.Spec.Generate)
+		key, chain, err := gen()
 		if err != nil {
-			return nil, false, fmt.Errorf("CA %s: generate: %w", caObj.Name, err)
+			return nil, false, fmt.Errorf("CA %s: generate: %w", name, err)
 		}
 		keyPEM, crtPEM, err := EncodePEM(key, chain)
 		if err != nil {
@@ -50,17 +50,22 @@ func LoadOrGenerateDir(dir string, caObj *v1alpha1.CertificateAuthority) (*Autho
 	if err != nil {
 		return nil, false, err
 	}
-	a, err := FromPEM(caObj.Name, keyPEM, crtPEM)
+	a, err := FromPEM(name, keyPEM, crtPEM)
 	if err != nil {
 		return nil, false, err
 	}
-	if caObj.Spec.CRL != nil {
-		a.CRLURL = caObj.Spec.CRL.DistributionPointURL
-		if caObj.Spec.CRL.Validity != nil && caObj.Spec.CRL.Validity.Duration > 0 {
-			a.CRLValidity = caObj.Spec.CRL.Validity.Duration
-		}
-	}
 	return a, created, nil
+}
+
+// ConfigureCRL applies a CA's CRL settings.
+func (a *Authority) ConfigureCRL(spec *v1alpha1.CRLSpec) {
+	if spec == nil {
+		return
+	}
+	a.CRLURL = spec.DistributionPointURL
+	if spec.Validity != nil && spec.Validity.Duration > 0 {
+		a.CRLValidity = spec.Validity.Duration
+	}
 }
 
 // FromPEM builds an authority from a PKCS#8/EC/PKCS#1 key and a certificate chain.

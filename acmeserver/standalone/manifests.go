@@ -173,8 +173,8 @@ kind: CertificateAuthority
 metadata:
   name: default
 spec:
-  generate:
-    commonName: kacme standalone CA
+  selfSigned:
+    subject: {commonName: kacme standalone CA}
     keyAlgorithm: ECDSAP256
 ---
 apiVersion: acme.kacme.io/v1alpha1

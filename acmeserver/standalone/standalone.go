@@ -5,6 +5,7 @@ package standalone
 
 import (
 	"context"
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -206,23 +207,8 @@ func (s *Server) close() error {
 
 func buildConfig(dataDir string, m *Manifests, log *slog.Logger) (*ra.Config, error) {
 	cfg := &ra.Config{Profiles: map[string]*ra.Profile{}, Authorities: map[string]*ca.Authority{}}
-	for i := range m.Authorities {
-		obj := &m.Authorities[i]
-		if err := checkName("CertificateAuthority", obj.Name); err != nil {
-			return nil, err
-		}
-		dir := obj.Spec.SecretName
-		if dir == "" {
-			dir = obj.Name
-		}
-		auth, created, err := ca.LoadOrGenerateDir(filepath.Join(dataDir, "ca", dir), obj)
-		if err != nil {
-			return nil, err
-		}
-		if created {
-			log.Info("generated CA", "ca", obj.Name, "subject", auth.Cert.Subject.String(), "dir", filepath.Join(dataDir, "ca", dir))
-		}
-		cfg.Authorities[obj.Name] = auth
+	if err := loadAuthorities(dataDir, m, cfg.Authorities, log); err != nil {
+		return nil, err
 	}
 	for i := range m.Profiles {
 		obj := &m.Profiles[i]
@@ -239,6 +225,108 @@ func buildConfig(dataDir string, m *Manifests, log *slog.Logger) (*ra.Config, er
 		}
 	}
 	return cfg, nil
+}
+
+// loadAuthorities loads every CertificateAuthority, issuers before the
+// intermediates they sign; generated CAs live in <data-dir>/ca/<secretName>.
+func loadAuthorities(dataDir string, m *Manifests, out map[string]*ca.Authority, log *slog.Logger) error {
+	pending := map[string]*v1alpha1.CertificateAuthority{}
+	for i := range m.Authorities {
+		obj := &m.Authorities[i]
+		if err := checkName("CertificateAuthority", obj.Name); err != nil {
+			return err
+		}
+		pending[obj.Name] = obj
+	}
+	for len(pending) > 0 {
+		progress := false
+		for _, name := range sortedKeys(pending) {
+			obj := pending[name]
+			auth, err := loadAuthority(dataDir, obj, m.Secrets, out, log)
+			if err != nil {
+				return fmt.Errorf("CertificateAuthority %s: %w", name, err)
+			}
+			if auth == nil {
+				continue // its issuer is not loaded yet
+			}
+			auth.ConfigureCRL(obj.Spec.CRL)
+			out[name] = auth
+			delete(pending, name)
+			progress = true
+		}
+		if !progress {
+			var names []string
+			for _, name := range sortedKeys(pending) {
+				names = append(names, fmt.Sprintf("%s (issuer %q)", name, pending[name].Spec.Intermediate.Issuer))
+			}
+			return fmt.Errorf("intermediate CAs whose issuer is missing or part of a cycle: %s", strings.Join(names, ", "))
+		}
+	}
+	return nil
+}
+
+// loadAuthority loads one CA, or returns nil when its issuer is not loaded yet.
+func loadAuthority(dataDir string, obj *v1alpha1.CertificateAuthority, secrets SecretMap, loaded map[string]*ca.Authority, log *slog.Logger) (*ca.Authority, error) {
+	s := obj.Spec
+	n := 0
+	for _, set := range []bool{s.SelfSigned != nil, s.SecretRef != nil, s.Intermediate != nil} {
+		if set {
+			n++
+		}
+	}
+	if n != 1 {
+		return nil, fmt.Errorf("exactly one of selfSigned, secretRef or intermediate is required")
+	}
+	if s.SecretRef != nil {
+		data, ok := secrets[s.SecretRef.Name]
+		if !ok {
+			return nil, fmt.Errorf("secretRef: secret %q is not defined in the config directory", s.SecretRef.Name)
+		}
+		chain := append(append([]byte{}, data["tls.crt"]...), data["ca.crt"]...)
+		return ca.FromPEM(obj.Name, data["tls.key"], dedupePEM(chain))
+	}
+	var gen ca.Generator
+	if s.SelfSigned != nil {
+		gen = func() (crypto.Signer, []*x509.Certificate, error) { return ca.GenerateSelfSigned(obj.Name, *s.SelfSigned) }
+	} else {
+		issuer, ok := loaded[s.Intermediate.Issuer]
+		if !ok {
+			return nil, nil
+		}
+		gen = func() (crypto.Signer, []*x509.Certificate, error) {
+			return ca.GenerateIntermediate(obj.Name, *s.Intermediate, issuer)
+		}
+	}
+	secretName := s.SecretName
+	if secretName == "" {
+		secretName = obj.Name + "-ca"
+	}
+	dir := filepath.Join(dataDir, "ca", secretName)
+	auth, created, err := ca.LoadOrGenerateDir(obj.Name, dir, gen)
+	if err != nil {
+		return nil, err
+	}
+	if created {
+		log.Info("generated CA", "ca", obj.Name, "subject", auth.Cert.Subject.String(), "dir", dir)
+	}
+	return auth, nil
+}
+
+// dedupePEM drops repeated certificates (ca.crt often repeats the end of tls.crt).
+func dedupePEM(in []byte) []byte {
+	var out []byte
+	seen := map[string]bool{}
+	for {
+		var b *pem.Block
+		b, in = pem.Decode(in)
+		if b == nil {
+			return out
+		}
+		if !seen[string(b.Bytes)] {
+			seen[string(b.Bytes)] = true
+			out = append(out, pem.EncodeToMemory(b)...)
+		}
+	}
 }
 
 // writeRoots writes every CA's root, so clients can trust the server and its certificates.

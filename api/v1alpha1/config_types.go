@@ -18,21 +18,32 @@ const (
 	KeyEd25519   KeyAlgorithm = "Ed25519"
 )
 
-// CertificateAuthoritySpec declares a signing CA.
-// +kubebuilder:validation:XValidation:rule="has(self.secretName) || has(self.generate)",message="one of secretName or generate is required"
+// CertificateAuthoritySpec declares a signing CA: exactly one of selfSigned,
+// secretRef or intermediate.
+// +kubebuilder:validation:XValidation:rule="(has(self.selfSigned) ? 1 : 0) + (has(self.secretRef) ? 1 : 0) + (has(self.intermediate) ? 1 : 0) == 1",message="exactly one of selfSigned, secretRef or intermediate is required"
 type CertificateAuthoritySpec struct {
-	// SecretName names the Secret (kubernetes.io/tls) that holds the CA key
-	// (tls.key) and its chain (tls.crt: the CA certificate first, then its
-	// issuers). In standalone mode the secret is a directory
-	// <data-dir>/ca/<name>/ holding the same two files.
+	// SelfSigned generates a root CA.
+	// +optional
+	SelfSigned *SelfSignedCA `json:"selfSigned,omitempty"`
+	// SecretRef imports an existing CA from a Secret with tls.crt (the CA
+	// certificate first, then its issuers), tls.key and optionally ca.crt (the root).
+	// +optional
+	SecretRef *CASecretReference `json:"secretRef,omitempty"`
+	// Intermediate generates a CA signed by another CertificateAuthority.
+	// +optional
+	Intermediate *IntermediateCA `json:"intermediate,omitempty"`
+
+	// SecretName is where kacme keeps a generated key and chain (selfSigned,
+	// intermediate): a kubernetes.io/tls Secret in the operator's namespace; in
+	// standalone mode the directory <data-dir>/ca/<secretName>/. Default "<name>-ca".
 	// +optional
 	// +kubebuilder:validation:MaxLength=253
 	SecretName string `json:"secretName,omitempty"`
 
-	// Generate creates the CA key and certificate on first start when the
-	// secret does not exist yet; later starts reuse it.
+	// RenewBefore renews a generated CA certificate this long before it
+	// expires (by the controller). Default 720h.
 	// +optional
-	Generate *GenerateCA `json:"generate,omitempty"`
+	RenewBefore *metav1.Duration `json:"renewBefore,omitempty"`
 
 	// CRL publishes a certificate revocation list and embeds its URL in issued
 	// certificates as the CRL distribution point.
@@ -40,26 +51,56 @@ type CertificateAuthoritySpec struct {
 	CRL *CRLSpec `json:"crl,omitempty"`
 }
 
-// GenerateCA describes a CA kacme creates itself.
-type GenerateCA struct {
-	// CommonName of the generated CA certificate.
+// CASubject is the subject of a generated CA certificate.
+type CASubject struct {
+	// CommonName of the CA certificate.
 	// +optional
 	// +kubebuilder:validation:MaxLength=64
 	CommonName string `json:"commonName,omitempty"`
-	// Organization of the generated CA certificate.
+	// Organization of the CA certificate.
 	// +optional
 	// +kubebuilder:validation:MaxLength=64
 	Organization string `json:"organization,omitempty"`
+}
+
+// SelfSignedCA describes a root CA kacme generates.
+type SelfSignedCA struct {
+	// Subject of the root certificate.
+	// +optional
+	Subject CASubject `json:"subject,omitempty"`
 	// KeyAlgorithm of the CA key. Default ECDSAP256.
 	// +optional
 	KeyAlgorithm KeyAlgorithm `json:"keyAlgorithm,omitempty"`
-	// Intermediate generates a root and an intermediate signed by it; leaves
-	// are issued by the intermediate and the chain served is leaf+intermediate.
-	// +optional
-	Intermediate bool `json:"intermediate,omitempty"`
-	// Validity of the generated CA certificate. Default 87600h (10 years).
+	// Validity of the certificate. Default 87600h (10 years).
 	// +optional
 	Validity *metav1.Duration `json:"validity,omitempty"`
+}
+
+// IntermediateCA describes a CA kacme generates and has signed by another one.
+type IntermediateCA struct {
+	// Issuer is the name of the CertificateAuthority that signs this one.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	Issuer string `json:"issuer"`
+	// Subject of the intermediate certificate.
+	// +optional
+	Subject CASubject `json:"subject,omitempty"`
+	// KeyAlgorithm of the CA key. Default ECDSAP256.
+	// +optional
+	KeyAlgorithm KeyAlgorithm `json:"keyAlgorithm,omitempty"`
+	// Validity of the certificate, capped by the issuer's. Default 43800h (5 years).
+	// +optional
+	Validity *metav1.Duration `json:"validity,omitempty"`
+}
+
+// CASecretReference names a Secret holding an existing CA.
+type CASecretReference struct {
+	// Name of the Secret (operator namespace; in standalone a Secret manifest in the config directory).
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	Name string `json:"name"`
 }
 
 // CRLSpec configures the CRL of a CA.
@@ -83,16 +124,33 @@ type CertificateAuthorityStatus struct {
 	// +listType=map
 	// +listMapKey=type
 	Conditions []metav1.Condition `json:"conditions,omitempty"`
+	// Subject of the CA certificate.
+	// +optional
+	Subject string `json:"subject,omitempty"`
+	// SerialNumber of the CA certificate (hex).
+	// +optional
+	SerialNumber string `json:"serialNumber,omitempty"`
+	// FingerprintSHA256 of the CA certificate (hex).
+	// +optional
+	FingerprintSHA256 string `json:"fingerprintSHA256,omitempty"`
+	// NotBefore of the CA certificate.
+	// +optional
+	NotBefore *metav1.Time `json:"notBefore,omitempty"`
 	// NotAfter of the CA certificate.
 	// +optional
 	NotAfter *metav1.Time `json:"notAfter,omitempty"`
+	// Chain is the PEM chain: the CA certificate, then its issuers.
+	// +optional
+	Chain string `json:"chain,omitempty"`
 }
 
 // CertificateAuthority is a CA that AcmeProfiles issue from.
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
-// +kubebuilder:resource:shortName=kca,categories=acme
+// +kubebuilder:resource:scope=Cluster,shortName=kca,categories=acme
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Subject",type=string,JSONPath=`.status.subject`
+// +kubebuilder:printcolumn:name="NotAfter",type=date,JSONPath=`.status.notAfter`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type CertificateAuthority struct {
 	metav1.TypeMeta   `json:",inline"`
@@ -294,7 +352,7 @@ type AcmeProfileStatus struct {
 // AcmeProfile is one ACME directory with its policy.
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
-// +kubebuilder:resource:shortName=aprof,categories=acme
+// +kubebuilder:resource:scope=Cluster,shortName=aprof,categories=acme
 // +kubebuilder:printcolumn:name="CA",type=string,JSONPath=`.spec.certificateAuthority`
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Directory",type=string,JSONPath=`.status.directoryURL`

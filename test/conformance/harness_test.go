@@ -89,9 +89,15 @@ func configYAML(httpPort int) string {
 	return fmt.Sprintf(`
 apiVersion: acme.kacme.io/v1alpha1
 kind: CertificateAuthority
+metadata: {name: test-root}
+spec:
+  selfSigned: {subject: {commonName: kacme test root}, keyAlgorithm: ECDSAP384}
+---
+apiVersion: acme.kacme.io/v1alpha1
+kind: CertificateAuthority
 metadata: {name: test-ca}
 spec:
-  generate: {commonName: kacme test, keyAlgorithm: ECDSAP256, intermediate: true}
+  intermediate: {issuer: test-root, subject: {commonName: kacme test}, keyAlgorithm: ECDSAP256}
   crl: {distributionPointURL: "http://127.0.0.1/crl/test-ca"}
 ---
 apiVersion: acme.kacme.io/v1alpha1

@@ -214,9 +214,15 @@ func (w *world) startKacme() {
 	validation := fmt.Sprintf(`{http01Port: %d, tlsALPN01Port: %d, resolvers: ["127.0.0.1:%d"], timeout: 10s}`, w.httpPort, w.tlsPort, w.dnsPort)
 	yaml := fmt.Sprintf(`apiVersion: acme.kacme.io/v1alpha1
 kind: CertificateAuthority
+metadata: {name: interop-root}
+spec:
+  selfSigned: {subject: {commonName: kacme interop root}, keyAlgorithm: ECDSAP384}
+---
+apiVersion: acme.kacme.io/v1alpha1
+kind: CertificateAuthority
 metadata: {name: interop-ca}
 spec:
-  generate: {commonName: kacme interop, keyAlgorithm: ECDSAP384, intermediate: true}
+  intermediate: {issuer: interop-root, subject: {commonName: kacme interop}, keyAlgorithm: ECDSAP384}
   crl: {distributionPointURL: "%[1]s/crl/interop-ca"}
 ---
 apiVersion: acme.kacme.io/v1alpha1

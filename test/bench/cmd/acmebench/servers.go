@@ -96,9 +96,15 @@ func startKacme(bin, dir string, httpPort int) (*server, error) {
 	}
 	yaml := fmt.Sprintf(`apiVersion: acme.kacme.io/v1alpha1
 kind: CertificateAuthority
+metadata: {name: bench-root}
+spec:
+  selfSigned: {subject: {commonName: kacme bench root}, keyAlgorithm: ECDSAP256}
+---
+apiVersion: acme.kacme.io/v1alpha1
+kind: CertificateAuthority
 metadata: {name: bench}
 spec:
-  generate: {commonName: kacme bench, keyAlgorithm: ECDSAP256, intermediate: true}
+  intermediate: {issuer: bench-root, subject: {commonName: kacme bench}, keyAlgorithm: ECDSAP256}
 ---
 apiVersion: acme.kacme.io/v1alpha1
 kind: AcmeProfile
