@@ -287,7 +287,9 @@ func loadAuthority(dataDir string, obj *v1alpha1.CertificateAuthority, secrets S
 	}
 	var gen ca.Generator
 	if s.SelfSigned != nil {
-		gen = func() (crypto.Signer, []*x509.Certificate, error) { return ca.GenerateSelfSigned(obj.Name, *s.SelfSigned) }
+		gen = func() (crypto.Signer, []*x509.Certificate, error) {
+			return ca.GenerateSelfSigned(obj.Name, *s.SelfSigned)
+		}
 	} else {
 		issuer, ok := loaded[s.Intermediate.Issuer]
 		if !ok {

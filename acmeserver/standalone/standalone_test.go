@@ -113,7 +113,9 @@ func TestImportedAuthority(t *testing.T) {
 		t.Fatal(err)
 	}
 	keyPEM, crtPEM, _ := ca.EncodePEM(key, chain)
-	indent := func(b []byte) string { return "    " + strings.ReplaceAll(strings.TrimSpace(string(b)), "\n", "\n    ") }
+	indent := func(b []byte) string {
+		return "    " + strings.ReplaceAll(strings.TrimSpace(string(b)), "\n", "\n    ")
+	}
 	m := writeConfig(t, `
 apiVersion: acme.kacme.io/v1alpha1
 kind: CertificateAuthority
