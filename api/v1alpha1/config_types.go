@@ -180,6 +180,7 @@ const (
 )
 
 // AcmeProfileSpec declares one ACME directory, served at /acme/<name>/directory.
+// +kubebuilder:validation:XValidation:rule="!has(self.defaultIssuanceProfile) || (has(self.issuanceProfiles) && self.issuanceProfiles.exists(p, p.name == self.defaultIssuanceProfile))",message="defaultIssuanceProfile must name one of issuanceProfiles"
 type AcmeProfileSpec struct {
 	// CertificateAuthority names the CA that signs this profile's certificates.
 	// +required
