@@ -46,8 +46,9 @@ lint: ## golangci-lint (pinned)
 generate: ## deepcopy functions
 	"$$(hack/tools.sh controller-gen)" object:headerFile=hack/boilerplate.go.txt paths=./api/...
 
-manifests: ## CRDs
+manifests: ## CRDs and RBAC
 	"$$(hack/tools.sh controller-gen)" crd paths=./api/... output:crd:artifacts:config=config/crd/bases
+	"$$(hack/tools.sh controller-gen)" rbac:roleName=kacme-controller paths=./controllers/... output:rbac:artifacts:config=config/rbac
 
 verify-generated: generate manifests ## generated files are up to date
 	@if [[ -d .git ]] && ! git diff --quiet -- api config; then git diff --stat -- api config; echo "generated files are stale: run make generate manifests and commit"; exit 1; fi

@@ -1,5 +1,5 @@
-// Package controllers will hold one folder per reconciled kind
-// (CertificateAuthority, AcmeProfile, AcmeAccount) once the Kubernetes store
-// lands; the ACME server already stores and reads the api/v1alpha1 objects
-// through the storage seam those controllers and the CR backend will share.
+// Package controllers holds one folder per reconciled kind: controller.go
+// (wiring and watches), sync.go (the reconcile logic), status.go (status
+// writes). CertificateAuthority is reconciled in certificateauthority/;
+// AcmeProfile and AcmeAccount follow with the Kubernetes mode.
 package controllers

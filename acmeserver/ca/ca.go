@@ -321,3 +321,22 @@ func caTemplate(pub crypto.PublicKey, subject pkix.Name, nb, na time.Time, maxPa
 	}
 	return t, nil
 }
+
+// Renew re-signs a generated CA's certificate with the same key and subject
+// for a new validity: certificates it issued stay valid under the new one.
+// issuer is nil for a root.
+func Renew(key crypto.Signer, old *x509.Certificate, now time.Time, validity time.Duration, issuer *Authority) (*x509.Certificate, error) {
+	now = now.Add(-time.Minute).UTC()
+	if issuer == nil {
+		return selfSign(key, old.Subject, now, now.Add(validity))
+	}
+	na := now.Add(validity)
+	if na.After(issuer.Cert.NotAfter) {
+		na = issuer.Cert.NotAfter
+	}
+	maxPath := 0
+	if issuer.Cert.MaxPathLen > 1 {
+		maxPath = issuer.Cert.MaxPathLen - 1
+	}
+	return signCA(key.Public(), old.Subject, now, na, issuer.Cert, issuer.Signer, maxPath)
+}

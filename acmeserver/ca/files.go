@@ -153,3 +153,21 @@ func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
 func WriteFileAtomic(path string, data []byte, mode os.FileMode) error {
 	return writeFileAtomic(path, data, mode)
 }
+
+// DedupePEM drops repeated certificates (a Secret's ca.crt often repeats the
+// end of its tls.crt).
+func DedupePEM(in []byte) []byte {
+	var out []byte
+	seen := map[string]bool{}
+	for {
+		var b *pem.Block
+		b, in = pem.Decode(in)
+		if b == nil {
+			return out
+		}
+		if !seen[string(b.Bytes)] {
+			seen[string(b.Bytes)] = true
+			out = append(out, pem.EncodeToMemory(b)...)
+		}
+	}
+}

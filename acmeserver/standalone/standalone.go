@@ -283,7 +283,7 @@ func loadAuthority(dataDir string, obj *v1alpha1.CertificateAuthority, secrets S
 			return nil, fmt.Errorf("secretRef: secret %q is not defined in the config directory", s.SecretRef.Name)
 		}
 		chain := append(append([]byte{}, data["tls.crt"]...), data["ca.crt"]...)
-		return ca.FromPEM(obj.Name, data["tls.key"], dedupePEM(chain))
+		return ca.FromPEM(obj.Name, data["tls.key"], ca.DedupePEM(chain))
 	}
 	var gen ca.Generator
 	if s.SelfSigned != nil {
@@ -312,23 +312,6 @@ func loadAuthority(dataDir string, obj *v1alpha1.CertificateAuthority, secrets S
 		log.Info("generated CA", "ca", obj.Name, "subject", auth.Cert.Subject.String(), "dir", dir)
 	}
 	return auth, nil
-}
-
-// dedupePEM drops repeated certificates (ca.crt often repeats the end of tls.crt).
-func dedupePEM(in []byte) []byte {
-	var out []byte
-	seen := map[string]bool{}
-	for {
-		var b *pem.Block
-		b, in = pem.Decode(in)
-		if b == nil {
-			return out
-		}
-		if !seen[string(b.Bytes)] {
-			seen[string(b.Bytes)] = true
-			out = append(out, pem.EncodeToMemory(b)...)
-		}
-	}
 }
 
 // writeRoots writes every CA's root, so clients can trust the server and its certificates.

@@ -1,0 +1,199 @@
+package certificateauthority_test
+
+import (
+	"context"
+	"crypto/x509"
+	"encoding/pem"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/go-logr/logr"
+	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/events"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	"github.com/kacme/kacme/acmeserver/ca"
+	"github.com/kacme/kacme/api/v1alpha1"
+	"github.com/kacme/kacme/controllers/certificateauthority"
+	kenvtest "github.com/kacme/kacme/test/envtest"
+)
+
+const ns = "kacme-system"
+
+func waitFor(t *testing.T, what string, ok func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		if ok() {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("timed out waiting for %s", what)
+}
+
+func ready(t *testing.T, c client.Client, name string) (*v1alpha1.CertificateAuthority, *metav1.Condition) {
+	t.Helper()
+	var obj v1alpha1.CertificateAuthority
+	if err := c.Get(context.Background(), client.ObjectKey{Name: name}, &obj); err != nil {
+		return nil, nil
+	}
+	return &obj, meta.FindStatusCondition(obj.Status.Conditions, certificateauthority.ConditionReady)
+}
+
+func waitReady(t *testing.T, c client.Client, name string, status metav1.ConditionStatus, reason string) *v1alpha1.CertificateAuthority {
+	t.Helper()
+	var obj *v1alpha1.CertificateAuthority
+	waitFor(t, name+" "+reason, func() bool {
+		o, cond := ready(t, c, name)
+		obj = o
+		return cond != nil && cond.Status == status && cond.Reason == reason && cond.ObservedGeneration == o.Generation
+	})
+	return obj
+}
+
+// TestController runs the controller in a manager against a real API server.
+func TestController(t *testing.T) {
+	ctrl.SetLogger(logr.Discard())
+	cfg, c := kenvtest.Start(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
+		t.Fatal(err)
+	}
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{Scheme: kenvtest.Scheme(), Metrics: metricsserver.Options{BindAddress: "0"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &certificateauthority.Reconciler{Client: mgr.GetClient(), Namespace: ns, Recorder: mgr.GetEventRecorder("kacme-controller")}
+	if err := r.SetupWithManager(mgr); err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = mgr.Start(ctx) }()
+
+	// An intermediate whose issuer does not exist yet is not ready, with an Event.
+	must(t, c.Create(ctx, &v1alpha1.CertificateAuthority{ObjectMeta: metav1.ObjectMeta{Name: "issuing"},
+		Spec: v1alpha1.CertificateAuthoritySpec{Intermediate: &v1alpha1.IntermediateCA{Issuer: "root"}}}))
+	waitReady(t, c, "issuing", metav1.ConditionFalse, certificateauthority.ReasonIssuerNotReady)
+	waitFor(t, "IssuerNotReady event", func() bool {
+		var evs eventsv1.EventList
+		_ = c.List(ctx, &evs)
+		for _, e := range evs.Items {
+			if e.Reason == certificateauthority.ReasonIssuerNotReady && e.Regarding.Name == "issuing" {
+				return true
+			}
+		}
+		return false
+	})
+	// Creating the root makes both ready; the root's Secret holds its key and chain.
+	must(t, c.Create(ctx, &v1alpha1.CertificateAuthority{ObjectMeta: metav1.ObjectMeta{Name: "root"},
+		Spec: v1alpha1.CertificateAuthoritySpec{SelfSigned: &v1alpha1.SelfSignedCA{Subject: v1alpha1.CASubject{CommonName: "Test Root"}}}}))
+	root := waitReady(t, c, "root", metav1.ConditionTrue, certificateauthority.ReasonReady)
+	if root.Status.Subject != "CN=Test Root,O=kacme" || len(root.Status.FingerprintSHA256) != 64 || root.Status.NotAfter == nil {
+		t.Fatalf("root status: %+v", root.Status)
+	}
+	var sec corev1.Secret
+	must(t, c.Get(ctx, client.ObjectKey{Namespace: ns, Name: "root-ca"}, &sec))
+	if sec.Type != corev1.SecretTypeTLS || len(sec.Data["tls.key"]) == 0 || len(sec.OwnerReferences) != 1 {
+		t.Fatalf("root secret: type %s, owners %v", sec.Type, sec.OwnerReferences)
+	}
+	issuing := waitReady(t, c, "issuing", metav1.ConditionTrue, certificateauthority.ReasonReady)
+	chain := parseChain(t, issuing.Status.Chain)
+	if len(chain) != 2 || chain[0].CheckSignatureFrom(chain[1]) != nil || !strings.Contains(chain[1].Subject.String(), "Test Root") {
+		t.Fatalf("intermediate chain: %d certificates", len(chain))
+	}
+	// An imported CA waits for its Secret, then becomes ready from it.
+	must(t, c.Create(ctx, &v1alpha1.CertificateAuthority{ObjectMeta: metav1.ObjectMeta{Name: "imported"},
+		Spec: v1alpha1.CertificateAuthoritySpec{SecretRef: &v1alpha1.CASecretReference{Name: "ext"}}}))
+	waitReady(t, c, "imported", metav1.ConditionFalse, certificateauthority.ReasonInvalidSecret)
+	key, ext, _ := ca.GenerateSelfSigned("ext", v1alpha1.SelfSignedCA{})
+	keyPEM, crtPEM, _ := ca.EncodePEM(key, ext)
+	must(t, c.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "ext"}, Type: corev1.SecretTypeTLS,
+		Data: map[string][]byte{"tls.crt": crtPEM, "tls.key": keyPEM}}))
+	imported := waitReady(t, c, "imported", metav1.ConditionTrue, certificateauthority.ReasonReady)
+	if imported.Status.SerialNumber == "" {
+		t.Fatalf("imported status: %+v", imported.Status)
+	}
+	// A Secret that is not a CA is reported, not crash-looped on.
+	must(t, c.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "junk"},
+		Data: map[string][]byte{"tls.crt": []byte("nope"), "tls.key": []byte("nope")}}))
+	must(t, c.Create(ctx, &v1alpha1.CertificateAuthority{ObjectMeta: metav1.ObjectMeta{Name: "junk"},
+		Spec: v1alpha1.CertificateAuthoritySpec{SecretRef: &v1alpha1.CASecretReference{Name: "junk"}}}))
+	junk := waitReady(t, c, "junk", metav1.ConditionFalse, certificateauthority.ReasonInvalidSecret)
+	if !strings.Contains(meta.FindStatusCondition(junk.Status.Conditions, "Ready").Message, "no PEM key") {
+		t.Fatalf("junk message: %+v", junk.Status.Conditions)
+	}
+}
+
+// TestRenewal drives Reconcile directly with a clock past the renewal point:
+// the certificate is re-signed with the same key, once.
+func TestRenewal(t *testing.T) {
+	_, c := kenvtest.Start(t)
+	ctx := context.Background()
+	must(t, c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}))
+	now := time.Now()
+	r := &certificateauthority.Reconciler{Client: c, Namespace: ns, Recorder: events.NewFakeRecorder(10), Now: func() time.Time { return now }}
+	must(t, c.Create(ctx, &v1alpha1.CertificateAuthority{ObjectMeta: metav1.ObjectMeta{Name: "short"},
+		Spec: v1alpha1.CertificateAuthoritySpec{SelfSigned: &v1alpha1.SelfSignedCA{Validity: &metav1.Duration{Duration: 48 * time.Hour}},
+			RenewBefore: &metav1.Duration{Duration: 24 * time.Hour}}}))
+	req := ctrl.Request{NamespacedName: client.ObjectKey{Name: "short"}}
+	res, err := r.Reconcile(ctx, req)
+	must(t, err)
+	if res.RequeueAfter < 23*time.Hour || res.RequeueAfter > 24*time.Hour {
+		t.Fatalf("requeue after %v, want about 24h (the renewal point)", res.RequeueAfter)
+	}
+	first := secretCert(t, c, "short-ca")
+	_, err = r.Reconcile(ctx, req)
+	must(t, err)
+	if !secretCert(t, c, "short-ca").Equal(first) {
+		t.Fatal("renewed before the renewal point")
+	}
+	now = now.Add(30 * time.Hour)
+	_, err = r.Reconcile(ctx, req)
+	must(t, err)
+	renewed := secretCert(t, c, "short-ca")
+	if renewed.Equal(first) || !renewed.NotAfter.After(first.NotAfter) || string(renewed.SubjectKeyId) != string(first.SubjectKeyId) {
+		t.Fatalf("renewal: notAfter %v -> %v, same key %v", first.NotAfter, renewed.NotAfter, string(renewed.SubjectKeyId) == string(first.SubjectKeyId))
+	}
+	var obj v1alpha1.CertificateAuthority
+	must(t, c.Get(ctx, req.NamespacedName, &obj))
+	if !obj.Status.NotAfter.Time.Equal(renewed.NotAfter) {
+		t.Fatalf("status notAfter %v, certificate %v", obj.Status.NotAfter, renewed.NotAfter)
+	}
+}
+
+func secretCert(t *testing.T, c client.Client, name string) *x509.Certificate {
+	t.Helper()
+	var sec corev1.Secret
+	must(t, c.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: name}, &sec))
+	return parseChain(t, string(sec.Data["tls.crt"]))[0]
+}
+
+func parseChain(t *testing.T, s string) []*x509.Certificate {
+	t.Helper()
+	var out []*x509.Certificate
+	rest := []byte(s)
+	for {
+		var b *pem.Block
+		b, rest = pem.Decode(rest)
+		if b == nil {
+			return out
+		}
+		c, err := x509.ParseCertificate(b.Bytes)
+		must(t, err)
+		out = append(out, c)
+	}
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
