@@ -1,0 +1,84 @@
+package acmeprofile_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/go-logr/logr"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	"github.com/kacme/kacme/api/v1alpha1"
+	"github.com/kacme/kacme/controllers/acmeprofile"
+	"github.com/kacme/kacme/controllers/certificateauthority"
+	kenvtest "github.com/kacme/kacme/test/envtest"
+)
+
+const ns = "kacme-system"
+
+func waitReason(t *testing.T, c client.Client, name, reason string) *v1alpha1.AcmeProfile {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	var obj v1alpha1.AcmeProfile
+	for time.Now().Before(deadline) {
+		if err := c.Get(context.Background(), client.ObjectKey{Name: name}, &obj); err == nil {
+			if cond := meta.FindStatusCondition(obj.Status.Conditions, acmeprofile.ConditionReady); cond != nil && cond.Reason == reason {
+				return &obj
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("profile %s never reached reason %s: %+v", name, reason, obj.Status)
+	return nil
+}
+
+func TestController(t *testing.T) {
+	ctrl.SetLogger(logr.Discard())
+	cfg, c := kenvtest.Start(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
+		t.Fatal(err)
+	}
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{Scheme: kenvtest.Scheme(), Metrics: metricsserver.Options{BindAddress: "0"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := mgr.GetEventRecorder("kacme-controller")
+	if err := (&certificateauthority.Reconciler{Client: mgr.GetClient(), Namespace: ns, Recorder: rec}).SetupWithManager(mgr); err != nil {
+		t.Fatal(err)
+	}
+	if err := (&acmeprofile.Reconciler{Client: mgr.GetClient(), Namespace: ns, Recorder: rec,
+		ExternalURL: "https://acme.kacme-system.svc"}).SetupWithManager(mgr); err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = mgr.Start(ctx) }()
+
+	create := func(obj client.Object) {
+		t.Helper()
+		if err := c.Create(ctx, obj); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A profile whose CA does not exist yet is not ready; it becomes ready with the CA.
+	create(&v1alpha1.AcmeProfile{ObjectMeta: metav1.ObjectMeta{Name: "default"}, Spec: v1alpha1.AcmeProfileSpec{CertificateAuthority: "issuing"}})
+	waitReason(t, c, "default", acmeprofile.ReasonCertificateAuthorityMissing)
+	create(&v1alpha1.CertificateAuthority{ObjectMeta: metav1.ObjectMeta{Name: "issuing"},
+		Spec: v1alpha1.CertificateAuthoritySpec{SelfSigned: &v1alpha1.SelfSignedCA{}}})
+	p := waitReason(t, c, "default", acmeprofile.ReasonReady)
+	if p.Status.DirectoryURL != "https://acme.kacme-system.svc/acme/default/directory" {
+		t.Fatalf("directory URL %q", p.Status.DirectoryURL)
+	}
+	// A spec the schema accepts but the server would refuse is reported, not retried.
+	create(&v1alpha1.AcmeProfile{ObjectMeta: metav1.ObjectMeta{Name: "badcidr"}, Spec: v1alpha1.AcmeProfileSpec{CertificateAuthority: "issuing",
+		Identifiers: v1alpha1.IdentifierPolicy{AllowedCIDRs: []string{"10.0.0.0/33"}}}})
+	bad := waitReason(t, c, "badcidr", acmeprofile.ReasonInvalidSpec)
+	if cond := meta.FindStatusCondition(bad.Status.Conditions, acmeprofile.ConditionReady); cond.Status != metav1.ConditionFalse || bad.Status.DirectoryURL != "" {
+		t.Fatalf("invalid profile status: %+v", bad.Status)
+	}
+}
