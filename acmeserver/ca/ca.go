@@ -262,16 +262,7 @@ func GenerateIntermediate(name string, spec v1alpha1.IntermediateCA, issuer *Aut
 	if err != nil {
 		return nil, nil, err
 	}
-	now := time.Now().Add(-time.Minute).UTC()
-	na := now.Add(validity)
-	if na.After(issuer.Cert.NotAfter) {
-		na = issuer.Cert.NotAfter
-	}
-	maxPath := 0
-	if issuer.Cert.MaxPathLen > 1 {
-		maxPath = issuer.Cert.MaxPathLen - 1
-	}
-	cert, err := signCA(key.Public(), subjectOf(spec.Subject, "kacme "+name+" CA"), now, na, issuer.Cert, issuer.Signer, maxPath)
+	cert, err := issuer.signSubordinate(key.Public(), subjectOf(spec.Subject, "kacme "+name+" CA"), time.Now(), validity)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -326,17 +317,24 @@ func caTemplate(pub crypto.PublicKey, subject pkix.Name, nb, na time.Time, maxPa
 // for a new validity: certificates it issued stay valid under the new one.
 // issuer is nil for a root.
 func Renew(key crypto.Signer, old *x509.Certificate, now time.Time, validity time.Duration, issuer *Authority) (*x509.Certificate, error) {
-	now = now.Add(-time.Minute).UTC()
 	if issuer == nil {
-		return selfSign(key, old.Subject, now, now.Add(validity))
+		nb := now.Add(-time.Minute).UTC()
+		return selfSign(key, old.Subject, nb, nb.Add(validity))
 	}
-	na := now.Add(validity)
-	if na.After(issuer.Cert.NotAfter) {
-		na = issuer.Cert.NotAfter
+	return issuer.signSubordinate(key.Public(), old.Subject, now, validity)
+}
+
+// signSubordinate signs a CA certificate below a: never outliving a, with a
+// path length one shorter than a's.
+func (a *Authority) signSubordinate(pub crypto.PublicKey, subject pkix.Name, now time.Time, validity time.Duration) (*x509.Certificate, error) {
+	nb := now.Add(-time.Minute).UTC()
+	na := nb.Add(validity)
+	if na.After(a.Cert.NotAfter) {
+		na = a.Cert.NotAfter
 	}
 	maxPath := 0
-	if issuer.Cert.MaxPathLen > 1 {
-		maxPath = issuer.Cert.MaxPathLen - 1
+	if a.Cert.MaxPathLen > 1 {
+		maxPath = a.Cert.MaxPathLen - 1
 	}
-	return signCA(key.Public(), old.Subject, now, na, issuer.Cert, issuer.Signer, maxPath)
+	return signCA(pub, subject, nb, na, a.Cert, a.Signer, maxPath)
 }

@@ -3,15 +3,11 @@ package acmeprofile_test
 import (
 	"context"
 	"testing"
-	"time"
 
-	"github.com/go-logr/logr"
-	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/kacme/kacme/api/v1alpha1"
 	"github.com/kacme/kacme/controllers/acmeprofile"
@@ -23,41 +19,28 @@ const ns = "kacme-system"
 
 func waitReason(t *testing.T, c client.Client, name, reason string) *v1alpha1.AcmeProfile {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
 	var obj v1alpha1.AcmeProfile
-	for time.Now().Before(deadline) {
-		if err := c.Get(context.Background(), client.ObjectKey{Name: name}, &obj); err == nil {
-			if cond := meta.FindStatusCondition(obj.Status.Conditions, acmeprofile.ConditionReady); cond != nil && cond.Reason == reason {
-				return &obj
-			}
+	kenvtest.WaitFor(t, name+" "+reason, func() bool {
+		if err := c.Get(context.Background(), client.ObjectKey{Name: name}, &obj); err != nil {
+			return false
 		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	t.Fatalf("profile %s never reached reason %s: %+v", name, reason, obj.Status)
-	return nil
+		cond := meta.FindStatusCondition(obj.Status.Conditions, acmeprofile.ConditionReady)
+		return cond != nil && cond.Reason == reason
+	})
+	return &obj
 }
 
 func TestController(t *testing.T) {
-	ctrl.SetLogger(logr.Discard())
 	cfg, c := kenvtest.Start(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
-		t.Fatal(err)
-	}
-	mgr, err := ctrl.NewManager(cfg, ctrl.Options{Scheme: kenvtest.Scheme(), Metrics: metricsserver.Options{BindAddress: "0"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	rec := mgr.GetEventRecorder("kacme-controller")
-	if err := (&certificateauthority.Reconciler{Client: mgr.GetClient(), Namespace: ns, Recorder: rec}).SetupWithManager(mgr); err != nil {
-		t.Fatal(err)
-	}
-	if err := (&acmeprofile.Reconciler{Client: mgr.GetClient(), Namespace: ns, Recorder: rec,
-		ExternalURL: "https://acme.kacme-system.svc"}).SetupWithManager(mgr); err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = mgr.Start(ctx) }()
+	ctx := context.Background()
+	kenvtest.StartManager(t, cfg, c, ns, func(mgr ctrl.Manager) error {
+		rec := mgr.GetEventRecorder("kacme-controller")
+		if err := (&certificateauthority.Reconciler{Client: mgr.GetClient(), Namespace: ns, Recorder: rec}).SetupWithManager(mgr); err != nil {
+			return err
+		}
+		return (&acmeprofile.Reconciler{Client: mgr.GetClient(), Namespace: ns, Recorder: rec,
+			ExternalURL: "https://acme.kacme-system.svc"}).SetupWithManager(mgr)
+	})
 
 	create := func(obj client.Object) {
 		t.Helper()

@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -16,7 +15,6 @@ import (
 	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/kacme/kacme/acmeserver/ca"
 	"github.com/kacme/kacme/api/v1alpha1"
@@ -25,18 +23,6 @@ import (
 )
 
 const ns = "kacme-system"
-
-func waitFor(t *testing.T, what string, ok func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
-		if ok() {
-			return
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	t.Fatalf("timed out waiting for %s", what)
-}
 
 func ready(t *testing.T, c client.Client, name string) (*v1alpha1.CertificateAuthority, *metav1.Condition) {
 	t.Helper()
@@ -50,7 +36,7 @@ func ready(t *testing.T, c client.Client, name string) (*v1alpha1.CertificateAut
 func waitReady(t *testing.T, c client.Client, name string, status metav1.ConditionStatus, reason string) *v1alpha1.CertificateAuthority {
 	t.Helper()
 	var obj *v1alpha1.CertificateAuthority
-	waitFor(t, name+" "+reason, func() bool {
+	kenvtest.WaitFor(t, name+" "+reason, func() bool {
 		o, cond := ready(t, c, name)
 		obj = o
 		return cond != nil && cond.Status == status && cond.Reason == reason && cond.ObservedGeneration == o.Generation
@@ -60,28 +46,18 @@ func waitReady(t *testing.T, c client.Client, name string, status metav1.Conditi
 
 // TestController runs the controller in a manager against a real API server.
 func TestController(t *testing.T) {
-	ctrl.SetLogger(logr.Discard())
 	cfg, c := kenvtest.Start(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
-		t.Fatal(err)
-	}
-	mgr, err := ctrl.NewManager(cfg, ctrl.Options{Scheme: kenvtest.Scheme(), Metrics: metricsserver.Options{BindAddress: "0"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := &certificateauthority.Reconciler{Client: mgr.GetClient(), Namespace: ns, Recorder: mgr.GetEventRecorder("kacme-controller")}
-	if err := r.SetupWithManager(mgr); err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = mgr.Start(ctx) }()
+	ctx := context.Background()
+	kenvtest.StartManager(t, cfg, c, ns, func(mgr ctrl.Manager) error {
+		r := &certificateauthority.Reconciler{Client: mgr.GetClient(), Namespace: ns, Recorder: mgr.GetEventRecorder("kacme-controller")}
+		return r.SetupWithManager(mgr)
+	})
 
 	// An intermediate whose issuer does not exist yet is not ready, with an Event.
 	must(t, c.Create(ctx, &v1alpha1.CertificateAuthority{ObjectMeta: metav1.ObjectMeta{Name: "issuing"},
 		Spec: v1alpha1.CertificateAuthoritySpec{Intermediate: &v1alpha1.IntermediateCA{Issuer: "root"}}}))
 	waitReady(t, c, "issuing", metav1.ConditionFalse, certificateauthority.ReasonIssuerNotReady)
-	waitFor(t, "IssuerNotReady event", func() bool {
+	kenvtest.WaitFor(t, "IssuerNotReady event", func() bool {
 		var evs eventsv1.EventList
 		_ = c.List(ctx, &evs)
 		for _, e := range evs.Items {
