@@ -3,3 +3,6 @@
 // writes). CertificateAuthority and AcmeProfile are reconciled here;
 // AcmeAccount follows with the Kubernetes mode.
 package controllers
+
+// Leader election (kacme controller --leader-elect):
+// +kubebuilder:rbac:groups=coordination.k8s.io,resources=leases,verbs=get;list;watch;create;update;patch;delete

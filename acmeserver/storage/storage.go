@@ -14,6 +14,7 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 
 	"github.com/kacme/kacme/api/v1alpha1"
 )
@@ -111,3 +112,15 @@ func IsConflict(err error) bool { return errors.Is(err, ErrConflict) }
 
 // IsAlreadyExists reports a (wrapped) ErrAlreadyExists.
 func IsAlreadyExists(err error) bool { return errors.Is(err, ErrAlreadyExists) }
+
+// KubeScheme is Scheme plus the core types a cluster component reads (Secrets, Events).
+func KubeScheme() *runtime.Scheme {
+	s := runtime.NewScheme()
+	if err := v1alpha1.AddToScheme(s); err != nil {
+		panic(err)
+	}
+	if err := clientgoscheme.AddToScheme(s); err != nil {
+		panic(err)
+	}
+	return s
+}

@@ -1,9 +1,10 @@
 // Command kacme is the kacme binary. Subcommands:
 //
 //	kacme standalone   run the CA and ACME server on one machine (embedded store)
+//	kacme controller   run the reconcilers against a cluster
 //	kacme version      print the version
 //
-// The cluster subcommands (server, controller) arrive with the Kubernetes store.
+// "kacme server" (the ACME server on the custom-resource store) comes with the Kubernetes mode.
 package main
 
 import (
@@ -21,6 +22,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -42,6 +44,12 @@ func main() {
 			fmt.Fprintln(os.Stderr, "kacme:", err)
 			os.Exit(1)
 		}
+	case "controller":
+		log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
+		if err := runController(os.Args[2:], logr.FromSlogHandler(log.Handler())); err != nil {
+			fmt.Fprintln(os.Stderr, "kacme:", err)
+			os.Exit(1)
+		}
 	case "version", "--version":
 		fmt.Println("kacme", version)
 	case "help", "-h", "--help":
@@ -58,6 +66,7 @@ func usage() {
 
 commands:
   standalone   run the CA and ACME server on this machine (embedded store)
+  controller   run the CertificateAuthority and AcmeProfile reconcilers (KUBECONFIG or in-cluster)
   version      print the version
 
 Run "kacme standalone -h" for its flags.

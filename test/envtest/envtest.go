@@ -38,6 +38,19 @@ func Scheme() *k8sruntime.Scheme {
 // KUBEBUILDER_ASSETS the test is skipped, or fails when KACME_ENVTEST=required.
 func Start(t *testing.T) (*rest.Config, client.Client) {
 	t.Helper()
+	cfg, c, _ := start(t, false)
+	return cfg, c
+}
+
+// StartWithKubeconfig is Start plus a kubeconfig file for an administrator,
+// for processes under test.
+func StartWithKubeconfig(t *testing.T) (*rest.Config, client.Client, string) {
+	t.Helper()
+	return start(t, true)
+}
+
+func start(t *testing.T, kubeconfig bool) (*rest.Config, client.Client, string) {
+	t.Helper()
 	assets := os.Getenv("KUBEBUILDER_ASSETS")
 	if assets == "" {
 		if os.Getenv("KACME_ENVTEST") == "required" {
@@ -61,7 +74,22 @@ func Start(t *testing.T) (*rest.Config, client.Client) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return cfg, c
+	path := ""
+	if kubeconfig {
+		user, err := env.AddUser(crenvtest.User{Name: "kacme-test-admin", Groups: []string{"system:masters"}}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		data, err := user.KubeConfig()
+		if err != nil {
+			t.Fatal(err)
+		}
+		path = filepath.Join(t.TempDir(), "kubeconfig")
+		if err := os.WriteFile(path, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return cfg, c, path
 }
 
 // StartManager starts a controller manager for t after setup registers its

@@ -1,0 +1,65 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"net/url"
+	"os"
+
+	"github.com/go-logr/logr"
+	ctrl "sigs.k8s.io/controller-runtime"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	"github.com/kacme/kacme/acmeserver/storage"
+	"github.com/kacme/kacme/controllers/acmeprofile"
+	"github.com/kacme/kacme/controllers/certificateauthority"
+)
+
+// runController runs the reconcilers against the cluster from KUBECONFIG or
+// the in-cluster configuration.
+func runController(args []string, log logr.Logger) error {
+	fs := flag.NewFlagSet("controller", flag.ContinueOnError)
+	namespace := fs.String("namespace", envOr("POD_NAMESPACE", "kacme-system"), "namespace of the CA Secrets (the operator's namespace)")
+	external := fs.String("external-url", "", "base URL of the ACME server as clients see it (https://host[:port]); shown in AcmeProfile status")
+	leaderElect := fs.Bool("leader-elect", false, "elect a leader so that only one replica reconciles")
+	metricsAddr := fs.String("metrics-bind-address", "0", "serve controller metrics here (0 disables)")
+	probeAddr := fs.String("health-probe-bind-address", "", "serve /healthz and /readyz here")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if u, err := url.Parse(*external); *external == "" || err != nil || u.Scheme != "https" || u.Host == "" || u.Path != "" {
+		return errors.New("--external-url must be https://host[:port]")
+	}
+	ctrl.SetLogger(log)
+	cfg, err := ctrl.GetConfig()
+	if err != nil {
+		return fmt.Errorf("kubernetes configuration: %w", err)
+	}
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		Scheme:                  storage.KubeScheme(),
+		Metrics:                 metricsserver.Options{BindAddress: *metricsAddr},
+		HealthProbeBindAddress:  *probeAddr,
+		LeaderElection:          *leaderElect,
+		LeaderElectionID:        "kacme-controller.acme.kacme.io",
+		LeaderElectionNamespace: *namespace,
+	})
+	if err != nil {
+		return err
+	}
+	rec := mgr.GetEventRecorder("kacme-controller")
+	if err := (&certificateauthority.Reconciler{Client: mgr.GetClient(), Namespace: *namespace, Recorder: rec}).SetupWithManager(mgr); err != nil {
+		return err
+	}
+	if err := (&acmeprofile.Reconciler{Client: mgr.GetClient(), Namespace: *namespace, Recorder: rec, ExternalURL: *external}).SetupWithManager(mgr); err != nil {
+		return err
+	}
+	return mgr.Start(ctrl.SetupSignalHandler())
+}
+
+func envOr(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}

@@ -1,0 +1,80 @@
+package integration
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/kacme/kacme/api/v1alpha1"
+	kenvtest "github.com/kacme/kacme/test/envtest"
+)
+
+// TestControllerProcess runs "kacme controller" as a process against a real
+// API server: a root, an intermediate and a profile become ready.
+func TestControllerProcess(t *testing.T) {
+	_, c, kubeconfig := kenvtest.StartWithKubeconfig(t)
+	ctx := context.Background()
+	const ns = "kacme-system"
+	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(t.TempDir(), "kacme")
+	if out, err := exec.Command("go", "build", "-o", bin, "github.com/kacme/kacme/cmd/kacme").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	var logs bytes.Buffer
+	cmd := exec.Command(bin, "controller", "--namespace", ns, "--external-url", "https://acme.example.test", "--leader-elect")
+	cmd.Env = append(os.Environ(), "KUBECONFIG="+kubeconfig)
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(os.Interrupt)
+		done := make(chan struct{})
+		go func() { _ = cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			_ = cmd.Process.Kill()
+			<-done
+		}
+		if t.Failed() {
+			t.Logf("controller output:\n%s", logs.String())
+		}
+	})
+	for _, o := range []client.Object{
+		&v1alpha1.CertificateAuthority{ObjectMeta: metav1.ObjectMeta{Name: "root"},
+			Spec: v1alpha1.CertificateAuthoritySpec{SelfSigned: &v1alpha1.SelfSignedCA{KeyAlgorithm: v1alpha1.KeyECDSAP384}}},
+		&v1alpha1.CertificateAuthority{ObjectMeta: metav1.ObjectMeta{Name: "issuing"},
+			Spec: v1alpha1.CertificateAuthoritySpec{Intermediate: &v1alpha1.IntermediateCA{Issuer: "root"}}},
+		&v1alpha1.AcmeProfile{ObjectMeta: metav1.ObjectMeta{Name: "default"}, Spec: v1alpha1.AcmeProfileSpec{CertificateAuthority: "issuing"}},
+	} {
+		if err := c.Create(ctx, o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var p v1alpha1.AcmeProfile
+	kenvtest.WaitFor(t, "the profile to become ready", func() bool {
+		if err := c.Get(ctx, client.ObjectKey{Name: "default"}, &p); err != nil {
+			return false
+		}
+		return meta.IsStatusConditionTrue(p.Status.Conditions, "Ready")
+	})
+	if p.Status.DirectoryURL != "https://acme.example.test/acme/default/directory" {
+		t.Fatalf("directory URL %q", p.Status.DirectoryURL)
+	}
+	var sec corev1.Secret
+	if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: "issuing-ca"}, &sec); err != nil {
+		t.Fatalf("intermediate secret: %v", err)
+	}
+}
