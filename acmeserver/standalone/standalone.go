@@ -6,9 +6,6 @@ package standalone
 import (
 	"context"
 	"crypto"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
@@ -125,7 +122,7 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 		_ = ln.Close()
 		return nil, fmt.Errorf("--external-url %q must be https://host[:port] with no path (RFC 8555 §6.1)", o.ExternalURL)
 	}
-	servingCert, err := servingCertificate(cfg.Profiles[cfg.DefaultProfile].CA, ext)
+	servingCert, err := ca.ServingCertificate(cfg.Profiles[cfg.DefaultProfile].CA, ext)
 	if err != nil {
 		_ = ln.Close()
 		return nil, err
@@ -327,35 +324,6 @@ func writeRoots(path string, cfg *ra.Config) error {
 		out = append(out, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: root.Raw})...)
 	}
 	return ca.WriteFileAtomic(path, out, 0o644)
-}
-
-// servingCertificate issues the HTTPS certificate from the default CA for
-// localhost, loopback and the external host; it lives only in memory.
-func servingCertificate(auth *ca.Authority, external string) (*tls.Certificate, error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, err
-	}
-	req := ca.IssueRequest{PublicKey: key.Public(), DNSNames: []string{"localhost"},
-		IPs: []net.IP{net.ParseIP("127.0.0.1"), net.ParseIP("::1")}, NotBefore: time.Now().Add(-time.Minute),
-		NotAfter: time.Now().Add(30 * 24 * time.Hour)}
-	if u, err := url.Parse(external); err == nil {
-		if ip := net.ParseIP(u.Hostname()); ip != nil {
-			req.IPs = append(req.IPs, ip)
-		} else if u.Hostname() != "" && u.Hostname() != "localhost" {
-			req.DNSNames = append(req.DNSNames, u.Hostname())
-		}
-	}
-	der, _, err := auth.Issue(req)
-	if err != nil {
-		return nil, fmt.Errorf("serving certificate: %w", err)
-	}
-	chain := [][]byte{der}
-	for _, c := range auth.Chains()[0] {
-		chain = append(chain, c.Raw)
-	}
-	leaf, _ := x509.ParseCertificate(der)
-	return &tls.Certificate{Certificate: chain, PrivateKey: key, Leaf: leaf}, nil
 }
 
 // provisionAccounts stores declared pre-provisioned (EAB) accounts that are

@@ -1,10 +1,9 @@
 // Command kacme is the kacme binary. Subcommands:
 //
 //	kacme standalone   run the CA and ACME server on one machine (embedded store)
+//	kacme server       run the ACME server on a cluster's custom resources
 //	kacme controller   run the reconcilers against a cluster
 //	kacme version      print the version
-//
-// "kacme server" (the ACME server on the custom-resource store) comes with the Kubernetes mode.
 package main
 
 import (
@@ -44,6 +43,11 @@ func main() {
 			fmt.Fprintln(os.Stderr, "kacme:", err)
 			os.Exit(1)
 		}
+	case "server":
+		if err := runServer(os.Args[2:], slog.New(slog.NewJSONHandler(os.Stderr, nil))); err != nil {
+			fmt.Fprintln(os.Stderr, "kacme:", err)
+			os.Exit(1)
+		}
 	case "controller":
 		log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
 		if err := runController(os.Args[2:], logr.FromSlogHandler(log.Handler())); err != nil {
@@ -66,6 +70,7 @@ func usage() {
 
 commands:
   standalone   run the CA and ACME server on this machine (embedded store)
+  server       run the ACME server on the cluster's custom resources (KUBECONFIG or in-cluster)
   controller   run the CertificateAuthority and AcmeProfile reconcilers (KUBECONFIG or in-cluster)
   version      print the version
 

@@ -27,31 +27,8 @@ func TestControllerProcess(t *testing.T) {
 	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
 		t.Fatal(err)
 	}
-	bin := filepath.Join(t.TempDir(), "kacme")
-	if out, err := exec.Command("go", "build", "-o", bin, "github.com/kacme/kacme/cmd/kacme").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
-	var logs bytes.Buffer
-	cmd := exec.Command(bin, "controller", "--namespace", ns, "--external-url", "https://acme.example.test", "--leader-elect")
-	cmd.Env = append(os.Environ(), "KUBECONFIG="+kubeconfig)
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(os.Interrupt)
-		done := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-		}
-		if t.Failed() {
-			t.Logf("controller output:\n%s", logs.String())
-		}
-	})
+	bin := buildKacme(t)
+	startProcess(t, []string{"KUBECONFIG=" + kubeconfig}, bin, "controller", "--namespace", ns, "--external-url", "https://acme.example.test", "--leader-elect")
 	for _, o := range []client.Object{
 		&v1alpha1.CertificateAuthority{ObjectMeta: metav1.ObjectMeta{Name: "root"},
 			Spec: v1alpha1.CertificateAuthoritySpec{SelfSigned: &v1alpha1.SelfSignedCA{KeyAlgorithm: v1alpha1.KeyECDSAP384}}},
@@ -77,4 +54,39 @@ func TestControllerProcess(t *testing.T) {
 	if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: "issuing-ca"}, &sec); err != nil {
 		t.Fatalf("intermediate secret: %v", err)
 	}
+}
+
+func buildKacme(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "kacme")
+	if out, err := exec.Command("go", "build", "-o", bin, "github.com/kacme/kacme/cmd/kacme").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// startProcess runs a command until the test ends and shows its output if the test failed.
+func startProcess(t *testing.T, env []string, name string, args ...string) {
+	t.Helper()
+	var logs bytes.Buffer
+	cmd := exec.Command(name, args...)
+	cmd.Env = append(os.Environ(), env...)
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(os.Interrupt)
+		done := make(chan struct{})
+		go func() { _ = cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			_ = cmd.Process.Kill()
+			<-done
+		}
+		if t.Failed() {
+			t.Logf("%s %s output:\n%s", filepath.Base(name), args[0], logs.String())
+		}
+	})
 }

@@ -1,0 +1,259 @@
+// Package cluster runs the ACME server in a Kubernetes cluster: state in
+// custom resources (storage/kube), profiles and CAs read from the API,
+// CA keys from Secrets in the operator's namespace.
+package cluster
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sort"
+	"sync"
+	"time"
+
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/client-go/rest"
+	toolscache "k8s.io/client-go/tools/cache"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/kacme/kacme/acmeserver/audit"
+	"github.com/kacme/kacme/acmeserver/ca"
+	"github.com/kacme/kacme/acmeserver/metrics"
+	"github.com/kacme/kacme/acmeserver/nonce"
+	"github.com/kacme/kacme/acmeserver/ra"
+	"github.com/kacme/kacme/acmeserver/storage"
+	"github.com/kacme/kacme/acmeserver/storage/kube"
+	"github.com/kacme/kacme/acmeserver/va"
+	"github.com/kacme/kacme/acmeserver/wfe"
+	"github.com/kacme/kacme/api/v1alpha1"
+	"github.com/kacme/kacme/controllers/certificateauthority"
+)
+
+// Options configure the cluster-mode server.
+type Options struct {
+	Config      *rest.Config
+	Namespace   string // state objects and CA Secrets
+	Listen      string
+	ExternalURL string
+	Log         *slog.Logger
+	Metrics     *metrics.Metrics
+}
+
+// Server is a running cluster-mode ACME server.
+type Server struct {
+	RA       *ra.RA
+	URL      string
+	http     *http.Server
+	cancel   context.CancelFunc
+	done     chan error
+	mgrDone  chan error
+	log      *slog.Logger
+	reader   client.Reader
+	ns       string
+	mu       sync.Mutex
+	cert     *tls.Certificate
+	external string
+}
+
+// Start starts the informers, waits for them, and serves HTTPS.
+func Start(ctx context.Context, o Options) (*Server, error) {
+	if o.Log == nil {
+		o.Log = slog.Default()
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	mgr, err := ctrl.NewManager(o.Config, ctrl.Options{
+		Scheme:  storage.KubeScheme(),
+		Metrics: metricsserver.Options{BindAddress: "0"},
+		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{
+			&corev1.Secret{}: {Namespaces: map[string]cache.Config{o.Namespace: {}}},
+		}},
+	})
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	if err := kube.RegisterIndexes(ctx, mgr.GetFieldIndexer()); err != nil {
+		cancel()
+		return nil, err
+	}
+	s := &Server{cancel: cancel, done: make(chan error, 1), mgrDone: make(chan error, 1), log: o.Log,
+		reader: mgr.GetCache(), ns: o.Namespace, external: o.ExternalURL}
+	go func() { s.mgrDone <- mgr.Start(ctx) }()
+	// Informers for what the configuration is built from; any change rebuilds it.
+	for _, obj := range []client.Object{&v1alpha1.AcmeProfile{}, &v1alpha1.CertificateAuthority{}, &corev1.Secret{}} {
+		inf, err := mgr.GetCache().GetInformer(ctx, obj)
+		if err != nil {
+			cancel()
+			return nil, err
+		}
+		if _, err := inf.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
+			AddFunc: func(any) { s.reload(ctx) }, UpdateFunc: func(any, any) { s.reload(ctx) }, DeleteFunc: func(any) { s.reload(ctx) },
+		}); err != nil {
+			cancel()
+			return nil, err
+		}
+	}
+	if !mgr.GetCache().WaitForCacheSync(ctx) {
+		cancel()
+		return nil, errors.New("cache did not sync")
+	}
+	cfg, err := buildConfig(ctx, s.reader, o.Namespace)
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	store := kube.New(mgr.GetClient(), mgr.GetCache()).WithIndexes()
+	s.RA = ra.New(cfg, ra.Options{Store: store, Validator: va.New(), Secrets: secretReader{mgr.GetCache()}, Audit: audit.New(o.Log),
+		Log: o.Log, Namespace: o.Namespace, Metrics: o.Metrics})
+	if _, err := s.RA.ResumeIssuance(ctx); err != nil {
+		o.Log.Error("resume issuance", "err", err)
+	}
+	if _, err := s.RA.ResumeValidations(ctx); err != nil {
+		o.Log.Error("resume validations", "err", err)
+	}
+	nonces, err := nonce.NewInMemory("", time.Hour)
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", o.Listen)
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	if s.external == "" {
+		s.external = "https://" + ln.Addr().String()
+	}
+	s.URL = s.external
+	s.refreshServingCert()
+	front := wfe.New(s.RA, nonces, s.external, o.Log)
+	front.Metrics = o.Metrics
+	s.http = &http.Server{Handler: front, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
+		WriteTimeout: 60 * time.Second, IdleTimeout: 120 * time.Second, MaxHeaderBytes: 64 << 10,
+		TLSConfig: &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: s.getCertificate}}
+	go func() { s.done <- s.http.ServeTLS(ln, "", "") }()
+	return s, nil
+}
+
+func (s *Server) getCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cert == nil {
+		return nil, errors.New("no serving certificate: no profile with a ready CA")
+	}
+	return s.cert, nil
+}
+
+// refreshServingCert issues the HTTPS certificate from the default profile's CA.
+func (s *Server) refreshServingCert() {
+	cfg := s.RA.Config()
+	p, ok := cfg.Profiles[cfg.DefaultProfile]
+	if !ok {
+		return
+	}
+	cert, err := ca.ServingCertificate(p.CA, s.external)
+	if err != nil {
+		s.log.Error("serving certificate", "err", err)
+		return
+	}
+	s.mu.Lock()
+	s.cert = cert
+	s.mu.Unlock()
+}
+
+// reload rebuilds the configuration after a change to profiles, CAs or Secrets.
+func (s *Server) reload(ctx context.Context) {
+	if s.RA == nil {
+		return // initial sync: Start builds the first configuration
+	}
+	cfg, err := buildConfig(ctx, s.reader, s.ns)
+	if err != nil {
+		s.log.Error("reload configuration", "err", err)
+		return
+	}
+	s.RA.SetConfig(cfg)
+	s.refreshServingCert()
+}
+
+// Wait blocks until the server stops.
+func (s *Server) Wait() error {
+	err := <-s.done
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+// Close stops serving and the informers.
+func (s *Server) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err := s.http.Shutdown(ctx)
+	s.RA.Close()
+	s.cancel()
+	if mgrErr := <-s.mgrDone; err == nil && mgrErr != nil && !errors.Is(mgrErr, context.Canceled) {
+		err = mgrErr
+	}
+	return err
+}
+
+// buildConfig turns the Ready CAs and the profiles into the RA's configuration;
+// a profile whose CA is not usable is left out (its controller reports why).
+func buildConfig(ctx context.Context, r client.Reader, ns string) (*ra.Config, error) {
+	cfg := &ra.Config{Profiles: map[string]*ra.Profile{}, Authorities: map[string]*ca.Authority{}}
+	var cas v1alpha1.CertificateAuthorityList
+	if err := r.List(ctx, &cas); err != nil {
+		return nil, err
+	}
+	for i := range cas.Items {
+		c := &cas.Items[i]
+		if !meta.IsStatusConditionTrue(c.Status.Conditions, certificateauthority.ConditionReady) {
+			continue
+		}
+		auth, err := certificateauthority.Load(ctx, r, ns, c)
+		if err != nil {
+			continue
+		}
+		cfg.Authorities[c.Name] = auth
+	}
+	var profiles v1alpha1.AcmeProfileList
+	if err := r.List(ctx, &profiles); err != nil {
+		return nil, err
+	}
+	sort.Slice(profiles.Items, func(i, j int) bool { return profiles.Items[i].Name < profiles.Items[j].Name })
+	for i := range profiles.Items {
+		p, err := ra.NewProfile(&profiles.Items[i], cfg.Authorities)
+		if err != nil {
+			continue
+		}
+		cfg.Profiles[p.Name] = p
+		if cfg.DefaultProfile == "" || p.Name == "default" {
+			cfg.DefaultProfile = p.Name
+		}
+	}
+	return cfg, nil
+}
+
+// secretReader reads EAB keys from Secrets.
+type secretReader struct{ r client.Reader }
+
+func (s secretReader) SecretValue(ctx context.Context, ns, name, key string) ([]byte, error) {
+	var sec corev1.Secret
+	if err := s.r.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, &sec); err != nil {
+		return nil, err
+	}
+	v, ok := sec.Data[key]
+	if !ok {
+		return nil, fmt.Errorf("secret %s/%s has no key %q", ns, name, key)
+	}
+	return v, nil
+}

@@ -1,0 +1,44 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	ctrl "sigs.k8s.io/controller-runtime"
+
+	"github.com/kacme/kacme/acmeserver/cluster"
+)
+
+// runServer runs the ACME server on the custom-resource store of the cluster
+// in KUBECONFIG (or in-cluster).
+func runServer(args []string, log *slog.Logger) error {
+	fs := flag.NewFlagSet("server", flag.ContinueOnError)
+	namespace := fs.String("namespace", envOr("POD_NAMESPACE", "kacme-system"), "namespace of the ACME state objects and the CA Secrets")
+	listen := fs.String("listen", ":8443", "HTTPS listen address")
+	external := fs.String("external-url", "", "base URL clients use (default https://<listen>)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	cfg, err := ctrl.GetConfig()
+	if err != nil {
+		return fmt.Errorf("kubernetes configuration: %w", err)
+	}
+	cfg.QPS, cfg.Burst = 200, 400 // the request path writes; controller-runtime's defaults (20/30) would throttle it
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	srv, err := cluster.Start(ctx, cluster.Options{Config: cfg, Namespace: *namespace, Listen: *listen, ExternalURL: *external, Log: log})
+	if err != nil {
+		return err
+	}
+	log.Info("kacme server is running", "directory", srv.URL+"/acme/directory", "namespace", *namespace)
+	go func() {
+		<-ctx.Done()
+		_ = srv.Close()
+	}()
+	return srv.Wait()
+}
