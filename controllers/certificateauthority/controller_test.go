@@ -101,10 +101,11 @@ func TestController(t *testing.T) {
 		Data: map[string][]byte{"tls.crt": []byte("nope"), "tls.key": []byte("nope")}}))
 	must(t, c.Create(ctx, &v1alpha1.CertificateAuthority{ObjectMeta: metav1.ObjectMeta{Name: "junk"},
 		Spec: v1alpha1.CertificateAuthoritySpec{SecretRef: &v1alpha1.CASecretReference{Name: "junk"}}}))
-	junk := waitReady(t, c, "junk", metav1.ConditionFalse, certificateauthority.ReasonInvalidSecret)
-	if !strings.Contains(meta.FindStatusCondition(junk.Status.Conditions, "Ready").Message, "no PEM key") {
-		t.Fatalf("junk message: %+v", junk.Status.Conditions)
-	}
+	// The cache may not have the Secret at the first reconcile ("does not exist"); the Secret's event requeues it.
+	kenvtest.WaitFor(t, "the junk secret to be reported as not a CA", func() bool {
+		_, cond := ready(t, c, "junk")
+		return cond != nil && cond.Reason == certificateauthority.ReasonInvalidSecret && strings.Contains(cond.Message, "no PEM key")
+	})
 }
 
 // TestRenewal drives Reconcile directly with a clock past the renewal point:
