@@ -2,6 +2,9 @@ package integration
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
@@ -10,7 +13,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
+	"sync"
 	"testing"
+	"time"
+
+	xacme "golang.org/x/crypto/acme"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -31,33 +39,36 @@ func freePort(t *testing.T) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
-// TestClusterModeIssuance: "kacme controller" and "kacme server" against a real
-// API server; lego obtains a certificate over http-01, and the account, order,
-// challenge and certificate exist as custom resources.
-func TestClusterModeIssuance(t *testing.T) {
-	if _, err := exec.LookPath("lego"); err != nil {
-		if os.Getenv("KACME_INTEROP") == "required" {
-			t.Fatal("lego is not installed")
-		}
-		t.Skip("lego is not installed")
-	}
+// clusterEnv is a real API server with "kacme controller" running, a root CA
+// and a ready default profile validating http-01 on httpPort.
+type clusterEnv struct {
+	c         client.Client
+	env       []string
+	bin       string
+	serverURL string
+	httpPort  int
+	rootPath  string
+	pool      *x509.CertPool
+}
+
+const clusterNS = "kacme-system"
+
+func newClusterEnv(t *testing.T) *clusterEnv {
+	t.Helper()
 	_, c, kubeconfig := kenvtest.StartWithKubeconfig(t)
 	ctx := context.Background()
-	const ns = "kacme-system"
-	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
+	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: clusterNS}}); err != nil {
 		t.Fatal(err)
 	}
-	bin := buildKacme(t)
-	env := []string{"KUBECONFIG=" + kubeconfig}
-	serverURL := fmt.Sprintf("https://127.0.0.1:%d", freePort(t))
-	httpPort := freePort(t)
-	startProcess(t, env, bin, "controller", "--namespace", ns, "--external-url", serverURL)
+	e := &clusterEnv{c: c, env: []string{"KUBECONFIG=" + kubeconfig}, bin: buildKacme(t),
+		serverURL: fmt.Sprintf("https://127.0.0.1:%d", freePort(t)), httpPort: freePort(t)}
+	startProcess(t, e.env, e.bin, "controller", "--namespace", clusterNS, "--external-url", e.serverURL)
 	for _, o := range []client.Object{
 		&v1alpha1.CertificateAuthority{ObjectMeta: metav1.ObjectMeta{Name: "root"},
 			Spec: v1alpha1.CertificateAuthoritySpec{SelfSigned: &v1alpha1.SelfSignedCA{}}},
 		&v1alpha1.AcmeProfile{ObjectMeta: metav1.ObjectMeta{Name: "default"}, Spec: v1alpha1.AcmeProfileSpec{CertificateAuthority: "root",
 			Identifiers: v1alpha1.IdentifierPolicy{AllowedDNSSuffixes: []string{"localhost"}},
-			Validation:  v1alpha1.ValidationSpec{HTTP01Port: httpPort}}},
+			Validation:  v1alpha1.ValidationSpec{HTTP01Port: e.httpPort}}},
 	} {
 		if err := c.Create(ctx, o); err != nil {
 			t.Fatal(err)
@@ -68,31 +79,58 @@ func TestClusterModeIssuance(t *testing.T) {
 		return c.Get(ctx, client.ObjectKey{Name: "default"}, &p) == nil && meta.IsStatusConditionTrue(p.Status.Conditions, "Ready")
 	})
 	var sec corev1.Secret
-	if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: "root-ca"}, &sec); err != nil {
+	if err := c.Get(ctx, client.ObjectKey{Namespace: clusterNS, Name: "root-ca"}, &sec); err != nil {
 		t.Fatal(err)
 	}
-	rootPath := filepath.Join(t.TempDir(), "root.pem")
-	if err := os.WriteFile(rootPath, sec.Data["ca.crt"], 0o600); err != nil {
+	e.rootPath = filepath.Join(t.TempDir(), "root.pem")
+	if err := os.WriteFile(e.rootPath, sec.Data["ca.crt"], 0o600); err != nil {
 		t.Fatal(err)
 	}
-	startProcess(t, env, bin, "server", "--namespace", ns, "--listen", serverURL[len("https://"):], "--external-url", serverURL)
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(sec.Data["ca.crt"])
-	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	e.pool = x509.NewCertPool()
+	e.pool.AppendCertsFromPEM(sec.Data["ca.crt"])
+	return e
+}
+
+func (e *clusterEnv) httpClient() *http.Client {
+	return &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: e.pool}}}
+}
+
+// startServer runs "kacme server" and waits for its directory.
+func (e *clusterEnv) startServer(t *testing.T) *process {
+	t.Helper()
+	p := startProcess(t, e.env, e.bin, "server", "--namespace", clusterNS, "--listen", e.serverURL[len("https://"):], "--external-url", e.serverURL)
+	hc := e.httpClient()
 	kenvtest.WaitFor(t, "the ACME server", func() bool {
-		r, err := hc.Get(serverURL + "/acme/directory")
+		r, err := hc.Get(e.serverURL + "/acme/directory")
 		if err != nil {
 			return false
 		}
 		r.Body.Close()
 		return r.StatusCode == 200
 	})
-	lego := exec.Command("lego", "--server", serverURL+"/acme/directory", "--accept-tos", "--email", "ops@example.org",
-		"--path", t.TempDir(), "--http", "--http.port", fmt.Sprintf("127.0.0.1:%d", httpPort), "--domains", "web.localhost", "run")
-	lego.Env = append(os.Environ(), "LEGO_CA_CERTIFICATES="+rootPath)
+	return p
+}
+
+// TestClusterModeIssuance: "kacme controller" and "kacme server" against a real
+// API server; lego obtains a certificate over http-01, and the account, order,
+// challenge and certificate exist as custom resources.
+func TestClusterModeIssuance(t *testing.T) {
+	if _, err := exec.LookPath("lego"); err != nil {
+		if os.Getenv("KACME_INTEROP") == "required" {
+			t.Fatal("lego is not installed")
+		}
+		t.Skip("lego is not installed")
+	}
+	e := newClusterEnv(t)
+	c, ctx := e.c, context.Background()
+	e.startServer(t)
+	lego := exec.Command("lego", "--server", e.serverURL+"/acme/directory", "--accept-tos", "--email", "ops@example.org",
+		"--path", t.TempDir(), "--http", "--http.port", fmt.Sprintf("127.0.0.1:%d", e.httpPort), "--domains", "web.localhost", "run")
+	lego.Env = append(os.Environ(), "LEGO_CA_CERTIFICATES="+e.rootPath)
 	if out, err := lego.CombinedOutput(); err != nil {
 		t.Fatalf("lego: %v\n%s", err, out)
 	}
+	const ns = clusterNS
 	// The ACME state is custom resources in the namespace.
 	var accounts v1alpha1.AcmeAccountList
 	var orders v1alpha1.AcmeOrderList
@@ -112,5 +150,65 @@ func TestClusterModeIssuance(t *testing.T) {
 		accounts.Items[0].Status.Status != "valid" {
 		t.Fatalf("order %s (certificate %s), challenge %s, account %s", o.Status.Status, o.Status.Certificate,
 			challenges.Items[0].Status.Status, accounts.Items[0].Status.Status)
+	}
+}
+
+// TestClusterModeRestart: the server process stops after the challenge is
+// validated and before finalize; a new process finishes the same order for
+// the same client.
+func TestClusterModeRestart(t *testing.T) {
+	e := newClusterEnv(t)
+	ctx := context.Background()
+	// http-01 responder for the Go client.
+	var keys sync.Map
+	ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", e.httpPort))
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := &http.Server{ReadHeaderTimeout: 5 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if v, ok := keys.Load(strings.TrimPrefix(r.URL.Path, "/.well-known/acme-challenge/")); ok {
+			_, _ = w.Write([]byte(v.(string)))
+		}
+	})}
+	go func() { _ = hs.Serve(ln) }()
+	defer func() { _ = hs.Close() }()
+
+	first := e.startServer(t)
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	cl := &xacme.Client{Key: key, DirectoryURL: e.serverURL + "/acme/directory", HTTPClient: e.httpClient()}
+	if _, err := cl.Register(ctx, &xacme.Account{}, xacme.AcceptTOS); err != nil {
+		t.Fatal(err)
+	}
+	o, err := cl.AuthorizeOrder(ctx, []xacme.AuthzID{{Type: "dns", Value: "restart.localhost"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	z, err := cl.GetAuthorization(ctx, o.AuthzURLs[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ch := range z.Challenges {
+		if ch.Type == "http-01" {
+			ka, _ := cl.HTTP01ChallengeResponse(ch.Token)
+			keys.Store(ch.Token, ka)
+			if _, err := cl.Accept(ctx, ch); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if _, err := cl.WaitAuthorization(ctx, o.AuthzURLs[0]); err != nil {
+		t.Fatal(err)
+	}
+	first.stop()
+	e.startServer(t)
+	csrKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	csr, _ := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{DNSNames: []string{"restart.localhost"}}, csrKey)
+	ders, _, err := cl.CreateOrderCert(ctx, o.FinalizeURL, csr, true)
+	if err != nil {
+		t.Fatalf("finalize on the new server process: %v", err)
+	}
+	leaf, err := x509.ParseCertificate(ders[0])
+	if err != nil || len(leaf.DNSNames) != 1 || leaf.DNSNames[0] != "restart.localhost" {
+		t.Fatalf("certificate: %v %v", leaf, err)
 	}
 }

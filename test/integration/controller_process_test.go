@@ -65,28 +65,40 @@ func buildKacme(t *testing.T) string {
 	return bin
 }
 
-// startProcess runs a command until the test ends and shows its output if the test failed.
-func startProcess(t *testing.T, env []string, name string, args ...string) {
+// process is a command started by a test.
+type process struct {
+	cmd  *exec.Cmd
+	logs bytes.Buffer
+	done chan struct{}
+}
+
+// stop interrupts the process and waits for it (killing it after 10 s).
+func (p *process) stop() {
+	_ = p.cmd.Process.Signal(os.Interrupt)
+	select {
+	case <-p.done:
+	case <-time.After(10 * time.Second):
+		_ = p.cmd.Process.Kill()
+		<-p.done
+	}
+}
+
+// startProcess runs a command until the test ends (or stop) and shows its
+// output if the test failed.
+func startProcess(t *testing.T, env []string, name string, args ...string) *process {
 	t.Helper()
-	var logs bytes.Buffer
-	cmd := exec.Command(name, args...)
-	cmd.Env = append(os.Environ(), env...)
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	if err := cmd.Start(); err != nil {
+	p := &process{cmd: exec.Command(name, args...), done: make(chan struct{})}
+	p.cmd.Env = append(os.Environ(), env...)
+	p.cmd.Stdout, p.cmd.Stderr = &p.logs, &p.logs
+	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	go func() { _ = p.cmd.Wait(); close(p.done) }()
 	t.Cleanup(func() {
-		_ = cmd.Process.Signal(os.Interrupt)
-		done := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-		}
+		p.stop()
 		if t.Failed() {
-			t.Logf("%s %s output:\n%s", filepath.Base(name), args[0], logs.String())
+			t.Logf("%s %s output:\n%s", filepath.Base(name), args[0], p.logs.String())
 		}
 	})
+	return p
 }
