@@ -1,7 +1,7 @@
 // Package controllers holds one folder per reconciled kind: controller.go
 // (wiring and watches), sync.go (the reconcile logic), status.go (status
-// writes). CertificateAuthority and AcmeProfile are reconciled here;
-// AcmeAccount follows with the Kubernetes mode.
+// writes). CertificateAuthority, AcmeProfile and (pre-registered)
+// AcmeAccount objects are reconciled here.
 package controllers
 
 // Leader election (kacme controller --leader-elect):

@@ -12,6 +12,7 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/kacme/kacme/acmeserver/storage"
+	"github.com/kacme/kacme/controllers/acmeaccount"
 	"github.com/kacme/kacme/controllers/acmeprofile"
 	"github.com/kacme/kacme/controllers/certificateauthority"
 )
@@ -52,6 +53,9 @@ func runController(args []string, log logr.Logger) error {
 		return err
 	}
 	if err := (&acmeprofile.Reconciler{Client: mgr.GetClient(), Namespace: *namespace, Recorder: rec, ExternalURL: *external}).SetupWithManager(mgr); err != nil {
+		return err
+	}
+	if err := (&acmeaccount.Reconciler{Client: mgr.GetClient(), Recorder: rec}).SetupWithManager(mgr); err != nil {
 		return err
 	}
 	return mgr.Start(ctrl.SetupSignalHandler())

@@ -71,7 +71,7 @@ func usage() {
 commands:
   standalone   run the CA and ACME server on this machine (embedded store)
   server       run the ACME server on the cluster's custom resources (KUBECONFIG or in-cluster)
-  controller   run the CertificateAuthority and AcmeProfile reconcilers (KUBECONFIG or in-cluster)
+  controller   run the CertificateAuthority, AcmeProfile and AcmeAccount reconcilers (KUBECONFIG or in-cluster)
   version      print the version
 
 Run "kacme standalone -h" for its flags.
