@@ -211,4 +211,19 @@ func TestClusterModeRestart(t *testing.T) {
 	if err != nil || len(leaf.DNSNames) != 1 || leaf.DNSNames[0] != "restart.localhost" {
 		t.Fatalf("certificate: %v %v", leaf, err)
 	}
+	// An administrator deactivates the account with kubectl: its next request is unauthorized.
+	var accounts v1alpha1.AcmeAccountList
+	if err := e.c.List(ctx, &accounts, client.InNamespace(clusterNS)); err != nil || len(accounts.Items) != 1 {
+		t.Fatalf("accounts: %d %v", len(accounts.Items), err)
+	}
+	a := accounts.Items[0]
+	a.Spec.Deactivated = true
+	if err := e.c.Update(ctx, &a); err != nil {
+		t.Fatal(err)
+	}
+	kenvtest.WaitFor(t, "the deactivated account to be refused", func() bool {
+		_, err := cl.AuthorizeOrder(ctx, []xacme.AuthzID{{Type: "dns", Value: "again.localhost"}})
+		ae, ok := err.(*xacme.Error)
+		return ok && ae.StatusCode == http.StatusUnauthorized && ae.ProblemType == "urn:ietf:params:acme:error:unauthorized"
+	})
 }
