@@ -12,7 +12,7 @@ TEST_FLAGS  ?= -race -count=1 -timeout 30m
 # Debian packages the interop tests drive (command:package).
 TEST_DEBS := certbot:certbot lego:lego named:bind9 nsupdate:bind9-dnsutils dig:bind9-dnsutils
 
-.PHONY: all build run test unit lint vet manifests generate verify-generated envtest bench clean help
+.PHONY: all build run test unit lint vet manifests generate verify-generated envtest docs-kubectl bench clean help
 
 all: build
 
@@ -55,6 +55,12 @@ verify-generated: generate manifests ## generated files are up to date
 
 envtest: ## build kube-apiserver v1.37.2 + etcd v3.7.3 for envtest (cached); prints KUBEBUILDER_ASSETS
 	@hack/envtest.sh
+
+docs-kubectl: ## refresh the real kubectl output in docs/kubernetes.md (builds kubectl once)
+	kubectl="$$(hack/kubectl.sh)"; assets="$$(hack/envtest.sh)"; \
+	KACME_KUBECTL="$$kubectl" KACME_KUBECTL_OUT=$(CURDIR)/bin/kubectl-out.txt KUBEBUILDER_ASSETS="$$assets" KACME_ENVTEST=required \
+	  $(GO) test -count=1 -run TestClusterModeIssuance ./test/integration/
+	@echo "paste bin/kubectl-out.txt into docs/kubernetes.md"
 
 bench: build ## load test kacme vs Pebble vs step-ca; writes docs/benchmarks.md
 	$(GO) run ./test/bench/cmd/acmebench -kacme bin/kacme \

@@ -150,7 +150,7 @@ type CertificateAuthorityStatus struct {
 // +kubebuilder:resource:scope=Cluster,shortName=kca,categories=acme
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Subject",type=string,JSONPath=`.status.subject`
-// +kubebuilder:printcolumn:name="NotAfter",type=date,JSONPath=`.status.notAfter`
+// +kubebuilder:printcolumn:name="NotAfter",type=string,JSONPath=`.status.notAfter`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type CertificateAuthority struct {
 	metav1.TypeMeta   `json:",inline"`

@@ -331,7 +331,7 @@ type AcmeCertificateStatus struct {
 // +kubebuilder:object:root=true
 // +kubebuilder:resource:shortName=acert,categories=acme
 // +kubebuilder:printcolumn:name="Account",type=string,JSONPath=`.spec.account`
-// +kubebuilder:printcolumn:name="NotAfter",type=date,JSONPath=`.spec.notAfter`
+// +kubebuilder:printcolumn:name="NotAfter",type=string,JSONPath=`.spec.notAfter`
 type AcmeCertificate struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`

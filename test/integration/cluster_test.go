@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -42,13 +43,14 @@ func freePort(t *testing.T) int {
 // clusterEnv is a real API server with "kacme controller" running, a root CA
 // and a ready default profile validating http-01 on httpPort.
 type clusterEnv struct {
-	c         client.Client
-	env       []string
-	bin       string
-	serverURL string
-	httpPort  int
-	rootPath  string
-	pool      *x509.CertPool
+	c          client.Client
+	kubeconfig string
+	env        []string
+	bin        string
+	serverURL  string
+	httpPort   int
+	rootPath   string
+	pool       *x509.CertPool
 }
 
 const clusterNS = "kacme-system"
@@ -60,7 +62,7 @@ func newClusterEnv(t *testing.T) *clusterEnv {
 	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: clusterNS}}); err != nil {
 		t.Fatal(err)
 	}
-	e := &clusterEnv{c: c, env: []string{"KUBECONFIG=" + kubeconfig}, bin: buildKacme(t),
+	e := &clusterEnv{c: c, kubeconfig: kubeconfig, env: []string{"KUBECONFIG=" + kubeconfig}, bin: buildKacme(t),
 		serverURL: fmt.Sprintf("https://127.0.0.1:%d", freePort(t)), httpPort: freePort(t)}
 	startProcess(t, e.env, e.bin, "controller", "--namespace", clusterNS, "--external-url", e.serverURL)
 	for _, o := range []client.Object{
@@ -144,6 +146,21 @@ func TestClusterModeIssuance(t *testing.T) {
 	if len(accounts.Items) != 1 || len(orders.Items) != 1 || len(challenges.Items) != 1 || len(certs.Items) != 1 {
 		t.Fatalf("custom resources: %d accounts, %d orders, %d challenges, %d certificates",
 			len(accounts.Items), len(orders.Items), len(challenges.Items), len(certs.Items))
+	}
+	// hack/kubectl.sh docs: show what kubectl shows (docs/kubernetes.md).
+	if kubectl, out := os.Getenv("KACME_KUBECTL"), os.Getenv("KACME_KUBECTL_OUT"); kubectl != "" && out != "" {
+		var doc bytes.Buffer
+		for _, args := range [][]string{{"get", "acme", "-A"}, {"get", "certificateauthorities,acmeprofiles", "-o", "wide"}} {
+			cmd := exec.Command(kubectl, append([]string{"--kubeconfig", e.kubeconfig}, args...)...)
+			res, err := cmd.CombinedOutput()
+			if err != nil {
+				t.Fatalf("kubectl %v: %v\n%s", args, err, res)
+			}
+			fmt.Fprintf(&doc, "$ kubectl %s\n%s\n", strings.Join(args, " "), res)
+		}
+		if err := os.WriteFile(out, doc.Bytes(), 0o644); err != nil {
+			t.Fatal(err)
+		}
 	}
 	o := orders.Items[0]
 	if o.Status.Status != "valid" || o.Status.Certificate != certs.Items[0].Name || challenges.Items[0].Status.Status != "valid" ||
