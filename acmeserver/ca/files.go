@@ -34,10 +34,10 @@ func LoadOrGenerateDir(name, dir string, gen Generator) (*Authority, bool, error
 			return nil, false, err
 		}
 		// Write the certificate first: a crash in between leaves no key without a cert.
-		if err := writeFileAtomic(crtPath, crtPEM, 0o644); err != nil {
+		if err := WriteFileAtomic(crtPath, crtPEM, 0o644); err != nil {
 			return nil, false, err
 		}
-		if err := writeFileAtomic(keyPath, keyPEM, 0o600); err != nil {
+		if err := WriteFileAtomic(keyPath, keyPEM, 0o600); err != nil {
 			return nil, false, err
 		}
 		created = true
@@ -129,7 +129,8 @@ func EncodePEM(key crypto.Signer, chain []*x509.Certificate) (keyPEM, chainPEM [
 	return keyPEM, chainPEM, nil
 }
 
-func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
+// WriteFileAtomic writes data to path through a synced temporary file and a rename.
+func WriteFileAtomic(path string, data []byte, mode os.FileMode) error {
 	tmp := path + ".tmp"
 	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, mode)
 	if err != nil {
@@ -147,11 +148,6 @@ func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
 		return err
 	}
 	return os.Rename(tmp, path)
-}
-
-// WriteFileAtomic is exported for the standalone command (root and serving cert files).
-func WriteFileAtomic(path string, data []byte, mode os.FileMode) error {
-	return writeFileAtomic(path, data, mode)
 }
 
 // DedupePEM drops repeated certificates (a Secret's ca.crt often repeats the

@@ -71,13 +71,9 @@ type Request struct {
 	URL      string
 	KID      string
 	// JWK is the embedded key, when the request carries one.
-	JWK     *jose.JSONWebKey
-	payload []byte
-	object  *jose.JSONWebSignature
+	JWK    *jose.JSONWebKey
+	object *jose.JSONWebSignature
 }
-
-// PostAsGet reports whether the payload is exactly "" (RFC 8555 §6.3).
-func (r *Request) PostAsGet() bool { return len(r.payload) == 0 }
 
 var strictB64 = base64.RawURLEncoding.Strict()
 
@@ -117,8 +113,7 @@ func Parse(body []byte) (*Request, *acme.Problem) {
 	if p != nil {
 		return nil, p
 	}
-	payload, p := decodeB64("payload", *f.Payload)
-	if p != nil {
+	if _, p := decodeB64("payload", *f.Payload); p != nil {
 		return nil, p
 	}
 	if _, p := decodeB64("signature", *f.Signature); p != nil {
@@ -152,7 +147,7 @@ func Parse(body []byte) (*Request, *acme.Problem) {
 	if len(obj.Signatures) != 1 {
 		return nil, acme.MalformedProblem("JWS must have exactly one signature")
 	}
-	r := &Request{Alg: h.Alg, URL: *h.URL, payload: payload, object: obj}
+	r := &Request{Alg: h.Alg, URL: *h.URL, object: obj}
 	if h.Nonce != nil {
 		r.Nonce, r.HasNonce = *h.Nonce, true
 	}
@@ -239,9 +234,6 @@ func (r *Request) Verify(k *jose.JSONWebKey) ([]byte, *acme.Problem) {
 	}
 	return payload, nil
 }
-
-// Payload returns the payload bytes (only meaningful after Verify).
-func (r *Request) Payload() []byte { return r.payload }
 
 // DecodePayload unmarshals a verified JSON payload; a POST-as-GET or a
 // non-object payload is malformed.

@@ -111,9 +111,6 @@ func (r *RA) Close() {
 	r.wg.Wait()
 }
 
-// Namespace of the state objects.
-func (r *RA) Namespace() string { return r.ns }
-
 func (r *RA) nowUTC() time.Time { return r.now().UTC().Truncate(time.Second) }
 
 // notFound is the answer for missing and for other accounts' resources alike (RFC 8555 §10.5).

@@ -46,10 +46,6 @@ type Options struct {
 	Listen      string // host:port
 	ExternalURL string // default https://<listen>
 	Log         *slog.Logger
-	// Validator replaces the real validator (tests only).
-	Validator va.Validator
-	// SyncWait overrides ra.Options.SyncWait.
-	SyncWait time.Duration
 	// Metrics, when set, records request, validation and issuance metrics.
 	Metrics *metrics.Metrics
 	// Now replaces the RA's clock (tests of expiry).
@@ -137,12 +133,8 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 		_ = ln.Close()
 		return nil, err
 	}
-	validator := o.Validator
-	if validator == nil {
-		validator = va.New()
-	}
-	authority := ra.New(cfg, ra.Options{Store: store, Validator: validator, Secrets: m.Secrets, Audit: audit.New(o.Log),
-		Log: o.Log, Namespace: Namespace, SyncWait: o.SyncWait, Metrics: o.Metrics, Now: o.Now})
+	authority := ra.New(cfg, ra.Options{Store: store, Validator: va.New(), Secrets: m.Secrets, Audit: audit.New(o.Log),
+		Log: o.Log, Namespace: Namespace, Metrics: o.Metrics, Now: o.Now})
 	if n, err := authority.ResumeIssuance(ctx); err != nil {
 		o.Log.Error("resume issuance", "err", err)
 	} else if n > 0 {

@@ -47,9 +47,6 @@ type Reconciler struct {
 // SetupWithManager registers the controller: CAs, their Secrets, and the
 // intermediates of a CA whenever the CA changes.
 func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
-	if r.Now == nil {
-		r.Now = time.Now
-	}
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("certificateauthority").
 		For(&v1alpha1.CertificateAuthority{}).

@@ -104,13 +104,20 @@ func (r *Reconciler) sync(ctx context.Context, obj *v1alpha1.CertificateAuthorit
 	if err != nil {
 		return notReady(ReasonInvalidSecret, "secret %s/%s: %v", r.Namespace, sec.Name, err), nil
 	}
-	if r.Now().Add(renewBefore(obj)).After(auth.Cert.NotAfter) {
+	if r.now().Add(renewBefore(obj)).After(auth.Cert.NotAfter) {
 		if auth, err = r.renew(ctx, obj, &sec, auth, issuer); err != nil {
 			return outcome{}, err
 		}
 		return r.ready(obj, auth, ReasonRenewed), nil
 	}
 	return r.ready(obj, auth, ""), nil
+}
+
+func (r *Reconciler) now() time.Time {
+	if r.Now == nil {
+		return time.Now()
+	}
+	return r.Now()
 }
 
 func renewBefore(obj *v1alpha1.CertificateAuthority) time.Duration {
@@ -123,11 +130,8 @@ func renewBefore(obj *v1alpha1.CertificateAuthority) time.Duration {
 func (r *Reconciler) ready(obj *v1alpha1.CertificateAuthority, auth *ca.Authority, event string) outcome {
 	out := outcome{auth: auth, status: metav1.ConditionTrue, reason: ReasonReady, event: event,
 		message: fmt.Sprintf("CA %s is valid until %s", auth.Cert.Subject, auth.Cert.NotAfter.UTC().Format(time.RFC3339))}
-	if obj.Spec.SecretRef == nil {
-		out.requeue = max(time.Until(auth.Cert.NotAfter.Add(-renewBefore(obj))), time.Minute)
-		if r.Now != nil {
-			out.requeue = max(auth.Cert.NotAfter.Add(-renewBefore(obj)).Sub(r.Now()), time.Minute)
-		}
+	if obj.Spec.SecretRef == nil { // generated: look again when renewal is due
+		out.requeue = max(auth.Cert.NotAfter.Add(-renewBefore(obj)).Sub(r.now()), time.Minute)
 	}
 	return out
 }
@@ -208,7 +212,7 @@ func (r *Reconciler) renew(ctx context.Context, obj *v1alpha1.CertificateAuthori
 			validity = v.Validity.Duration
 		}
 	}
-	cert, err := ca.Renew(auth.Signer, auth.Cert, r.Now(), validity, issuer)
+	cert, err := ca.Renew(auth.Signer, auth.Cert, r.now(), validity, issuer)
 	if err != nil {
 		return nil, fmt.Errorf("renew: %w", err)
 	}
