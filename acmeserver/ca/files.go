@@ -150,9 +150,19 @@ func WriteFileAtomic(path string, data []byte, mode os.FileMode) error {
 	return os.Rename(tmp, path)
 }
 
-// DedupePEM drops repeated certificates (a Secret's ca.crt often repeats the
-// end of its tls.crt).
-func DedupePEM(in []byte) []byte {
+// FromTLSSecret builds an authority from the data of a kubernetes.io/tls
+// Secret: tls.key, tls.crt (the CA certificate, then its issuers) and an
+// optional ca.crt (the root, often repeating the end of tls.crt).
+func FromTLSSecret(name string, data map[string][]byte) (*Authority, error) {
+	if len(data["tls.crt"]) == 0 || len(data["tls.key"]) == 0 {
+		return nil, errors.New("needs tls.crt and tls.key")
+	}
+	chain := append(append([]byte{}, data["tls.crt"]...), data["ca.crt"]...)
+	return FromPEM(name, data["tls.key"], dedupePEM(chain))
+}
+
+// dedupePEM drops repeated certificates.
+func dedupePEM(in []byte) []byte {
 	var out []byte
 	seen := map[string]bool{}
 	for {

@@ -257,22 +257,19 @@ func loadAuthorities(dataDir string, m *Manifests, out map[string]*ca.Authority,
 // loadAuthority loads one CA, or returns nil when its issuer is not loaded yet.
 func loadAuthority(dataDir string, obj *v1alpha1.CertificateAuthority, secrets SecretMap, loaded map[string]*ca.Authority, log *slog.Logger) (*ca.Authority, error) {
 	s := obj.Spec
-	n := 0
-	for _, set := range []bool{s.SelfSigned != nil, s.SecretRef != nil, s.Intermediate != nil} {
-		if set {
-			n++
-		}
-	}
-	if n != 1 {
-		return nil, fmt.Errorf("exactly one of selfSigned, secretRef or intermediate is required")
+	if !s.HasOneSource() {
+		return nil, errors.New(v1alpha1.ErrSourceCount)
 	}
 	if s.SecretRef != nil {
 		data, ok := secrets[s.SecretRef.Name]
 		if !ok {
 			return nil, fmt.Errorf("secretRef: secret %q is not defined in the config directory", s.SecretRef.Name)
 		}
-		chain := append(append([]byte{}, data["tls.crt"]...), data["ca.crt"]...)
-		return ca.FromPEM(obj.Name, data["tls.key"], ca.DedupePEM(chain))
+		auth, err := ca.FromTLSSecret(obj.Name, data)
+		if err != nil {
+			return nil, fmt.Errorf("secretRef %s: %w", s.SecretRef.Name, err)
+		}
+		return auth, nil
 	}
 	var gen ca.Generator
 	if s.SelfSigned != nil {
@@ -288,11 +285,7 @@ func loadAuthority(dataDir string, obj *v1alpha1.CertificateAuthority, secrets S
 			return ca.GenerateIntermediate(obj.Name, *s.Intermediate, issuer)
 		}
 	}
-	secretName := s.SecretName
-	if secretName == "" {
-		secretName = obj.Name + "-ca"
-	}
-	dir := filepath.Join(dataDir, "ca", secretName)
+	dir := filepath.Join(dataDir, "ca", obj.KeySecretName())
 	auth, created, err := ca.LoadOrGenerateDir(obj.Name, dir, gen)
 	if err != nil {
 		return nil, err

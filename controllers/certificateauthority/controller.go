@@ -67,7 +67,7 @@ func (r *Reconciler) forSecret(ctx context.Context, o client.Object) []reconcile
 	var out []reconcile.Request
 	for i := range list.Items {
 		c := &list.Items[i]
-		if secretName(c) == o.GetName() || (c.Spec.SecretRef != nil && c.Spec.SecretRef.Name == o.GetName()) {
+		if c.KeySecretName() == o.GetName() || (c.Spec.SecretRef != nil && c.Spec.SecretRef.Name == o.GetName()) {
 			out = append(out, reconcile.Request{NamespacedName: client.ObjectKey{Name: c.Name}})
 		}
 	}
@@ -87,11 +87,4 @@ func (r *Reconciler) intermediatesOf(ctx context.Context, o client.Object) []rec
 		}
 	}
 	return out
-}
-
-func secretName(c *v1alpha1.CertificateAuthority) string {
-	if c.Spec.SecretName != "" {
-		return c.Spec.SecretName
-	}
-	return c.Name + "-ca"
 }

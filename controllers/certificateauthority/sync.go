@@ -57,14 +57,8 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 
 func (r *Reconciler) sync(ctx context.Context, obj *v1alpha1.CertificateAuthority) (outcome, error) {
 	s := obj.Spec
-	n := 0
-	for _, set := range []bool{s.SelfSigned != nil, s.SecretRef != nil, s.Intermediate != nil} {
-		if set {
-			n++
-		}
-	}
-	if n != 1 {
-		return notReady(ReasonInvalidSpec, "exactly one of selfSigned, secretRef or intermediate is required"), nil
+	if !s.HasOneSource() {
+		return notReady(ReasonInvalidSpec, v1alpha1.ErrSourceCount), nil
 	}
 	if s.SecretRef != nil {
 		var sec corev1.Secret
@@ -74,7 +68,7 @@ func (r *Reconciler) sync(ctx context.Context, obj *v1alpha1.CertificateAuthorit
 		} else if err != nil {
 			return outcome{}, err
 		}
-		auth, err := fromSecret(obj.Name, &sec)
+		auth, err := ca.FromTLSSecret(obj.Name, sec.Data)
 		if err != nil {
 			return notReady(ReasonInvalidSecret, "secret %s/%s: %v", r.Namespace, s.SecretRef.Name, err), nil
 		}
@@ -89,7 +83,7 @@ func (r *Reconciler) sync(ctx context.Context, obj *v1alpha1.CertificateAuthorit
 		}
 	}
 	var sec corev1.Secret
-	err := r.Client.Get(ctx, client.ObjectKey{Namespace: r.Namespace, Name: secretName(obj)}, &sec)
+	err := r.Client.Get(ctx, client.ObjectKey{Namespace: r.Namespace, Name: obj.KeySecretName()}, &sec)
 	switch {
 	case apierrors.IsNotFound(err):
 		auth, err := r.generate(ctx, obj, issuer)
@@ -100,7 +94,7 @@ func (r *Reconciler) sync(ctx context.Context, obj *v1alpha1.CertificateAuthorit
 	case err != nil:
 		return outcome{}, err
 	}
-	auth, err := fromSecret(obj.Name, &sec)
+	auth, err := ca.FromTLSSecret(obj.Name, sec.Data)
 	if err != nil {
 		return notReady(ReasonInvalidSecret, "secret %s/%s: %v", r.Namespace, sec.Name, err), nil
 	}
@@ -152,7 +146,7 @@ func (r *Reconciler) issuer(ctx context.Context, name string) (*ca.Authority, er
 
 // Load reads a CA's key and chain from its Secret (the server uses it too).
 func Load(ctx context.Context, c client.Reader, namespace string, obj *v1alpha1.CertificateAuthority) (*ca.Authority, error) {
-	name := secretName(obj)
+	name := obj.KeySecretName()
 	if obj.Spec.SecretRef != nil {
 		name = obj.Spec.SecretRef.Name
 	}
@@ -160,20 +154,12 @@ func Load(ctx context.Context, c client.Reader, namespace string, obj *v1alpha1.
 	if err := c.Get(ctx, client.ObjectKey{Namespace: namespace, Name: name}, &sec); err != nil {
 		return nil, err
 	}
-	a, err := fromSecret(obj.Name, &sec)
+	a, err := ca.FromTLSSecret(obj.Name, sec.Data)
 	if err != nil {
 		return nil, err
 	}
 	a.ConfigureCRL(obj.Spec.CRL)
 	return a, nil
-}
-
-func fromSecret(name string, sec *corev1.Secret) (*ca.Authority, error) {
-	if len(sec.Data[corev1.TLSCertKey]) == 0 || len(sec.Data[corev1.TLSPrivateKeyKey]) == 0 {
-		return nil, errors.New("needs tls.crt and tls.key")
-	}
-	chain := append(append([]byte{}, sec.Data[corev1.TLSCertKey]...), sec.Data["ca.crt"]...)
-	return ca.FromPEM(name, sec.Data[corev1.TLSPrivateKeyKey], ca.DedupePEM(chain))
 }
 
 func (r *Reconciler) generate(ctx context.Context, obj *v1alpha1.CertificateAuthority, issuer *ca.Authority) (*ca.Authority, error) {
@@ -188,7 +174,7 @@ func (r *Reconciler) generate(ctx context.Context, obj *v1alpha1.CertificateAuth
 	if err != nil {
 		return nil, fmt.Errorf("generate: %w", err)
 	}
-	sec, err := tlsSecret(r.Namespace, secretName(obj), key, chain)
+	sec, err := tlsSecret(r.Namespace, obj.KeySecretName(), key, chain)
 	if err != nil {
 		return nil, err
 	}
