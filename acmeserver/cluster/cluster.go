@@ -209,7 +209,7 @@ func (s *Server) Close() error {
 // buildConfig turns the Ready CAs and the profiles into the RA's configuration;
 // a profile whose CA is not usable is left out (its controller reports why).
 func buildConfig(ctx context.Context, r client.Reader, ns string) (*ra.Config, error) {
-	cfg := &ra.Config{Profiles: map[string]*ra.Profile{}, Authorities: map[string]*ca.Authority{}}
+	authorities := map[string]*ca.Authority{}
 	var cas v1alpha1.CertificateAuthorityList
 	if err := r.List(ctx, &cas); err != nil {
 		return nil, err
@@ -223,23 +223,14 @@ func buildConfig(ctx context.Context, r client.Reader, ns string) (*ra.Config, e
 		if err != nil {
 			continue
 		}
-		cfg.Authorities[c.Name] = auth
+		authorities[c.Name] = auth
 	}
 	var profiles v1alpha1.AcmeProfileList
 	if err := r.List(ctx, &profiles); err != nil {
 		return nil, err
 	}
 	sort.Slice(profiles.Items, func(i, j int) bool { return profiles.Items[i].Name < profiles.Items[j].Name })
-	for i := range profiles.Items {
-		p, err := ra.NewProfile(&profiles.Items[i], cfg.Authorities)
-		if err != nil {
-			continue
-		}
-		cfg.Profiles[p.Name] = p
-		if cfg.DefaultProfile == "" || p.Name == "default" {
-			cfg.DefaultProfile = p.Name
-		}
-	}
+	cfg, _ := ra.NewConfig(authorities, profiles.Items) // profiles that do not load: their controller reports why
 	return cfg, nil
 }
 

@@ -64,6 +64,29 @@ type Config struct {
 	Authorities    map[string]*ca.Authority
 }
 
+// NewConfig builds the served configuration from loaded CAs and profile
+// objects. The default profile is the one named "default", else the first in
+// the given order. A profile that does not load is left out and its error is
+// returned by name, so a caller can refuse to start (standalone) or serve the
+// others while a controller reports the problem (cluster).
+func NewConfig(authorities map[string]*ca.Authority, profiles []v1alpha1.AcmeProfile) (*Config, map[string]error) {
+	cfg := &Config{Profiles: map[string]*Profile{}, Authorities: authorities}
+	errs := map[string]error{}
+	for i := range profiles {
+		obj := &profiles[i]
+		p, err := NewProfile(obj, authorities)
+		if err != nil {
+			errs[obj.Name] = err
+			continue
+		}
+		cfg.Profiles[p.Name] = p
+		if cfg.DefaultProfile == "" || p.Name == "default" {
+			cfg.DefaultProfile = p.Name
+		}
+	}
+	return cfg, errs
+}
+
 func durationOr(d *metav1.Duration, def time.Duration) time.Duration {
 	if d != nil && d.Duration > 0 {
 		return d.Duration

@@ -195,23 +195,18 @@ func (s *Server) close() error {
 }
 
 func buildConfig(dataDir string, m *Manifests, log *slog.Logger) (*ra.Config, error) {
-	cfg := &ra.Config{Profiles: map[string]*ra.Profile{}, Authorities: map[string]*ca.Authority{}}
-	if err := loadAuthorities(dataDir, m, cfg.Authorities, log); err != nil {
+	authorities := map[string]*ca.Authority{}
+	if err := loadAuthorities(dataDir, m, authorities, log); err != nil {
 		return nil, err
 	}
 	for i := range m.Profiles {
-		obj := &m.Profiles[i]
-		if err := checkName("AcmeProfile", obj.Name); err != nil {
+		if err := checkName("AcmeProfile", m.Profiles[i].Name); err != nil {
 			return nil, err
 		}
-		p, err := ra.NewProfile(obj, cfg.Authorities)
-		if err != nil {
-			return nil, fmt.Errorf("AcmeProfile %s: %w", obj.Name, err)
-		}
-		cfg.Profiles[obj.Name] = p
-		if cfg.DefaultProfile == "" || obj.Name == "default" {
-			cfg.DefaultProfile = obj.Name
-		}
+	}
+	cfg, errs := ra.NewConfig(authorities, m.Profiles)
+	if names := sortedKeys(errs); len(names) > 0 {
+		return nil, fmt.Errorf("AcmeProfile %s: %w", names[0], errs[names[0]])
 	}
 	return cfg, nil
 }
