@@ -29,6 +29,8 @@ import (
 	"time"
 
 	xacme "golang.org/x/crypto/acme"
+
+	kenvtest "github.com/kacme/kacme/test/envtest"
 )
 
 const (
@@ -149,22 +151,10 @@ zone "%[5]s" { type primary; file "%[3]s/%[5]s.zone"; allow-update { key "%[1]s"
 		named = "/usr/sbin/named"
 	}
 	w.start(named, []string{"-g", "-c", filepath.Join(d, "named.conf")}, nil)
-	waitFor(w.t, "BIND", func() bool {
+	kenvtest.WaitFor(w.t, "BIND", func() bool {
 		out, err := exec.Command("dig", "+short", "+time=1", "+tries=1", "-p", fmt.Sprint(w.dnsPort), "@127.0.0.1", "ns."+zone, "A").Output()
 		return err == nil && strings.TrimSpace(string(out)) == "127.0.0.1"
 	})
-}
-
-func waitFor(t *testing.T, what string, ok func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
-		if ok() {
-			return
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	t.Fatalf("%s did not come up", what)
 }
 
 func must(t *testing.T, err error) {
@@ -261,7 +251,7 @@ stringData: {certbot: %[4]s, lego: %[4]s}
 	data := filepath.Join(w.dir, "data")
 	w.root = filepath.Join(data, "ca.crt")
 	w.start(bin, []string{"standalone", "--data-dir", data, "--config-dir", cfg, "--listen", fmt.Sprintf("127.0.0.1:%d", port), "--quiet"}, nil)
-	waitFor(w.t, "kacme", func() bool {
+	kenvtest.WaitFor(w.t, "kacme", func() bool {
 		b, err := os.ReadFile(w.root)
 		if err != nil || len(b) == 0 {
 			return false
