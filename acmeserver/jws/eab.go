@@ -25,15 +25,15 @@ func ParseEAB(raw json.RawMessage, outerURL string, accountKey *jose.JSONWebKey)
 		len(f.Header) > 0 || len(f.Signatures) > 0 {
 		return nil, acme.MalformedProblem("externalAccountBinding must be a flattened JWS")
 	}
-	hb, p := decodeB64("externalAccountBinding.protected", *f.Protected)
+	hb, p := DecodeBase64URL("externalAccountBinding.protected", *f.Protected)
 	if p != nil {
 		return nil, p
 	}
-	payload, p := decodeB64("externalAccountBinding.payload", *f.Payload)
+	payload, p := DecodeBase64URL("externalAccountBinding.payload", *f.Payload)
 	if p != nil {
 		return nil, p
 	}
-	if _, p := decodeB64("externalAccountBinding.signature", *f.Signature); p != nil {
+	if _, p := DecodeBase64URL("externalAccountBinding.signature", *f.Signature); p != nil {
 		return nil, p
 	}
 	var h protectedHeader

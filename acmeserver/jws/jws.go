@@ -77,7 +77,9 @@ type Request struct {
 
 var strictB64 = base64.RawURLEncoding.Strict()
 
-func decodeB64(field, v string) ([]byte, *acme.Problem) {
+// DecodeBase64URL decodes a binary field of a request: unpadded base64url with
+// no whitespace (RFC 8555 §6.1); anything else is malformed, naming the field.
+func DecodeBase64URL(field, v string) ([]byte, *acme.Problem) {
 	if bytes.ContainsAny([]byte(v), "=\r\n \t") {
 		return nil, acme.MalformedProblem("%s: base64url must be unpadded with no whitespace (RFC 8555 §6.1)", field)
 	}
@@ -109,14 +111,14 @@ func Parse(body []byte) (*Request, *acme.Problem) {
 	if f.Protected == nil || f.Payload == nil || f.Signature == nil {
 		return nil, acme.MalformedProblem("JWS must have protected, payload and signature members")
 	}
-	hb, p := decodeB64("protected", *f.Protected)
+	hb, p := DecodeBase64URL("protected", *f.Protected)
 	if p != nil {
 		return nil, p
 	}
-	if _, p := decodeB64("payload", *f.Payload); p != nil {
+	if _, p := DecodeBase64URL("payload", *f.Payload); p != nil {
 		return nil, p
 	}
-	if _, p := decodeB64("signature", *f.Signature); p != nil {
+	if _, p := DecodeBase64URL("signature", *f.Signature); p != nil {
 		return nil, p
 	}
 	var h protectedHeader

@@ -2,7 +2,6 @@ package wfe
 
 import (
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"net/http"
 	"strconv"
@@ -11,8 +10,6 @@ import (
 	"github.com/kacme/kacme/acmeserver/jws"
 	"github.com/kacme/kacme/acmeserver/ra"
 )
-
-var b64 = base64.RawURLEncoding.Strict()
 
 // certificate serves RFC 8555 §7.4.2 downloads: the PEM chain, with the
 // other chains linked as rel="alternate" at cert/{id}/{n}.
@@ -71,7 +68,7 @@ func (w *WFE) revoke(ctx context.Context, rw http.ResponseWriter, r *http.Reques
 	if body.Certificate == "" {
 		return acme.MalformedProblem("revokeCert needs a certificate")
 	}
-	der, prob := decodeB64Field("certificate", body.Certificate)
+	der, prob := jws.DecodeBase64URL("certificate", body.Certificate)
 	if prob != nil {
 		return prob
 	}

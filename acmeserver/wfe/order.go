@@ -118,7 +118,7 @@ func (w *WFE) finalize(ctx context.Context, rw http.ResponseWriter, r *http.Requ
 	if fr.CSR == "" {
 		return acme.MalformedProblem("finalize needs a csr")
 	}
-	der, prob := decodeB64Field("csr", fr.CSR)
+	der, prob := jws.DecodeBase64URL("csr", fr.CSR)
 	if prob != nil {
 		return prob
 	}
@@ -194,18 +194,4 @@ func (w *WFE) challenge(ctx context.Context, rw http.ResponseWriter, r *http.Req
 	}
 	w.writeJSON(rw, http.StatusOK, c)
 	return nil
-}
-
-func decodeB64Field(field, v string) ([]byte, *acme.Problem) {
-	for i := 0; i < len(v); i++ {
-		c := v[i]
-		if !(c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
-			return nil, acme.MalformedProblem("%s must be unpadded base64url (RFC 8555 §6.1)", field)
-		}
-	}
-	b, err := b64.DecodeString(v)
-	if err != nil {
-		return nil, acme.MalformedProblem("%s is not valid base64url", field)
-	}
-	return b, nil
 }

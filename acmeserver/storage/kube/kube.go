@@ -62,7 +62,10 @@ func (s *Store) Get(ctx context.Context, ns, name string, obj storage.Object) er
 	if err != nil {
 		return err
 	}
-	cached := obj.DeepCopyObject().(storage.Object)
+	cached, err := storage.NewObject(kind)
+	if err != nil {
+		return err
+	}
 	cerr := s.reader.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, cached)
 	if cerr != nil && !apierrors.IsNotFound(cerr) {
 		return mapErr(cerr, kind, ns, name)
