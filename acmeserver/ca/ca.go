@@ -7,9 +7,11 @@ import (
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/elliptic"
+	"crypto/hmac"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha1" //nolint:gosec // RFC 5280 §4.2.1.2 method (1) key identifier, not a signature
+	"crypto/sha256"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/asn1"
@@ -17,6 +19,7 @@ import (
 	"fmt"
 	"math/big"
 	"net"
+	"sync"
 	"time"
 
 	"github.com/kacme/kacme/api/v1alpha1"
@@ -33,6 +36,10 @@ type Authority struct {
 	CRLURL      string
 	CRLValidity time.Duration
 	now         func() time.Time
+
+	serialKeyOnce sync.Once
+	serialKey     []byte
+	serialKeyErr  error
 }
 
 // New checks that signer matches cert and returns the authority.
@@ -87,6 +94,8 @@ type IssueRequest struct {
 	NotBefore  time.Time
 	NotAfter   time.Time
 	ClientAuth bool
+	// Serial to use; nil draws a random one.
+	Serial *big.Int
 }
 
 // ErrPolicy marks requests the CA refuses.
@@ -101,6 +110,35 @@ func NewSerial() (*big.Int, error) {
 	b[0] &= 0x7f
 	if b[0] == 0 {
 		b[0] = 0x40 // keep a fixed length so serial strings sort and read alike
+	}
+	return new(big.Int).SetBytes(b), nil
+}
+
+// SerialFor derives the serial of the certificate issued for an order:
+// HMAC-SHA256 over the order ID, keyed with a hash of the CA's private key,
+// cut to 127 bits like NewSerial. It is unpredictable to clients (who know the
+// order ID but not the key) and the same for every attempt to finalize one
+// order, so storage's name uniqueness makes "one certificate per order" hold
+// across retries, restarts and replicas without a "processing" write.
+func (a *Authority) SerialFor(orderID string) (*big.Int, error) {
+	a.serialKeyOnce.Do(func() {
+		der, err := x509.MarshalPKCS8PrivateKey(a.Signer)
+		if err != nil {
+			a.serialKeyErr = fmt.Errorf("CA %s: derive serial key: %w", a.Name, err)
+			return
+		}
+		sum := sha256.Sum256(append([]byte("kacme serial key\x00"), der...))
+		a.serialKey = sum[:]
+	})
+	if a.serialKeyErr != nil {
+		return nil, a.serialKeyErr
+	}
+	m := hmac.New(sha256.New, a.serialKey)
+	m.Write([]byte(orderID))
+	b := m.Sum(nil)[:16]
+	b[0] &= 0x7f
+	if b[0] == 0 {
+		b[0] = 0x40
 	}
 	return new(big.Int).SetBytes(b), nil
 }
@@ -133,9 +171,12 @@ func (a *Authority) Issue(req IssueRequest) ([]byte, *x509.Certificate, error) {
 	if req.NotAfter.After(a.Cert.NotAfter) {
 		req.NotAfter = a.Cert.NotAfter // never outlive the issuer
 	}
-	serial, err := NewSerial()
-	if err != nil {
-		return nil, nil, err
+	serial := req.Serial
+	if serial == nil {
+		var err error
+		if serial, err = NewSerial(); err != nil {
+			return nil, nil, err
+		}
 	}
 	ski, err := KeyID(req.PublicKey)
 	if err != nil {

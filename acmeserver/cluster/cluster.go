@@ -114,9 +114,6 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 	store := kube.New(mgr.GetClient(), mgr.GetCache()).WithIndexes()
 	s.RA = ra.New(cfg, ra.Options{Store: store, Validator: va.New(), Secrets: secretReader{mgr.GetCache()}, Audit: audit.New(o.Log),
 		Log: o.Log, Namespace: o.Namespace, Metrics: o.Metrics})
-	if _, err := s.RA.ResumeIssuance(ctx); err != nil {
-		o.Log.Error("resume issuance", "err", err)
-	}
 	if _, err := s.RA.ResumeValidations(ctx); err != nil {
 		o.Log.Error("resume validations", "err", err)
 	}

@@ -75,7 +75,7 @@ func AccountKey(a *v1alpha1.AcmeAccount) (*jose.JSONWebKey, error) {
 // Account loads an account of profile p by ID.
 func (r *RA) Account(ctx context.Context, p *Profile, id string) (*v1alpha1.AcmeAccount, error) {
 	var a v1alpha1.AcmeAccount
-	if err := r.store.Get(ctx, r.ns, id, &a); err != nil {
+	if err := r.store.Get(ctx, storage.AllNamespaces, id, &a); err != nil {
 		if storage.IsNotFound(err) {
 			return nil, acme.AccountDoesNotExistProblem("account does not exist")
 		}
@@ -90,7 +90,7 @@ func (r *RA) Account(ctx context.Context, p *Profile, id string) (*v1alpha1.Acme
 // accountByKey finds the account of profile p holding key (any status).
 func (r *RA) accountByKey(ctx context.Context, p *Profile, tpLabel string) (*v1alpha1.AcmeAccount, error) {
 	var list v1alpha1.AcmeAccountList
-	err := r.store.List(ctx, r.ns, &list, storage.ListOptions{Labels: map[string]string{
+	err := r.store.List(ctx, storage.AllNamespaces, &list, storage.ListOptions{Labels: map[string]string{
 		v1alpha1.LabelKeyThumbprint: tpLabel, v1alpha1.LabelProfile: p.Name}})
 	if err != nil {
 		return nil, err
@@ -142,7 +142,7 @@ func (r *RA) NewAccount(ctx context.Context, p *Profile, key *jose.JSONWebKey, r
 		return a, err == nil, err
 	}
 	a := &v1alpha1.AcmeAccount{
-		ObjectMeta: metav1.ObjectMeta{Namespace: r.ns, Name: acme.NewID(), Labels: map[string]string{
+		ObjectMeta: metav1.ObjectMeta{Namespace: r.accountNamespace(p), Name: acme.NewID(), Labels: map[string]string{
 			v1alpha1.LabelKeyThumbprint: tp, v1alpha1.LabelProfile: p.Name}},
 		Spec: v1alpha1.AcmeAccountSpec{Profile: p.Name, Contact: req.Contact},
 		Status: v1alpha1.AcmeAccountStatus{Status: acme.StatusValid, Key: string(keyJSON),
@@ -160,7 +160,7 @@ func (r *RA) NewAccount(ctx context.Context, p *Profile, key *jose.JSONWebKey, r
 // (RFC 8555 §7.3.4 step 3–4); a binding key is usable once.
 func (r *RA) bindAccount(ctx context.Context, p *Profile, b Binding, tp, keyJSON string, req acme.NewAccountRequest) (*v1alpha1.AcmeAccount, error) {
 	var list v1alpha1.AcmeAccountList
-	err := r.store.List(ctx, r.ns, &list, storage.ListOptions{Labels: map[string]string{
+	err := r.store.List(ctx, storage.AllNamespaces, &list, storage.ListOptions{Labels: map[string]string{
 		v1alpha1.LabelEABKeyID: EABKeyLabel(b.KeyID())}})
 	if err != nil {
 		return nil, err
@@ -180,7 +180,7 @@ func (r *RA) bindAccount(ctx context.Context, p *Profile, b Binding, tp, keyJSON
 	if sk == "" {
 		sk = "key"
 	}
-	raw, err := r.secrets.SecretValue(ctx, r.ns, ref.SecretName, sk)
+	raw, err := r.secrets.SecretValue(ctx, a.Namespace, ref.SecretName, sk)
 	if err != nil {
 		return nil, acme.InternalProblem(err, "the external account binding key is not available")
 	}
@@ -245,7 +245,7 @@ func (r *RA) UpdateAccount(ctx context.Context, a *v1alpha1.AcmeAccount, req acm
 	var out *v1alpha1.AcmeAccount
 	err := retry(ctx, func() error {
 		var cur v1alpha1.AcmeAccount
-		if err := r.get(ctx, a.Name, &cur, "account"); err != nil {
+		if err := r.get(ctx, a.Namespace, a.Name, &cur, "account"); err != nil {
 			return err
 		}
 		if cur.Status.Status != acme.StatusValid {
@@ -307,7 +307,7 @@ func (r *RA) ChangeKey(ctx context.Context, p *Profile, a *v1alpha1.AcmeAccount,
 	}
 	err = retry(ctx, func() error {
 		var latest v1alpha1.AcmeAccount
-		if err := r.get(ctx, a.Name, &latest, "account"); err != nil {
+		if err := r.get(ctx, a.Namespace, a.Name, &latest, "account"); err != nil {
 			return err
 		}
 		if latest.Status.Key != a.Status.Key {
@@ -328,32 +328,22 @@ func (r *RA) ChangeKey(ctx context.Context, p *Profile, a *v1alpha1.AcmeAccount,
 // deactivated account (RFC 8555 §7.3.6 SHOULD); issued certificates stay valid.
 func (r *RA) cancelPendingOrders(ctx context.Context, a *v1alpha1.AcmeAccount) {
 	var list v1alpha1.AcmeOrderList
-	if err := r.store.List(ctx, r.ns, &list, storage.ListOptions{Labels: map[string]string{v1alpha1.LabelAccount: a.Name}}); err != nil {
+	if err := r.store.List(ctx, a.Namespace, &list, storage.ListOptions{Labels: map[string]string{v1alpha1.LabelAccount: a.Name}}); err != nil {
 		r.log.Error("list orders of a deactivated account", "account", a.Name, "err", err)
 		return
 	}
 	for i := range list.Items {
-		name := list.Items[i].Name
-		err := retry(ctx, func() error {
-			var o v1alpha1.AcmeOrder
-			if err := r.get(ctx, name, &o, "order"); err != nil {
-				return err
-			}
-			r.refresh(&o)
-			if o.Status.Status != acme.StatusPending && o.Status.Status != acme.StatusReady {
-				return nil
-			}
-			for j := range o.Status.Authorizations {
-				if az := &o.Status.Authorizations[j]; az.Status == acme.StatusPending || az.Status == acme.StatusValid {
-					az.Status = acme.StatusDeactivated
-				}
-			}
-			o.Status.Status = acme.StatusInvalid
-			o.Status.Error = &v1alpha1.Problem{Type: string(acme.Unauthorized), Status: 403, Detail: "the account was deactivated"}
-			return r.store.Update(ctx, &o)
-		})
-		if err != nil {
-			r.log.Error("cancel order of a deactivated account", "order", name, "err", err)
+		if o := &list.Items[i]; o.Status.Status == acme.StatusPending {
+			r.failOrder(ctx, a.Namespace, o.Name, &v1alpha1.Problem{Type: string(acme.Unauthorized), Status: 403,
+				Detail: "the account was deactivated"})
 		}
 	}
+}
+
+// accountNamespace is where an account registered over ACME on p is stored.
+func (r *RA) accountNamespace(p *Profile) string {
+	if p.Spec.AccountNamespace != "" {
+		return p.Spec.AccountNamespace
+	}
+	return r.ns
 }

@@ -27,7 +27,7 @@ const stateRevoked = "revoked"
 // Certificate loads a certificate owned by a.
 func (r *RA) Certificate(ctx context.Context, a *v1alpha1.AcmeAccount, id string) (*v1alpha1.AcmeCertificate, error) {
 	var c v1alpha1.AcmeCertificate
-	if err := r.get(ctx, id, &c, "certificate"); err != nil {
+	if err := r.get(ctx, a.Namespace, id, &c, "certificate"); err != nil {
 		return nil, err
 	}
 	if c.Spec.Account != a.Name {
@@ -99,7 +99,7 @@ func (r *RA) Revoke(ctx context.Context, p *Profile, who Revoker, der []byte, re
 		return acme.BadRevocationReasonProblem("reason %d is not accepted; use one of 0, 1, 3, 4, 5", rc)
 	}
 	var c v1alpha1.AcmeCertificate
-	if err := r.store.Get(ctx, r.ns, SerialName(leaf.SerialNumber), &c); err != nil {
+	if err := r.store.Get(ctx, storage.AllNamespaces, SerialName(leaf.SerialNumber), &c); err != nil {
 		if storage.IsNotFound(err) {
 			return acme.NotFoundProblem("certificate was not issued by this server")
 		}
@@ -121,7 +121,7 @@ func (r *RA) Revoke(ctx context.Context, p *Profile, who Revoker, der []byte, re
 	}
 	err = retry(ctx, func() error {
 		var cur v1alpha1.AcmeCertificate
-		if err := r.get(ctx, c.Name, &cur, "certificate"); err != nil {
+		if err := r.get(ctx, c.Namespace, c.Name, &cur, "certificate"); err != nil {
 			return err
 		}
 		if cur.Status.Revocation != nil {
@@ -162,17 +162,15 @@ func (r *RA) mayRevoke(ctx context.Context, who Revoker, c *v1alpha1.AcmeCertifi
 	for _, ip := range leaf.IPAddresses {
 		need["ip:"+ip.String()] = true
 	}
-	var orders v1alpha1.AcmeOrderList
-	if err := r.store.List(ctx, r.ns, &orders, storage.ListOptions{Labels: map[string]string{v1alpha1.LabelAccount: who.Account.Name}}); err != nil {
+	var azs v1alpha1.AcmeChallengeList
+	if err := r.store.List(ctx, who.Account.Namespace, &azs, storage.ListOptions{Labels: map[string]string{v1alpha1.LabelAccount: who.Account.Name}}); err != nil {
 		return acme.InternalProblem(err, "could not check authorizations")
 	}
-	for i := range orders.Items {
-		o := &orders.Items[i]
-		r.refresh(o)
-		for _, az := range o.Status.Authorizations {
-			if az.Status == acme.StatusValid {
-				delete(need, az.Identifier.Type+":"+az.Identifier.Value)
-			}
+	for i := range azs.Items {
+		az := &azs.Items[i]
+		r.expire(az)
+		if az.Status.Status == acme.StatusValid {
+			delete(need, az.Spec.Identifier.Type+":"+az.Spec.Identifier.Value)
 		}
 	}
 	if len(need) == 0 {
@@ -188,7 +186,7 @@ func (r *RA) CRL(ctx context.Context, caName string) ([]byte, error) {
 		return nil, acme.NotFoundProblem("no such CA")
 	}
 	var list v1alpha1.AcmeCertificateList
-	if err := r.store.List(ctx, r.ns, &list, storage.ListOptions{Labels: map[string]string{v1alpha1.LabelState: stateRevoked}}); err != nil {
+	if err := r.store.List(ctx, storage.AllNamespaces, &list, storage.ListOptions{Labels: map[string]string{v1alpha1.LabelState: stateRevoked}}); err != nil {
 		return nil, err
 	}
 	var entries []ca.RevokedEntry
@@ -235,7 +233,7 @@ func (r *RA) certByCertID(ctx context.Context, certID string) (*v1alpha1.AcmeCer
 		return nil, acme.MalformedProblem("certID is not valid base64url")
 	}
 	var c v1alpha1.AcmeCertificate
-	if err := r.store.Get(ctx, r.ns, SerialName(new(big.Int).SetBytes(serial)), &c); err != nil {
+	if err := r.store.Get(ctx, storage.AllNamespaces, SerialName(new(big.Int).SetBytes(serial)), &c); err != nil {
 		if storage.IsNotFound(err) {
 			return nil, acme.NotFoundProblem("no certificate with this certID")
 		}
@@ -289,12 +287,16 @@ func (r *RA) checkReplaces(ctx context.Context, a *v1alpha1.AcmeAccount, certID 
 		return "", acme.MalformedProblem("the order shares no identifier with the certificate it replaces")
 	}
 	var orders v1alpha1.AcmeOrderList
-	if err := r.store.List(ctx, r.ns, &orders, storage.ListOptions{Labels: map[string]string{v1alpha1.LabelReplaces: c.Name}}); err != nil {
+	if err := r.store.List(ctx, c.Namespace, &orders, storage.ListOptions{Labels: map[string]string{v1alpha1.LabelReplaces: c.Name}}); err != nil {
 		return "", acme.InternalProblem(err, "could not check replacements")
 	}
 	for i := range orders.Items {
 		o := &orders.Items[i]
-		r.refresh(o)
+		azs, err := r.authorizations(ctx, o)
+		if err != nil {
+			return "", acme.InternalProblem(err, "could not check replacements")
+		}
+		r.refresh(o, azs)
 		if o.Status.Status != acme.StatusInvalid {
 			return "", acme.AlreadyReplacedProblem("certificate %s is already being replaced by order %s", certID, o.Name)
 		}

@@ -2,6 +2,8 @@ package ra
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -9,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	jose "github.com/go-jose/go-jose/v4"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/kacme/kacme/acmeserver/acme"
@@ -57,9 +60,13 @@ func (r *RA) NewOrder(ctx context.Context, p *Profile, a *v1alpha1.AcmeAccount, 
 		}
 		replacesSerial = serial
 	}
+	key, err := AccountKey(a)
+	if err != nil {
+		return nil, err
+	}
 	expires := metav1.NewTime(now.Add(p.OrderLifetime))
 	o := &v1alpha1.AcmeOrder{
-		ObjectMeta: metav1.ObjectMeta{Namespace: r.ns, Name: acme.NewID(), Labels: map[string]string{
+		ObjectMeta: metav1.ObjectMeta{Namespace: a.Namespace, Name: acme.NewID(), Labels: map[string]string{
 			v1alpha1.LabelAccount: a.Name, v1alpha1.LabelProfile: p.Name}},
 		Spec: v1alpha1.AcmeOrderSpec{Account: a.Name, Profile: p.Name, IssuanceProfile: ipName, NotBefore: nb, NotAfter: na,
 			Replaces: req.Replaces},
@@ -68,12 +75,29 @@ func (r *RA) NewOrder(ctx context.Context, p *Profile, a *v1alpha1.AcmeAccount, 
 	if replacesSerial != "" {
 		o.Labels[v1alpha1.LabelReplaces] = replacesSerial
 	}
+	var azs []*v1alpha1.AcmeChallenge
 	for _, id := range ids {
 		o.Spec.Identifiers = append(o.Spec.Identifiers, v1alpha1.Identifier{Type: id.Type, Value: id.Value})
-		o.Status.Authorizations = append(o.Status.Authorizations, p.newAuthorization(id, expires))
+		az, err := p.newAuthorization(o, id, expires, key)
+		if err != nil {
+			return nil, err
+		}
+		azs = append(azs, az)
+		o.Status.Authorizations = append(o.Status.Authorizations, az.Name)
 	}
+	// The order first, so that its authorizations can name it as their owner
+	// (deleting an order deletes them); each authorization is one AcmeChallenge.
 	if err := r.store.Create(ctx, o); err != nil {
 		return nil, fmt.Errorf("create order: %w", err)
+	}
+	for _, az := range azs {
+		if o.UID != "" {
+			az.OwnerReferences = []metav1.OwnerReference{{APIVersion: v1alpha1.GroupVersion.String(), Kind: "AcmeOrder",
+				Name: o.Name, UID: o.UID}}
+		}
+		if err := r.store.Create(ctx, az); err != nil {
+			return nil, fmt.Errorf("create authorization: %w", err)
+		}
 	}
 	r.audit.Record(ctx, audit.OrderCreated, slog.String("account", a.Name), slog.String("order", o.Name),
 		slog.String("profile", p.Name), slog.String("issuanceProfile", ipName), slog.Any("identifiers", o.Spec.Identifiers))
@@ -126,21 +150,48 @@ func (r *RA) checkIdentifiers(p *Profile, allowed []string, in []acme.Identifier
 		Detail: "cannot issue for: " + strings.Join(details, "; "), Subproblems: subs}
 }
 
-// newAuthorization builds a pending authorization with the challenges the
-// identifier allows: wildcards only dns-01 (BR), ip no dns-01 (RFC 8738 §7).
-func (p *Profile) newAuthorization(id acme.Identifier, expires metav1.Time) v1alpha1.AcmeAuthorizationState {
-	az := v1alpha1.AcmeAuthorizationState{Status: acme.StatusPending, Expires: expires,
-		Identifier: v1alpha1.Identifier{Type: id.Type, Value: id.Value}}
+// newAuthorization builds a pending authorization (an AcmeChallenge) with
+// the challenges the identifier allows: wildcards only dns-01 (BR), ip no
+// dns-01 (RFC 8738 §7); each carries the data the client must deploy.
+func (p *Profile) newAuthorization(o *v1alpha1.AcmeOrder, id acme.Identifier, expires metav1.Time, key *jose.JSONWebKey) (*v1alpha1.AcmeChallenge, error) {
+	az := &v1alpha1.AcmeChallenge{
+		ObjectMeta: metav1.ObjectMeta{Namespace: o.Namespace, Name: acme.NewID(), Labels: map[string]string{
+			v1alpha1.LabelAccount: o.Spec.Account, v1alpha1.LabelOrder: o.Name, v1alpha1.LabelProfile: p.Name}},
+		Spec: v1alpha1.AcmeChallengeSpec{Account: o.Spec.Account, Order: o.Name, Profile: p.Name,
+			Identifier: v1alpha1.Identifier{Type: id.Type, Value: id.Value}},
+		Status: v1alpha1.AcmeChallengeStatus{Status: acme.StatusPending, Expires: expires},
+	}
 	if base, ok := strings.CutPrefix(id.Value, "*."); ok {
-		az.Identifier.Value, az.Wildcard = base, true
+		az.Spec.Identifier.Value, az.Spec.Wildcard = base, true
 	}
 	for _, t := range p.ChallengeTypes {
-		if (az.Wildcard && t != v1alpha1.ChallengeDNS01) || (id.Type == acme.IdentifierIP && t == v1alpha1.ChallengeDNS01) {
+		if (az.Spec.Wildcard && t != v1alpha1.ChallengeDNS01) || (id.Type == acme.IdentifierIP && t == v1alpha1.ChallengeDNS01) {
 			continue
 		}
-		az.Challenges = append(az.Challenges, v1alpha1.AcmeChallengeState{Type: t, Token: acme.NewToken(), Status: acme.StatusPending})
+		token := acme.NewToken()
+		keyAuth, err := acme.KeyAuthorization(token, key)
+		if err != nil {
+			return nil, err
+		}
+		az.Status.Challenges = append(az.Status.Challenges, v1alpha1.AcmeChallengeState{Type: t, Token: token,
+			Status: acme.StatusPending, Data: challengeData(t, az.Spec.Identifier.Value, token, keyAuth)})
 	}
-	return az
+	return az, nil
+}
+
+// challengeData is what a client deploys for a challenge (RFC 8555 §8.3,
+// §8.4; RFC 8737 §3).
+func challengeData(t v1alpha1.ChallengeType, name, token, keyAuth string) v1alpha1.ChallengeData {
+	switch t {
+	case v1alpha1.ChallengeHTTP01:
+		return v1alpha1.ChallengeData{Path: "/.well-known/acme-challenge/" + token, Content: keyAuth}
+	case v1alpha1.ChallengeDNS01:
+		return v1alpha1.ChallengeData{RecordName: "_acme-challenge." + name + ".", RecordValue: acme.DNS01Value(keyAuth)}
+	case v1alpha1.ChallengeTLSALPN01:
+		sum := sha256.Sum256([]byte(keyAuth))
+		return v1alpha1.ChallengeData{Digest: hex.EncodeToString(sum[:])}
+	}
+	return v1alpha1.ChallengeData{}
 }
 
 // parseValidity checks requested notBefore/notAfter against the issuance
@@ -195,65 +246,117 @@ func parseValidity(nbs, nas string, ip v1alpha1.IssuanceProfile, now time.Time) 
 
 // Order loads an order of account a with its state brought up to date.
 func (r *RA) Order(ctx context.Context, a *v1alpha1.AcmeAccount, id string) (*v1alpha1.AcmeOrder, error) {
+	o, _, err := r.order(ctx, a, id)
+	return o, err
+}
+
+// order loads an order of a with its authorizations, status derived.
+func (r *RA) order(ctx context.Context, a *v1alpha1.AcmeAccount, id string) (*v1alpha1.AcmeOrder, []*v1alpha1.AcmeChallenge, error) {
 	var o v1alpha1.AcmeOrder
-	if err := r.get(ctx, id, &o, "order"); err != nil {
-		return nil, err
+	if err := r.get(ctx, a.Namespace, id, &o, "order"); err != nil {
+		return nil, nil, err
 	}
 	if o.Spec.Account != a.Name {
-		return nil, notFound("order")
+		return nil, nil, notFound("order")
 	}
-	r.refresh(&o)
-	return &o, nil
+	azs, err := r.authorizations(ctx, &o)
+	if err != nil {
+		return nil, nil, err
+	}
+	r.refresh(&o, azs)
+	return &o, azs, nil
 }
 
-// refresh applies time-driven transitions (RFC 8555 §7.1.6): expired
-// authorizations and orders, and the pending → ready / invalid rules.
-// Reads never write; every write path calls refresh first.
-func (r *RA) refresh(o *v1alpha1.AcmeOrder) {
-	now := r.now()
-	for i := range o.Status.Authorizations {
-		az := &o.Status.Authorizations[i]
-		if (az.Status == acme.StatusPending || az.Status == acme.StatusValid) && now.After(az.Expires.Time) {
-			az.Status = acme.StatusExpired
-		}
+// authorizations loads an order's AcmeChallenges; one not (yet) visible is nil.
+func (r *RA) authorizations(ctx context.Context, o *v1alpha1.AcmeOrder) ([]*v1alpha1.AcmeChallenge, error) {
+	if o.Status.Status != acme.StatusPending {
+		return nil, nil // valid and invalid are stored: nothing to derive
 	}
-	switch o.Status.Status {
-	case acme.StatusPending, acme.StatusReady:
-		if now.After(o.Status.Expires.Time) {
+	out := make([]*v1alpha1.AcmeChallenge, len(o.Status.Authorizations))
+	for i, name := range o.Status.Authorizations {
+		var az v1alpha1.AcmeChallenge
+		if err := r.store.Get(ctx, o.Namespace, name, &az); err != nil {
+			if storage.IsNotFound(err) {
+				continue
+			}
+			return nil, fmt.Errorf("load authorization %s: %w", name, err)
+		}
+		r.expire(&az)
+		out[i] = &az
+	}
+	return out, nil
+}
+
+// expire applies an authorization's expiry (RFC 8555 §7.1.6).
+func (r *RA) expire(az *v1alpha1.AcmeChallenge) {
+	if (az.Status.Status == acme.StatusPending || az.Status.Status == acme.StatusValid) && r.now().After(az.Status.Expires.Time) {
+		az.Status.Status = acme.StatusExpired
+	}
+}
+
+// refresh derives the order's status (RFC 8555 §7.1.6): expiry, and
+// pending → ready / invalid from its authorizations. Only pending, valid and
+// invalid are stored; reads never write.
+func (r *RA) refresh(o *v1alpha1.AcmeOrder, azs []*v1alpha1.AcmeChallenge) {
+	if o.Status.Status != acme.StatusPending {
+		return
+	}
+	if r.now().After(o.Status.Expires.Time) {
+		o.Status.Status = acme.StatusInvalid
+		o.Status.Error = &v1alpha1.Problem{Type: string(acme.Malformed), Detail: "the order expired", Status: 403}
+		return
+	}
+	allValid := true
+	for _, az := range azs {
+		switch {
+		case az == nil || az.Status.Status == acme.StatusPending:
+			allValid = false
+		case az.Status.Status == acme.StatusValid:
+		default:
 			o.Status.Status = acme.StatusInvalid
-			o.Status.Error = &v1alpha1.Problem{Type: string(acme.Malformed), Detail: "the order expired", Status: 403}
+			o.Status.Error = authzProblem(az)
 			return
 		}
-		o.Status.Status = authzOrderStatus(o)
+	}
+	if allValid && len(azs) > 0 {
+		o.Status.Status = acme.StatusReady
 	}
 }
 
-// authzOrderStatus derives pending/ready/invalid from the authorizations.
-func authzOrderStatus(o *v1alpha1.AcmeOrder) string {
-	allValid := true
-	for _, az := range o.Status.Authorizations {
-		switch az.Status {
-		case acme.StatusValid:
-		case acme.StatusPending:
-			allValid = false
-		default:
-			if o.Status.Error == nil {
-				o.Status.Error = &v1alpha1.Problem{Type: string(acme.Unauthorized), Status: 403,
-					Detail: fmt.Sprintf("authorization for %s is %s", az.Identifier.Value, az.Status)}
-			}
-			return acme.StatusInvalid
+func authzProblem(az *v1alpha1.AcmeChallenge) *v1alpha1.Problem {
+	for _, c := range az.Status.Challenges {
+		if c.Error != nil {
+			return &v1alpha1.Problem{Type: c.Error.Type, Status: c.Error.Status,
+				Detail: fmt.Sprintf("authorization for %s is %s: %s", az.Spec.Identifier.Value, az.Status.Status, c.Error.Detail)}
 		}
 	}
-	if allValid {
-		return acme.StatusReady
+	return &v1alpha1.Problem{Type: string(acme.Unauthorized), Status: 403,
+		Detail: fmt.Sprintf("authorization for %s is %s", az.Spec.Identifier.Value, az.Status.Status)}
+}
+
+// failOrder stores a pending order as invalid with prob (one write on the
+// failure path, so that `kubectl get acmeorders` shows the outcome).
+func (r *RA) failOrder(ctx context.Context, ns, id string, prob *v1alpha1.Problem) {
+	err := retry(ctx, func() error {
+		var o v1alpha1.AcmeOrder
+		if err := r.get(ctx, ns, id, &o, "order"); err != nil {
+			return err
+		}
+		if o.Status.Status != acme.StatusPending {
+			return nil
+		}
+		o.Status.Status, o.Status.Error = acme.StatusInvalid, prob
+		return r.store.Update(ctx, &o)
+	})
+	if err != nil {
+		r.log.Error("record failed order", "order", id, "err", err)
 	}
-	return acme.StatusPending
 }
 
 // Orders lists the URLs-to-be (names) of a's orders that are not invalid (RFC 8555 §7.1.2.1).
 func (r *RA) Orders(ctx context.Context, a *v1alpha1.AcmeAccount) ([]string, error) {
 	var list v1alpha1.AcmeOrderList
-	if err := r.store.List(ctx, r.ns, &list, storage.ListOptions{Labels: map[string]string{v1alpha1.LabelAccount: a.Name}}); err != nil {
+	if err := r.store.List(ctx, a.Namespace, &list, storage.ListOptions{Labels: map[string]string{v1alpha1.LabelAccount: a.Name}}); err != nil {
 		return nil, err
 	}
 	sort.Slice(list.Items, func(i, j int) bool {
@@ -266,7 +369,11 @@ func (r *RA) Orders(ctx context.Context, a *v1alpha1.AcmeAccount) ([]string, err
 	var out []string
 	for i := range list.Items {
 		o := &list.Items[i]
-		r.refresh(o)
+		azs, err := r.authorizations(ctx, o)
+		if err != nil {
+			return nil, err
+		}
+		r.refresh(o, azs)
 		if o.Status.Status != acme.StatusInvalid {
 			out = append(out, o.Name)
 		}
@@ -274,87 +381,62 @@ func (r *RA) Orders(ctx context.Context, a *v1alpha1.AcmeAccount) ([]string, err
 	return out, nil
 }
 
-// SplitAuthzID splits "<order>-<n>" (authorization) IDs.
-func SplitAuthzID(id string) (order string, idx int, ok bool) {
+// ChallengeID names challenge i of authorization az: "<authz>-<i>".
+func ChallengeID(az string, i int) string { return fmt.Sprintf("%s-%d", az, i) }
+
+// SplitChallengeID splits a challenge ID.
+func SplitChallengeID(id string) (az string, idx int, ok bool) {
 	i := strings.LastIndexByte(id, '-')
-	if i <= 0 {
+	if i <= 0 || i == len(id)-1 || len(id)-i > 5 {
 		return "", 0, false
 	}
-	n, err := parseIndex(id[i+1:])
-	return id[:i], n, err == nil
-}
-
-// SplitChallengeID splits "<order>-<n>-<m>" challenge IDs.
-func SplitChallengeID(id string) (order string, az, ch int, ok bool) {
-	rest, ch, ok := SplitAuthzID(id)
-	if !ok {
-		return "", 0, 0, false
-	}
-	order, az, ok = SplitAuthzID(rest)
-	return order, az, ch, ok
-}
-
-func parseIndex(s string) (int, error) {
-	if s == "" || len(s) > 4 {
-		return 0, fmt.Errorf("bad index")
-	}
 	n := 0
-	for _, c := range s {
+	for _, c := range id[i+1:] {
 		if c < '0' || c > '9' {
-			return 0, fmt.Errorf("bad index")
+			return "", 0, false
 		}
 		n = n*10 + int(c-'0')
 	}
-	return n, nil
+	return id[:i], n, true
 }
 
-// AuthzID and ChallengeID name an order's authorization and challenge.
-func AuthzID(order string, i int) string        { return fmt.Sprintf("%s-%d", order, i) }
-func ChallengeID(order string, i, j int) string { return fmt.Sprintf("%s-%d-%d", order, i, j) }
-
-// Authorization loads the order holding authorization id, owned by a.
-func (r *RA) Authorization(ctx context.Context, a *v1alpha1.AcmeAccount, id string) (*v1alpha1.AcmeOrder, int, error) {
-	oid, idx, ok := SplitAuthzID(id)
-	if !ok {
-		return nil, 0, notFound("authorization")
+// Authorization loads authorization id of account a.
+func (r *RA) Authorization(ctx context.Context, a *v1alpha1.AcmeAccount, id string) (*v1alpha1.AcmeChallenge, error) {
+	var az v1alpha1.AcmeChallenge
+	if err := r.get(ctx, a.Namespace, id, &az, "authorization"); err != nil {
+		return nil, err
 	}
-	o, err := r.Order(ctx, a, oid)
-	if err != nil {
-		return nil, 0, notFound("authorization")
+	if az.Spec.Account != a.Name {
+		return nil, notFound("authorization")
 	}
-	if idx < 0 || idx >= len(o.Status.Authorizations) {
-		return nil, 0, notFound("authorization")
-	}
-	return o, idx, nil
+	r.expire(&az)
+	return &az, nil
 }
 
 // DeactivateAuthorization deactivates a pending or valid authorization
-// (RFC 8555 §7.5.2; pending is accepted too, as Boulder and Pebble do).
-func (r *RA) DeactivateAuthorization(ctx context.Context, a *v1alpha1.AcmeAccount, id string) (*v1alpha1.AcmeOrder, int, error) {
-	var out *v1alpha1.AcmeOrder
-	var idx int
+// (RFC 8555 §7.5.2; pending is accepted too, as Boulder and Pebble do); its
+// order, if still pending, becomes invalid.
+func (r *RA) DeactivateAuthorization(ctx context.Context, a *v1alpha1.AcmeAccount, id string) (*v1alpha1.AcmeChallenge, error) {
+	var out *v1alpha1.AcmeChallenge
 	err := retry(ctx, func() error {
-		o, i, err := r.Authorization(ctx, a, id)
+		az, err := r.Authorization(ctx, a, id)
 		if err != nil {
 			return err
 		}
-		az := &o.Status.Authorizations[i]
-		if az.Status != acme.StatusPending && az.Status != acme.StatusValid {
-			return acme.MalformedProblem("authorization is %s and cannot be deactivated", az.Status)
+		if az.Status.Status != acme.StatusPending && az.Status.Status != acme.StatusValid {
+			return acme.MalformedProblem("authorization is %s and cannot be deactivated", az.Status.Status)
 		}
-		az.Status = acme.StatusDeactivated
-		if o.Status.Status == acme.StatusPending || o.Status.Status == acme.StatusReady {
-			o.Status.Status = authzOrderStatus(o)
-		}
-		if err := r.store.Update(ctx, o); err != nil {
+		az.Status.Status = acme.StatusDeactivated
+		if err := r.store.Update(ctx, az); err != nil {
 			return err
 		}
-		out, idx = o, i
+		out = az
 		return nil
 	})
 	if err != nil {
-		return nil, 0, err
+		return nil, err
 	}
+	r.failOrder(ctx, a.Namespace, out.Spec.Order, authzProblem(out))
 	r.audit.Record(ctx, audit.AuthzDeactivated, slog.String("account", a.Name), slog.String("authorization", id))
-	return out, idx, nil
+	return out, nil
 }

@@ -32,7 +32,9 @@ type Options struct {
 	Secrets   SecretReader
 	Audit     *audit.Logger
 	Log       *slog.Logger
-	// Namespace the state objects live in.
+	// Namespace accounts registered over ACME are stored in; every other
+	// object lives in its account's namespace (a pre-registered AcmeAccount
+	// keeps its own).
 	Namespace string
 	// MaxConcurrentValidations bounds validation work. Default 64.
 	MaxConcurrentValidations int
@@ -47,23 +49,23 @@ type Options struct {
 
 // RA implements the ACME use cases.
 type RA struct {
-	store     storage.Store
-	va        va.Validator
-	secrets   SecretReader
-	audit     *audit.Logger
-	log       *slog.Logger
-	ns        string
-	syncWait  time.Duration
-	now       func() time.Time
-	config    atomic.Pointer[Config]
-	sem       chan struct{}
-	wg        sync.WaitGroup
-	baseCtx   context.Context
-	cancel    context.CancelFunc
-	keyLocks  keyedMutex
-	waitersMu sync.Mutex
-	waiters   map[string][]chan struct{}
-	metrics   *metrics.Metrics
+	store    storage.Store
+	va       va.Validator
+	secrets  SecretReader
+	audit    *audit.Logger
+	log      *slog.Logger
+	ns       string
+	syncWait time.Duration
+	now      func() time.Time
+	config   atomic.Pointer[Config]
+	sem      chan struct{}
+	wg       sync.WaitGroup
+	baseCtx  context.Context
+	cancel   context.CancelFunc
+	keyLocks keyedMutex
+	jobsMu   sync.Mutex
+	jobs     map[string]*validationJob
+	metrics  *metrics.Metrics
 }
 
 // New returns an RA serving cfg.
@@ -87,7 +89,7 @@ func New(cfg *Config, o Options) *RA {
 	r := &RA{
 		store: o.Store, va: o.Validator, secrets: o.Secrets, audit: o.Audit, log: o.Log, ns: o.Namespace,
 		syncWait: o.SyncWait, now: o.Now, sem: make(chan struct{}, o.MaxConcurrentValidations),
-		baseCtx: ctx, cancel: cancel, waiters: map[string][]chan struct{}{}, metrics: o.Metrics,
+		baseCtx: ctx, cancel: cancel, jobs: map[string]*validationJob{}, metrics: o.Metrics,
 	}
 	r.config.Store(cfg)
 	return r
@@ -117,8 +119,8 @@ func (r *RA) nowUTC() time.Time { return r.now().UTC().Truncate(time.Second) }
 func notFound(kind string) *acme.Problem { return acme.NotFoundProblem("%s does not exist", kind) }
 
 // get loads an object, mapping not-found to a 404 problem.
-func (r *RA) get(ctx context.Context, name string, obj storage.Object, kind string) error {
-	if err := r.store.Get(ctx, r.ns, name, obj); err != nil {
+func (r *RA) get(ctx context.Context, ns, name string, obj storage.Object, kind string) error {
+	if err := r.store.Get(ctx, ns, name, obj); err != nil {
 		if storage.IsNotFound(err) {
 			return notFound(kind)
 		}
@@ -138,49 +140,6 @@ func retry(ctx context.Context, fn func() error) error {
 			return ctx.Err()
 		}
 	}
-}
-
-// wait blocks until notify(key) or d elapses.
-func (r *RA) wait(ctx context.Context, key string, d time.Duration, ready func() bool) {
-	ch := make(chan struct{})
-	r.waitersMu.Lock()
-	r.waiters[key] = append(r.waiters[key], ch)
-	r.waitersMu.Unlock()
-	defer r.dropWaiter(key, ch)
-	if ready() {
-		return
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ch:
-	case <-t.C:
-	case <-ctx.Done():
-	}
-}
-
-func (r *RA) dropWaiter(key string, ch chan struct{}) {
-	r.waitersMu.Lock()
-	defer r.waitersMu.Unlock()
-	ws := r.waiters[key]
-	for i, w := range ws {
-		if w == ch {
-			r.waiters[key] = append(ws[:i], ws[i+1:]...)
-			break
-		}
-	}
-	if len(r.waiters[key]) == 0 {
-		delete(r.waiters, key)
-	}
-}
-
-func (r *RA) notify(key string) {
-	r.waitersMu.Lock()
-	defer r.waitersMu.Unlock()
-	for _, ch := range r.waiters[key] {
-		close(ch)
-	}
-	delete(r.waiters, key)
 }
 
 // keyedMutex serialises work per key (account creation per key thumbprint).

@@ -135,11 +135,6 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 	}
 	authority := ra.New(cfg, ra.Options{Store: store, Validator: va.New(), Secrets: m.Secrets, Audit: audit.New(o.Log),
 		Log: o.Log, Namespace: Namespace, Metrics: o.Metrics, Now: o.Now})
-	if n, err := authority.ResumeIssuance(ctx); err != nil {
-		o.Log.Error("resume issuance", "err", err)
-	} else if n > 0 {
-		o.Log.Info("settled orders left processing by the previous run", "orders", n)
-	}
 	if n, err := authority.ResumeValidations(ctx); err != nil {
 		o.Log.Error("resume validations", "err", err)
 	} else if n > 0 {

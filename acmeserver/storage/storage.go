@@ -38,6 +38,9 @@ type ObjectList interface {
 	runtime.Object
 }
 
+// AllNamespaces as List's namespace lists every namespace.
+const AllNamespaces = ""
+
 // ListOptions filter List.
 type ListOptions struct {
 	// Labels that must all match exactly.
@@ -46,9 +49,12 @@ type ListOptions struct {
 
 // Reader reads objects.
 type Reader interface {
-	// Get fills obj with the object called name in namespace.
+	// Get fills obj with the object called name in namespace; with
+	// AllNamespaces, in whichever namespace holds it (the server's names
+	// derive from random IDs and are unique across namespaces).
 	Get(ctx context.Context, namespace, name string, obj Object) error
-	// List fills list with the objects of its kind in namespace matching opts.
+	// List fills list with the objects of its kind in namespace (or in
+	// AllNamespaces) matching opts.
 	List(ctx context.Context, namespace string, list ObjectList, opts ListOptions) error
 }
 
@@ -102,6 +108,19 @@ func NewObject(kind string) (Object, error) {
 		return nil, fmt.Errorf("storage: %s is not an object", kind)
 	}
 	return obj, nil
+}
+
+// NewList returns an empty list of kind.
+func NewList(kind string) (ObjectList, error) {
+	o, err := Scheme.New(v1alpha1.GroupVersion.WithKind(kind + "List"))
+	if err != nil {
+		return nil, err
+	}
+	list, ok := o.(ObjectList)
+	if !ok {
+		return nil, fmt.Errorf("storage: %sList is not a list", kind)
+	}
+	return list, nil
 }
 
 // IsNotFound reports a (wrapped) ErrNotFound.

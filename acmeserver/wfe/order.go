@@ -30,8 +30,8 @@ func (w *WFE) orderJSON(p *ra.Profile, o *v1alpha1.AcmeOrder) acme.Order {
 	for _, id := range o.Spec.Identifiers {
 		out.Identifiers = append(out.Identifiers, acme.Identifier{Type: id.Type, Value: id.Value})
 	}
-	for i := range o.Status.Authorizations {
-		out.Authorizations = append(out.Authorizations, w.authzURL(p, ra.AuthzID(o.Name, i)))
+	for _, az := range o.Status.Authorizations {
+		out.Authorizations = append(out.Authorizations, w.authzURL(p, az))
 	}
 	if o.Spec.NotBefore != nil {
 		out.NotBefore = rfc3339(o.Spec.NotBefore.Time)
@@ -45,9 +45,9 @@ func (w *WFE) orderJSON(p *ra.Profile, o *v1alpha1.AcmeOrder) acme.Order {
 	return out
 }
 
-func (w *WFE) challengeJSON(p *ra.Profile, o *v1alpha1.AcmeOrder, ai, ci int) *acme.Challenge {
-	c := o.Status.Authorizations[ai].Challenges[ci]
-	out := &acme.Challenge{Type: string(c.Type), URL: w.challURL(p, ra.ChallengeID(o.Name, ai, ci)), Status: c.Status,
+func (w *WFE) challengeJSON(p *ra.Profile, az *v1alpha1.AcmeChallenge, ci int) *acme.Challenge {
+	c := az.Status.Challenges[ci]
+	out := &acme.Challenge{Type: string(c.Type), URL: w.challURL(p, ra.ChallengeID(az.Name, ci)), Status: c.Status,
 		Token: c.Token, Error: problemOf(c.Error)}
 	if c.Validated != nil {
 		out.Validated = rfc3339(c.Validated.Time)
@@ -55,12 +55,11 @@ func (w *WFE) challengeJSON(p *ra.Profile, o *v1alpha1.AcmeOrder, ai, ci int) *a
 	return out
 }
 
-func (w *WFE) authzJSON(p *ra.Profile, o *v1alpha1.AcmeOrder, ai int) acme.Authorization {
-	az := o.Status.Authorizations[ai]
-	out := acme.Authorization{Identifier: acme.Identifier{Type: az.Identifier.Type, Value: az.Identifier.Value},
-		Status: az.Status, Expires: rfc3339(az.Expires.Time), Wildcard: az.Wildcard, Challenges: []*acme.Challenge{}}
-	for ci := range az.Challenges {
-		out.Challenges = append(out.Challenges, w.challengeJSON(p, o, ai, ci))
+func (w *WFE) authzJSON(p *ra.Profile, az *v1alpha1.AcmeChallenge) acme.Authorization {
+	out := acme.Authorization{Identifier: acme.Identifier{Type: az.Spec.Identifier.Type, Value: az.Spec.Identifier.Value},
+		Status: az.Status.Status, Expires: rfc3339(az.Status.Expires.Time), Wildcard: az.Spec.Wildcard, Challenges: []*acme.Challenge{}}
+	for ci := range az.Status.Challenges {
+		out.Challenges = append(out.Challenges, w.challengeJSON(p, az, ci))
 	}
 	return out
 }
@@ -138,10 +137,9 @@ func (w *WFE) authorization(ctx context.Context, rw http.ResponseWriter, r *http
 		return err
 	}
 	id := r.PathValue("id")
-	var o *v1alpha1.AcmeOrder
-	var ai int
+	var az *v1alpha1.AcmeChallenge
 	if req.postAsGet {
-		o, ai, err = w.ra.Authorization(ctx, req.account, id)
+		az, err = w.ra.Authorization(ctx, req.account, id)
 	} else {
 		var upd struct {
 			Status string `json:"status"`
@@ -152,17 +150,17 @@ func (w *WFE) authorization(ctx context.Context, rw http.ResponseWriter, r *http
 		if upd.Status != acme.StatusDeactivated {
 			return acme.MalformedProblem("an authorization can only be updated to status %q", acme.StatusDeactivated)
 		}
-		o, ai, err = w.ra.DeactivateAuthorization(ctx, req.account, id)
+		az, err = w.ra.DeactivateAuthorization(ctx, req.account, id)
 	}
 	if err != nil {
 		return err
 	}
-	for _, c := range o.Status.Authorizations[ai].Challenges {
+	for _, c := range az.Status.Challenges {
 		if c.Status == acme.StatusProcessing {
 			rw.Header().Set("Retry-After", retryAfter)
 		}
 	}
-	w.writeJSON(rw, http.StatusOK, w.authzJSON(p, o, ai))
+	w.writeJSON(rw, http.StatusOK, w.authzJSON(p, az))
 	return nil
 }
 
@@ -173,22 +171,22 @@ func (w *WFE) challenge(ctx context.Context, rw http.ResponseWriter, r *http.Req
 		return err
 	}
 	id := r.PathValue("id")
-	var o *v1alpha1.AcmeOrder
-	var ai, ci int
+	var az *v1alpha1.AcmeChallenge
+	var ci int
 	if req.postAsGet {
-		o, ai, ci, err = w.ra.Challenge(ctx, req.account, id)
+		az, ci, err = w.ra.Challenge(ctx, req.account, id)
 	} else {
 		var obj map[string]json.RawMessage
 		if err := json.Unmarshal(req.payload, &obj); err != nil || obj == nil {
 			return acme.MalformedProblem("a challenge response must be a JSON object")
 		}
-		o, ai, ci, err = w.ra.RespondChallenge(ctx, p, req.account, id)
+		az, ci, err = w.ra.RespondChallenge(ctx, p, req.account, id)
 	}
 	if err != nil {
 		return err
 	}
-	rw.Header().Add("Link", link(w.authzURL(p, ra.AuthzID(o.Name, ai)), "up"))
-	c := w.challengeJSON(p, o, ai, ci)
+	rw.Header().Add("Link", link(w.authzURL(p, az.Name), "up"))
+	c := w.challengeJSON(p, az, ci)
 	if c.Status == acme.StatusProcessing {
 		rw.Header().Set("Retry-After", retryAfter)
 	}

@@ -209,6 +209,15 @@ type AcmeProfileSpec struct {
 	// +optional
 	ExternalAccountBinding *ExternalAccountBindingPolicy `json:"externalAccountBinding,omitempty"`
 
+	// AccountNamespace is where accounts registered over ACME without a
+	// pre-registration are stored, with their orders, challenges and
+	// certificates. Default: the server's namespace. An account bound to a
+	// pre-registered AcmeAccount keeps that AcmeAccount's namespace.
+	// +optional
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	AccountNamespace string `json:"accountNamespace,omitempty"`
+
 	// Identifiers policy: which names and addresses may be ordered.
 	// +optional
 	Identifiers IdentifierPolicy `json:"identifiers,omitempty"`

@@ -138,6 +138,26 @@ type AcmeOrderSpec struct {
 	Replaces string `json:"replaces,omitempty"`
 }
 
+// ChallengeData is what a client must deploy for a challenge, prepared by
+// the server when the order is created (RFC 8555 §8.3, §8.4; RFC 8737 §3).
+type ChallengeData struct {
+	// Path the http-01 file is fetched from on port 80.
+	// +optional
+	Path string `json:"path,omitempty"`
+	// Content of the http-01 file: the key authorization.
+	// +optional
+	Content string `json:"content,omitempty"`
+	// RecordName of the dns-01 TXT record.
+	// +optional
+	RecordName string `json:"recordName,omitempty"`
+	// RecordValue of the dns-01 TXT record: base64url(SHA-256(key authorization)).
+	// +optional
+	RecordValue string `json:"recordValue,omitempty"`
+	// Digest is the tls-alpn-01 acmeIdentifier extension value: hex SHA-256 of the key authorization.
+	// +optional
+	Digest string `json:"digest,omitempty"`
+}
+
 // AcmeChallengeState is one challenge of an authorization as the client sees it.
 type AcmeChallengeState struct {
 	// Type of the challenge.
@@ -146,6 +166,8 @@ type AcmeChallengeState struct {
 	Token string `json:"token"`
 	// Status: pending, processing, valid or invalid.
 	Status string `json:"status"`
+	// Data the client must deploy.
+	Data ChallengeData `json:"data"`
 	// Validated is when it became valid.
 	// +optional
 	Validated *metav1.Time `json:"validated,omitempty"`
@@ -154,31 +176,17 @@ type AcmeChallengeState struct {
 	Error *Problem `json:"error,omitempty"`
 }
 
-// AcmeAuthorizationState is one authorization of an order. Authorizations
-// live inside their order: an order is created, validated and finalized with
-// one write per step.
-type AcmeAuthorizationState struct {
-	// Identifier being authorized (without "*." for wildcards).
-	Identifier Identifier `json:"identifier"`
-	// Wildcard is true when the order asked for "*." + identifier.
-	// +optional
-	Wildcard bool `json:"wildcard,omitempty"`
-	// Status: pending, valid, invalid, deactivated, expired or revoked.
-	Status string `json:"status"`
-	// Expires is when the authorization stops being usable.
-	Expires metav1.Time `json:"expires"`
-	// Challenges offered.
-	Challenges []AcmeChallengeState `json:"challenges"`
-}
-
 // AcmeOrderStatus is the server-owned state of an order.
 type AcmeOrderStatus struct {
-	// Status: pending, ready, processing, valid or invalid (RFC 8555 §7.1.6).
+	// Status as stored: pending, valid or invalid. "ready" is not written:
+	// the server derives it from the order's AcmeChallenges (RFC 8555 §7.1.6),
+	// which saves one API write per issuance.
 	Status string `json:"status"`
 	// Expires is when the order stops being usable.
 	Expires metav1.Time `json:"expires"`
-	// Authorizations of the order, one per identifier.
-	Authorizations []AcmeAuthorizationState `json:"authorizations"`
+	// Authorizations of the order, one per identifier: the names of their
+	// AcmeChallenge objects (the ACME authorization IDs).
+	Authorizations []string `json:"authorizations"`
 	// Certificate is the name (serial) of the issued AcmeCertificate.
 	// +optional
 	Certificate string `json:"certificate,omitempty"`
@@ -234,48 +242,45 @@ type ValidationRecord struct {
 	Resolver string `json:"resolver,omitempty"`
 }
 
-// AcmeChallengeSpec is one validation attempt requested by a client.
+// AcmeChallengeSpec names the identifier an authorization is for.
 type AcmeChallengeSpec struct {
-	// Account whose key authorizes the challenge.
+	// Account whose key authorizes the challenges.
 	Account string `json:"account"`
-	// Order the challenge belongs to.
+	// Order the authorization belongs to.
 	Order string `json:"order"`
 	// Profile (AcmeProfile) whose validation settings apply.
 	Profile string `json:"profile"`
-	// Authorization index within the order.
-	Authorization int `json:"authorization"`
-	// Identifier to validate.
+	// Identifier to validate (without "*." for wildcards).
 	Identifier Identifier `json:"identifier"`
-	// Type of challenge.
-	Type ChallengeType `json:"type"`
-	// Token of the challenge.
-	Token string `json:"token"`
-	// KeyAuthorization expected (token + "." + account key thumbprint; not secret).
-	KeyAuthorization string `json:"keyAuthorization"`
+	// Wildcard is true when the order asked for "*." + identifier.
+	// +optional
+	Wildcard bool `json:"wildcard,omitempty"`
 }
 
-// AcmeChallengeStatus is the outcome of the validation.
+// AcmeChallengeStatus is the authorization's state and its challenges.
 type AcmeChallengeStatus struct {
-	// Status: processing, valid or invalid.
+	// Status of the authorization: pending, valid, invalid, deactivated, expired or revoked.
 	Status string `json:"status"`
-	// Records of what was queried and fetched.
+	// Expires is when the authorization stops being usable.
+	Expires metav1.Time `json:"expires"`
+	// Challenges offered, each with the data a client must deploy.
+	Challenges []AcmeChallengeState `json:"challenges"`
+	// Records of what the validator queried and fetched.
 	// +optional
 	Records []ValidationRecord `json:"records,omitempty"`
-	// Error when invalid.
-	// +optional
-	Error *Problem `json:"error,omitempty"`
-	// Finished is when the validation ended.
-	// +optional
-	Finished *metav1.Time `json:"finished,omitempty"`
 }
 
-// AcmeChallenge is a validation request: created when a client responds to a
-// challenge, consumed by the validator, kept as the record of what was seen.
+// AcmeChallenge is one ACME authorization (RFC 8555 §7.1.4) with all of its
+// challenges: created with the order, one per identifier, so that
+// `kubectl get acmechallenges` shows what a client must deploy before it
+// responds. Its name is the authorization ID.
 // +kubebuilder:object:root=true
 // +kubebuilder:resource:shortName=achal,categories=acme
-// +kubebuilder:printcolumn:name="Type",type=string,JSONPath=`.spec.type`
 // +kubebuilder:printcolumn:name="Identifier",type=string,JSONPath=`.spec.identifier.value`
+// +kubebuilder:printcolumn:name="Wildcard",type=boolean,JSONPath=`.spec.wildcard`,priority=1
 // +kubebuilder:printcolumn:name="Status",type=string,JSONPath=`.status.status`
+// +kubebuilder:printcolumn:name="Order",type=string,JSONPath=`.spec.order`
+// +kubebuilder:printcolumn:name="Expires",type=date,JSONPath=`.status.expires`
 type AcmeChallenge struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`

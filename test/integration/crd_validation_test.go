@@ -64,7 +64,7 @@ func TestCRDValidation(t *testing.T) {
 			`AcmeAccount.acme.kacme.io "eab" is invalid: spec.externalAccountBinding.keyID: Invalid value: "": spec.externalAccountBinding.keyID in body should be at least 1 chars long`},
 		{"order identifier type", &v1alpha1.AcmeOrder{ObjectMeta: nsMeta("o"), Spec: v1alpha1.AcmeOrderSpec{Account: "a", Profile: "ok",
 			Identifiers: []v1alpha1.Identifier{{Type: "email", Value: "a@b"}}},
-			Status: v1alpha1.AcmeOrderStatus{Status: "pending", Expires: metav1.Now(), Authorizations: []v1alpha1.AcmeAuthorizationState{}}},
+			Status: v1alpha1.AcmeOrderStatus{Status: "pending", Expires: metav1.Now(), Authorizations: []string{}}},
 			`AcmeOrder.acme.kacme.io "o" is invalid: spec.identifiers[0].type: Unsupported value: "email": supported values: "dns", "ip"`},
 	}
 	for _, tc := range tests {

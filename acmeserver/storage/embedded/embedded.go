@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"reflect"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -28,6 +29,17 @@ var (
 	bucketMeta   = []byte("meta")
 	bucketLabels = []byte("labels")
 	sep          = []byte{0}
+	// indexVersion in the meta bucket; an older index is rebuilt on Open.
+	indexVersionKey = []byte("index-version")
+	indexVersion    = []byte("2")
+)
+
+// The label index holds each label of an object twice: under its namespace,
+// and under anyNS with "namespace/name" as the entry, for lookups in every
+// namespace; anyNS also indexes every object by name.
+const (
+	anyNS     = "\x01"
+	nameLabel = "\x01name"
 )
 
 // Store is a bbolt-backed storage.Store.
@@ -59,7 +71,10 @@ func Open(path string) (*Store, error) {
 				return err
 			}
 		}
-		return nil
+		if bytes.Equal(tx.Bucket(bucketMeta).Get(indexVersionKey), indexVersion) {
+			return nil
+		}
+		return rebuildIndex(tx)
 	})
 	if err != nil {
 		_ = db.Close()
@@ -148,6 +163,65 @@ func labelPrefix(kind, ns, k, v string) []byte {
 
 func bucketName(kind string) []byte { return []byte("objects/" + kind) }
 
+// indexKeys are the label index entries of an object.
+func indexKeys(kind, ns, name string, labels map[string]string) [][]byte {
+	keys := [][]byte{labelKey(kind, anyNS, nameLabel, name, ns+"/"+name)}
+	for k, v := range labels {
+		keys = append(keys, labelKey(kind, ns, k, v, name), labelKey(kind, anyNS, k, v, ns+"/"+name))
+	}
+	return keys
+}
+
+// rebuildIndex recreates the label index from the stored objects (a store
+// written by an older version).
+func rebuildIndex(tx *bolt.Tx) error {
+	if err := tx.DeleteBucket(bucketLabels); err != nil {
+		return err
+	}
+	lb, err := tx.CreateBucket(bucketLabels)
+	if err != nil {
+		return err
+	}
+	err = tx.ForEach(func(bn []byte, b *bolt.Bucket) error {
+		kind, ok := bytes.CutPrefix(bn, []byte("objects/"))
+		if !ok {
+			return nil
+		}
+		return b.ForEach(func(_, v []byte) error {
+			var m metav1.PartialObjectMetadata
+			if err := json.Unmarshal(v, &m); err != nil {
+				return fmt.Errorf("decode stored object: %w", err)
+			}
+			for _, k := range indexKeys(string(kind), m.Namespace, m.Name, m.Labels) {
+				if err := lb.Put(k, nil); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		return err
+	}
+	return tx.Bucket(bucketMeta).Put(indexVersionKey, indexVersion)
+}
+
+// scan calls fn with the namespace and name of each index entry under prefix.
+func scanIndex(tx *bolt.Tx, prefix []byte, ns string, fn func(ns, name string) error) error {
+	c := tx.Bucket(bucketLabels).Cursor()
+	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+		entry := string(k[len(prefix):])
+		objNS, name := ns, entry
+		if ns == storage.AllNamespaces {
+			objNS, name, _ = strings.Cut(entry, "/")
+		}
+		if err := fn(objNS, name); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // Get implements storage.Reader.
 func (s *Store) Get(_ context.Context, ns, name string, obj storage.Object) error {
 	kind, err := storage.KindOf(obj)
@@ -157,7 +231,13 @@ func (s *Store) Get(_ context.Context, ns, name string, obj storage.Object) erro
 	return s.db.View(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketName(kind))
 		var v []byte
-		if b != nil {
+		if b != nil && ns == storage.AllNamespaces {
+			// Names derive from random IDs: at most one namespace has it.
+			_ = scanIndex(tx, labelPrefix(kind, anyNS, nameLabel, name), ns, func(objNS, n string) error {
+				v = b.Get(objKey(objNS, n))
+				return nil
+			})
+		} else if b != nil {
 			v = b.Get(objKey(ns, name))
 		}
 		if v == nil {
@@ -204,7 +284,10 @@ func (s *Store) List(_ context.Context, ns string, list storage.ObjectList, opts
 		}
 		if len(opts.Labels) == 0 {
 			c := b.Cursor()
-			prefix := []byte(ns + "/")
+			var prefix []byte
+			if ns != storage.AllNamespaces {
+				prefix = []byte(ns + "/")
+			}
 			for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
 				if err := add(v); err != nil {
 					return err
@@ -217,17 +300,16 @@ func (s *Store) List(_ context.Context, ns string, list storage.ObjectList, opts
 		for lk, lv = range opts.Labels {
 			break
 		}
-		prefix := labelPrefix(kind, ns, lk, lv)
-		c := tx.Bucket(bucketLabels).Cursor()
-		for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
-			name := string(k[len(prefix):])
-			if v := b.Get(objKey(ns, name)); v != nil {
-				if err := add(v); err != nil {
-					return err
-				}
-			}
+		idxNS := ns
+		if ns == storage.AllNamespaces {
+			idxNS = anyNS
 		}
-		return nil
+		return scanIndex(tx, labelPrefix(kind, idxNS, lk, lv), ns, func(objNS, name string) error {
+			if v := b.Get(objKey(objNS, name)); v != nil {
+				return add(v)
+			}
+			return nil
+		})
 	})
 	if err != nil {
 		return err
@@ -301,13 +383,15 @@ func put(tx *bolt.Tx, b *bolt.Bucket, kind string, obj storage.Object, rv uint64
 	}
 	ns, name := cp.GetNamespace(), cp.GetName()
 	lb := tx.Bucket(bucketLabels)
-	for k, v := range old {
-		if err := lb.Delete(labelKey(kind, ns, k, v, name)); err != nil {
-			return err
+	if !create {
+		for _, k := range indexKeys(kind, ns, name, old) {
+			if err := lb.Delete(k); err != nil {
+				return err
+			}
 		}
 	}
-	for k, v := range cp.GetLabels() {
-		if err := lb.Put(labelKey(kind, ns, k, v, name), nil); err != nil {
+	for _, k := range indexKeys(kind, ns, name, cp.GetLabels()) {
+		if err := lb.Put(k, nil); err != nil {
 			return err
 		}
 	}
@@ -384,8 +468,8 @@ func (s *Store) Delete(_ context.Context, obj storage.Object) error {
 			return err
 		}
 		lb := tx.Bucket(bucketLabels)
-		for k, v := range old {
-			if err := lb.Delete(labelKey(kind, obj.GetNamespace(), k, v, obj.GetName())); err != nil {
+		for _, k := range indexKeys(kind, obj.GetNamespace(), obj.GetName(), old) {
+			if err := lb.Delete(k); err != nil {
 				return err
 			}
 		}

@@ -22,10 +22,17 @@ var stateKinds = []storage.Object{&v1alpha1.AcmeAccount{}, &v1alpha1.AcmeOrder{}
 
 func indexName(label string) string { return "label:" + label }
 
+// nameIndex indexes objects by name for lookups in every namespace.
+const nameIndex = "name"
+
 // RegisterIndexes adds the label indexes to a cache before it starts; a Store
 // built with WithIndexes then lists through them.
 func RegisterIndexes(ctx context.Context, indexer client.FieldIndexer) error {
 	for _, obj := range stateKinds {
+		err := indexer.IndexField(ctx, obj, nameIndex, func(o client.Object) []string { return []string{o.GetName()} })
+		if err != nil {
+			return fmt.Errorf("index %T by name: %w", obj, err)
+		}
 		for _, label := range IndexedLabels {
 			label := label
 			err := indexer.IndexField(ctx, obj, indexName(label), func(o client.Object) []string {
@@ -54,7 +61,10 @@ func (s *Store) WithIndexes() *Store {
 // listOptions picks one indexed label for the cache lookup; the rest of the
 // labels are matched on the results.
 func (s *Store) listOptions(ns string, labels map[string]string) []client.ListOption {
-	opts := []client.ListOption{client.InNamespace(ns)}
+	var opts []client.ListOption
+	if ns != storage.AllNamespaces {
+		opts = append(opts, client.InNamespace(ns))
+	}
 	for _, l := range IndexedLabels {
 		if v, ok := labels[l]; ok && s.indexed[l] {
 			return append(opts, client.MatchingFields{indexName(l): v})

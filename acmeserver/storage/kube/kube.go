@@ -62,6 +62,9 @@ func (s *Store) Get(ctx context.Context, ns, name string, obj storage.Object) er
 	if err != nil {
 		return err
 	}
+	if ns == storage.AllNamespaces {
+		return s.getAnyNamespace(ctx, kind, name, obj)
+	}
 	cached, err := storage.NewObject(kind)
 	if err != nil {
 		return err
@@ -88,6 +91,42 @@ func (s *Store) Get(ctx context.Context, ns, name string, obj storage.Object) er
 	return nil
 }
 
+// getAnyNamespace finds the object called name in whichever namespace holds
+// it (names derive from random IDs, so at most one does) through the name
+// index, or among this process's own recent writes.
+func (s *Store) getAnyNamespace(ctx context.Context, kind, name string, obj storage.Object) error {
+	list, err := storage.NewList(kind)
+	if err != nil {
+		return err
+	}
+	var opts []client.ListOption
+	if s.indexed != nil {
+		opts = append(opts, client.MatchingFields{nameIndex: name})
+	}
+	if err := s.reader.List(ctx, list, opts...); err != nil {
+		return fmt.Errorf("get %s %s in any namespace: %w", kind, name, err)
+	}
+	all, err := meta.ExtractList(list)
+	if err != nil {
+		return err
+	}
+	var items []runtime.Object
+	for _, it := range all {
+		if it.(storage.Object).GetName() == name {
+			items = append(items, it)
+		}
+	}
+	ns := ""
+	if len(items) > 0 {
+		ns = items[0].(storage.Object).GetNamespace()
+	} else if e := s.overlay.find(kind, name); e != nil {
+		ns = e.ns
+	} else {
+		return mapErr(apierrors.NewNotFound(schemaGR(kind), name), kind, "*", name)
+	}
+	return s.Get(ctx, ns, name, obj)
+}
+
 // List implements storage.Reader.
 func (s *Store) List(ctx context.Context, ns string, list storage.ObjectList, opts storage.ListOptions) error {
 	kind, err := storage.KindOf(list)
@@ -105,11 +144,11 @@ func (s *Store) List(ctx context.Context, ns string, list storage.ObjectList, op
 	var out []runtime.Object
 	for _, it := range items {
 		o := it.(storage.Object)
-		seen[o.GetName()] = true
+		seen[o.GetNamespace()+"/"+o.GetName()] = true
 		if !matches(o.GetLabels(), opts.Labels) {
 			continue // an index matched one label; the others are checked here
 		}
-		if e, ok := s.overlay.get(key(kind, ns, o.GetName()), o.GetResourceVersion()); ok {
+		if e, ok := s.overlay.get(key(kind, o.GetNamespace(), o.GetName()), o.GetResourceVersion()); ok {
 			if e.deleted || !matches(e.obj.GetLabels(), opts.Labels) {
 				continue
 			}
@@ -120,7 +159,7 @@ func (s *Store) List(ctx context.Context, ns string, list storage.ObjectList, op
 	}
 	// Objects this process created that the cache has not seen yet.
 	for _, e := range s.overlay.pending(kind, ns) {
-		if !seen[e.obj.GetName()] && !e.deleted && matches(e.obj.GetLabels(), opts.Labels) {
+		if !seen[e.ns+"/"+e.obj.GetName()] && !e.deleted && matches(e.obj.GetLabels(), opts.Labels) {
 			out = append(out, e.obj.DeepCopyObject())
 		}
 	}
@@ -251,7 +290,19 @@ func (o *overlay) get(k, cachedRV string) (*entry, bool) {
 	return e, true
 }
 
-// pending lists live entries of a kind and namespace.
+// find returns a live entry of kind called name in any namespace.
+func (o *overlay) find(kind, name string) *entry {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for _, e := range o.entries {
+		if e.kind == kind && e.obj.GetName() == name && time.Since(e.at) <= o.ttl && !e.deleted {
+			return e
+		}
+	}
+	return nil
+}
+
+// pending lists live entries of a kind and namespace (or all namespaces).
 func (o *overlay) pending(kind, ns string) []*entry {
 	o.mu.Lock()
 	defer o.mu.Unlock()
@@ -261,7 +312,7 @@ func (o *overlay) pending(kind, ns string) []*entry {
 			delete(o.entries, k)
 			continue
 		}
-		if e.kind == kind && e.ns == ns {
+		if e.kind == kind && (ns == storage.AllNamespaces || e.ns == ns) {
 			out = append(out, e)
 		}
 	}

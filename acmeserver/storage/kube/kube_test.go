@@ -53,8 +53,10 @@ func runSuite(t *testing.T, c client.Client, store *kube.Store) {
 	n := &nsCounter
 	storagetest.Run(t, func(t *testing.T) (storage.Store, string) {
 		ns := fmt.Sprintf("conformance-%d", n.Add(1))
-		if err := c.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
-			t.Fatal(err)
+		for _, name := range []string{ns, ns + "-b"} {
+			if err := c.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}); err != nil {
+				t.Fatal(err)
+			}
 		}
 		return store, ns
 	})

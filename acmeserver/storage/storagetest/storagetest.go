@@ -16,7 +16,8 @@ import (
 	"github.com/kacme/kacme/api/v1alpha1"
 )
 
-// Factory returns a fresh, empty store and the namespace to use.
+// Factory returns a fresh, empty store and the namespace to use; the
+// namespace ns+"-b" must exist too (AllNamespaces tests).
 type Factory func(t *testing.T) (storage.Store, string)
 
 // Run runs the conformance suite against the backend.
@@ -38,6 +39,7 @@ func Run(t *testing.T, newStore Factory) {
 		{"ConcurrentCAS", testConcurrentCAS},
 		{"ConcurrentCreateSameName", testConcurrentCreate},
 		{"FieldsClearedOnUpdate", testFieldsCleared},
+		{"AllNamespaces", testAllNamespaces},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -56,10 +58,7 @@ func order(ns, name, account string) *v1alpha1.AcmeOrder {
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: map[string]string{v1alpha1.LabelAccount: account}},
 		Spec: v1alpha1.AcmeOrderSpec{Account: account, Profile: "default", IssuanceProfile: "default",
 			Identifiers: []v1alpha1.Identifier{id}},
-		Status: v1alpha1.AcmeOrderStatus{Status: "pending", Expires: expires, Authorizations: []v1alpha1.AcmeAuthorizationState{{
-			Identifier: id, Status: "pending", Expires: expires,
-			Challenges: []v1alpha1.AcmeChallengeState{{Type: v1alpha1.ChallengeHTTP01, Token: "tok", Status: "pending"}},
-		}}},
+		Status: v1alpha1.AcmeOrderStatus{Status: "pending", Expires: expires, Authorizations: []string{name + "-authz"}},
 	}
 }
 
@@ -217,6 +216,46 @@ func testSeparation(t *testing.T, s storage.Store, ns string) {
 	must(t, s.List(ctx, ns+"-other", &other, storage.ListOptions{}))
 	if len(other.Items) != 0 {
 		t.Fatalf("namespaces leak: %d orders in another namespace", len(other.Items))
+	}
+}
+
+// testAllNamespaces finds objects by name and by label in every namespace;
+// other tests may share the backend, so names and labels are unique here.
+func testAllNamespaces(t *testing.T, s storage.Store, ns string) {
+	ctx := context.Background()
+	nsB := ns + "-b"
+	acct := ns + "-acct"
+	must(t, s.Create(ctx, order(ns, ns+"-o1", acct)))
+	must(t, s.Create(ctx, order(nsB, ns+"-o2", acct)))
+	must(t, s.Create(ctx, order(nsB, ns+"-o3", ns+"-other")))
+	var got v1alpha1.AcmeOrder
+	must(t, s.Get(ctx, storage.AllNamespaces, ns+"-o2", &got))
+	if got.Namespace != nsB || got.Spec.Account != acct {
+		t.Fatalf("Get in all namespaces found %s/%s (account %s), want %s/%s-o2", got.Namespace, got.Name, got.Spec.Account, nsB, ns)
+	}
+	if err := s.Get(ctx, storage.AllNamespaces, ns+"-missing", &got); !storage.IsNotFound(err) {
+		t.Fatalf("Get of a missing name in all namespaces: %v, want not found", err)
+	}
+	var list v1alpha1.AcmeOrderList
+	must(t, s.List(ctx, storage.AllNamespaces, &list, storage.ListOptions{Labels: map[string]string{v1alpha1.LabelAccount: acct}}))
+	found := map[string]bool{}
+	for _, o := range list.Items {
+		found[o.Namespace+"/"+o.Name] = true
+	}
+	if len(list.Items) != 2 || !found[ns+"/"+ns+"-o1"] || !found[nsB+"/"+ns+"-o2"] {
+		t.Fatalf("List in all namespaces by label = %v, want %s/%s-o1 and %s/%s-o2", found, ns, ns, nsB, ns)
+	}
+	// The index follows a deletion.
+	o2 := got
+	must(t, s.Get(ctx, nsB, ns+"-o2", &o2))
+	must(t, s.Delete(ctx, &o2))
+	if err := s.Get(ctx, storage.AllNamespaces, ns+"-o2", &got); !storage.IsNotFound(err) {
+		t.Fatalf("Get after delete in all namespaces: %v, want not found", err)
+	}
+	list = v1alpha1.AcmeOrderList{}
+	must(t, s.List(ctx, storage.AllNamespaces, &list, storage.ListOptions{Labels: map[string]string{v1alpha1.LabelAccount: acct}}))
+	if len(list.Items) != 1 {
+		t.Fatalf("List in all namespaces after delete: %d items, want 1", len(list.Items))
 	}
 }
 
