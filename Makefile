@@ -48,10 +48,11 @@ generate: ## deepcopy functions
 
 manifests: ## CRDs and RBAC
 	"$$(hack/tools.sh controller-gen)" crd paths=./api/... output:crd:artifacts:config=config/crd/bases
-	"$$(hack/tools.sh controller-gen)" rbac:roleName=kacme-controller paths=./controllers/... output:rbac:artifacts:config=config/rbac
+	"$$(hack/tools.sh controller-gen)" rbac:roleName=kacme-controller paths=./controllers/... output:rbac:artifacts:config=config/rbac/controller
+	"$$(hack/tools.sh controller-gen)" rbac:roleName=kacme-server paths=./acmeserver/cluster/... output:rbac:artifacts:config=config/rbac/server
 
 verify-generated: generate manifests ## generated files are up to date
-	@if [[ -d .git ]] && ! git diff --quiet -- api config; then git diff --stat -- api config; echo "generated files are stale: run make generate manifests and commit"; exit 1; fi
+	@if [[ -d .git ]] && [[ -n "$$(git status --porcelain -- api config)" ]]; then git status --short -- api config; echo "generated files are stale: run make generate manifests and commit"; exit 1; fi
 
 envtest: ## build kube-apiserver v1.37.2 + etcd v3.7.3 for envtest (cached); prints KUBEBUILDER_ASSETS
 	@hack/envtest.sh

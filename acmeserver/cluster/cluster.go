@@ -38,10 +38,18 @@ import (
 	"github.com/kacme/kacme/controllers/certificateauthority"
 )
 
+// RBAC of "kacme server" (config/rbac/server): the ACME state kinds
+// everywhere (accounts and their objects live in the accounts' namespaces),
+// configuration read-only, Secrets read-only and only in its own namespace
+// (CA keys, and EAB keys the controller copies there).
+// +kubebuilder:rbac:groups=acme.kacme.io,resources=acmeaccounts;acmeorders;acmechallenges;acmecertificates,verbs=get;list;watch;create;update
+// +kubebuilder:rbac:groups=acme.kacme.io,resources=acmeprofiles;certificateauthorities,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",namespace=kacme-system,resources=secrets,verbs=get;list;watch
+
 // Options configure the cluster-mode server.
 type Options struct {
 	Config      *rest.Config
-	Namespace   string // state objects and CA Secrets
+	Namespace   string // its own namespace: CA and EAB Secrets, accounts registered without a pre-registration
 	Listen      string
 	ExternalURL string
 	Log         *slog.Logger
@@ -112,7 +120,7 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 		return nil, err
 	}
 	store := kube.New(mgr.GetClient(), mgr.GetCache()).WithIndexes()
-	s.RA = ra.New(cfg, ra.Options{Store: store, Validator: va.New(), Secrets: secretReader{mgr.GetCache()}, Audit: audit.New(o.Log),
+	s.RA = ra.New(cfg, ra.Options{Store: store, Validator: va.New(), Secrets: secretReader{r: mgr.GetCache(), ns: o.Namespace}, Audit: audit.New(o.Log),
 		Log: o.Log, Namespace: o.Namespace, Metrics: o.Metrics})
 	if _, err := s.RA.ResumeValidations(ctx); err != nil {
 		o.Log.Error("resume validations", "err", err)
@@ -231,17 +239,22 @@ func buildConfig(ctx context.Context, r client.Reader, ns string) (*ra.Config, e
 	return cfg, nil
 }
 
-// secretReader reads EAB keys from Secrets.
-type secretReader struct{ r client.Reader }
+// secretReader reads EAB keys from the copies the controller keeps in the
+// server's namespace (api/v1alpha1.EABMirrorSecretName).
+type secretReader struct {
+	r  client.Reader
+	ns string
+}
 
-func (s secretReader) SecretValue(ctx context.Context, ns, name, key string) ([]byte, error) {
+func (s secretReader) EABKey(ctx context.Context, a *v1alpha1.AcmeAccount) ([]byte, error) {
+	name := v1alpha1.EABMirrorSecretName(a.Namespace, a.Name)
 	var sec corev1.Secret
-	if err := s.r.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, &sec); err != nil {
-		return nil, err
+	if err := s.r.Get(ctx, client.ObjectKey{Namespace: s.ns, Name: name}, &sec); err != nil {
+		return nil, fmt.Errorf("EAB key of account %s/%s (secret %s/%s, kept by kacme controller): %w", a.Namespace, a.Name, s.ns, name, err)
 	}
-	v, ok := sec.Data[key]
+	v, ok := sec.Data[v1alpha1.EABMirrorDataKey]
 	if !ok {
-		return nil, fmt.Errorf("secret %s/%s has no key %q", ns, name, key)
+		return nil, fmt.Errorf("secret %s/%s has no key %q", s.ns, name, v1alpha1.EABMirrorDataKey)
 	}
 	return v, nil
 }

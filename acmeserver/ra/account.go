@@ -72,6 +72,16 @@ func AccountKey(a *v1alpha1.AcmeAccount) (*jose.JSONWebKey, error) {
 	return &k, nil
 }
 
+// thumbprint is the RFC 7638 thumbprint of a stored JWK ("" if unparseable).
+func thumbprint(keyJSON string) string {
+	var k jose.JSONWebKey
+	if err := k.UnmarshalJSON([]byte(keyJSON)); err != nil {
+		return ""
+	}
+	tp, _ := acme.Thumbprint(&k)
+	return tp
+}
+
 // Account loads an account of profile p by ID.
 func (r *RA) Account(ctx context.Context, p *Profile, id string) (*v1alpha1.AcmeAccount, error) {
 	var a v1alpha1.AcmeAccount
@@ -145,7 +155,7 @@ func (r *RA) NewAccount(ctx context.Context, p *Profile, key *jose.JSONWebKey, r
 		ObjectMeta: metav1.ObjectMeta{Namespace: r.accountNamespace(p), Name: acme.NewID(), Labels: map[string]string{
 			v1alpha1.LabelKeyThumbprint: tp, v1alpha1.LabelProfile: p.Name}},
 		Spec: v1alpha1.AcmeAccountSpec{Profile: p.Name, Contact: req.Contact},
-		Status: v1alpha1.AcmeAccountStatus{Status: acme.StatusValid, Key: string(keyJSON),
+		Status: v1alpha1.AcmeAccountStatus{Status: acme.StatusValid, Key: string(keyJSON), KeyThumbprint: thumbprint(string(keyJSON)),
 			TermsOfServiceAgreed: req.TermsOfServiceAgreed, CreatedAt: &now},
 	}
 	if err := r.store.Create(ctx, a); err != nil {
@@ -175,12 +185,7 @@ func (r *RA) bindAccount(ctx context.Context, p *Profile, b Binding, tp, keyJSON
 	if a == nil {
 		return nil, acme.UnauthorizedProblem("external account binding key ID %q is unknown", b.KeyID())
 	}
-	ref := a.Spec.ExternalAccountBinding
-	sk := ref.SecretKey
-	if sk == "" {
-		sk = "key"
-	}
-	raw, err := r.secrets.SecretValue(ctx, a.Namespace, ref.SecretName, sk)
+	raw, err := r.secrets.EABKey(ctx, a)
 	if err != nil {
 		return nil, acme.InternalProblem(err, "the external account binding key is not available")
 	}
@@ -203,8 +208,9 @@ func (r *RA) bindAccount(ctx context.Context, p *Profile, b Binding, tp, keyJSON
 	if len(req.Contact) > 0 {
 		a.Spec.Contact = req.Contact
 	}
-	a.Status = v1alpha1.AcmeAccountStatus{Status: acme.StatusValid, Key: keyJSON, TermsOfServiceAgreed: req.TermsOfServiceAgreed,
-		Binding: b.Raw(), BoundAt: &now, CreatedAt: &now}
+	// Field by field: the controller's counts and conditions stay.
+	a.Status.Status, a.Status.Key, a.Status.KeyThumbprint = acme.StatusValid, keyJSON, thumbprint(keyJSON)
+	a.Status.TermsOfServiceAgreed, a.Status.Binding, a.Status.BoundAt, a.Status.CreatedAt = req.TermsOfServiceAgreed, b.Raw(), &now, &now
 	if err := r.store.Update(ctx, a); err != nil {
 		if storage.IsConflict(err) {
 			return nil, acme.UnauthorizedProblem("external account binding key %q has already been used", b.KeyID())
@@ -313,7 +319,7 @@ func (r *RA) ChangeKey(ctx context.Context, p *Profile, a *v1alpha1.AcmeAccount,
 		if latest.Status.Key != a.Status.Key {
 			return acme.MalformedProblem("the account key changed concurrently")
 		}
-		latest.Status.Key = string(keyJSON)
+		latest.Status.Key, latest.Status.KeyThumbprint = string(keyJSON), thumbprint(string(keyJSON))
 		latest.Labels[v1alpha1.LabelKeyThumbprint] = newTP
 		return r.store.Update(ctx, &latest)
 	})

@@ -18,11 +18,13 @@ import (
 	"github.com/kacme/kacme/acmeserver/metrics"
 	"github.com/kacme/kacme/acmeserver/storage"
 	"github.com/kacme/kacme/acmeserver/va"
+	"github.com/kacme/kacme/api/v1alpha1"
 )
 
-// SecretReader returns a value from a Secret (EAB HMAC keys).
+// SecretReader returns the EAB HMAC key of a pre-registered account, as
+// stored (base64url).
 type SecretReader interface {
-	SecretValue(ctx context.Context, namespace, name, key string) ([]byte, error)
+	EABKey(ctx context.Context, a *v1alpha1.AcmeAccount) ([]byte, error)
 }
 
 // Options configure the RA.

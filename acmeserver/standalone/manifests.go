@@ -28,8 +28,17 @@ type Manifests struct {
 // SecretMap holds Secret data by name and key; it is the standalone ra.SecretReader.
 type SecretMap map[string]map[string][]byte
 
-// SecretValue implements ra.SecretReader.
-func (s SecretMap) SecretValue(_ context.Context, _, name, key string) ([]byte, error) {
+// EABKey implements ra.SecretReader: the key the account's manifest names.
+func (s SecretMap) EABKey(ctx context.Context, a *v1alpha1.AcmeAccount) ([]byte, error) {
+	ref := a.Spec.ExternalAccountBinding
+	if ref == nil {
+		return nil, fmt.Errorf("account %s has no external account binding", a.Name)
+	}
+	return s.SecretValue(ctx, ref.SecretName, ref.DataKey())
+}
+
+// SecretValue returns a value of a Secret defined in the config directory.
+func (s SecretMap) SecretValue(_ context.Context, name, key string) ([]byte, error) {
 	data, ok := s[name]
 	if !ok {
 		return nil, fmt.Errorf("secret %q is not defined in the config directory", name)

@@ -1,5 +1,10 @@
 package v1alpha1
 
+import (
+	"crypto/sha256"
+	"encoding/hex"
+)
+
 // ErrSourceCount is the message for a CertificateAuthority without exactly one
 // source; the CRD's CEL rule says the same.
 const ErrSourceCount = "exactly one of selfSigned, secretRef or intermediate is required"
@@ -24,3 +29,22 @@ func (c *CertificateAuthority) KeySecretName() string {
 	}
 	return c.Name + "-ca"
 }
+
+// DataKey is the key within the Secret holding the HMAC key: secretKey, default "key".
+func (k *ExternalAccountKey) DataKey() string {
+	if k.SecretKey != "" {
+		return k.SecretKey
+	}
+	return "key"
+}
+
+// EABMirrorSecretName names the copy of a pre-registered account's EAB HMAC
+// key that the controller keeps in the operator's namespace, so that the
+// ACME server reads Secrets only there (its RBAC is a namespaced Role).
+func EABMirrorSecretName(namespace, account string) string {
+	sum := sha256.Sum256([]byte(namespace + "/" + account))
+	return "kacme-eab-" + hex.EncodeToString(sum[:10])
+}
+
+// EABMirrorDataKey is the key of the HMAC key in a mirror Secret.
+const EABMirrorDataKey = "key"

@@ -92,6 +92,21 @@ type AcmeAccountStatus struct {
 	// CreatedAt is when the ACME account came into being.
 	// +optional
 	CreatedAt *metav1.Time `json:"createdAt,omitempty"`
+	// KeyThumbprint is the RFC 7638 SHA-256 thumbprint (base64url) of Key.
+	// +optional
+	KeyThumbprint string `json:"keyThumbprint,omitempty"`
+	// Orders is how many orders the account has (counted by the controller).
+	// +optional
+	Orders int `json:"orders,omitempty"`
+	// Certificates is how many certificates were issued to the account (counted by the controller).
+	// +optional
+	Certificates int `json:"certificates,omitempty"`
+	// Conditions: Ready says whether the account can be used, and why not
+	// (AwaitingBinding, Deactivated, EABSecretInvalid).
+	// +optional
+	// +listType=map
+	// +listMapKey=type
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
 }
 
 // AcmeAccount is an ACME account (RFC 8555 §7.1.2).
@@ -99,6 +114,11 @@ type AcmeAccountStatus struct {
 // +kubebuilder:resource:shortName=aacct,categories=acme
 // +kubebuilder:printcolumn:name="Profile",type=string,JSONPath=`.spec.profile`
 // +kubebuilder:printcolumn:name="Status",type=string,JSONPath=`.status.status`
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`,priority=1
+// +kubebuilder:printcolumn:name="Orders",type=integer,JSONPath=`.status.orders`
+// +kubebuilder:printcolumn:name="Certificates",type=integer,JSONPath=`.status.certificates`
+// +kubebuilder:printcolumn:name="Contact",type=string,JSONPath=`.spec.contact[0]`,priority=1
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type AcmeAccount struct {
 	metav1.TypeMeta   `json:",inline"`
@@ -280,6 +300,9 @@ type AcmeChallengeStatus struct {
 // +kubebuilder:printcolumn:name="Wildcard",type=boolean,JSONPath=`.spec.wildcard`,priority=1
 // +kubebuilder:printcolumn:name="Status",type=string,JSONPath=`.status.status`
 // +kubebuilder:printcolumn:name="Order",type=string,JSONPath=`.spec.order`
+// +kubebuilder:printcolumn:name="HTTP-01 Path",type=string,JSONPath=`.status.challenges[?(@.type=="http-01")].data.path`,priority=1
+// +kubebuilder:printcolumn:name="DNS-01 Record",type=string,JSONPath=`.status.challenges[?(@.type=="dns-01")].data.recordName`,priority=1
+// +kubebuilder:printcolumn:name="DNS-01 Value",type=string,JSONPath=`.status.challenges[?(@.type=="dns-01")].data.recordValue`,priority=1
 // +kubebuilder:printcolumn:name="Expires",type=date,JSONPath=`.status.expires`
 type AcmeChallenge struct {
 	metav1.TypeMeta   `json:",inline"`

@@ -55,7 +55,7 @@ func runController(args []string, log logr.Logger) error {
 	if err := (&acmeprofile.Reconciler{Client: mgr.GetClient(), Namespace: *namespace, Recorder: rec, ExternalURL: *external}).SetupWithManager(mgr); err != nil {
 		return err
 	}
-	if err := (&acmeaccount.Reconciler{Client: mgr.GetClient(), Recorder: rec}).SetupWithManager(mgr); err != nil {
+	if err := (&acmeaccount.Reconciler{Client: mgr.GetClient(), Recorder: rec, Namespace: *namespace}).SetupWithManager(mgr); err != nil {
 		return err
 	}
 	return mgr.Start(ctrl.SetupSignalHandler())

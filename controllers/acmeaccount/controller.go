@@ -1,92 +1,284 @@
-// Package acmeaccount reconciles pre-registered AcmeAccount objects: when an
-// administrator declares an account with an External Account Binding key ID
-// and the named Secret does not exist, the controller mints the HMAC key into
-// it (RFC 8555 §7.3.4: the CA provides the MAC key out of band). The account
-// object itself is written only by the ACME server.
+// Package acmeaccount reconciles AcmeAccount objects.
+//
+// For an account pre-registered with an External Account Binding key ID, the
+// controller mints the HMAC key into the named Secret when it does not exist
+// (RFC 8555 §7.3.4: the CA provides the MAC key out of band), labels the
+// account so the server finds it by key ID, and keeps a copy of the key in
+// the operator's namespace for the ACME server, whose RBAC only reads Secrets
+// there; the copy is deleted once the key is used or the account is gone.
+//
+// For every account it writes the status the server does not: order and
+// certificate counts and the Ready condition. Everything else about an
+// account is written by the ACME server.
 package acmeaccount
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
 	"fmt"
+	"strings"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
+	"k8s.io/client-go/util/workqueue"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
-	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
+	"github.com/kacme/kacme/acmeserver/acme"
+	"github.com/kacme/kacme/acmeserver/ra"
+	"github.com/kacme/kacme/acmeserver/storage"
+	"github.com/kacme/kacme/acmeserver/storage/kube"
 	"github.com/kacme/kacme/api/v1alpha1"
 )
 
-// Event reasons.
+// Event reasons and Ready condition reasons.
 const (
-	ReasonMinted = "EABKeyMinted"
+	ReasonMinted           = "EABKeyMinted"
+	ReasonValid            = "Valid"
+	ReasonAwaitingBinding  = "AwaitingBinding"
+	ReasonDeactivated      = "Deactivated"
+	ReasonEABSecretInvalid = "EABSecretInvalid"
+	ConditionReady         = "Ready"
 )
 
-// Reconciler mints EAB keys for pre-registered accounts.
+// Labels on the EAB key copies in the operator's namespace.
+const (
+	labelMirrorNamespace = "acme.kacme.io/account-namespace"
+	labelMirrorAccount   = "acme.kacme.io/account-name"
+)
+
+// CountDelay is how long order and certificate changes are gathered before
+// an account's counts are rewritten: at most one status write per account
+// per CountDelay, however busy the account.
+const CountDelay = 3 * time.Second
+
+// Reconciler reconciles AcmeAccounts.
 type Reconciler struct {
 	Client   client.Client
 	Recorder events.EventRecorder
+	// Namespace is the operator's namespace, where the EAB key copies live.
+	Namespace string
+	store     *kube.Store
 }
 
-// +kubebuilder:rbac:groups=acme.kacme.io,resources=acmeaccounts,verbs=get;list;watch
-// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create
+// +kubebuilder:rbac:groups=acme.kacme.io,resources=acmeaccounts,verbs=get;list;watch;update
+// +kubebuilder:rbac:groups=acme.kacme.io,resources=acmeorders;acmecertificates,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create;update;delete
 
-// SetupWithManager registers the controller for accounts that carry an EAB key reference.
+// SetupWithManager registers the controller and the cache indexes the
+// counts are read through (kube.RegisterIndexes).
 func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
-	hasEAB := predicate.NewPredicateFuncs(func(o client.Object) bool {
-		a, ok := o.(*v1alpha1.AcmeAccount)
-		return ok && a.Spec.ExternalAccountBinding != nil
-	})
+	if err := kube.RegisterIndexes(context.Background(), mgr.GetFieldIndexer(), &v1alpha1.AcmeOrder{}, &v1alpha1.AcmeCertificate{}); err != nil {
+		return err
+	}
+	r.store = kube.New(r.Client, mgr.GetCache()).WithIndexes()
+	byAccount := delayedByLabel(CountDelay)
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("acmeaccount").
-		For(&v1alpha1.AcmeAccount{}, builder.WithPredicates(hasEAB)).
+		For(&v1alpha1.AcmeAccount{}).
 		Owns(&corev1.Secret{}).
+		Watches(&v1alpha1.AcmeOrder{}, byAccount).
+		Watches(&v1alpha1.AcmeCertificate{}, byAccount).
+		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(func(_ context.Context, o client.Object) []reconcile.Request {
+			l := o.GetLabels()
+			if o.GetNamespace() != r.Namespace || l[labelMirrorAccount] == "" {
+				return nil
+			}
+			return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: l[labelMirrorNamespace], Name: l[labelMirrorAccount]}}}
+		})).
 		Complete(r)
 }
 
-// Reconcile creates the EAB Secret when it is missing; an existing Secret is never changed.
+// delayedByLabel enqueues the account named by an object's account label
+// after d; the queue merges the requests that arrive meanwhile.
+func delayedByLabel(d time.Duration) handler.EventHandler {
+	add := func(o client.Object, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+		if a := o.GetLabels()[v1alpha1.LabelAccount]; a != "" {
+			q.AddAfter(reconcile.Request{NamespacedName: types.NamespacedName{Namespace: o.GetNamespace(), Name: a}}, d)
+		}
+	}
+	return handler.Funcs{
+		CreateFunc: func(_ context.Context, e event.CreateEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+			add(e.Object, q)
+		},
+		DeleteFunc: func(_ context.Context, e event.DeleteEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+			add(e.Object, q)
+		},
+	}
+}
+
+// Reconcile mints and mirrors the EAB key and writes counts and conditions;
+// the account is written at most once, and only when something changed.
 func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	var a v1alpha1.AcmeAccount
 	if err := r.Client.Get(ctx, req.NamespacedName, &a); err != nil {
-		return ctrl.Result{}, client.IgnoreNotFound(err)
+		if apierrors.IsNotFound(err) {
+			return ctrl.Result{}, r.deleteMirror(ctx, req.Namespace, req.Name)
+		}
+		return ctrl.Result{}, err
 	}
+	want := a.DeepCopy()
+	// No observedGeneration: without a status subresource every write,
+	// status included, bumps the generation.
+	ready := metav1.Condition{Type: ConditionReady, Status: metav1.ConditionTrue, Reason: ReasonValid,
+		Message: "the account can order certificates"}
+	switch {
+	case a.Spec.Deactivated || a.Status.Status == acme.StatusDeactivated || a.Status.Status == acme.StatusRevoked:
+		ready.Status, ready.Reason, ready.Message = metav1.ConditionFalse, ReasonDeactivated, "the account is deactivated"
+		if err := r.deleteMirror(ctx, a.Namespace, a.Name); err != nil {
+			return ctrl.Result{}, err
+		}
+	case a.Status.Key != "":
+		if err := r.deleteMirror(ctx, a.Namespace, a.Name); err != nil { // the binding key is used up
+			return ctrl.Result{}, err
+		}
+	case a.Spec.ExternalAccountBinding != nil:
+		ref := a.Spec.ExternalAccountBinding
+		if want.Labels == nil {
+			want.Labels = map[string]string{}
+		}
+		want.Labels[v1alpha1.LabelEABKeyID] = ra.EABKeyLabel(ref.KeyID)
+		want.Labels[v1alpha1.LabelProfile] = a.Spec.Profile
+		ready.Status, ready.Reason = metav1.ConditionFalse, ReasonAwaitingBinding
+		ready.Message = fmt.Sprintf("waiting for an ACME client to register with EAB key ID %q (HMAC key in secret %s, key %q)",
+			ref.KeyID, ref.SecretName, ref.DataKey())
+		if msg, err := r.ensureKey(ctx, &a); err != nil {
+			return ctrl.Result{}, err
+		} else if msg != "" {
+			ready.Reason, ready.Message = ReasonEABSecretInvalid, msg
+		}
+	default:
+		ready.Status, ready.Reason, ready.Message = metav1.ConditionFalse, ReasonAwaitingBinding,
+			"no ACME key yet and no externalAccountBinding to register with"
+	}
+	orders, certs, err := r.counts(ctx, &a)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	want.Status.Orders, want.Status.Certificates = orders, certs
+	if cur := meta.FindStatusCondition(a.Status.Conditions, ConditionReady); cur == nil || cur.Reason != ready.Reason {
+		if ready.Reason == ReasonEABSecretInvalid {
+			r.Recorder.Eventf(&a, nil, corev1.EventTypeWarning, ready.Reason, "Reconcile", "%s", ready.Message)
+		}
+	}
+	meta.SetStatusCondition(&want.Status.Conditions, ready)
+	if equality.Semantic.DeepEqual(want.Labels, a.Labels) && equality.Semantic.DeepEqual(want.Status, a.Status) {
+		return ctrl.Result{}, nil
+	}
+	if err := r.Client.Update(ctx, want); err != nil {
+		if apierrors.IsConflict(err) {
+			return ctrl.Result{Requeue: true}, nil // the server wrote the account meanwhile
+		}
+		return ctrl.Result{}, err
+	}
+	return ctrl.Result{}, nil
+}
+
+// counts are the account's orders and certificates, from the cache's indexes.
+func (r *Reconciler) counts(ctx context.Context, a *v1alpha1.AcmeAccount) (int, int, error) {
+	by := storage.ListOptions{Labels: map[string]string{v1alpha1.LabelAccount: a.Name}}
+	var orders v1alpha1.AcmeOrderList
+	if err := r.store.List(ctx, a.Namespace, &orders, by); err != nil {
+		return 0, 0, err
+	}
+	var certs v1alpha1.AcmeCertificateList
+	if err := r.store.List(ctx, a.Namespace, &certs, by); err != nil {
+		return 0, 0, err
+	}
+	return len(orders.Items), len(certs.Items), nil
+}
+
+// ensureKey mints the EAB Secret when it is missing (an existing Secret is
+// never changed) and keeps the server's copy of the key current. A non-empty
+// message says why the key is unusable.
+func (r *Reconciler) ensureKey(ctx context.Context, a *v1alpha1.AcmeAccount) (string, error) {
 	ref := a.Spec.ExternalAccountBinding
-	if ref == nil || a.Status.Key != "" {
-		return ctrl.Result{}, nil // nothing to mint, or already bound
-	}
-	key := ref.SecretKey
-	if key == "" {
-		key = "key"
-	}
 	var sec corev1.Secret
 	err := r.Client.Get(ctx, client.ObjectKey{Namespace: a.Namespace, Name: ref.SecretName}, &sec)
-	if err == nil || !apierrors.IsNotFound(err) {
-		return ctrl.Result{}, err
+	switch {
+	case apierrors.IsNotFound(err):
+		if sec, err = r.mint(ctx, a); err != nil {
+			return "", err
+		}
+	case err != nil:
+		return "", err
 	}
+	key, ok := sec.Data[ref.DataKey()]
+	if !ok {
+		return fmt.Sprintf("secret %s has no key %q", ref.SecretName, ref.DataKey()), r.deleteMirror(ctx, a.Namespace, a.Name)
+	}
+	if mac, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(strings.TrimSpace(string(key)), "=")); err != nil || len(mac) < 32 {
+		return fmt.Sprintf("secret %s key %q must be a base64url HMAC key of at least 256 bits", ref.SecretName, ref.DataKey()),
+			r.deleteMirror(ctx, a.Namespace, a.Name)
+	}
+	return "", r.mirror(ctx, a, key)
+}
+
+func (r *Reconciler) mint(ctx context.Context, a *v1alpha1.AcmeAccount) (corev1.Secret, error) {
+	ref := a.Spec.ExternalAccountBinding
 	mac := make([]byte, 32) // 256 bits: the minimum for HS256 (RFC 7518 §3.2)
 	if _, err := rand.Read(mac); err != nil {
-		return ctrl.Result{}, err
+		return corev1.Secret{}, err
 	}
-	sec = corev1.Secret{
+	sec := corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{Namespace: a.Namespace, Name: ref.SecretName,
 			Labels: map[string]string{"app.kubernetes.io/managed-by": "kacme", v1alpha1.LabelAccount: a.Name}},
-		Type:       corev1.SecretTypeOpaque,
-		StringData: map[string]string{key: base64.RawURLEncoding.EncodeToString(mac), "keyID": ref.KeyID},
+		Type: corev1.SecretTypeOpaque,
+		Data: map[string][]byte{ref.DataKey(): []byte(base64.RawURLEncoding.EncodeToString(mac)), "keyID": []byte(ref.KeyID)},
 	}
-	if err := controllerutil.SetControllerReference(&a, &sec, r.Client.Scheme()); err != nil {
-		return ctrl.Result{}, err
+	if err := controllerutil.SetControllerReference(a, &sec, r.Client.Scheme()); err != nil {
+		return sec, err
 	}
 	if err := r.Client.Create(ctx, &sec); err != nil {
-		return ctrl.Result{}, fmt.Errorf("create EAB secret: %w", client.IgnoreAlreadyExists(err))
+		return sec, fmt.Errorf("create EAB secret: %w", err)
 	}
-	r.Recorder.Eventf(&a, nil, corev1.EventTypeNormal, ReasonMinted, "Reconcile",
+	r.Recorder.Eventf(a, nil, corev1.EventTypeNormal, ReasonMinted, "Reconcile",
 		"minted the HMAC key for EAB key ID %q into secret %s", ref.KeyID, ref.SecretName)
-	return ctrl.Result{}, nil
+	return sec, nil
+}
+
+// mirror writes the key into the server's namespace.
+func (r *Reconciler) mirror(ctx context.Context, a *v1alpha1.AcmeAccount, key []byte) error {
+	name := v1alpha1.EABMirrorSecretName(a.Namespace, a.Name)
+	var cur corev1.Secret
+	err := r.Client.Get(ctx, client.ObjectKey{Namespace: r.Namespace, Name: name}, &cur)
+	if err == nil {
+		if bytes.Equal(cur.Data[v1alpha1.EABMirrorDataKey], key) {
+			return nil
+		}
+		cur.Data = map[string][]byte{v1alpha1.EABMirrorDataKey: key}
+		return r.Client.Update(ctx, &cur)
+	}
+	if !apierrors.IsNotFound(err) {
+		return err
+	}
+	return r.Client.Create(ctx, &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Namespace: r.Namespace, Name: name, Labels: map[string]string{
+			"app.kubernetes.io/managed-by": "kacme", labelMirrorNamespace: a.Namespace, labelMirrorAccount: a.Name}},
+		Type: corev1.SecretTypeOpaque,
+		Data: map[string][]byte{v1alpha1.EABMirrorDataKey: key},
+	})
+}
+
+// deleteMirror removes the server's copy of an account's key, if the cache
+// has one (no API call otherwise).
+func (r *Reconciler) deleteMirror(ctx context.Context, ns, name string) error {
+	var sec corev1.Secret
+	err := r.Client.Get(ctx, client.ObjectKey{Namespace: r.Namespace, Name: v1alpha1.EABMirrorSecretName(ns, name)}, &sec)
+	if err != nil {
+		return client.IgnoreNotFound(err)
+	}
+	return client.IgnoreNotFound(r.Client.Delete(ctx, &sec))
 }

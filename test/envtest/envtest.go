@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -14,13 +15,17 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	k8sruntime "k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/config"
 	crenvtest "sigs.k8s.io/controller-runtime/pkg/envtest"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	"sigs.k8s.io/yaml"
 
 	"github.com/kacme/kacme/api/v1alpha1"
 )
@@ -31,6 +36,7 @@ func Scheme() *k8sruntime.Scheme {
 	_ = v1alpha1.AddToScheme(s)
 	_ = corev1.AddToScheme(s)
 	_ = eventsv1.AddToScheme(s)
+	_ = rbacv1.AddToScheme(s)
 	return s
 }
 
@@ -38,18 +44,106 @@ func Scheme() *k8sruntime.Scheme {
 // KUBEBUILDER_ASSETS the test is skipped, or fails when KACME_ENVTEST=required.
 func Start(t *testing.T) (*rest.Config, client.Client) {
 	t.Helper()
-	cfg, c, _ := start(t, false)
+	cfg, c, _ := start(t)
 	return cfg, c
 }
 
-// StartWithKubeconfig is Start plus a kubeconfig file for an administrator,
-// for processes under test.
-func StartWithKubeconfig(t *testing.T) (*rest.Config, client.Client, string) {
-	t.Helper()
-	return start(t, true)
+// Kubeconfigs are kubeconfig files for processes under test: an
+// administrator, and one identity per kacme component bound to exactly the
+// RBAC generated into config/rbac/<component> (so a component that needs a
+// permission its markers do not grant fails its test).
+type Kubeconfigs struct {
+	Admin, Server, Controller string
 }
 
-func start(t *testing.T, kubeconfig bool) (*rest.Config, client.Client, string) {
+// OperatorNamespace is the namespace config/rbac's namespaced Roles are in.
+const OperatorNamespace = "kacme-system"
+
+// StartWithKubeconfig is Start plus the operator's namespace and kubeconfig
+// files for processes under test.
+func StartWithKubeconfig(t *testing.T) (*rest.Config, client.Client, Kubeconfigs) {
+	t.Helper()
+	cfg, c, env := start(t)
+	if err := c.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: OperatorNamespace}}); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	write := func(user crenvtest.User, name string) string {
+		u, err := env.AddUser(user, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		data, err := u.KubeConfig()
+		if err != nil {
+			t.Fatal(err)
+		}
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	k := Kubeconfigs{Admin: write(crenvtest.User{Name: "kacme-test-admin", Groups: []string{"system:masters"}}, "admin")}
+	bindGeneratedRBAC(t, c, "server", "kacme-server")
+	k.Server = write(crenvtest.User{Name: "kacme-server"}, "server")
+	bindGeneratedRBAC(t, c, "controller", "kacme-controller")
+	k.Controller = write(crenvtest.User{Name: "kacme-controller"}, "controller")
+	return cfg, c, k
+}
+
+// bindGeneratedRBAC creates the roles in config/rbac/<component>/role.yaml
+// and binds each to user.
+func bindGeneratedRBAC(t *testing.T, c client.Client, component, user string) {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(repoRoot(), "config", "rbac", component, "role.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	subject := []rbacv1.Subject{{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: user}}
+	for _, doc := range strings.Split(string(data), "\n---") {
+		doc = strings.TrimPrefix(strings.TrimSpace(doc), "---")
+		if strings.TrimSpace(doc) == "" {
+			continue
+		}
+		var head struct {
+			Kind string `json:"kind"`
+		}
+		if err := yaml.Unmarshal([]byte(doc), &head); err != nil {
+			t.Fatal(err)
+		}
+		switch head.Kind {
+		case "ClusterRole":
+			var role rbacv1.ClusterRole
+			must(t, yaml.UnmarshalStrict([]byte(doc), &role))
+			must(t, c.Create(ctx, &role))
+			must(t, c.Create(ctx, &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: role.Name}, Subjects: subject,
+				RoleRef: rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: role.Name}}))
+		case "Role":
+			var role rbacv1.Role
+			must(t, yaml.UnmarshalStrict([]byte(doc), &role))
+			must(t, c.Create(ctx, &role))
+			must(t, c.Create(ctx, &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Namespace: role.Namespace, Name: role.Name},
+				Subjects: subject, RoleRef: rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: role.Name}}))
+		default:
+			t.Fatalf("config/rbac/%s: unexpected kind %q", component, head.Kind)
+		}
+	}
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func repoRoot() string {
+	_, here, _, _ := runtime.Caller(0)
+	return filepath.Join(filepath.Dir(here), "..", "..")
+}
+
+func start(t *testing.T) (*rest.Config, client.Client, *crenvtest.Environment) {
 	t.Helper()
 	assets := os.Getenv("KUBEBUILDER_ASSETS")
 	if assets == "" {
@@ -58,9 +152,8 @@ func start(t *testing.T, kubeconfig bool) (*rest.Config, client.Client, string) 
 		}
 		t.Skip("KUBEBUILDER_ASSETS is not set; run hack/envtest.sh or make test")
 	}
-	_, here, _, _ := runtime.Caller(0)
 	env := &crenvtest.Environment{
-		CRDDirectoryPaths:     []string{filepath.Join(filepath.Dir(here), "..", "..", "config", "crd", "bases")},
+		CRDDirectoryPaths:     []string{filepath.Join(repoRoot(), "config", "crd", "bases")},
 		ErrorIfCRDPathMissing: true,
 		BinaryAssetsDirectory: assets,
 	}
@@ -74,22 +167,7 @@ func start(t *testing.T, kubeconfig bool) (*rest.Config, client.Client, string) 
 	if err != nil {
 		t.Fatal(err)
 	}
-	path := ""
-	if kubeconfig {
-		user, err := env.AddUser(crenvtest.User{Name: "kacme-test-admin", Groups: []string{"system:masters"}}, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		data, err := user.KubeConfig()
-		if err != nil {
-			t.Fatal(err)
-		}
-		path = filepath.Join(t.TempDir(), "kubeconfig")
-		if err := os.WriteFile(path, data, 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return cfg, c, path
+	return cfg, c, env
 }
 
 // StartManager starts a controller manager for t after setup registers its
@@ -102,7 +180,9 @@ func StartManager(t *testing.T, cfg *rest.Config, c client.Client, namespace str
 	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: namespace}}); err != nil {
 		t.Fatal(err)
 	}
-	mgr, err := ctrl.NewManager(cfg, ctrl.Options{Scheme: Scheme(), Metrics: metricsserver.Options{BindAddress: "0"}})
+	skip := true // tests start a manager each; controller names repeat
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{Scheme: Scheme(), Metrics: metricsserver.Options{BindAddress: "0"},
+		Controller: config.Controller{SkipNameValidation: &skip}})
 	if err != nil {
 		t.Fatal(err)
 	}

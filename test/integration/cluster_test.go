@@ -28,58 +28,64 @@ import (
 
 	"github.com/kacme/kacme/api/v1alpha1"
 	kenvtest "github.com/kacme/kacme/test/envtest"
+	"github.com/kacme/kacme/test/harness"
 )
 
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
-// clusterEnv is a real API server with "kacme controller" running, a root CA
-// and a ready default profile validating http-01 on httpPort.
+// clusterEnv is a real API server with "kacme controller" running under
+// its generated RBAC, a root CA, and two ready profiles: "default" (http-01
+// on httpPort, dns-01 through BIND when started with DNS) and "teams" (EAB
+// required).
 type clusterEnv struct {
-	c          client.Client
-	kubeconfig string
-	env        []string
-	bin        string
-	serverURL  string
-	httpPort   int
-	rootPath   string
-	pool       *x509.CertPool
+	c         client.Client
+	kc        kenvtest.Kubeconfigs
+	bin       string
+	serverURL string
+	httpPort  int
+	rootPath  string
+	pool      *x509.CertPool
+	dns       *harness.DNS
 }
 
-const clusterNS = "kacme-system"
+const (
+	clusterNS = kenvtest.OperatorNamespace
+	teamNS    = "team-a"
+	zone      = "kacme.test"
+)
 
-func newClusterEnv(t *testing.T) *clusterEnv {
+func newClusterEnv(t *testing.T, withDNS bool) *clusterEnv {
 	t.Helper()
-	_, c, kubeconfig := kenvtest.StartWithKubeconfig(t)
+	_, c, kc := kenvtest.StartWithKubeconfig(t)
 	ctx := context.Background()
-	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: clusterNS}}); err != nil {
+	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: teamNS}}); err != nil {
 		t.Fatal(err)
 	}
-	e := &clusterEnv{c: c, kubeconfig: kubeconfig, env: []string{"KUBECONFIG=" + kubeconfig}, bin: buildKacme(t),
-		serverURL: fmt.Sprintf("https://127.0.0.1:%d", freePort(t)), httpPort: freePort(t)}
-	startProcess(t, e.env, e.bin, "controller", "--namespace", clusterNS, "--external-url", e.serverURL)
+	e := &clusterEnv{c: c, kc: kc, bin: harness.BuildKacme(t),
+		serverURL: fmt.Sprintf("https://127.0.0.1:%d", harness.FreePort(t)), httpPort: harness.FreePort(t)}
+	validation := v1alpha1.ValidationSpec{HTTP01Port: e.httpPort}
+	if withDNS {
+		e.dns = harness.StartBIND(t, t.TempDir(), zone)
+		validation.Resolvers = []string{e.dns.Resolver()}
+	}
+	harness.Start(t, []string{"KUBECONFIG=" + kc.Controller}, e.bin, "controller", "--namespace", clusterNS, "--external-url", e.serverURL)
+	ids := v1alpha1.IdentifierPolicy{AllowedDNSSuffixes: []string{"localhost", zone}}
 	for _, o := range []client.Object{
 		&v1alpha1.CertificateAuthority{ObjectMeta: metav1.ObjectMeta{Name: "root"},
 			Spec: v1alpha1.CertificateAuthoritySpec{SelfSigned: &v1alpha1.SelfSignedCA{}}},
 		&v1alpha1.AcmeProfile{ObjectMeta: metav1.ObjectMeta{Name: "default"}, Spec: v1alpha1.AcmeProfileSpec{CertificateAuthority: "root",
-			Identifiers: v1alpha1.IdentifierPolicy{AllowedDNSSuffixes: []string{"localhost"}},
-			Validation:  v1alpha1.ValidationSpec{HTTP01Port: e.httpPort}}},
+			Identifiers: ids, Validation: validation}},
+		&v1alpha1.AcmeProfile{ObjectMeta: metav1.ObjectMeta{Name: "teams"}, Spec: v1alpha1.AcmeProfileSpec{CertificateAuthority: "root",
+			Identifiers: ids, Validation: validation, ExternalAccountBinding: &v1alpha1.ExternalAccountBindingPolicy{Required: true}}},
 	} {
 		if err := c.Create(ctx, o); err != nil {
 			t.Fatal(err)
 		}
 	}
-	kenvtest.WaitFor(t, "the profile to become ready", func() bool {
-		var p v1alpha1.AcmeProfile
-		return c.Get(ctx, client.ObjectKey{Name: "default"}, &p) == nil && meta.IsStatusConditionTrue(p.Status.Conditions, "Ready")
-	})
+	for _, name := range []string{"default", "teams"} {
+		kenvtest.WaitFor(t, "profile "+name+" to become ready", func() bool {
+			var p v1alpha1.AcmeProfile
+			return c.Get(ctx, client.ObjectKey{Name: name}, &p) == nil && meta.IsStatusConditionTrue(p.Status.Conditions, "Ready")
+		})
+	}
 	var sec corev1.Secret
 	if err := c.Get(ctx, client.ObjectKey{Namespace: clusterNS, Name: "root-ca"}, &sec); err != nil {
 		t.Fatal(err)
@@ -97,10 +103,11 @@ func (e *clusterEnv) httpClient() *http.Client {
 	return &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: e.pool}}}
 }
 
-// startServer runs "kacme server" and waits for its directory.
-func (e *clusterEnv) startServer(t *testing.T) *process {
+// startServer runs "kacme server" under its generated RBAC and waits for its directory.
+func (e *clusterEnv) startServer(t *testing.T) *harness.Process {
 	t.Helper()
-	p := startProcess(t, e.env, e.bin, "server", "--namespace", clusterNS, "--listen", e.serverURL[len("https://"):], "--external-url", e.serverURL)
+	p := harness.Start(t, []string{"KUBECONFIG=" + e.kc.Server}, e.bin, "server", "--namespace", clusterNS,
+		"--listen", e.serverURL[len("https://"):], "--external-url", e.serverURL)
 	hc := e.httpClient()
 	kenvtest.WaitFor(t, "the ACME server", func() bool {
 		r, err := hc.Get(e.serverURL + "/acme/directory")
@@ -113,45 +120,87 @@ func (e *clusterEnv) startServer(t *testing.T) *process {
 	return p
 }
 
-// TestClusterModeIssuance: "kacme controller" and "kacme server" against a real
-// API server; lego obtains a certificate over http-01, and the account, order,
-// challenge and certificate exist as custom resources.
-func TestClusterModeIssuance(t *testing.T) {
-	if _, err := exec.LookPath("lego"); err != nil {
-		if os.Getenv("KACME_INTEROP") == "required" {
-			t.Fatal("lego is not installed")
-		}
-		t.Skip("lego is not installed")
+// lego runs lego against profile with its own state directory dir; it
+// returns the output and whether lego succeeded.
+func (e *clusterEnv) lego(t *testing.T, dir, profile string, args ...string) (string, error) {
+	t.Helper()
+	base := []string{"--server", e.serverURL + "/acme/" + profile + "/directory", "--accept-tos", "--email", "ops@example.org", "--path", dir}
+	cmd := exec.Command("lego", append(base, args...)...)
+	cmd.Env = append(os.Environ(), "LEGO_CA_CERTIFICATES="+e.rootPath)
+	if e.dns != nil {
+		cmd.Env = append(cmd.Env, e.dns.LegoEnv()...)
 	}
-	e := newClusterEnv(t)
-	c, ctx := e.c, context.Background()
-	e.startServer(t)
-	lego := exec.Command("lego", "--server", e.serverURL+"/acme/directory", "--accept-tos", "--email", "ops@example.org",
-		"--path", t.TempDir(), "--http", "--http.port", fmt.Sprintf("127.0.0.1:%d", e.httpPort), "--domains", "web.localhost", "run")
-	lego.Env = append(os.Environ(), "LEGO_CA_CERTIFICATES="+e.rootPath)
-	if out, err := lego.CombinedOutput(); err != nil {
-		t.Fatalf("lego: %v\n%s", err, out)
-	}
-	const ns = clusterNS
-	// The ACME state is custom resources in the namespace.
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+// list reads the ACME state kinds in ns.
+func (e *clusterEnv) list(t *testing.T, ns string) (v1alpha1.AcmeAccountList, v1alpha1.AcmeOrderList, v1alpha1.AcmeChallengeList, v1alpha1.AcmeCertificateList) {
+	t.Helper()
 	var accounts v1alpha1.AcmeAccountList
 	var orders v1alpha1.AcmeOrderList
 	var challenges v1alpha1.AcmeChallengeList
 	var certs v1alpha1.AcmeCertificateList
 	for _, l := range []client.ObjectList{&accounts, &orders, &challenges, &certs} {
-		if err := c.List(ctx, l, client.InNamespace(ns)); err != nil {
+		if err := e.c.List(context.Background(), l, client.InNamespace(ns)); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if len(accounts.Items) != 1 || len(orders.Items) != 1 || len(challenges.Items) != 1 || len(certs.Items) != 1 {
-		t.Fatalf("custom resources: %d accounts, %d orders, %d challenges, %d certificates",
-			len(accounts.Items), len(orders.Items), len(challenges.Items), len(certs.Items))
+	return accounts, orders, challenges, certs
+}
+
+// TestClusterModeIssuance: "kacme controller" and "kacme server" against a
+// real API server, each with only its generated RBAC. lego obtains
+// certificates over http-01 and dns-01 (BIND on loopback, queried by the
+// server); a team's pre-registered AcmeAccount's EAB Secret works with lego
+// and its allowedIdentifiers refuse another name. The API then shows the
+// accounts, orders, authorizations (AcmeChallenges, with the data the client
+// deployed) and certificates as custom resources in each account's namespace.
+func TestClusterModeIssuance(t *testing.T) {
+	harness.Need(t, "lego", "named", "nsupdate", "dig")
+	e := newClusterEnv(t, true)
+	c, ctx := e.c, context.Background()
+	e.startServer(t)
+	dir := t.TempDir()
+	if out, err := e.lego(t, dir, "default", "--http", "--http.port", fmt.Sprintf("127.0.0.1:%d", e.httpPort), "--domains", "web.localhost", "run"); err != nil {
+		t.Fatalf("lego http-01: %v\n%s", err, out)
 	}
+	if out, err := e.lego(t, dir, "default", append(e.dns.LegoArgs(), "--domains", "dns."+zone, "run")...); err != nil {
+		t.Fatalf("lego dns-01: %v\n%s", err, out)
+	}
+
+	// A platform team pre-registers an account for its namespace.
+	pre := &v1alpha1.AcmeAccount{ObjectMeta: metav1.ObjectMeta{Namespace: teamNS, Name: "builder"}, Spec: v1alpha1.AcmeAccountSpec{
+		Profile: "teams", AllowedIdentifiers: []string{"*.team-a." + zone},
+		ExternalAccountBinding: &v1alpha1.ExternalAccountKey{KeyID: "team-a-builder", SecretName: "builder-eab"}}}
+	if err := c.Create(ctx, pre); err != nil {
+		t.Fatal(err)
+	}
+	var eab corev1.Secret
+	kenvtest.WaitFor(t, "the pre-registration to await binding", func() bool {
+		var a v1alpha1.AcmeAccount
+		if c.Get(ctx, client.ObjectKeyFromObject(pre), &a) != nil {
+			return false
+		}
+		cond := meta.FindStatusCondition(a.Status.Conditions, "Ready")
+		return cond != nil && cond.Reason == "AwaitingBinding" && c.Get(ctx, client.ObjectKey{Namespace: teamNS, Name: "builder-eab"}, &eab) == nil
+	})
+	teamDir := t.TempDir()
+	eabArgs := []string{"--eab", "--kid", "team-a-builder", "--hmac", string(eab.Data["key"])}
+	if out, err := e.lego(t, teamDir, "teams", append(append(eabArgs, e.dns.LegoArgs()...), "--domains", "app.team-a."+zone, "run")...); err != nil {
+		t.Fatalf("lego with the pre-registered account's EAB key: %v\n%s", err, out)
+	}
+	out, err := e.lego(t, teamDir, "teams", append(append(eabArgs, e.dns.LegoArgs()...), "--domains", "other."+zone, "run")...)
+	if err == nil || !strings.Contains(out, "rejectedIdentifier") {
+		t.Fatalf("allowedIdentifiers did not refuse other.%s: %v\n%s", zone, err, out)
+	}
+
 	// hack/kubectl.sh docs: show what kubectl shows (docs/kubernetes.md).
 	if kubectl, out := os.Getenv("KACME_KUBECTL"), os.Getenv("KACME_KUBECTL_OUT"); kubectl != "" && out != "" {
 		var doc bytes.Buffer
-		for _, args := range [][]string{{"get", "acme", "-A"}, {"get", "certificateauthorities,acmeprofiles", "-o", "wide"}} {
-			cmd := exec.Command(kubectl, append([]string{"--kubeconfig", e.kubeconfig}, args...)...)
+		for _, args := range [][]string{{"get", "acme", "-A"}, {"get", "acmechallenges", "-A", "-o", "wide"},
+			{"get", "certificateauthorities,acmeprofiles", "-o", "wide"}} {
+			cmd := exec.Command(kubectl, append([]string{"--kubeconfig", e.kc.Admin}, args...)...)
 			res, err := cmd.CombinedOutput()
 			if err != nil {
 				t.Fatalf("kubectl %v: %v\n%s", args, err, res)
@@ -162,19 +211,72 @@ func TestClusterModeIssuance(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	o := orders.Items[0]
-	if o.Status.Status != "valid" || o.Status.Certificate != certs.Items[0].Name || challenges.Items[0].Status.Status != "valid" ||
-		accounts.Items[0].Status.Status != "valid" {
-		t.Fatalf("order %s (certificate %s), challenge %s, account %s", o.Status.Status, o.Status.Certificate,
-			challenges.Items[0].Status.Status, accounts.Items[0].Status.Status)
+
+	// The operator's namespace holds the account registered over ACME and its objects.
+	accounts, orders, challenges, certs := e.list(t, clusterNS)
+	if len(accounts.Items) != 1 || len(orders.Items) != 2 || len(challenges.Items) != 2 || len(certs.Items) != 2 {
+		t.Fatalf("%s: %d accounts, %d orders, %d challenges, %d certificates, want 1, 2, 2, 2", clusterNS,
+			len(accounts.Items), len(orders.Items), len(challenges.Items), len(certs.Items))
 	}
+	if a := accounts.Items[0]; a.Status.Status != "valid" || a.Status.KeyThumbprint == "" {
+		t.Fatalf("account status %q, thumbprint %q", a.Status.Status, a.Status.KeyThumbprint)
+	}
+	certNames := map[string]bool{}
+	for _, cert := range certs.Items {
+		certNames[cert.Name] = true
+	}
+	for _, o := range orders.Items {
+		if o.Status.Status != "valid" || !certNames[o.Status.Certificate] || len(o.Status.Authorizations) != 1 {
+			t.Fatalf("order %s: %s, certificate %q, authorizations %v", o.Name, o.Status.Status, o.Status.Certificate, o.Status.Authorizations)
+		}
+	}
+	for _, az := range challenges.Items {
+		if az.Status.Status != "valid" || len(az.Status.Records) == 0 {
+			t.Fatalf("authorization %s for %s: %s, records %v", az.Name, az.Spec.Identifier.Value, az.Status.Status, az.Status.Records)
+		}
+		for _, ch := range az.Status.Challenges {
+			d := ch.Data
+			ok := false
+			switch ch.Type {
+			case v1alpha1.ChallengeHTTP01:
+				ok = d.Path == "/.well-known/acme-challenge/"+ch.Token && strings.HasPrefix(d.Content, ch.Token+".")
+			case v1alpha1.ChallengeDNS01:
+				ok = d.RecordName == "_acme-challenge."+az.Spec.Identifier.Value+"." && len(d.RecordValue) == 43
+			case v1alpha1.ChallengeTLSALPN01:
+				ok = len(d.Digest) == 64
+			}
+			if !ok {
+				t.Fatalf("authorization %s %s challenge data %+v", az.Spec.Identifier.Value, ch.Type, d)
+			}
+		}
+	}
+	// The team's namespace holds its account and what it ordered: the
+	// refused name left no order behind.
+	accounts, orders, challenges, certs = e.list(t, teamNS)
+	if len(accounts.Items) != 1 || len(orders.Items) != 1 || len(challenges.Items) != 1 || len(certs.Items) != 1 {
+		t.Fatalf("%s: %d accounts, %d orders, %d challenges, %d certificates, want 1 each", teamNS,
+			len(accounts.Items), len(orders.Items), len(challenges.Items), len(certs.Items))
+	}
+	if a := accounts.Items[0]; a.Name != "builder" || a.Status.Status != "valid" || a.Status.Binding == "" {
+		t.Fatalf("pre-registered account %s: status %q, binding %q", a.Name, a.Status.Status, a.Status.Binding)
+	}
+	if orders.Items[0].Status.Status != "valid" || challenges.Items[0].Spec.Identifier.Value != "app.team-a."+zone {
+		t.Fatalf("team order %s, authorization for %s", orders.Items[0].Status.Status, challenges.Items[0].Spec.Identifier.Value)
+	}
+	kenvtest.WaitFor(t, "the controller to count the team account's order and certificate", func() bool {
+		var a v1alpha1.AcmeAccount
+		if c.Get(ctx, client.ObjectKeyFromObject(pre), &a) != nil {
+			return false
+		}
+		return a.Status.Orders == 1 && a.Status.Certificates == 1 && meta.IsStatusConditionTrue(a.Status.Conditions, "Ready")
+	})
 }
 
 // TestClusterModeRestart: the server process stops after the challenge is
 // validated and before finalize; a new process finishes the same order for
 // the same client.
 func TestClusterModeRestart(t *testing.T) {
-	e := newClusterEnv(t)
+	e := newClusterEnv(t, false)
 	ctx := context.Background()
 	// http-01 responder for the Go client.
 	var keys sync.Map
@@ -216,7 +318,7 @@ func TestClusterModeRestart(t *testing.T) {
 	if _, err := cl.WaitAuthorization(ctx, o.AuthzURLs[0]); err != nil {
 		t.Fatal(err)
 	}
-	first.stop()
+	first.Stop()
 	e.startServer(t)
 	csrKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	csr, _ := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{DNSNames: []string{"restart.localhost"}}, csrKey)

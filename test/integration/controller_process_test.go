@@ -1,13 +1,8 @@
 package integration
 
 import (
-	"bytes"
 	"context"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"testing"
-	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -16,19 +11,17 @@ import (
 
 	"github.com/kacme/kacme/api/v1alpha1"
 	kenvtest "github.com/kacme/kacme/test/envtest"
+	"github.com/kacme/kacme/test/harness"
 )
 
 // TestControllerProcess runs "kacme controller" as a process against a real
 // API server: a root, an intermediate and a profile become ready.
 func TestControllerProcess(t *testing.T) {
-	_, c, kubeconfig := kenvtest.StartWithKubeconfig(t)
+	_, c, kc := kenvtest.StartWithKubeconfig(t)
 	ctx := context.Background()
-	const ns = "kacme-system"
-	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
-		t.Fatal(err)
-	}
-	bin := buildKacme(t)
-	startProcess(t, []string{"KUBECONFIG=" + kubeconfig}, bin, "controller", "--namespace", ns, "--external-url", "https://acme.example.test", "--leader-elect")
+	const ns = kenvtest.OperatorNamespace
+	bin := harness.BuildKacme(t)
+	harness.Start(t, []string{"KUBECONFIG=" + kc.Controller}, bin, "controller", "--namespace", ns, "--external-url", "https://acme.example.test", "--leader-elect")
 	for _, o := range []client.Object{
 		&v1alpha1.CertificateAuthority{ObjectMeta: metav1.ObjectMeta{Name: "root"},
 			Spec: v1alpha1.CertificateAuthoritySpec{SelfSigned: &v1alpha1.SelfSignedCA{KeyAlgorithm: v1alpha1.KeyECDSAP384}}},
@@ -54,51 +47,4 @@ func TestControllerProcess(t *testing.T) {
 	if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: "issuing-ca"}, &sec); err != nil {
 		t.Fatalf("intermediate secret: %v", err)
 	}
-}
-
-func buildKacme(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "kacme")
-	if out, err := exec.Command("go", "build", "-o", bin, "github.com/kacme/kacme/cmd/kacme").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
-	return bin
-}
-
-// process is a command started by a test.
-type process struct {
-	cmd  *exec.Cmd
-	logs bytes.Buffer
-	done chan struct{}
-}
-
-// stop interrupts the process and waits for it (killing it after 10 s).
-func (p *process) stop() {
-	_ = p.cmd.Process.Signal(os.Interrupt)
-	select {
-	case <-p.done:
-	case <-time.After(10 * time.Second):
-		_ = p.cmd.Process.Kill()
-		<-p.done
-	}
-}
-
-// startProcess runs a command until the test ends (or stop) and shows its
-// output if the test failed.
-func startProcess(t *testing.T, env []string, name string, args ...string) *process {
-	t.Helper()
-	p := &process{cmd: exec.Command(name, args...), done: make(chan struct{})}
-	p.cmd.Env = append(os.Environ(), env...)
-	p.cmd.Stdout, p.cmd.Stderr = &p.logs, &p.logs
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = p.cmd.Wait(); close(p.done) }()
-	t.Cleanup(func() {
-		p.stop()
-		if t.Failed() {
-			t.Logf("%s %s output:\n%s", filepath.Base(name), args[0], p.logs.String())
-		}
-	})
-	return p
 }

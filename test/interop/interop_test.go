@@ -7,7 +7,6 @@
 package interop
 
 import (
-	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -18,7 +17,6 @@ import (
 	"encoding/pem"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -31,130 +29,23 @@ import (
 	xacme "golang.org/x/crypto/acme"
 
 	kenvtest "github.com/kacme/kacme/test/envtest"
+	"github.com/kacme/kacme/test/harness"
 )
 
 const (
-	zone       = "kacme.test"
-	tsigName   = "kacme-key"
-	tsigSecret = "a2FjbWUtaW50ZXJvcC10c2lnLXNlY3JldC0wMTIzNDU2Nzg5" // base64
-	eabHMAC    = "ZWFiLWhtYWMta2V5LWZvci1pbnRlcm9wLXRlc3RzLTAxMjM"  // base64url
+	zone    = "kacme.test"
+	eabHMAC = "ZWFiLWhtYWMta2V5LWZvci1pbnRlcm9wLXRlc3RzLTAxMjM" // base64url
 )
 
 type world struct {
 	t        *testing.T
 	dir      string
-	dnsPort  int
+	dns      *harness.DNS
 	httpPort int
 	tlsPort  int
 	url      string // kacme base URL
 	root     string // ca.crt path
-	hooks    map[string]string
 	pool     *x509.CertPool
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	for i := 0; i < 20; i++ {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		p := l.Addr().(*net.TCPAddr).Port
-		_ = l.Close()
-		u, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", p))
-		if err == nil {
-			_ = u.Close()
-			return p
-		}
-	}
-	t.Fatal("no free port")
-	return 0
-}
-
-func need(t *testing.T, tools ...string) {
-	t.Helper()
-	for _, tool := range tools {
-		if _, err := exec.LookPath(tool); err != nil {
-			if _, err2 := os.Stat("/usr/sbin/" + tool); err2 == nil {
-				continue
-			}
-			if os.Getenv("KACME_INTEROP") == "required" {
-				t.Fatalf("%s is not installed (make test installs it with apt-get when run as root)", tool)
-			}
-			t.Skipf("%s is not installed; set KACME_INTEROP=required to fail instead", tool)
-		}
-	}
-}
-
-// start runs a command until the test ends, logging its output on failure.
-func (w *world) start(name string, args []string, env []string) {
-	w.t.Helper()
-	var out bytes.Buffer
-	cmd := exec.Command(name, args...)
-	cmd.Stdout, cmd.Stderr = &out, &out
-	cmd.Env = append(os.Environ(), env...)
-	if err := cmd.Start(); err != nil {
-		w.t.Fatalf("start %s: %v", name, err)
-	}
-	w.t.Cleanup(func() {
-		_ = cmd.Process.Signal(os.Interrupt)
-		done := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-		}
-		if w.t.Failed() {
-			w.t.Logf("--- %s output ---\n%s", filepath.Base(name), tail(out.String(), 6000))
-		}
-	})
-}
-
-func tail(s string, n int) string {
-	if len(s) > n {
-		return s[len(s)-n:]
-	}
-	return s
-}
-
-func (w *world) startBIND() {
-	w.t.Helper()
-	d := filepath.Join(w.dir, "bind")
-	must(w.t, os.MkdirAll(d, 0o755))
-	zoneFile := fmt.Sprintf(`$TTL 5
-@ IN SOA ns.%[1]s. admin.%[1]s. 1 60 60 3600 5
-@ IN NS ns.%[1]s.
-ns IN A 127.0.0.1
-@ IN A 127.0.0.1
-* IN A 127.0.0.1
-`, zone)
-	must(w.t, os.WriteFile(filepath.Join(d, zone+".zone"), []byte(zoneFile), 0o644))
-	conf := fmt.Sprintf(`key "%[1]s" { algorithm hmac-sha256; secret "%[2]s"; };
-options {
-  directory "%[3]s";
-  listen-on port %[4]d { 127.0.0.1; };
-  listen-on-v6 { none; };
-  pid-file "%[3]s/named.pid";
-  session-keyfile "%[3]s/session.key";
-  recursion no;
-  dnssec-validation no;
-  allow-query { any; };
-};
-controls { };
-zone "%[5]s" { type primary; file "%[3]s/%[5]s.zone"; allow-update { key "%[1]s"; }; };
-`, tsigName, tsigSecret, d, w.dnsPort, zone)
-	must(w.t, os.WriteFile(filepath.Join(d, "named.conf"), []byte(conf), 0o644))
-	named, err := exec.LookPath("named")
-	if err != nil {
-		named = "/usr/sbin/named"
-	}
-	w.start(named, []string{"-g", "-c", filepath.Join(d, "named.conf")}, nil)
-	kenvtest.WaitFor(w.t, "BIND", func() bool {
-		out, err := exec.Command("dig", "+short", "+time=1", "+tries=1", "-p", fmt.Sprint(w.dnsPort), "@127.0.0.1", "ns."+zone, "A").Output()
-		return err == nil && strings.TrimSpace(string(out)) == "127.0.0.1"
-	})
 }
 
 func must(t *testing.T, err error) {
@@ -164,44 +55,14 @@ func must(t *testing.T, err error) {
 	}
 }
 
-// writeHooks writes the nsupdate hooks certbot and lego call for dns-01.
-func (w *world) writeHooks() {
-	w.t.Helper()
-	nsupdate := func(op string) string {
-		return fmt.Sprintf(`nsupdate -y hmac-sha256:%s:%s <<EOF
-server 127.0.0.1 %d
-zone %s
-update %s $NAME 5 IN TXT "$VALUE"
-send
-EOF
-`, tsigName, tsigSecret, w.dnsPort, zone, op)
-	}
-	w.hooks = map[string]string{}
-	scripts := map[string]string{
-		"certbot-auth":    "#!/bin/sh\nset -e\nNAME=_acme-challenge.$CERTBOT_DOMAIN.\nVALUE=$CERTBOT_VALIDATION\n" + nsupdate("add"),
-		"certbot-cleanup": "#!/bin/sh\nset -e\nNAME=_acme-challenge.$CERTBOT_DOMAIN.\nVALUE=$CERTBOT_VALIDATION\n" + nsupdate("delete"),
-		"lego-exec": "#!/bin/sh\nset -e\nNAME=$2\nVALUE=$3\ncase \"$1\" in\npresent)\n" + nsupdate("add") +
-			";;\ncleanup)\n" + nsupdate("delete") + ";;\nesac\n",
-	}
-	for name, body := range scripts {
-		p := filepath.Join(w.dir, name+".sh")
-		must(w.t, os.WriteFile(p, []byte(body), 0o755))
-		w.hooks[name] = p
-	}
-}
-
 func (w *world) startKacme() {
 	w.t.Helper()
-	bin := filepath.Join(w.dir, "kacme")
-	build := exec.Command("go", "build", "-o", bin, "github.com/kacme/kacme/cmd/kacme")
-	if out, err := build.CombinedOutput(); err != nil {
-		w.t.Fatalf("build kacme: %v\n%s", err, out)
-	}
-	port := freePort(w.t)
+	bin := harness.BuildKacme(w.t)
+	port := harness.FreePort(w.t)
 	w.url = fmt.Sprintf("https://127.0.0.1:%d", port)
 	cfg := filepath.Join(w.dir, "config")
 	must(w.t, os.MkdirAll(cfg, 0o755))
-	validation := fmt.Sprintf(`{http01Port: %d, tlsALPN01Port: %d, resolvers: ["127.0.0.1:%d"], timeout: 10s}`, w.httpPort, w.tlsPort, w.dnsPort)
+	validation := fmt.Sprintf(`{http01Port: %d, tlsALPN01Port: %d, resolvers: ["%s"], timeout: 10s}`, w.httpPort, w.tlsPort, w.dns.Resolver())
 	yaml := fmt.Sprintf(`apiVersion: acme.kacme.io/v1alpha1
 kind: CertificateAuthority
 metadata: {name: interop-root}
@@ -250,7 +111,7 @@ stringData: {certbot: %[4]s, lego: %[4]s}
 	must(w.t, os.WriteFile(filepath.Join(cfg, "kacme.yaml"), []byte(yaml), 0o644))
 	data := filepath.Join(w.dir, "data")
 	w.root = filepath.Join(data, "ca.crt")
-	w.start(bin, []string{"standalone", "--data-dir", data, "--config-dir", cfg, "--listen", fmt.Sprintf("127.0.0.1:%d", port), "--quiet"}, nil)
+	harness.Start(w.t, nil, bin, "standalone", "--data-dir", data, "--config-dir", cfg, "--listen", fmt.Sprintf("127.0.0.1:%d", port), "--quiet")
 	kenvtest.WaitFor(w.t, "kacme", func() bool {
 		b, err := os.ReadFile(w.root)
 		if err != nil || len(b) == 0 {
@@ -283,7 +144,7 @@ func (w *world) run(env []string, name string, args ...string) string {
 	cmd.Dir = w.dir
 	out, err := cmd.CombinedOutput()
 	if err != nil {
-		w.t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, tail(string(out), 4000))
+		w.t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, harness.Tail(string(out), 4000))
 	}
 	return string(out)
 }
@@ -298,8 +159,7 @@ func (w *world) certbot(cfgName string, args ...string) string {
 func (w *world) lego(pathName, profile string, args ...string) string {
 	w.t.Helper()
 	base := []string{"--server", w.dirURL(profile), "--accept-tos", "--email", "ops@example.org", "--path", filepath.Join(w.dir, pathName)}
-	return w.run([]string{"LEGO_CA_CERTIFICATES=" + w.root, "EXEC_PATH=" + w.hooks["lego-exec"],
-		"EXEC_POLLING_INTERVAL=1", "EXEC_PROPAGATION_TIMEOUT=30", "EXEC_SEQUENCE_INTERVAL=1"}, "lego", append(base, args...)...)
+	return w.run(append(w.dns.LegoEnv(), "LEGO_CA_CERTIFICATES="+w.root), "lego", append(base, args...)...)
 }
 
 // readCert parses a PEM file and checks the chain verifies to kacme's root
@@ -357,16 +217,15 @@ func (w *world) onCRL(leaf *x509.Certificate) bool {
 }
 
 func TestClients(t *testing.T) {
-	need(t, "certbot", "lego", "named", "nsupdate", "dig", "go")
+	harness.Need(t, "certbot", "lego", "named", "nsupdate", "dig", "go")
 	w := &world{t: t, dir: t.TempDir()}
-	w.dnsPort, w.httpPort, w.tlsPort = freePort(t), freePort(t), freePort(t)
-	w.startBIND()
-	w.writeHooks()
+	w.httpPort, w.tlsPort = harness.FreePort(t), harness.FreePort(t)
+	w.dns = harness.StartBIND(t, w.dir, zone)
 	w.startKacme()
 	http01 := []string{"certonly", "--standalone", "--http-01-address", "127.0.0.1", "--http-01-port", fmt.Sprint(w.httpPort),
 		"--server", w.dirURL("default"), "--agree-tos", "--register-unsafely-without-email"}
-	dns01 := []string{"certonly", "--manual", "--preferred-challenges", "dns", "--manual-auth-hook", w.hooks["certbot-auth"],
-		"--manual-cleanup-hook", w.hooks["certbot-cleanup"], "--server", w.dirURL("default"), "--agree-tos", "--register-unsafely-without-email"}
+	dns01 := []string{"certonly", "--manual", "--preferred-challenges", "dns", "--manual-auth-hook", w.dns.Hooks["certbot-auth"],
+		"--manual-cleanup-hook", w.dns.Hooks["certbot-cleanup"], "--server", w.dirURL("default"), "--agree-tos", "--register-unsafely-without-email"}
 	live := func(cfg, name string) string { return filepath.Join(w.dir, cfg, "live", name, "fullchain.pem") }
 	httpPort := fmt.Sprintf("127.0.0.1:%d", w.httpPort)
 
@@ -420,7 +279,7 @@ func TestClients(t *testing.T) {
 		w.lego("lego", "default", "--tls", "--tls.port", fmt.Sprintf("127.0.0.1:%d", w.tlsPort), "--domains", "lego-tls.kacme.test", "run")
 		w.readCert(filepath.Join(w.dir, "lego", "certificates", "lego-tls.kacme.test.crt"), "lego-tls.kacme.test")
 	})
-	legoDNS := []string{"--dns", "exec", "--dns.resolvers", fmt.Sprintf("127.0.0.1:%d", w.dnsPort), "--dns.disable-cp"}
+	legoDNS := w.dns.LegoArgs()
 	t.Run("lego/dns-01", func(t *testing.T) {
 		w.t = t
 		w.lego("lego", "default", append(legoDNS, "--domains", "lego-dns.kacme.test", "run")...)
@@ -459,7 +318,7 @@ func TestClients(t *testing.T) {
 		cmd.Env = append(os.Environ(), "LEGO_CA_CERTIFICATES="+w.root)
 		out, err := cmd.CombinedOutput()
 		if err == nil || !strings.Contains(string(out), "already been used") {
-			t.Fatalf("a second registration with a used EAB key was not refused: %v\n%s", err, tail(string(out), 2000))
+			t.Fatalf("a second registration with a used EAB key was not refused: %v\n%s", err, harness.Tail(string(out), 2000))
 		}
 	})
 	t.Run("go-client/key-rollover", func(t *testing.T) {

@@ -25,10 +25,15 @@ func indexName(label string) string { return "label:" + label }
 // nameIndex indexes objects by name for lookups in every namespace.
 const nameIndex = "name"
 
-// RegisterIndexes adds the label indexes to a cache before it starts; a Store
-// built with WithIndexes then lists through them.
-func RegisterIndexes(ctx context.Context, indexer client.FieldIndexer) error {
-	for _, obj := range stateKinds {
+// RegisterIndexes adds the name and label indexes of kinds (default: every
+// state kind) to a cache before it starts; a Store built with WithIndexes
+// then reads through them. Indexing a kind starts its informer, so a
+// component indexes only the kinds it may list.
+func RegisterIndexes(ctx context.Context, indexer client.FieldIndexer, kinds ...storage.Object) error {
+	if len(kinds) == 0 {
+		kinds = stateKinds
+	}
+	for _, obj := range kinds {
 		err := indexer.IndexField(ctx, obj, nameIndex, func(o client.Object) []string { return []string{o.GetName()} })
 		if err != nil {
 			return fmt.Errorf("index %T by name: %w", obj, err)
