@@ -179,7 +179,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	}
 	if err := r.Client.Update(ctx, want); err != nil {
 		if apierrors.IsConflict(err) {
-			return ctrl.Result{Requeue: true}, nil // the server wrote the account meanwhile
+			return ctrl.Result{}, nil // written meanwhile: that change is an event that reconciles again
 		}
 		return ctrl.Result{}, err
 	}
