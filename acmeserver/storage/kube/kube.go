@@ -69,6 +69,11 @@ func (s *Store) Get(ctx context.Context, ns, name string, obj storage.Object) er
 	if err != nil {
 		return err
 	}
+	// The overlay is read before the cache: an entry is only forgotten once
+	// the cache holds its version, so whatever the cache says afterwards is
+	// at least as new as a missing entry.
+	k := key(kind, ns, name)
+	e := s.overlay.lookup(k)
 	cerr := s.reader.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, cached)
 	if cerr != nil && !apierrors.IsNotFound(cerr) {
 		return mapErr(cerr, kind, ns, name)
@@ -77,7 +82,7 @@ func (s *Store) Get(ctx context.Context, ns, name string, obj storage.Object) er
 	if cerr == nil {
 		cachedRV = cached.GetResourceVersion()
 	}
-	if e, ok := s.overlay.get(key(kind, ns, name), cachedRV); ok {
+	if e != nil && s.overlay.newer(k, e, cachedRV) {
 		if e.deleted {
 			return mapErr(apierrors.NewNotFound(schemaGR(kind), name), kind, ns, name)
 		}
@@ -133,6 +138,7 @@ func (s *Store) List(ctx context.Context, ns string, list storage.ObjectList, op
 	if err != nil {
 		return err
 	}
+	snap := s.overlay.snapshot(kind, ns) // before the cache, as in Get
 	if err := s.reader.List(ctx, list, s.listOptions(ns, opts.Labels)...); err != nil {
 		return fmt.Errorf("list %s in %s: %w", kind, ns, err)
 	}
@@ -148,7 +154,8 @@ func (s *Store) List(ctx context.Context, ns string, list storage.ObjectList, op
 		if !matches(o.GetLabels(), opts.Labels) {
 			continue // an index matched one label; the others are checked here
 		}
-		if e, ok := s.overlay.get(key(kind, o.GetNamespace(), o.GetName()), o.GetResourceVersion()); ok {
+		k := key(kind, o.GetNamespace(), o.GetName())
+		if e := snap[k]; e != nil && s.overlay.newer(k, e, o.GetResourceVersion()) {
 			if e.deleted || !matches(e.obj.GetLabels(), opts.Labels) {
 				continue
 			}
@@ -158,7 +165,7 @@ func (s *Store) List(ctx context.Context, ns string, list storage.ObjectList, op
 		out = append(out, it)
 	}
 	// Objects this process created that the cache has not seen yet.
-	for _, e := range s.overlay.pending(kind, ns) {
+	for _, e := range snap {
 		if !seen[e.ns+"/"+e.obj.GetName()] && !e.deleted && matches(e.obj.GetLabels(), opts.Labels) {
 			out = append(out, e.obj.DeepCopyObject())
 		}
@@ -264,30 +271,40 @@ func (o *overlay) put(k, kind string, obj storage.Object, deleted bool) {
 	o.entries[k] = &entry{kind: kind, ns: obj.GetNamespace(), obj: obj.DeepCopyObject().(storage.Object), rv: rv, deleted: deleted, at: time.Now()}
 }
 
-// get returns the overlay entry when it is newer than the cache's copy
-// (cachedRV "" means the cache has none) and drops entries the cache has caught up with.
-func (o *overlay) get(k, cachedRV string) (*entry, bool) {
+// lookup returns the live entry for k, if any.
+func (o *overlay) lookup(k string) *entry {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	e, ok := o.entries[k]
 	if !ok {
-		return nil, false
+		return nil
 	}
 	if time.Since(e.at) > o.ttl {
 		delete(o.entries, k)
-		return nil, false
+		return nil
 	}
-	if cachedRV != "" {
-		if c := parseRV(cachedRV); c > e.rv || (c == e.rv && !e.deleted) {
-			delete(o.entries, k) // the cache has caught up (or the object was recreated)
-			return nil, false
-		}
+	return e
+}
+
+// newer reports whether entry e (read before the cache) is newer than the
+// cache's copy (cachedRV "" means the cache has none), and forgets e once the
+// cache has caught up with it.
+func (o *overlay) newer(k string, e *entry, cachedRV string) bool {
+	caughtUp := false
+	if cachedRV == "" {
+		caughtUp = e.deleted // the cache has seen the deletion
+	} else if c := parseRV(cachedRV); c > e.rv || (c == e.rv && !e.deleted) {
+		caughtUp = true // the cache has caught up (or the object was recreated)
 	}
-	if e.deleted && cachedRV == "" {
-		delete(o.entries, k) // the cache has seen the deletion
-		return nil, false
+	if !caughtUp {
+		return true
 	}
-	return e, true
+	o.mu.Lock()
+	if o.entries[k] == e {
+		delete(o.entries, k)
+	}
+	o.mu.Unlock()
+	return false
 }
 
 // find returns a live entry of kind called name in any namespace.
@@ -302,18 +319,18 @@ func (o *overlay) find(kind, name string) *entry {
 	return nil
 }
 
-// pending lists live entries of a kind and namespace (or all namespaces).
-func (o *overlay) pending(kind, ns string) []*entry {
+// snapshot returns the live entries of a kind in a namespace (or all), by key.
+func (o *overlay) snapshot(kind, ns string) map[string]*entry {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	var out []*entry
+	out := map[string]*entry{}
 	for k, e := range o.entries {
 		if time.Since(e.at) > o.ttl {
 			delete(o.entries, k)
 			continue
 		}
 		if e.kind == kind && (ns == storage.AllNamespaces || e.ns == ns) {
-			out = append(out, e)
+			out[k] = e
 		}
 	}
 	return out
