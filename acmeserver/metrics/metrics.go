@@ -3,7 +3,9 @@
 package metrics
 
 import (
+	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -17,6 +19,7 @@ type Metrics struct {
 	validating  *prometheus.HistogramVec
 	issued      *prometheus.CounterVec
 	revoked     *prometheus.CounterVec
+	apiRequests *prometheus.CounterVec
 }
 
 // New registers the metrics with reg.
@@ -34,8 +37,11 @@ func New(reg prometheus.Registerer) *Metrics {
 			Help: "Certificates issued by profile and issuance profile."}, []string{"profile", "issuance_profile"}),
 		revoked: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kacme_certificates_revoked_total",
 			Help: "Certificates revoked by profile and reason code."}, []string{"profile", "reason"}),
+		apiRequests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kacme_kube_api_requests_total",
+			Help: "Requests this process made to the Kubernetes API server, by verb (get, list, watch, create, update, patch, delete) and resource."},
+			[]string{"verb", "resource"}),
 	}
-	reg.MustRegister(m.requests, m.duration, m.validations, m.validating, m.issued, m.revoked)
+	reg.MustRegister(m.requests, m.duration, m.validations, m.validating, m.issued, m.revoked, m.apiRequests)
 	return m
 }
 
@@ -71,4 +77,69 @@ func (m *Metrics) Revoked(profile string, reason int) {
 		return
 	}
 	m.revoked.WithLabelValues(profile, strconv.Itoa(reason)).Inc()
+}
+
+// WrapTransport counts the requests a Kubernetes client sends through rt
+// (rest.Config.Wrap), so API-server reads and writes per issuance can be
+// measured from the client's side.
+func (m *Metrics) WrapTransport(rt http.RoundTripper) http.RoundTripper {
+	if m == nil {
+		return rt
+	}
+	return roundTripFunc(func(req *http.Request) (*http.Response, error) {
+		verb, resource := APIVerb(req)
+		m.apiRequests.WithLabelValues(verb, resource).Inc()
+		return rt.RoundTrip(req)
+	})
+}
+
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// APIVerb classifies a Kubernetes API request: the verb as RBAC names it and
+// the resource, from the path /api/v1/... or /apis/<group>/<version>/...,
+// optionally /namespaces/<ns>/, then <resource>[/<name>[/<subresource>]].
+func APIVerb(req *http.Request) (verb, resource string) {
+	parts := strings.Split(strings.Trim(req.URL.Path, "/"), "/")
+	switch {
+	case len(parts) >= 2 && parts[0] == "api":
+		parts = parts[2:]
+	case len(parts) >= 3 && parts[0] == "apis":
+		parts = parts[3:]
+	default:
+		return strings.ToLower(req.Method), "other"
+	}
+	if len(parts) >= 3 && parts[0] == "namespaces" {
+		parts = parts[2:]
+	}
+	if len(parts) == 0 {
+		return strings.ToLower(req.Method), "other"
+	}
+	resource, named := parts[0], len(parts) > 1
+	if len(parts) > 2 {
+		resource += "/" + parts[2]
+	}
+	switch req.Method {
+	case http.MethodGet:
+		switch {
+		case req.URL.Query().Get("watch") == "true" || req.URL.Query().Get("watch") == "1":
+			return "watch", resource
+		case named:
+			return "get", resource
+		}
+		return "list", resource
+	case http.MethodPost:
+		return "create", resource
+	case http.MethodPut:
+		return "update", resource
+	case http.MethodPatch:
+		return "patch", resource
+	case http.MethodDelete:
+		if named {
+			return "delete", resource
+		}
+		return "deletecollection", resource
+	}
+	return strings.ToLower(req.Method), resource
 }

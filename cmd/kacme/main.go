@@ -98,16 +98,7 @@ func runStandalone(args []string) error {
 	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: lvl}))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	var m *metrics.Metrics
-	if *metricsAddr != "" {
-		reg := prometheus.NewRegistry()
-		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-		m = metrics.New(reg)
-		mux := http.NewServeMux()
-		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-		ms := &http.Server{Addr: *metricsAddr, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-		go func() { log.Error("metrics server", "err", ms.ListenAndServe()) }()
-	}
+	m := serveMetrics(*metricsAddr, log)
 	srv, err := standalone.Start(ctx, standalone.Options{DataDir: *dataDir, ConfigDir: *configDir, Listen: *listen,
 		ExternalURL: *external, Log: log, Metrics: m})
 	if err != nil {
@@ -125,6 +116,22 @@ func runStandalone(args []string) error {
 		_ = srv.Close()
 	}()
 	return srv.Wait()
+}
+
+// serveMetrics serves kacme's metrics on addr; "" serves nothing and
+// returns nil (which records nothing).
+func serveMetrics(addr string, log *slog.Logger) *metrics.Metrics {
+	if addr == "" {
+		return nil
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m := metrics.New(reg)
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	ms := &http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() { log.Error("metrics server", "err", ms.ListenAndServe()) }()
+	return m
 }
 
 func printBanner(srv *standalone.Server, dataDir string) {

@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"os"
 	"os/signal"
 	"syscall"
@@ -21,17 +22,24 @@ func runServer(args []string, log *slog.Logger) error {
 	namespace := fs.String("namespace", envOr("POD_NAMESPACE", "kacme-system"), "namespace of the ACME state objects and the CA Secrets")
 	listen := fs.String("listen", ":8443", "HTTPS listen address")
 	external := fs.String("external-url", "", "base URL clients use (default https://<listen>)")
+	metricsAddr := fs.String("metrics-addr", "", "serve Prometheus metrics at http://<addr>/metrics, including the Kubernetes API requests this process makes")
+	debugAddr := fs.String("debug-addr", "", "serve Go pprof on this loopback address (e.g. 127.0.0.1:6060)")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *debugAddr != "" {
+		go func() { log.Error("debug server", "err", http.ListenAndServe(*debugAddr, nil)) }() //nolint:gosec // opt-in, loopback
 	}
 	cfg, err := ctrl.GetConfig()
 	if err != nil {
 		return fmt.Errorf("kubernetes configuration: %w", err)
 	}
 	cfg.QPS, cfg.Burst = 200, 400 // the request path writes; controller-runtime's defaults (20/30) would throttle it
+	m := serveMetrics(*metricsAddr, log)
+	cfg.Wrap(m.WrapTransport)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	srv, err := cluster.Start(ctx, cluster.Options{Config: cfg, Namespace: *namespace, Listen: *listen, ExternalURL: *external, Log: log})
+	srv, err := cluster.Start(ctx, cluster.Options{Config: cfg, Namespace: *namespace, Listen: *listen, ExternalURL: *external, Log: log, Metrics: m})
 	if err != nil {
 		return err
 	}

@@ -30,6 +30,7 @@ import (
 	"k8s.io/client-go/tools/events"
 	"k8s.io/client-go/util/workqueue"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/event"
@@ -38,8 +39,6 @@ import (
 
 	"github.com/kacme/kacme/acmeserver/acme"
 	"github.com/kacme/kacme/acmeserver/ra"
-	"github.com/kacme/kacme/acmeserver/storage"
-	"github.com/kacme/kacme/acmeserver/storage/kube"
 	"github.com/kacme/kacme/api/v1alpha1"
 )
 
@@ -70,27 +69,42 @@ type Reconciler struct {
 	Recorder events.EventRecorder
 	// Namespace is the operator's namespace, where the EAB key copies live.
 	Namespace string
-	store     *kube.Store
 }
+
+// metaOf is the metadata-only form of a kind: counting needs labels only,
+// so the controller neither receives nor decodes the objects themselves.
+func metaOf(kind string) *metav1.PartialObjectMetadata {
+	return &metav1.PartialObjectMetadata{TypeMeta: metav1.TypeMeta{APIVersion: v1alpha1.GroupVersion.String(), Kind: kind}}
+}
+
+// accountIndex indexes metadata-only objects by their account label.
+const accountIndex = "label:" + v1alpha1.LabelAccount
 
 // +kubebuilder:rbac:groups=acme.kacme.io,resources=acmeaccounts,verbs=get;list;watch;update
 // +kubebuilder:rbac:groups=acme.kacme.io,resources=acmeorders;acmecertificates,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create;update;delete
 
-// SetupWithManager registers the controller and the cache indexes the
-// counts are read through (kube.RegisterIndexes).
+// SetupWithManager registers the controller and the index the counts are
+// read through.
 func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
-	if err := kube.RegisterIndexes(context.Background(), mgr.GetFieldIndexer(), &v1alpha1.AcmeOrder{}, &v1alpha1.AcmeCertificate{}); err != nil {
-		return err
+	for _, kind := range []string{"AcmeOrder", "AcmeCertificate"} {
+		err := mgr.GetFieldIndexer().IndexField(context.Background(), metaOf(kind), accountIndex, func(o client.Object) []string {
+			if a := o.GetLabels()[v1alpha1.LabelAccount]; a != "" {
+				return []string{a}
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
 	}
-	r.store = kube.New(r.Client, mgr.GetCache()).WithIndexes()
 	byAccount := delayedByLabel(CountDelay)
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("acmeaccount").
 		For(&v1alpha1.AcmeAccount{}).
 		Owns(&corev1.Secret{}).
-		Watches(&v1alpha1.AcmeOrder{}, byAccount).
-		Watches(&v1alpha1.AcmeCertificate{}, byAccount).
+		Watches(metaOf("AcmeOrder"), byAccount, builder.OnlyMetadata).
+		Watches(metaOf("AcmeCertificate"), byAccount, builder.OnlyMetadata).
 		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(func(_ context.Context, o client.Object) []reconcile.Request {
 			l := o.GetLabels()
 			if o.GetNamespace() != r.Namespace || l[labelMirrorAccount] == "" {
@@ -186,18 +200,17 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	return ctrl.Result{}, nil
 }
 
-// counts are the account's orders and certificates, from the cache's indexes.
+// counts are the account's orders and certificates, from the cache's index.
 func (r *Reconciler) counts(ctx context.Context, a *v1alpha1.AcmeAccount) (int, int, error) {
-	by := storage.ListOptions{Labels: map[string]string{v1alpha1.LabelAccount: a.Name}}
-	var orders v1alpha1.AcmeOrderList
-	if err := r.store.List(ctx, a.Namespace, &orders, by); err != nil {
-		return 0, 0, err
+	var n [2]int
+	for i, kind := range []string{"AcmeOrderList", "AcmeCertificateList"} {
+		list := &metav1.PartialObjectMetadataList{TypeMeta: metav1.TypeMeta{APIVersion: v1alpha1.GroupVersion.String(), Kind: kind}}
+		if err := r.Client.List(ctx, list, client.InNamespace(a.Namespace), client.MatchingFields{accountIndex: a.Name}); err != nil {
+			return 0, 0, err
+		}
+		n[i] = len(list.Items)
 	}
-	var certs v1alpha1.AcmeCertificateList
-	if err := r.store.List(ctx, a.Namespace, &certs, by); err != nil {
-		return 0, 0, err
-	}
-	return len(orders.Items), len(certs.Items), nil
+	return n[0], n[1], nil
 }
 
 // ensureKey mints the EAB Secret when it is missing (an existing Secret is

@@ -1,8 +1,10 @@
 // Command acmebench drives full ACME flows (new order, http-01 validation
 // against a real responder on loopback, finalize, download) with the
 // golang.org/x/crypto/acme client at several concurrency levels against
-// kacme standalone, Pebble and step-ca in one run, and writes throughput and
-// latency percentiles to a Markdown report. Run it with "make bench".
+// kacme standalone, Pebble and step-ca in one run, and against kacme in
+// cluster mode on a real kube-apiserver + etcd (counting the API requests it
+// makes per issuance), and writes throughput and latency percentiles to a
+// Markdown report. Run it with "make bench".
 package main
 
 import (
@@ -50,6 +52,12 @@ type levelResult struct {
 	elapsed     time.Duration
 	latencies   []time.Duration
 	firstErr    string
+	// allFlows counts every completed flow, warm-up included: the window
+	// the API requests were counted over.
+	allFlows int
+	// API requests to the Kubernetes API server per issuance (cluster mode).
+	apiWrites, apiReads float64
+	apiCounted          bool
 }
 
 func (l levelResult) throughput() float64 { return float64(l.flows) / l.elapsed.Seconds() }
@@ -70,8 +78,8 @@ func main() {
 	levelsFlag := flag.String("levels", "1,4,8,16,32", "concurrency levels")
 	duration := flag.Duration("duration", 10*time.Second, "measuring time per level")
 	warmup := flag.Duration("warmup", 2*time.Second, "unmeasured warm-up per level")
-	only := flag.String("targets", "kacme,pebble,step-ca", "servers to run (the report needs all three)")
-	flag.StringVar(&kacmeExtraArgs, "kacme-args", "", "extra flags for kacme standalone (e.g. --debug-addr 127.0.0.1:6060)")
+	only := flag.String("targets", "kacme,pebble,step-ca,kacme-cluster", "servers to run (the report needs all four)")
+	flag.StringVar(&kacmeExtraArgs, "kacme-args", "", "extra flags for kacme standalone and kacme server (e.g. --debug-addr 127.0.0.1:6060)")
 	flag.Parse()
 	var levels []int
 	for _, s := range strings.Split(*levelsFlag, ",") {
@@ -98,6 +106,7 @@ func main() {
 		{"kacme", func(d string) (*server, error) { return startKacme(*kacmeBin, d, httpPort) }},
 		{"pebble", func(d string) (*server, error) { return startPebble(*pebbleBin, d, httpPort) }},
 		{"step-ca", func(d string) (*server, error) { return startStepCA(*stepBin, d) }},
+		{"kacme-cluster", func(d string) (*server, error) { return startKacmeCluster(*kacmeBin, d, httpPort) }},
 	}
 	results := map[string][]levelResult{}
 	versions := map[string]string{}
@@ -116,6 +125,9 @@ func main() {
 			r := runLevel(s, resp, c, *warmup, *duration)
 			fmt.Fprintf(os.Stderr, "  %d flows, %d errors, %.1f flows/s, p50 %v, p99 %v %s\n", r.flows, r.errors, r.throughput(),
 				r.pct(0.5).Round(time.Millisecond), r.pct(0.99).Round(time.Millisecond), r.firstErr)
+			if r.apiCounted {
+				fmt.Fprintf(os.Stderr, "  API server: %.2f writes and %.2f reads per issuance\n", r.apiWrites, r.apiReads)
+			}
 			results[tg.name] = append(results[tg.name], r)
 		}
 		s.stop()
@@ -169,10 +181,14 @@ func runLevel(s *server, resp *responder, c int, warmup, measure time.Duration) 
 				t0 := time.Now()
 				err := flow(ctx, cl, resp, csr)
 				d := time.Since(t0)
+				mu.Lock()
+				if err == nil {
+					res.allFlows++
+				}
 				if t0.Before(measureFrom) {
+					mu.Unlock()
 					continue
 				}
-				mu.Lock()
 				if err != nil {
 					res.errors++
 					if res.firstErr == "" {
@@ -187,11 +203,27 @@ func runLevel(s *server, resp *responder, c int, warmup, measure time.Duration) 
 		}()
 	}
 	registered.Wait()
-	// Registration is not measured: restart the clock once every client has an account.
+	// Registration is not measured: restart the clock once every client has
+	// an account, and count API requests from here.
+	var apiBefore map[string]float64
+	if s.metricsURL != "" {
+		var err error
+		if apiBefore, err = apiRequests(s.metricsURL); err != nil {
+			fatal(err)
+		}
+	}
 	start = time.Now()
 	measureFrom, stopAt = start.Add(warmup), start.Add(warmup+measure)
 	close(ready)
 	wg.Wait()
+	if apiBefore != nil {
+		after, err := apiRequests(s.metricsURL)
+		if err != nil {
+			fatal(err)
+		}
+		res.apiWrites, res.apiReads = apiPerFlow(apiBefore, after, res.allFlows)
+		res.apiCounted = true
+	}
 	res.elapsed = measure
 	res.errors += int(errs.Load())
 	sort.Slice(res.latencies, func(i, j int) bool { return res.latencies[i] < res.latencies[j] })
@@ -300,10 +332,29 @@ func render(levels []int, results map[string][]levelResult, versions map[string]
 		}
 		b.WriteString(".\n")
 	}
+	if rs := results["kacme-cluster"]; len(rs) > 0 {
+		fmt.Fprintf(&b, "\n## Cluster mode\n\nkacme %s in cluster mode: `kacme server` and `kacme controller` on a real kube-apiserver %s + etcd %s\n"+
+			"(built by hack/envtest.sh, on this machine too), every order, authorization, challenge and certificate stored as a custom resource;\n"+
+			"same flows, same CA and profile as above. API requests are counted by the server's own client\n"+
+			"(`kacme_kube_api_requests_total` on its /metrics) from the moment every client is registered to the end of the level,\n"+
+			"divided by the flows completed in that time (writes: create, update, patch, delete; reads: get, list).\n\n", versions["kacme-cluster"], "v1.37.2", "v3.7.3")
+		b.WriteString("| clients | flows | errors | flows/s | p50 | p90 | p99 | API writes / issuance | API reads / issuance |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+		peakC, maxW, maxR := 0.0, 0.0, 0.0
+		for _, r := range rs {
+			fmt.Fprintf(&b, "| %d | %d | %d | %.1f | %s | %s | %s | %.2f | %.2f |\n", r.concurrency, r.flows, r.errors, r.throughput(),
+				ms(r.pct(0.5)), ms(r.pct(0.9)), ms(r.pct(0.99)), r.apiWrites, r.apiReads)
+			peakC = max(peakC, r.throughput())
+			maxW, maxR = max(maxW, r.apiWrites), max(maxR, r.apiReads)
+		}
+		fmt.Fprintf(&b, "\nPeak **%.1f issuances/s** (target ≥ 60); at most **%.2f API writes** (target ≤ 5) and **%.2f API reads** (target 0) per issuance.\n"+
+			"The writes of one single-name issuance: create the order, create its authorization (an AcmeChallenge holding every\n"+
+			"challenge's data), store the validation outcome on it, create the AcmeCertificate, mark the order valid (docs/architecture.md).\n",
+			peakC, maxW, maxR)
+	}
 	b.WriteString("\nHow each server answers: kacme validates and issues asynchronously but holds the challenge and finalize\n" +
 		"requests until the work is done (up to 5 s), so clients rarely poll; step-ca validates and issues inside the request;\n" +
 		"Pebble answers `processing` with `Retry-After`, and the client waits that long before polling again, which sets its latency.\n")
-	for _, n := range names {
+	for _, n := range append(names, "kacme-cluster") {
 		for _, r := range results[n] {
 			if r.firstErr != "" {
 				fmt.Fprintf(&b, "\nFirst error, %s at %d clients: `%s`\n", n, r.concurrency, strings.ReplaceAll(r.firstErr, "`", "'"))

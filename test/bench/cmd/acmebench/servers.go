@@ -31,9 +31,18 @@ type server struct {
 	roots     *x509.CertPool
 	cmd       *exec.Cmd
 	log       *bytes.Buffer
+	// metricsURL serves kacme_kube_api_requests_total (cluster mode).
+	metricsURL string
+	// cleanup runs after the process stopped (other processes, the control plane).
+	cleanup []func()
 }
 
 func (s *server) stop() {
+	defer func() {
+		for _, f := range s.cleanup {
+			f()
+		}
+	}()
 	if s.cmd == nil || s.cmd.Process == nil {
 		return
 	}
@@ -60,13 +69,22 @@ func freePort() int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
-func startProcess(s *server, bin string, args []string, env []string) error {
+func execOutput(bin string, args ...string) (string, error) {
+	out, err := exec.Command(bin, args...).Output()
+	return string(bytes.TrimSpace(out)), err
+}
+
+// startProcess starts s and, with waitDirectory, waits until it serves its directory.
+func startProcess(s *server, bin string, args []string, env []string, waitDirectory bool) error {
 	s.log = &bytes.Buffer{}
 	s.cmd = exec.Command(bin, args...)
 	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
 	s.cmd.Env = append(os.Environ(), env...)
 	if err := s.cmd.Start(); err != nil {
 		return fmt.Errorf("start %s: %w", s.name, err)
+	}
+	if !waitDirectory {
+		return nil
 	}
 	deadline := time.Now().Add(60 * time.Second)
 	for time.Now().Before(deadline) {
@@ -137,7 +155,7 @@ spec:
 	args := []string{"standalone", "--quiet", "--log-level", "warn", "--data-dir", data, "--config-dir", cfg,
 		"--listen", fmt.Sprintf("127.0.0.1:%d", port)}
 	args = append(args, strings.Fields(kacmeExtraArgs)...)
-	err := startProcess(s, bin, args, nil)
+	err := startProcess(s, bin, args, nil, true)
 	return s, err
 }
 
@@ -187,7 +205,7 @@ func startPebble(bin, dir string, httpPort int) (*server, error) {
 	}
 	s := &server{name: "pebble", version: "v2.10.1", roots: pool, directory: fmt.Sprintf("https://127.0.0.1:%d/dir", port)}
 	err = startProcess(s, bin, []string{"-config", cfgPath}, []string{"PEBBLE_VA_NOSLEEP=1", "PEBBLE_WFE_NONCEREJECT=0",
-		"PEBBLE_AUTHZREUSE=0", "PEBBLE_CHAIN_LENGTH=2"})
+		"PEBBLE_AUTHZREUSE=0", "PEBBLE_CHAIN_LENGTH=2"}, true)
 	return s, err
 }
 
@@ -236,5 +254,5 @@ func startStepCA(bin, dir string) (*server, error) {
 	pool := x509.NewCertPool()
 	pool.AddCert(root)
 	s := &server{name: "step-ca", version: "v0.30.2", roots: pool, directory: fmt.Sprintf("https://127.0.0.1:%d/acme/acme/directory", port)}
-	return s, startProcess(s, bin, []string{cfgPath}, nil)
+	return s, startProcess(s, bin, []string{cfgPath}, nil, true)
 }

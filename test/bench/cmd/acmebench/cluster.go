@@ -1,0 +1,157 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"crypto/x509"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	crenvtest "sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	"github.com/kacme/kacme/acmeserver/storage"
+	"github.com/kacme/kacme/api/v1alpha1"
+)
+
+const clusterNS = "kacme-system"
+
+// startKacmeCluster starts a control plane (kube-apiserver and etcd from
+// KUBEBUILDER_ASSETS, as in make test) with the kacme CRDs, then "kacme
+// controller" and "kacme server" as processes: the same P-256 root and
+// intermediate and the same profile as the standalone run, with all ACME
+// state stored as custom resources. The server's /metrics count the API
+// requests it makes (kacme_kube_api_requests_total).
+func startKacmeCluster(bin, dir string, httpPort int) (*server, error) {
+	assets := os.Getenv("KUBEBUILDER_ASSETS")
+	if assets == "" {
+		return nil, fmt.Errorf("kacme-cluster needs KUBEBUILDER_ASSETS (make bench sets it from hack/envtest.sh)")
+	}
+	env := &crenvtest.Environment{CRDDirectoryPaths: []string{filepath.Join("config", "crd", "bases")},
+		ErrorIfCRDPathMissing: true, BinaryAssetsDirectory: assets}
+	cfg, err := env.Start()
+	if err != nil {
+		return nil, fmt.Errorf("start the control plane: %w", err)
+	}
+	s := &server{name: "kacme-cluster", cleanup: []func(){func() { _ = env.Stop() }}}
+	fail := func(err error) (*server, error) {
+		s.stop()
+		return nil, err
+	}
+	user, err := env.AddUser(crenvtest.User{Name: "acmebench-admin", Groups: []string{"system:masters"}}, nil)
+	if err != nil {
+		return fail(err)
+	}
+	kc, err := user.KubeConfig()
+	if err != nil {
+		return fail(err)
+	}
+	kubeconfig := filepath.Join(dir, "kubeconfig")
+	if err := os.WriteFile(kubeconfig, kc, 0o600); err != nil {
+		return fail(err)
+	}
+	c, err := client.New(cfg, client.Options{Scheme: storage.KubeScheme()})
+	if err != nil {
+		return fail(err)
+	}
+	ctx := context.Background()
+	objs := []client.Object{
+		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: clusterNS}},
+		&v1alpha1.CertificateAuthority{ObjectMeta: metav1.ObjectMeta{Name: "bench-root"}, Spec: v1alpha1.CertificateAuthoritySpec{
+			SelfSigned: &v1alpha1.SelfSignedCA{Subject: v1alpha1.CASubject{CommonName: "kacme bench root"}, KeyAlgorithm: v1alpha1.KeyECDSAP256}}},
+		&v1alpha1.CertificateAuthority{ObjectMeta: metav1.ObjectMeta{Name: "bench"}, Spec: v1alpha1.CertificateAuthoritySpec{
+			Intermediate: &v1alpha1.IntermediateCA{Issuer: "bench-root", Subject: v1alpha1.CASubject{CommonName: "kacme bench"}, KeyAlgorithm: v1alpha1.KeyECDSAP256}}},
+		&v1alpha1.AcmeProfile{ObjectMeta: metav1.ObjectMeta{Name: "default"}, Spec: v1alpha1.AcmeProfileSpec{CertificateAuthority: "bench",
+			Identifiers: v1alpha1.IdentifierPolicy{AllowedCIDRs: []string{"127.0.0.0/8"}}, Validation: v1alpha1.ValidationSpec{HTTP01Port: httpPort}}},
+	}
+	for _, o := range objs {
+		if err := c.Create(ctx, o); err != nil {
+			return fail(err)
+		}
+	}
+	port, metricsPort := freePort(), freePort()
+	url := fmt.Sprintf("https://127.0.0.1:%d", port)
+	s.directory, s.metricsURL = url+"/acme/directory", fmt.Sprintf("http://127.0.0.1:%d/metrics", metricsPort)
+	out, _ := execOutput(bin, "version")
+	s.version = strings.TrimPrefix(out, "kacme ")
+	ctrlProc := &server{name: "kacme-controller"}
+	if err := startProcess(ctrlProc, bin, []string{"controller", "--namespace", clusterNS, "--external-url", url},
+		[]string{"KUBECONFIG=" + kubeconfig}, false); err != nil {
+		return fail(err)
+	}
+	s.cleanup = append([]func(){ctrlProc.stop}, s.cleanup...)
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		var p v1alpha1.AcmeProfile
+		if c.Get(ctx, client.ObjectKey{Name: "default"}, &p) == nil && meta.IsStatusConditionTrue(p.Status.Conditions, "Ready") {
+			break
+		}
+		if time.Now().After(deadline) {
+			return fail(fmt.Errorf("the profile did not become ready:\n%s", ctrlProc.log.String()))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	var sec corev1.Secret
+	if err := c.Get(ctx, client.ObjectKey{Namespace: clusterNS, Name: "bench-root-ca"}, &sec); err != nil {
+		return fail(err)
+	}
+	s.roots = x509.NewCertPool()
+	s.roots.AppendCertsFromPEM(sec.Data["ca.crt"])
+	args := []string{"server", "--namespace", clusterNS, "--listen", fmt.Sprintf("127.0.0.1:%d", port),
+		"--external-url", url, "--metrics-addr", fmt.Sprintf("127.0.0.1:%d", metricsPort)}
+	err = startProcess(s, bin, append(args, strings.Fields(kacmeExtraArgs)...), []string{"KUBECONFIG=" + kubeconfig}, true)
+	if err != nil {
+		return fail(err)
+	}
+	return s, nil
+}
+
+// apiRequests reads kacme_kube_api_requests_total from a /metrics page, by verb.
+func apiRequests(metricsURL string) (map[string]float64, error) {
+	r, err := http.Get(metricsURL) //nolint:gosec // loopback URL built by this program
+	if err != nil {
+		return nil, err
+	}
+	defer r.Body.Close()
+	out := map[string]float64{}
+	sc := bufio.NewScanner(r.Body)
+	for sc.Scan() {
+		line := sc.Text()
+		if !strings.HasPrefix(line, "kacme_kube_api_requests_total{") {
+			continue
+		}
+		labels, value, ok := strings.Cut(strings.TrimPrefix(line, "kacme_kube_api_requests_total{"), "} ")
+		if !ok {
+			continue
+		}
+		n, err := strconv.ParseFloat(value, 64)
+		if err != nil {
+			return nil, fmt.Errorf("metrics line %q: %w", line, err)
+		}
+		for _, kv := range strings.Split(labels, ",") {
+			if k, v, ok := strings.Cut(kv, "="); ok && k == "verb" {
+				out[strings.Trim(v, `"`)] += n
+			}
+		}
+	}
+	return out, sc.Err()
+}
+
+// apiPerFlow turns two readings into writes and reads per completed flow.
+func apiPerFlow(before, after map[string]float64, flows int) (writes, reads float64) {
+	if flows == 0 {
+		return 0, 0
+	}
+	d := func(v string) float64 { return after[v] - before[v] }
+	writes = d("create") + d("update") + d("patch") + d("delete")
+	reads = d("get") + d("list")
+	return writes / float64(flows), reads / float64(flows)
+}
