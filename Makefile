@@ -12,7 +12,7 @@ TEST_FLAGS  ?= -race -count=1 -timeout 30m
 # Debian packages the interop tests drive (command:package).
 TEST_DEBS := certbot:certbot lego:lego named:bind9 nsupdate:bind9-dnsutils dig:bind9-dnsutils
 
-.PHONY: all build run test unit lint vet manifests generate verify-generated envtest docs-kubectl bench clean help
+.PHONY: all build run run-local test unit lint vet manifests generate verify-generated envtest docs-kubectl bench clean help
 
 all: build
 
@@ -27,6 +27,10 @@ build: ## build bin/kacme
 run: build ## run the standalone CA + ACME server on https://127.0.0.1:8443
 	@hack/ensure-packages.sh --soft certbot:certbot lego:lego
 	bin/kacme standalone --data-dir $(DATA_DIR) --listen $(LISTEN) $(if $(CONFIG_DIR),--config-dir $(CONFIG_DIR))
+
+run-local: build ## cluster mode without a cluster: local kube-apiserver + etcd, CRDs, samples, kacme controller + server
+	@hack/ensure-packages.sh --soft lego:lego
+	KUBEBUILDER_ASSETS="$$(hack/envtest.sh)" KACME_KUBECTL="$$(hack/kubectl.sh)" $(GO) run ./hack/localcluster -kacme bin/kacme
 
 test: vet lint verify-generated ## every test: unit, conformance, negative, fuzz seeds, real clients
 	@hack/ensure-packages.sh $(TEST_DEBS)

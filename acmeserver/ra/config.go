@@ -14,7 +14,9 @@ import (
 
 // Profile is an AcmeProfile with defaults applied and its CA resolved.
 type Profile struct {
-	Name            string
+	Name string
+	// Path is the directory's URL path segment (spec.directoryPath, default Name).
+	Path            string
 	Spec            v1alpha1.AcmeProfileSpec
 	CA              *ca.Authority
 	ChallengeTypes  []v1alpha1.ChallengeType
@@ -75,6 +77,11 @@ func NewConfig(authorities map[string]*ca.Authority, profiles []v1alpha1.AcmePro
 	for i := range profiles {
 		obj := &profiles[i]
 		p, err := NewProfile(obj, authorities)
+		if err == nil {
+			if other, taken := cfg.ByPath(p.Path); taken {
+				err = PathConflictError(p.Path, other.Name)
+			}
+		}
 		if err != nil {
 			errs[obj.Name] = err
 			continue
@@ -85,6 +92,21 @@ func NewConfig(authorities map[string]*ca.Authority, profiles []v1alpha1.AcmePro
 		}
 	}
 	return cfg, errs
+}
+
+// ByPath finds the profile serving the directory path (profiles are few).
+func (c *Config) ByPath(path string) (*Profile, bool) {
+	for _, p := range c.Profiles {
+		if p.Path == path {
+			return p, true
+		}
+	}
+	return nil, false
+}
+
+// PathConflictError is the error of a profile whose directory path another profile serves.
+func PathConflictError(path, other string) error {
+	return fmt.Errorf("spec.directoryPath: %q is already served by AcmeProfile %q", path, other)
 }
 
 func durationOr(d *metav1.Duration, def time.Duration) time.Duration {
@@ -103,7 +125,7 @@ func NewProfile(obj *v1alpha1.AcmeProfile, authorities map[string]*ca.Authority)
 		return nil, fmt.Errorf("spec.certificateAuthority: CertificateAuthority %q is not loaded", s.CertificateAuthority)
 	}
 	p := &Profile{
-		Name: obj.Name, Spec: s, CA: auth, Issuance: map[string]v1alpha1.IssuanceProfile{},
+		Name: obj.Name, Path: obj.Path(), Spec: s, CA: auth, Issuance: map[string]v1alpha1.IssuanceProfile{},
 		OrderLifetime:  durationOr(s.OrderLifetime, 24*time.Hour),
 		AuthzLifetime:  durationOr(s.AuthorizationLifetime, 24*time.Hour),
 		MaxIdentifiers: s.Identifiers.MaxIdentifiers,

@@ -2,6 +2,7 @@ package ra
 
 import (
 	"context"
+	"crypto/x509"
 	"encoding/pem"
 	"fmt"
 	"log/slog"
@@ -124,7 +125,7 @@ func (r *RA) sign(ctx context.Context, p *Profile, o *v1alpha1.AcmeOrder, csr *C
 		ObjectMeta: metav1.ObjectMeta{Namespace: o.Namespace, Name: serial, Labels: map[string]string{
 			v1alpha1.LabelAccount: o.Spec.Account, v1alpha1.LabelOrder: o.Name, v1alpha1.LabelProfile: p.Name}},
 		Spec: v1alpha1.AcmeCertificateSpec{Account: o.Spec.Account, Order: o.Name, Profile: p.Name,
-			IssuanceProfile: o.Spec.IssuanceProfile, CertificateAuthority: p.CA.Name, Serial: serial, Chain: string(chain),
+			IssuanceProfile: o.Spec.IssuanceProfile, CertificateAuthority: p.CA.Name, Serial: serial, Names: certNames(leaf), Chain: string(chain),
 			NotBefore: metav1.NewTime(leaf.NotBefore), NotAfter: metav1.NewTime(leaf.NotAfter)},
 	}
 	if err := r.store.Create(ctx, cert); err != nil {
@@ -134,6 +135,15 @@ func (r *RA) sign(ctx context.Context, p *Profile, o *v1alpha1.AcmeOrder, csr *C
 		return nil, false, fmt.Errorf("store certificate %s: %w", serial, err)
 	}
 	return cert, true, nil
+}
+
+// certNames lists a certificate's DNS names, then its IP addresses.
+func certNames(leaf *x509.Certificate) []string {
+	names := append([]string{}, leaf.DNSNames...)
+	for _, ip := range leaf.IPAddresses {
+		names = append(names, ip.String())
+	}
+	return names
 }
 
 // SerialName is the name of an AcmeCertificate: its serial in lowercase hex.

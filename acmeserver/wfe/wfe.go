@@ -166,10 +166,10 @@ func (w *WFE) handle(pattern string, methods []string, h handlerFunc) {
 		hdr.Set("Access-Control-Expose-Headers", "Link, Replay-Nonce, Location, Retry-After")
 		hdr.Set("Cache-Control", "no-store")
 		var p *ra.Profile
-		if name := r.PathValue("profile"); name != "" {
+		if path := r.PathValue("profile"); path != "" {
 			var ok bool
-			if p, ok = w.ra.Profile(name); !ok {
-				w.writeProblem(rw, r, nil, acme.NotFoundProblem("no ACME profile %q", name))
+			if p, ok = w.ra.Config().ByPath(path); !ok {
+				w.writeProblem(rw, r, nil, acme.NotFoundProblem("no ACME directory %q", path))
 				return
 			}
 		} else if r.PathValue("ca") == "" {
@@ -209,7 +209,7 @@ func link(url, rel string) string { return "<" + url + ">;rel=\"" + rel + "\"" }
 
 // URL builders.
 func (w *WFE) profileURL(p *ra.Profile, path string) string {
-	return w.base + "/acme/" + p.Name + "/" + path
+	return w.base + "/acme/" + p.Path + "/" + path
 }
 func (w *WFE) dirURL(p *ra.Profile) string                { return w.profileURL(p, pathDirectory) }
 func (w *WFE) accountURL(p *ra.Profile, id string) string { return w.profileURL(p, pathAccount+id) }

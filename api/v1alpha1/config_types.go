@@ -188,6 +188,14 @@ type AcmeProfileSpec struct {
 	// +kubebuilder:validation:MaxLength=253
 	CertificateAuthority string `json:"certificateAuthority"`
 
+	// DirectoryPath names the directory in URLs: it is served at
+	// <server>/acme/<directoryPath>/directory. Default: the profile's name.
+	// Two profiles cannot share one.
+	// +optional
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	DirectoryPath string `json:"directoryPath,omitempty"`
+
 	// Description shown to humans.
 	// +optional
 	// +kubebuilder:validation:MaxLength=1024

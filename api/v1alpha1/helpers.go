@@ -48,3 +48,11 @@ func EABMirrorSecretName(namespace, account string) string {
 
 // EABMirrorDataKey is the key of the HMAC key in a mirror Secret.
 const EABMirrorDataKey = "key"
+
+// Path is the directory's URL path segment: spec.directoryPath, default the name.
+func (p *AcmeProfile) Path() string {
+	if p.Spec.DirectoryPath != "" {
+		return p.Spec.DirectoryPath
+	}
+	return p.Name
+}

@@ -219,8 +219,11 @@ type AcmeOrderStatus struct {
 // +kubebuilder:object:root=true
 // +kubebuilder:resource:shortName=aord,categories=acme
 // +kubebuilder:printcolumn:name="Account",type=string,JSONPath=`.spec.account`
+// +kubebuilder:printcolumn:name="Identifiers",type=string,JSONPath=`.spec.identifiers[*].value`
 // +kubebuilder:printcolumn:name="Status",type=string,JSONPath=`.status.status`
 // +kubebuilder:printcolumn:name="Certificate",type=string,JSONPath=`.status.certificate`
+// +kubebuilder:printcolumn:name="Error",type=string,JSONPath=`.status.error.detail`,priority=1
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type AcmeOrder struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`
@@ -333,6 +336,10 @@ type AcmeCertificateSpec struct {
 	CertificateAuthority string `json:"certificateAuthority"`
 	// Serial in lowercase hex.
 	Serial string `json:"serial"`
+	// Names in the certificate: its DNS names, then its IP addresses.
+	// +optional
+	// +kubebuilder:validation:MaxItems=1000
+	Names []string `json:"names,omitempty"`
 	// Chain is the PEM chain served to the client: leaf first.
 	Chain string `json:"chain"`
 	// NotBefore and NotAfter of the leaf.
@@ -359,7 +366,11 @@ type AcmeCertificateStatus struct {
 // +kubebuilder:object:root=true
 // +kubebuilder:resource:shortName=acert,categories=acme
 // +kubebuilder:printcolumn:name="Account",type=string,JSONPath=`.spec.account`
+// +kubebuilder:printcolumn:name="Names",type=string,JSONPath=`.spec.names`
 // +kubebuilder:printcolumn:name="NotAfter",type=string,JSONPath=`.spec.notAfter`
+// +kubebuilder:printcolumn:name="Revoked",type=string,JSONPath=`.status.revocation.revokedAt`
+// +kubebuilder:printcolumn:name="Reason",type=integer,JSONPath=`.status.revocation.reason`,priority=1
+// +kubebuilder:printcolumn:name="Order",type=string,JSONPath=`.spec.order`,priority=1
 type AcmeCertificate struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`

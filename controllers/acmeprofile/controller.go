@@ -44,7 +44,23 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Named("acmeprofile").
 		For(&v1alpha1.AcmeProfile{}).
 		Watches(&v1alpha1.CertificateAuthority{}, handler.EnqueueRequestsFromMapFunc(r.profilesOf)).
+		// Any profile's change may settle another's directory path conflict; profiles are few.
+		Watches(&v1alpha1.AcmeProfile{}, handler.EnqueueRequestsFromMapFunc(r.allProfiles)).
 		Complete(r)
+}
+
+func (r *Reconciler) allProfiles(ctx context.Context, o client.Object) []reconcile.Request {
+	var list v1alpha1.AcmeProfileList
+	if err := r.Client.List(ctx, &list); err != nil {
+		return nil
+	}
+	var out []reconcile.Request
+	for i := range list.Items {
+		if list.Items[i].Name != o.GetName() {
+			out = append(out, reconcile.Request{NamespacedName: client.ObjectKey{Name: list.Items[i].Name}})
+		}
+	}
+	return out
 }
 
 func (r *Reconciler) profilesOf(ctx context.Context, o client.Object) []reconcile.Request {

@@ -64,4 +64,21 @@ func TestController(t *testing.T) {
 	if cond := meta.FindStatusCondition(bad.Status.Conditions, acmeprofile.ConditionReady); cond.Status != metav1.ConditionFalse || bad.Status.DirectoryURL != "" {
 		t.Fatalf("invalid profile status: %+v", bad.Status)
 	}
+	// spec.directoryPath names the directory; a path another profile serves is refused until it is free.
+	create(&v1alpha1.AcmeProfile{ObjectMeta: metav1.ObjectMeta{Name: "internal-v2"}, Spec: v1alpha1.AcmeProfileSpec{CertificateAuthority: "issuing",
+		DirectoryPath: "internal"}})
+	v2 := waitReason(t, c, "internal-v2", acmeprofile.ReasonReady)
+	if v2.Status.DirectoryURL != "https://acme.kacme-system.svc/acme/internal/directory" {
+		t.Fatalf("directory URL with directoryPath: %q", v2.Status.DirectoryURL)
+	}
+	create(&v1alpha1.AcmeProfile{ObjectMeta: metav1.ObjectMeta{Name: "internal-v3"}, Spec: v1alpha1.AcmeProfileSpec{CertificateAuthority: "issuing",
+		DirectoryPath: "internal"}})
+	v3 := waitReason(t, c, "internal-v3", acmeprofile.ReasonInvalidSpec)
+	if cond := meta.FindStatusCondition(v3.Status.Conditions, acmeprofile.ConditionReady); cond.Message != `spec.directoryPath: "internal" is already served by AcmeProfile "internal-v2"` {
+		t.Fatalf("path conflict message: %q", cond.Message)
+	}
+	if err := c.Delete(ctx, v2); err != nil {
+		t.Fatal(err)
+	}
+	waitReason(t, c, "internal-v3", acmeprofile.ReasonReady)
 }

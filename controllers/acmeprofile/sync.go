@@ -37,7 +37,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		Message: message, ObservedGeneration: obj.Generation})
 	st.DirectoryURL = ""
 	if status == metav1.ConditionTrue {
-		st.DirectoryURL = r.ExternalURL + "/acme/" + obj.Name + "/directory"
+		st.DirectoryURL = r.ExternalURL + "/acme/" + obj.Path() + "/directory"
 	}
 	if !equality.Semantic.DeepEqual(&obj.Status, st) {
 		obj.Status = *st
@@ -74,5 +74,15 @@ func (r *Reconciler) check(ctx context.Context, obj *v1alpha1.AcmeProfile) (meta
 	if _, err := ra.NewProfile(obj, map[string]*ca.Authority{caObj.Name: auth}); err != nil {
 		return metav1.ConditionFalse, ReasonInvalidSpec, err.Error(), nil
 	}
-	return metav1.ConditionTrue, ReasonReady, fmt.Sprintf("serving %s/acme/%s/directory", r.ExternalURL, obj.Name), nil
+	// As in ra.NewConfig: of profiles sharing a path, the first by name serves it.
+	var all v1alpha1.AcmeProfileList
+	if err := r.Client.List(ctx, &all); err != nil {
+		return "", "", "", err
+	}
+	for _, other := range all.Items {
+		if other.Name < obj.Name && other.Path() == obj.Path() {
+			return metav1.ConditionFalse, ReasonInvalidSpec, ra.PathConflictError(obj.Path(), other.Name).Error(), nil
+		}
+	}
+	return metav1.ConditionTrue, ReasonReady, fmt.Sprintf("serving %s/acme/%s/directory", r.ExternalURL, obj.Path()), nil
 }

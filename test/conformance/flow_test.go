@@ -692,3 +692,16 @@ func TestAdminDeactivation(t *testing.T) {
 		t.Fatalf("request of an administratively deactivated account: %d %s", r.StatusCode, p.Type)
 	}
 }
+
+// TestDirectoryPath: spec.directoryPath names a profile's directory in every URL it hands out.
+func TestDirectoryPath(t *testing.T) {
+	e := newEnv(t)
+	if !strings.HasPrefix(e.dir["tos"].NewAccount, e.srv.URL+"/acme/terms/") {
+		t.Fatalf("newAccount of the profile with directoryPath terms: %s", e.dir["tos"].NewAccount)
+	}
+	r := e.get(e.srv.URL + "/acme/tos/directory")
+	r.Body.Close()
+	if r.StatusCode != http.StatusNotFound {
+		t.Fatalf("the profile's name is not a directory path: %d", r.StatusCode)
+	}
+}

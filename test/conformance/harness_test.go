@@ -119,6 +119,7 @@ apiVersion: acme.kacme.io/v1alpha1
 kind: AcmeProfile
 metadata: {name: tos}
 spec:
+  directoryPath: terms
   certificateAuthority: test-ca
   termsOfService: https://example.com/terms
   validation: {http01Port: %d}
@@ -183,9 +184,9 @@ func newEnv(t *testing.T) *env {
 	pool.AppendCertsFromPEM(pem)
 	e.srv = srv
 	e.http = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
-	for _, p := range []string{"default", "tos", "eab"} {
+	for p, path := range map[string]string{"default": "default", "tos": "terms", "eab": "eab"} {
 		var d acme.Directory
-		r := e.get(srv.URL + "/acme/" + p + "/directory")
+		r := e.get(srv.URL + "/acme/" + path + "/directory")
 		e.decode(r, &d)
 		e.dir[p] = d
 	}

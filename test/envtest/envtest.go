@@ -4,6 +4,7 @@ package envtest
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -84,22 +85,20 @@ func StartWithKubeconfig(t *testing.T) (*rest.Config, client.Client, Kubeconfigs
 		return path
 	}
 	k := Kubeconfigs{Admin: write(crenvtest.User{Name: "kacme-test-admin", Groups: []string{"system:masters"}}, "admin")}
-	bindGeneratedRBAC(t, c, "server", "kacme-server")
+	must(t, BindGeneratedRBAC(context.Background(), c, "server", "kacme-server"))
 	k.Server = write(crenvtest.User{Name: "kacme-server"}, "server")
-	bindGeneratedRBAC(t, c, "controller", "kacme-controller")
+	must(t, BindGeneratedRBAC(context.Background(), c, "controller", "kacme-controller"))
 	k.Controller = write(crenvtest.User{Name: "kacme-controller"}, "controller")
 	return cfg, c, k
 }
 
-// bindGeneratedRBAC creates the roles in config/rbac/<component>/role.yaml
+// BindGeneratedRBAC creates the roles in config/rbac/<component>/role.yaml
 // and binds each to user.
-func bindGeneratedRBAC(t *testing.T, c client.Client, component, user string) {
-	t.Helper()
+func BindGeneratedRBAC(ctx context.Context, c client.Client, component, user string) error {
 	data, err := os.ReadFile(filepath.Join(repoRoot(), "config", "rbac", component, "role.yaml"))
 	if err != nil {
-		t.Fatal(err)
+		return err
 	}
-	ctx := context.Background()
 	subject := []rbacv1.Subject{{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: user}}
 	for _, doc := range strings.Split(string(data), "\n---") {
 		doc = strings.TrimPrefix(strings.TrimSpace(doc), "---")
@@ -110,25 +109,34 @@ func bindGeneratedRBAC(t *testing.T, c client.Client, component, user string) {
 			Kind string `json:"kind"`
 		}
 		if err := yaml.Unmarshal([]byte(doc), &head); err != nil {
-			t.Fatal(err)
+			return err
 		}
+		var objs []client.Object
 		switch head.Kind {
 		case "ClusterRole":
 			var role rbacv1.ClusterRole
-			must(t, yaml.UnmarshalStrict([]byte(doc), &role))
-			must(t, c.Create(ctx, &role))
-			must(t, c.Create(ctx, &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: role.Name}, Subjects: subject,
-				RoleRef: rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: role.Name}}))
+			if err := yaml.UnmarshalStrict([]byte(doc), &role); err != nil {
+				return err
+			}
+			objs = []client.Object{&role, &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: role.Name}, Subjects: subject,
+				RoleRef: rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: role.Name}}}
 		case "Role":
 			var role rbacv1.Role
-			must(t, yaml.UnmarshalStrict([]byte(doc), &role))
-			must(t, c.Create(ctx, &role))
-			must(t, c.Create(ctx, &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Namespace: role.Namespace, Name: role.Name},
-				Subjects: subject, RoleRef: rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: role.Name}}))
+			if err := yaml.UnmarshalStrict([]byte(doc), &role); err != nil {
+				return err
+			}
+			objs = []client.Object{&role, &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Namespace: role.Namespace, Name: role.Name},
+				Subjects: subject, RoleRef: rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: role.Name}}}
 		default:
-			t.Fatalf("config/rbac/%s: unexpected kind %q", component, head.Kind)
+			return fmt.Errorf("config/rbac/%s: unexpected kind %q", component, head.Kind)
+		}
+		for _, o := range objs {
+			if err := c.Create(ctx, o); err != nil {
+				return fmt.Errorf("config/rbac/%s: %w", component, err)
+			}
 		}
 	}
+	return nil
 }
 
 func must(t *testing.T, err error) {
