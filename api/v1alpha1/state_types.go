@@ -306,7 +306,7 @@ type AcmeChallengeStatus struct {
 // +kubebuilder:printcolumn:name="HTTP-01 Path",type=string,JSONPath=`.status.challenges[?(@.type=="http-01")].data.path`,priority=1
 // +kubebuilder:printcolumn:name="DNS-01 Record",type=string,JSONPath=`.status.challenges[?(@.type=="dns-01")].data.recordName`,priority=1
 // +kubebuilder:printcolumn:name="DNS-01 Value",type=string,JSONPath=`.status.challenges[?(@.type=="dns-01")].data.recordValue`,priority=1
-// +kubebuilder:printcolumn:name="Expires",type=date,JSONPath=`.status.expires`
+// +kubebuilder:printcolumn:name="Expires",type=string,JSONPath=`.status.expires`
 type AcmeChallenge struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`

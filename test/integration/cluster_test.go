@@ -195,23 +195,6 @@ func TestClusterModeIssuance(t *testing.T) {
 		t.Fatalf("allowedIdentifiers did not refuse other.%s: %v\n%s", zone, err, out)
 	}
 
-	// hack/kubectl.sh docs: show what kubectl shows (docs/kubernetes.md).
-	if kubectl, out := os.Getenv("KACME_KUBECTL"), os.Getenv("KACME_KUBECTL_OUT"); kubectl != "" && out != "" {
-		var doc bytes.Buffer
-		for _, args := range [][]string{{"get", "acme", "-A"}, {"get", "acmechallenges", "-A", "-o", "wide"},
-			{"get", "certificateauthorities,acmeprofiles", "-o", "wide"}} {
-			cmd := exec.Command(kubectl, append([]string{"--kubeconfig", e.kc.Admin}, args...)...)
-			res, err := cmd.CombinedOutput()
-			if err != nil {
-				t.Fatalf("kubectl %v: %v\n%s", args, err, res)
-			}
-			fmt.Fprintf(&doc, "$ kubectl %s\n%s\n", strings.Join(args, " "), res)
-		}
-		if err := os.WriteFile(out, doc.Bytes(), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-
 	// The operator's namespace holds the account registered over ACME and its objects.
 	accounts, orders, challenges, certs := e.list(t, clusterNS)
 	if len(accounts.Items) != 1 || len(orders.Items) != 2 || len(challenges.Items) != 2 || len(certs.Items) != 2 {
@@ -270,6 +253,28 @@ func TestClusterModeIssuance(t *testing.T) {
 		}
 		return a.Status.Orders == 1 && a.Status.Certificates == 1 && meta.IsStatusConditionTrue(a.Status.Conditions, "Ready")
 	})
+	kenvtest.WaitFor(t, "the controller to count the open directory's account's orders", func() bool {
+		var list v1alpha1.AcmeAccountList
+		return c.List(ctx, &list, client.InNamespace(clusterNS)) == nil && len(list.Items) == 1 &&
+			list.Items[0].Status.Orders == 2 && list.Items[0].Status.Certificates == 2
+	})
+
+	// hack/kubectl.sh docs: show what kubectl shows (docs/kubernetes.md).
+	if kubectl, out := os.Getenv("KACME_KUBECTL"), os.Getenv("KACME_KUBECTL_OUT"); kubectl != "" && out != "" {
+		var doc bytes.Buffer
+		for _, args := range [][]string{{"get", "acme", "-A"}, {"get", "acmechallenges", "-A", "-o", "wide"},
+			{"get", "certificateauthorities,acmeprofiles", "-o", "wide"}} {
+			cmd := exec.Command(kubectl, append([]string{"--kubeconfig", e.kc.Admin}, args...)...)
+			res, err := cmd.CombinedOutput()
+			if err != nil {
+				t.Fatalf("kubectl %v: %v\n%s", args, err, res)
+			}
+			fmt.Fprintf(&doc, "$ kubectl %s\n%s\n", strings.Join(args, " "), res)
+		}
+		if err := os.WriteFile(out, doc.Bytes(), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
 }
 
 // TestClusterModeRestart: the server process stops after the challenge is
