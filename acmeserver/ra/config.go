@@ -25,6 +25,7 @@ type Profile struct {
 	DefaultIssuance string
 	OrderLifetime   time.Duration
 	AuthzLifetime   time.Duration
+	Retention       time.Duration
 	Validation      va.Settings
 	AllowedCIDRs    []netip.Prefix
 	MaxIdentifiers  int
@@ -94,6 +95,14 @@ func NewConfig(authorities map[string]*ca.Authority, profiles []v1alpha1.AcmePro
 	return cfg, errs
 }
 
+// DefaultRetention is how long expired orders are kept by default.
+const DefaultRetention = 30 * 24 * time.Hour
+
+// RetentionOf is a profile's spec.retention, default DefaultRetention.
+func RetentionOf(p *v1alpha1.AcmeProfile) time.Duration {
+	return durationOr(p.Spec.Retention, DefaultRetention)
+}
+
 // ByPath finds the profile serving the directory path (profiles are few).
 func (c *Config) ByPath(path string) (*Profile, bool) {
 	for _, p := range c.Profiles {
@@ -128,6 +137,7 @@ func NewProfile(obj *v1alpha1.AcmeProfile, authorities map[string]*ca.Authority)
 		Name: obj.Name, Path: obj.Path(), Spec: s, CA: auth, Issuance: map[string]v1alpha1.IssuanceProfile{},
 		OrderLifetime:  durationOr(s.OrderLifetime, 24*time.Hour),
 		AuthzLifetime:  durationOr(s.AuthorizationLifetime, 24*time.Hour),
+		Retention:      RetentionOf(obj),
 		MaxIdentifiers: s.Identifiers.MaxIdentifiers,
 		MinRSABits:     s.Keys.MinRSABits,
 	}

@@ -140,6 +140,7 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 	} else if n > 0 {
 		o.Log.Info("resumed validations", "challenges", n)
 	}
+	authority.StartRetention(ra.SweepInterval)
 	nonces, err := nonce.NewInMemory("", time.Hour)
 	if err != nil {
 		return nil, err

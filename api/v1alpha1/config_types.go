@@ -255,6 +255,11 @@ type AcmeProfileSpec struct {
 	// AuthorizationLifetime is how long a valid authorization may be used. Default 24h.
 	// +optional
 	AuthorizationLifetime *metav1.Duration `json:"authorizationLifetime,omitempty"`
+	// Retention is how long an order and its authorizations are kept once
+	// they have expired (a finished order expires too): then they are
+	// deleted. Default 720h (30 days). Certificates are not affected.
+	// +optional
+	Retention *metav1.Duration `json:"retention,omitempty"`
 }
 
 // ExternalAccountBindingPolicy says whether accounts must be bound to a

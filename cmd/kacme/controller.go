@@ -13,6 +13,7 @@ import (
 
 	"github.com/kacme/kacme/acmeserver/storage"
 	"github.com/kacme/kacme/controllers/acmeaccount"
+	"github.com/kacme/kacme/controllers/retention"
 	"github.com/kacme/kacme/controllers/acmeprofile"
 	"github.com/kacme/kacme/controllers/certificateauthority"
 )
@@ -56,6 +57,9 @@ func runController(args []string, log logr.Logger) error {
 		return err
 	}
 	if err := (&acmeaccount.Reconciler{Client: mgr.GetClient(), Recorder: rec, Namespace: *namespace}).SetupWithManager(mgr); err != nil {
+		return err
+	}
+	if err := mgr.Add(&retention.Sweeper{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Log: log.WithName("retention")}); err != nil {
 		return err
 	}
 	return mgr.Start(ctrl.SetupSignalHandler())

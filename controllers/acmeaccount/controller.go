@@ -61,7 +61,7 @@ const (
 // CountDelay is how long order and certificate changes are gathered before
 // an account's counts are rewritten: at most one status write per account
 // per CountDelay, however busy the account.
-const CountDelay = 3 * time.Second
+const CountDelay = 10 * time.Second
 
 // Reconciler reconciles AcmeAccounts.
 type Reconciler struct {

@@ -1,0 +1,69 @@
+// Package retention deletes expired orders and their authorizations after
+// each AcmeProfile's spec.retention (ra.Sweep), in the cluster: one sweep
+// every ra.SweepInterval by the elected controller replica, reading through
+// the API (paged lists off the request path) rather than keeping every order
+// in an informer.
+package retention
+
+import (
+	"context"
+	"time"
+
+	"github.com/go-logr/logr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/kacme/kacme/acmeserver/ra"
+	"github.com/kacme/kacme/acmeserver/storage/kube"
+	"github.com/kacme/kacme/api/v1alpha1"
+)
+
+// +kubebuilder:rbac:groups=acme.kacme.io,resources=acmeorders;acmechallenges,verbs=list;delete
+
+// Sweeper is a manager.Runnable.
+type Sweeper struct {
+	// Client writes (deletes) and reads profiles; APIReader lists orders.
+	Client    client.Client
+	APIReader client.Reader
+	// Interval between sweeps; default ra.SweepInterval.
+	Interval time.Duration
+	Log      logr.Logger
+	// Now is the clock (tests).
+	Now func() time.Time
+}
+
+// NeedLeaderElection: one replica sweeps.
+func (s *Sweeper) NeedLeaderElection() bool { return true }
+
+// Start sweeps now and every Interval until ctx ends.
+func (s *Sweeper) Start(ctx context.Context) error {
+	if s.Interval <= 0 {
+		s.Interval = ra.SweepInterval
+	}
+	if s.Now == nil {
+		s.Now = time.Now
+	}
+	store := kube.New(s.Client, s.APIReader)
+	t := time.NewTicker(s.Interval)
+	defer t.Stop()
+	for {
+		var profiles v1alpha1.AcmeProfileList
+		if err := s.Client.List(ctx, &profiles); err != nil && ctx.Err() == nil {
+			s.Log.Error(err, "retention: list profiles")
+		}
+		for i := range profiles.Items {
+			p := &profiles.Items[i]
+			n, err := ra.Sweep(ctx, store, p.Name, ra.RetentionOf(p), s.Now())
+			if err != nil && ctx.Err() == nil {
+				s.Log.Error(err, "retention sweep", "profile", p.Name)
+			}
+			if n > 0 {
+				s.Log.Info("retention: deleted expired orders", "profile", p.Name, "orders", n)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
