@@ -47,10 +47,10 @@ func TestSweep(t *testing.T) {
 	}
 	const retention = 24 * time.Hour
 	mk("ns1", "old", "p", at(-48*time.Hour), at(-47*time.Hour), at(-30*time.Hour)) // deleted
-	mk("ns2", "old-other-ns", "p", at(-48*time.Hour), at(-47*time.Hour))            // deleted
-	mk("ns1", "young", "p", at(-2*time.Hour), at(-2*time.Hour))                      // kept: expired within retention
-	mk("ns1", "authz-young", "p", at(-48*time.Hour), at(-12*time.Hour))              // kept: an authorization is young
-	mk("ns1", "other-profile", "q", at(-48*time.Hour), at(-48*time.Hour))            // kept: another profile
+	mk("ns2", "old-other-ns", "p", at(-48*time.Hour), at(-47*time.Hour))           // deleted
+	mk("ns1", "young", "p", at(-2*time.Hour), at(-2*time.Hour))                    // kept: expired within retention
+	mk("ns1", "authz-young", "p", at(-48*time.Hour), at(-12*time.Hour))            // kept: an authorization is young
+	mk("ns1", "other-profile", "q", at(-48*time.Hour), at(-48*time.Hour))          // kept: another profile
 	cert := &v1alpha1.AcmeCertificate{ObjectMeta: metav1.ObjectMeta{Namespace: "ns1", Name: "0a",
 		Labels: map[string]string{v1alpha1.LabelOrder: "old", v1alpha1.LabelProfile: "p"}}, Spec: v1alpha1.AcmeCertificateSpec{Order: "old"}}
 	if err := store.Create(ctx, cert); err != nil {

@@ -13,9 +13,9 @@ import (
 
 	"github.com/kacme/kacme/acmeserver/storage"
 	"github.com/kacme/kacme/controllers/acmeaccount"
-	"github.com/kacme/kacme/controllers/retention"
 	"github.com/kacme/kacme/controllers/acmeprofile"
 	"github.com/kacme/kacme/controllers/certificateauthority"
+	"github.com/kacme/kacme/controllers/retention"
 )
 
 // runController runs the reconcilers against the cluster from KUBECONFIG or
