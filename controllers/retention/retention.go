@@ -31,7 +31,7 @@ type Sweeper struct {
 	Now func() time.Time
 }
 
-// NeedLeaderElection: one replica sweeps.
+// NeedLeaderElection is true: one replica sweeps.
 func (s *Sweeper) NeedLeaderElection() bool { return true }
 
 // Start sweeps now and every Interval until ctx ends.
