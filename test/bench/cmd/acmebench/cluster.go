@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -80,6 +81,10 @@ func startKacmeCluster(bin, dir string, httpPort int) (*server, error) {
 	port, metricsPort := freePort(), freePort()
 	url := fmt.Sprintf("https://127.0.0.1:%d", port)
 	s.directory, s.metricsURL = url+"/acme/directory", fmt.Sprintf("http://127.0.0.1:%d/metrics", metricsPort)
+	s.processes = map[string]string{
+		"kube-apiserver": filepath.Join(assets, "kube-apiserver"), "etcd": filepath.Join(assets, "etcd"),
+		"kacme server": bin + " server", "kacme controller": bin + " controller",
+	}
 	out, _ := execOutput(bin, "version")
 	s.version = strings.TrimPrefix(out, "kacme ")
 	ctrlProc := &server{name: "kacme-controller"}
@@ -155,3 +160,56 @@ func apiPerFlow(before, after map[string]float64, flows int) (writes, reads floa
 	reads = d("get") + d("list")
 	return writes / float64(flows), reads / float64(flows)
 }
+
+// procCPU sums user+system CPU seconds of the processes whose command line
+// starts with one of the given executables (kube-apiserver, etcd, kacme …),
+// by name, from /proc.
+func procCPU(exes map[string]string) map[string]float64 {
+	out := map[string]float64{}
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		pid := e.Name()
+		if _, err := strconv.Atoi(pid); err != nil {
+			continue
+		}
+		cmdline, err := os.ReadFile(filepath.Join("/proc", pid, "cmdline"))
+		if err != nil {
+			continue
+		}
+		args := strings.Split(string(cmdline), "\x00")
+		for name, prefix := range exes {
+			if !strings.HasPrefix(strings.Join(args, " "), prefix) {
+				continue
+			}
+			stat, err := os.ReadFile(filepath.Join("/proc", pid, "stat"))
+			if err != nil {
+				continue
+			}
+			// Fields after the command name in parentheses: utime is the 14th and stime the 15th field.
+			rest := string(stat)
+			if i := strings.LastIndexByte(rest, ')'); i >= 0 {
+				rest = rest[i+2:]
+			}
+			f := strings.Fields(rest)
+			if len(f) > 12 {
+				ut, _ := strconv.ParseFloat(f[11], 64)
+				st, _ := strconv.ParseFloat(f[12], 64)
+				out[name] += (ut + st) / clockTicks
+			}
+		}
+	}
+	return out
+}
+
+// selfCPU is this process's (the load generator's) CPU seconds.
+func selfCPU() float64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	tv := func(t syscall.Timeval) float64 { return float64(t.Sec) + float64(t.Usec)/1e6 }
+	return tv(ru.Utime) + tv(ru.Stime)
+}
+
+// clockTicks is USER_HZ, 100 on Linux.
+const clockTicks = 100

@@ -58,6 +58,8 @@ type levelResult struct {
 	// API requests to the Kubernetes API server per issuance (cluster mode).
 	apiWrites, apiReads float64
 	apiCounted          bool
+	// cores is the CPU each process used during the level, in cores (cluster mode).
+	cores map[string]float64
 }
 
 func (l levelResult) throughput() float64 { return float64(l.flows) / l.elapsed.Seconds() }
@@ -205,12 +207,14 @@ func runLevel(s *server, resp *responder, c int, warmup, measure time.Duration) 
 	registered.Wait()
 	// Registration is not measured: restart the clock once every client has
 	// an account, and count API requests from here.
-	var apiBefore map[string]float64
+	var apiBefore, cpuBefore map[string]float64
 	if s.metricsURL != "" {
 		var err error
 		if apiBefore, err = apiRequests(s.metricsURL); err != nil {
 			fatal(err)
 		}
+		cpuBefore = procCPU(s.processes)
+		cpuBefore["load generator"] = selfCPU()
 	}
 	start = time.Now()
 	measureFrom, stopAt = start.Add(warmup), start.Add(warmup+measure)
@@ -223,6 +227,13 @@ func runLevel(s *server, resp *responder, c int, warmup, measure time.Duration) 
 		}
 		res.apiWrites, res.apiReads = apiPerFlow(apiBefore, after, res.allFlows)
 		res.apiCounted = true
+		cpuAfter := procCPU(s.processes)
+		cpuAfter["load generator"] = selfCPU()
+		wall := time.Since(start).Seconds()
+		res.cores = map[string]float64{}
+		for name, v := range cpuAfter {
+			res.cores[name] = (v - cpuBefore[name]) / wall
+		}
 	}
 	res.elapsed = measure
 	res.errors += int(errs.Load())
@@ -346,14 +357,27 @@ func render(levels []int, results map[string][]levelResult, versions map[string]
 			peakC = max(peakC, r.throughput())
 			maxW, maxR = max(maxW, r.apiWrites), max(maxR, r.apiReads)
 		}
+		procs := []string{"kube-apiserver", "etcd", "kacme server", "kacme controller", "load generator"}
+		b.WriteString("\nCPU used during each level, in cores (the machine has " + strconv.Itoa(runtime.NumCPU()) + "), from /proc:\n\n| clients | " +
+			strings.Join(procs, " | ") + " | total |\n|---:|" + strings.Repeat("---:|", len(procs)+1) + "\n")
+		for _, r := range rs {
+			total := 0.0
+			fmt.Fprintf(&b, "| %d |", r.concurrency)
+			for _, p := range procs {
+				fmt.Fprintf(&b, " %.2f |", r.cores[p])
+				total += r.cores[p]
+			}
+			fmt.Fprintf(&b, " %.2f |\n", total)
+		}
 		fmt.Fprintf(&b, "\nPeak **%.1f issuances/s** (target ≥ 60); at most **%.2f API writes** (target ≤ 5) and **%.2f API reads** (target 0) per issuance.\n"+
 			"The writes of one single-name issuance: create the order, create its authorization (an AcmeChallenge holding every\n"+
 			"challenge's data), store the validation outcome on it, create the AcmeCertificate, mark the order valid (docs/architecture.md).\n",
 			peakC, maxW, maxR)
 	}
-	b.WriteString("\nHow each server answers: kacme validates and issues asynchronously but holds the challenge and finalize\n" +
-		"requests until the work is done (up to 5 s), so clients rarely poll; step-ca validates and issues inside the request;\n" +
-		"Pebble answers `processing` with `Retry-After`, and the client waits that long before polling again, which sets its latency.\n")
+	b.WriteString("\nHow each server answers: kacme validates asynchronously but holds the challenge request until the validation has\n" +
+		"ended (up to 5 s), and signs inside the finalize request, so clients rarely poll; step-ca validates and issues inside\n" +
+		"the request; Pebble answers `processing` with `Retry-After`, and the client waits that long before polling again,\n" +
+		"which sets its latency.\n")
 	for _, n := range append(names, "kacme-cluster") {
 		for _, r := range results[n] {
 			if r.firstErr != "" {

@@ -35,6 +35,8 @@ type server struct {
 	metricsURL string
 	// cleanup runs after the process stopped (other processes, the control plane).
 	cleanup []func()
+	// processes whose CPU time is reported per issuance, by name: command-line prefixes.
+	processes map[string]string
 }
 
 func (s *server) stop() {
