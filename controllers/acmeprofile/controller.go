@@ -49,28 +49,24 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Complete(r)
 }
 
+// allProfiles requests every other profile (a directory path may have been freed or taken).
 func (r *Reconciler) allProfiles(ctx context.Context, o client.Object) []reconcile.Request {
-	var list v1alpha1.AcmeProfileList
-	if err := r.Client.List(ctx, &list); err != nil {
-		return nil
-	}
-	var out []reconcile.Request
-	for i := range list.Items {
-		if list.Items[i].Name != o.GetName() {
-			out = append(out, reconcile.Request{NamespacedName: client.ObjectKey{Name: list.Items[i].Name}})
-		}
-	}
-	return out
+	return r.profilesWhere(ctx, func(p *v1alpha1.AcmeProfile) bool { return p.Name != o.GetName() })
 }
 
+// profilesOf requests the profiles signed by CertificateAuthority o.
 func (r *Reconciler) profilesOf(ctx context.Context, o client.Object) []reconcile.Request {
+	return r.profilesWhere(ctx, func(p *v1alpha1.AcmeProfile) bool { return p.Spec.CertificateAuthority == o.GetName() })
+}
+
+func (r *Reconciler) profilesWhere(ctx context.Context, keep func(*v1alpha1.AcmeProfile) bool) []reconcile.Request {
 	var list v1alpha1.AcmeProfileList
 	if err := r.Client.List(ctx, &list); err != nil {
 		return nil
 	}
 	var out []reconcile.Request
 	for i := range list.Items {
-		if list.Items[i].Spec.CertificateAuthority == o.GetName() {
+		if keep(&list.Items[i]) {
 			out = append(out, reconcile.Request{NamespacedName: client.ObjectKey{Name: list.Items[i].Name}})
 		}
 	}
