@@ -239,6 +239,7 @@ type overlay struct {
 	mu      sync.Mutex
 	ttl     time.Duration
 	entries map[string]*entry
+	puts    int
 }
 
 type entry struct {
@@ -269,6 +270,16 @@ func (o *overlay) put(k, kind string, obj storage.Object, deleted bool) {
 		return
 	}
 	o.entries[k] = &entry{kind: kind, ns: obj.GetNamespace(), obj: obj.DeepCopyObject().(storage.Object), rv: rv, deleted: deleted, at: time.Now()}
+	// Entries nobody reads again (a deleted object, a certificate never
+	// downloaded) are dropped here once expired, so the overlay holds at
+	// most about ttl's worth of writes; the sweep is amortised over puts.
+	if o.puts++; o.puts%1024 == 0 {
+		for k, e := range o.entries {
+			if time.Since(e.at) > o.ttl {
+				delete(o.entries, k)
+			}
+		}
+	}
 }
 
 // lookup returns the live entry for k, if any.
