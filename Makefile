@@ -12,7 +12,7 @@ TEST_FLAGS  ?= -race -count=1 -timeout 30m
 # Debian packages the interop tests drive (command:package).
 TEST_DEBS := certbot:certbot lego:lego named:bind9 nsupdate:bind9-dnsutils dig:bind9-dnsutils
 
-.PHONY: all build run run-local test unit lint vet manifests generate verify-generated envtest docs-kubectl bench clean help
+.PHONY: all build run run-local helm-lint test unit lint vet manifests generate verify-generated envtest docs-kubectl bench clean help
 
 all: build
 
@@ -34,8 +34,8 @@ run-local: build ## cluster mode without a cluster: local kube-apiserver + etcd,
 
 test: vet lint verify-generated ## every test: unit, conformance, negative, fuzz seeds, real clients
 	@hack/ensure-packages.sh $(TEST_DEBS)
-	assets="$$(hack/envtest.sh)"; \
-	KUBEBUILDER_ASSETS="$$assets" KACME_ENVTEST=required KACME_INTEROP=required $(GO) test $(TEST_FLAGS) $(TEST_PKGS)
+	assets="$$(hack/envtest.sh)"; helm="$$(hack/tools.sh helm)"; \
+	KUBEBUILDER_ASSETS="$$assets" KACME_HELM="$$helm" KACME_ENVTEST=required KACME_INTEROP=required $(GO) test $(TEST_FLAGS) $(TEST_PKGS)
 
 unit: ## tests without requiring the interop tools or envtest (those tests skip)
 	$(GO) test $(TEST_FLAGS) $(TEST_PKGS)
@@ -54,9 +54,13 @@ manifests: ## CRDs and RBAC
 	"$$(hack/tools.sh controller-gen)" crd paths=./api/... output:crd:artifacts:config=config/crd/bases
 	"$$(hack/tools.sh controller-gen)" rbac:roleName=kacme-controller paths=./controllers/... output:rbac:artifacts:config=config/rbac/controller
 	"$$(hack/tools.sh controller-gen)" rbac:roleName=kacme-server paths=./acmeserver/cluster/... output:rbac:artifacts:config=config/rbac/server
+	@# The Helm chart carries copies: CRDs as they are, RBAC rules read by its templates.
+	rm -f charts/kacme/crds/*.yaml && cp config/crd/bases/*.yaml charts/kacme/crds/
+	cp config/rbac/controller/role.yaml charts/kacme/files/rbac/controller.yaml
+	cp config/rbac/server/role.yaml charts/kacme/files/rbac/server.yaml
 
 verify-generated: generate manifests ## generated files are up to date
-	@if [[ -d .git ]] && [[ -n "$$(git status --porcelain -- api config)" ]]; then git status --short -- api config; echo "generated files are stale: run make generate manifests and commit"; exit 1; fi
+	@if [[ -d .git ]] && [[ -n "$$(git status --porcelain -- api config charts)" ]]; then git status --short -- api config charts; echo "generated files are stale: run make generate manifests and commit"; exit 1; fi
 
 envtest: ## build kube-apiserver v1.37.2 + etcd v3.7.3 for envtest (cached); prints KUBEBUILDER_ASSETS
 	@hack/envtest.sh
@@ -70,6 +74,9 @@ docs-kubectl: ## refresh the real kubectl output in docs/kubernetes.md (builds k
 bench: build ## load test kacme vs Pebble vs step-ca, and kacme in cluster mode; writes docs/benchmarks.md
 	KUBEBUILDER_ASSETS="$$(hack/envtest.sh)" $(GO) run ./test/bench/cmd/acmebench -kacme bin/kacme \
 	  -pebble "$$(hack/tools.sh pebble)" -step-ca "$$(hack/tools.sh step-ca)" -out docs/benchmarks.md
+
+helm-lint: ## helm lint the chart (helm built once, pinned)
+	"$$(hack/tools.sh helm)" lint --strict charts/kacme
 
 clean:
 	rm -rf bin

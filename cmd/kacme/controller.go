@@ -4,11 +4,13 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net/http"
 	"net/url"
 	"os"
 
 	"github.com/go-logr/logr"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/kacme/kacme/acmeserver/storage"
@@ -48,6 +50,20 @@ func runController(args []string, log logr.Logger) error {
 	})
 	if err != nil {
 		return err
+	}
+	if *probeAddr != "" {
+		// Live while the process serves; ready once the informers have synced.
+		if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
+			return err
+		}
+		if err := mgr.AddReadyzCheck("informers", func(req *http.Request) error {
+			if !mgr.GetCache().WaitForCacheSync(req.Context()) {
+				return errors.New("informer caches have not synced")
+			}
+			return nil
+		}); err != nil {
+			return err
+		}
 	}
 	rec := mgr.GetEventRecorder("kacme-controller")
 	if err := (&certificateauthority.Reconciler{Client: mgr.GetClient(), Namespace: *namespace, Recorder: rec}).SetupWithManager(mgr); err != nil {

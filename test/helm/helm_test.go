@@ -1,0 +1,111 @@
+// Package helm checks the Helm chart: it lints, its CRDs are the generated
+// ones, and everything it renders is accepted by a real API server
+// (server-side dry run). Helm is built from its Go module (hack/tools.sh
+// helm); make test passes it in KACME_HELM.
+package helm
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	kenvtest "github.com/kacme/kacme/test/envtest"
+)
+
+func root() string {
+	_, here, _, _ := runtime.Caller(0)
+	return filepath.Join(filepath.Dir(here), "..", "..")
+}
+
+func helm(t *testing.T) string {
+	t.Helper()
+	h := os.Getenv("KACME_HELM")
+	if h == "" {
+		if os.Getenv("KACME_INTEROP") == "required" {
+			t.Fatal("KACME_HELM is not set (make test sets it from hack/tools.sh helm)")
+		}
+		t.Skip("KACME_HELM is not set; run make test")
+	}
+	return h
+}
+
+func run(t *testing.T, name string, args ...string) []byte {
+	t.Helper()
+	cmd := exec.Command(name, args...)
+	cmd.Dir = root()
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("%s %v: %v\n%s%s", filepath.Base(name), args, err, out, stderr.String())
+	}
+	return out
+}
+
+// TestChartCRDs: the chart installs exactly the generated CRDs.
+func TestChartCRDs(t *testing.T) {
+	gen, _ := filepath.Glob(filepath.Join(root(), "config", "crd", "bases", "*.yaml"))
+	chart, _ := filepath.Glob(filepath.Join(root(), "charts", "kacme", "crds", "*.yaml"))
+	if len(gen) == 0 || len(gen) != len(chart) {
+		t.Fatalf("config/crd/bases has %d CRDs, the chart %d (run make manifests)", len(gen), len(chart))
+	}
+	for _, g := range gen {
+		a, _ := os.ReadFile(g)
+		b, err := os.ReadFile(filepath.Join(root(), "charts", "kacme", "crds", filepath.Base(g)))
+		if err != nil || !bytes.Equal(a, b) {
+			t.Fatalf("charts/kacme/crds/%s differs from config/crd/bases (run make manifests): %v", filepath.Base(g), err)
+		}
+	}
+}
+
+func TestLint(t *testing.T) {
+	run(t, helm(t), "lint", "--strict", "charts/kacme")
+}
+
+// TestTemplateDryRun: every object the chart renders is accepted by the API
+// server (server-side dry run, with the CRDs installed as the chart's crds/).
+func TestTemplateDryRun(t *testing.T) {
+	h := helm(t)
+	out := run(t, h, "template", "kacme", "charts/kacme", "--namespace", kenvtest.OperatorNamespace)
+	_, c := kenvtest.Start(t)
+	ctx := context.Background()
+	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: kenvtest.OperatorNamespace}}); err != nil {
+		t.Fatal(err)
+	}
+	kinds := map[string]int{}
+	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(out), 4096)
+	for {
+		var u unstructured.Unstructured
+		if err := dec.Decode(&u.Object); err != nil {
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			t.Fatal(err)
+		}
+		if len(u.Object) == 0 {
+			continue
+		}
+		if err := c.Create(ctx, &u, client.DryRunAll); err != nil {
+			t.Fatalf("dry run of %s %s: %v", u.GetKind(), u.GetName(), err)
+		}
+		kinds[u.GetKind()]++
+	}
+	want := map[string]int{"Deployment": 2, "Service": 1, "ServiceAccount": 2, "ClusterRole": 2, "ClusterRoleBinding": 2, "Role": 1, "RoleBinding": 1}
+	for k, n := range want {
+		if kinds[k] != n {
+			t.Fatalf("rendered %v, want %v", kinds, want)
+		}
+	}
+}
