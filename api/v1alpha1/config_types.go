@@ -49,6 +49,27 @@ type CertificateAuthoritySpec struct {
 	// certificates as the CRL distribution point.
 	// +optional
 	CRL *CRLSpec `json:"crl,omitempty"`
+
+	// TrustBundle publishes the CA's root certificate as a ConfigMap in every
+	// namespace its selector matches, for workloads and issuers to trust.
+	// +optional
+	TrustBundle *TrustBundleSpec `json:"trustBundle,omitempty"`
+}
+
+// TrustBundleSpec says where a CA's trust bundle is published.
+type TrustBundleSpec struct {
+	// NamespaceSelector selects the namespaces that get the ConfigMap; an
+	// empty selector selects every namespace.
+	NamespaceSelector metav1.LabelSelector `json:"namespaceSelector"`
+	// ConfigMapName of the ConfigMap in each namespace. Default "<name>-ca-bundle".
+	// +optional
+	// +kubebuilder:validation:MaxLength=253
+	ConfigMapName string `json:"configMapName,omitempty"`
+	// Key holding the PEM bundle. Default "ca.crt".
+	// +optional
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[-._a-zA-Z0-9]+$`
+	Key string `json:"key,omitempty"`
 }
 
 // CASubject is the subject of a generated CA certificate.

@@ -56,3 +56,19 @@ func (p *AcmeProfile) Path() string {
 	}
 	return p.Name
 }
+
+// BundleConfigMap and BundleKey are where the trust bundle goes (defaults applied).
+func (c *CertificateAuthority) BundleConfigMap() string {
+	if c.Spec.TrustBundle != nil && c.Spec.TrustBundle.ConfigMapName != "" {
+		return c.Spec.TrustBundle.ConfigMapName
+	}
+	return c.Name + "-ca-bundle"
+}
+
+// BundleKey is the trust bundle's key in its ConfigMap: spec.trustBundle.key, default "ca.crt".
+func (c *CertificateAuthority) BundleKey() string {
+	if c.Spec.TrustBundle != nil && c.Spec.TrustBundle.Key != "" {
+		return c.Spec.TrustBundle.Key
+	}
+	return "ca.crt"
+}

@@ -23,4 +23,6 @@ const (
 	LabelOrder = "acme.kacme.io/order"
 	// LabelState is a coarse state used to find work (e.g. challenges to validate).
 	LabelState = "acme.kacme.io/state"
+	// LabelTrustBundleOf names the CertificateAuthority whose trust bundle a ConfigMap carries.
+	LabelTrustBundleOf = "acme.kacme.io/trust-bundle-of"
 )

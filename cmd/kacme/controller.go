@@ -9,7 +9,10 @@ import (
 	"os"
 
 	"github.com/go-logr/logr"
+	corev1 "k8s.io/api/core/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
@@ -18,6 +21,7 @@ import (
 	"github.com/kacme/kacme/controllers/acmeprofile"
 	"github.com/kacme/kacme/controllers/certificateauthority"
 	"github.com/kacme/kacme/controllers/retention"
+	"github.com/kacme/kacme/controllers/trustbundle"
 )
 
 // runController runs the reconcilers against the cluster from KUBECONFIG or
@@ -47,6 +51,7 @@ func runController(args []string, log logr.Logger) error {
 		LeaderElection:          *leaderElect,
 		LeaderElectionID:        "kacme-controller.acme.kacme.io",
 		LeaderElectionNamespace: *namespace,
+		Cache:                   cache.Options{ByObject: map[client.Object]cache.ByObject{&corev1.ConfigMap{}: trustbundle.CacheOptions()}},
 	})
 	if err != nil {
 		return err
@@ -73,6 +78,9 @@ func runController(args []string, log logr.Logger) error {
 		return err
 	}
 	if err := (&acmeaccount.Reconciler{Client: mgr.GetClient(), Recorder: rec, Namespace: *namespace}).SetupWithManager(mgr); err != nil {
+		return err
+	}
+	if err := (&trustbundle.Reconciler{Client: mgr.GetClient(), Recorder: rec}).SetupWithManager(mgr); err != nil {
 		return err
 	}
 	if err := mgr.Add(&retention.Sweeper{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Log: log.WithName("retention")}); err != nil {
