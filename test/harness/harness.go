@@ -199,11 +199,13 @@ func (d *DNS) LegoArgs() []string {
 	return []string{"--dns", "exec", "--dns.resolvers", d.Resolver(), "--dns.disable-cp"}
 }
 
-// writeHooks writes the nsupdate hooks certbot and lego call for dns-01.
+// writeHooks writes the nsupdate hooks certbot and lego call for dns-01;
+// updates go over TCP with a 30 s timeout, so a BIND slowed by a busy
+// machine (make test runs packages in parallel) is waited for, not missed.
 func (d *DNS) writeHooks(t *testing.T, dir string) {
 	t.Helper()
 	nsupdate := func(op string) string {
-		return fmt.Sprintf(`nsupdate -y hmac-sha256:%s:%s <<EOF
+		return fmt.Sprintf(`nsupdate -v -t 30 -y hmac-sha256:%s:%s <<EOF
 server 127.0.0.1 %d
 zone %s
 update %s $NAME 5 IN TXT "$VALUE"
