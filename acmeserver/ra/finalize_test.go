@@ -1,0 +1,171 @@
+package ra_test
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"errors"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	jose "github.com/go-jose/go-jose/v4"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/kacme/kacme/acmeserver/acme"
+	"github.com/kacme/kacme/acmeserver/ca"
+	"github.com/kacme/kacme/acmeserver/ra"
+	"github.com/kacme/kacme/acmeserver/storage"
+	"github.com/kacme/kacme/acmeserver/storage/embedded"
+	"github.com/kacme/kacme/acmeserver/va"
+	"github.com/kacme/kacme/api/v1alpha1"
+)
+
+// validatorFunc validates everything as told.
+type validatorFunc func(context.Context, va.Request) va.Result
+
+func (f validatorFunc) Validate(ctx context.Context, r va.Request) va.Result { return f(ctx, r) }
+
+// failingStore fails the next order update once armed, as a crash between
+// the two finalize writes would leave things.
+type failingStore struct {
+	storage.Store
+	failOrderUpdate atomic.Bool
+}
+
+func (s *failingStore) Update(ctx context.Context, obj storage.Object) error {
+	if _, ok := obj.(*v1alpha1.AcmeOrder); ok && s.failOrderUpdate.CompareAndSwap(true, false) {
+		return errors.New("injected: the API server went away")
+	}
+	return s.Store.Update(ctx, obj)
+}
+
+// readyOrder sets up an RA with one profile, an account and an order whose
+// authorization is valid.
+func readyOrder(t *testing.T) (*ra.RA, *failingStore, *ra.Profile, *v1alpha1.AcmeAccount, *v1alpha1.AcmeOrder) {
+	t.Helper()
+	ctx := context.Background()
+	db, err := embedded.Open(filepath.Join(t.TempDir(), "kacme.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = db.Close() })
+	store := &failingStore{Store: db}
+	key, chain, err := ca.GenerateSelfSigned("root", v1alpha1.SelfSignedCA{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	auth, err := ca.New("root", chain[0], key, chain[1:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, errs := ra.NewConfig(map[string]*ca.Authority{"root": auth}, []v1alpha1.AcmeProfile{{ObjectMeta: metav1.ObjectMeta{Name: "default"},
+		Spec: v1alpha1.AcmeProfileSpec{CertificateAuthority: "root", Identifiers: v1alpha1.IdentifierPolicy{AllowedDNSSuffixes: []string{"example"}}}}})
+	if len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	r := ra.New(cfg, ra.Options{Store: store, Namespace: "kacme",
+		Validator: validatorFunc(func(context.Context, va.Request) va.Result { return va.Result{} })})
+	t.Cleanup(r.Close)
+	p, _ := r.Profile("default")
+	ak, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	a, _, err := r.NewAccount(ctx, p, &jose.JSONWebKey{Key: ak.Public()}, acme.NewAccountRequest{TermsOfServiceAgreed: true}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o, err := r.NewOrder(ctx, p, a, acme.NewOrderRequest{Identifiers: []acme.Identifier{{Type: "dns", Value: "www.example"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	az, err := r.Authorization(ctx, a, o.Status.Authorizations[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if az, _, err = r.RespondChallenge(ctx, p, a, ra.ChallengeID(az.Name, 0)); err != nil || az.Status.Status != acme.StatusValid {
+		t.Fatalf("respond: %v %v", az, err)
+	}
+	if o, err = r.Order(ctx, a, o.Name); err != nil || o.Status.Status != acme.StatusReady {
+		t.Fatalf("order after validation: %v %v", o, err)
+	}
+	return r, store, p, a, o
+}
+
+func csrFor(t *testing.T, name string) []byte {
+	t.Helper()
+	k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{DNSNames: []string{name}}, k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return der
+}
+
+func certificates(t *testing.T, s storage.Store) []v1alpha1.AcmeCertificate {
+	t.Helper()
+	var list v1alpha1.AcmeCertificateList
+	if err := s.List(context.Background(), storage.AllNamespaces, &list, storage.ListOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	return list.Items
+}
+
+// TestFinalizeAfterCrash (FIN-*): the certificate was stored but the order was
+// not marked valid (the process died between the two writes); the client's
+// retry completes the order with that same certificate instead of a second one.
+func TestFinalizeAfterCrash(t *testing.T) {
+	r, store, p, a, o := readyOrder(t)
+	ctx := context.Background()
+	store.failOrderUpdate.Store(true)
+	if _, err := r.Finalize(ctx, p, a, o.Name, csrFor(t, "www.example")); err == nil {
+		t.Fatal("finalize succeeded although the order could not be written")
+	}
+	stored := certificates(t, store)
+	if len(stored) != 1 {
+		t.Fatalf("%d certificates stored by the interrupted finalize, want 1", len(stored))
+	}
+	if cur, err := r.Order(ctx, a, o.Name); err != nil || cur.Status.Status != acme.StatusReady {
+		t.Fatalf("order after the interrupted finalize: %v %v (want still ready)", cur.Status.Status, err)
+	}
+	done, err := r.Finalize(ctx, p, a, o.Name, csrFor(t, "www.example"))
+	if err != nil || done.Status.Status != acme.StatusValid || done.Status.Certificate != stored[0].Name {
+		t.Fatalf("retried finalize: %v, certificate %q, err %v; want valid with %s", done.Status.Status, done.Status.Certificate, err, stored[0].Name)
+	}
+	if n := len(certificates(t, store)); n != 1 {
+		t.Fatalf("%d certificates after the retry, want 1", n)
+	}
+}
+
+// TestConcurrentFinalize: many simultaneous finalize requests for one order
+// yield one certificate, and every request that succeeds names it.
+func TestConcurrentFinalize(t *testing.T) {
+	r, store, p, a, o := readyOrder(t)
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	names := map[string]int{}
+	for i := 0; i < 8; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			got, err := r.Finalize(ctx, p, a, o.Name, csrFor(t, "www.example"))
+			if err != nil {
+				var pr *acme.Problem
+				if errors.As(err, &pr) && pr.Type == acme.OrderNotReady {
+					return // a later request saw the order valid already
+				}
+				t.Errorf("finalize: %v", err)
+				return
+			}
+			mu.Lock()
+			names[got.Status.Certificate]++
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	if n := len(certificates(t, store)); n != 1 || len(names) != 1 {
+		t.Fatalf("%d certificates stored, finalize answers named %v; want exactly one", n, names)
+	}
+}
