@@ -120,7 +120,9 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 		return nil, err
 	}
 	store := kube.New(mgr.GetClient(), mgr.GetCache()).WithIndexes()
-	s.RA = ra.New(cfg, ra.Options{Store: store, Validator: va.New(), Secrets: secretReader{r: mgr.GetCache(), ns: o.Namespace}, Audit: audit.New(o.Log),
+	validator := va.New()
+	validator.Services = serviceEndpoints{r: mgr.GetCache()}
+	s.RA = ra.New(cfg, ra.Options{Store: store, Validator: validator, Secrets: secretReader{r: mgr.GetCache(), ns: o.Namespace}, Audit: audit.New(o.Log),
 		Log: o.Log, Namespace: o.Namespace, Metrics: o.Metrics})
 	if _, err := s.RA.ResumeValidations(ctx); err != nil {
 		o.Log.Error("resume validations", "err", err)

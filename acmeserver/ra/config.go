@@ -161,6 +161,7 @@ func NewProfile(obj *v1alpha1.AcmeProfile, authorities map[string]*ca.Authority)
 	p.Validation = va.Settings{
 		HTTPPort: s.Validation.HTTP01Port, TLSPort: s.Validation.TLSALPN01Port,
 		Resolvers: s.Validation.Resolvers, Timeout: durationOr(s.Validation.Timeout, 10*time.Second),
+		ServiceRoutes: s.Validation.ServiceRoutes,
 	}
 	for i, r := range s.Validation.Resolvers {
 		if _, err := netip.ParseAddrPort(r); err != nil {

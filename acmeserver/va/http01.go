@@ -45,6 +45,17 @@ func (v *VA) validateHTTP01(ctx context.Context, res Resolver, req Request) Resu
 		}
 		rec := &records[len(records)-1]
 		rec.Hostname, rec.Port = host, p
+		pn, _ := strconv.Atoi(p)
+		if v.Services != nil {
+			eps, ok, err := v.Services.Endpoints(ctx, host, pn, req.Settings.ServiceRoutes)
+			if err != nil {
+				return nil, err
+			}
+			if ok {
+				rec.AddressesResolved = append(rec.AddressesResolved, eps...)
+				return v.dialEndpoints(ctx, res, eps, rec)
+			}
+		}
 		var addrs []netip.Addr
 		if a, err := netip.ParseAddr(host); err == nil {
 			addrs = []netip.Addr{a}
@@ -58,7 +69,6 @@ func (v *VA) validateHTTP01(ctx context.Context, res Resolver, req Request) Resu
 				rec.AddressesResolved = append(rec.AddressesResolved, a.String())
 			}
 		}
-		pn, _ := strconv.Atoi(p)
 		return v.dialFirst(ctx, addrs, pn, rec)
 	}
 	client := &http.Client{

@@ -17,10 +17,19 @@ import (
 
 // Settings are the per-profile validation settings.
 type Settings struct {
-	HTTPPort  int
-	TLSPort   int
-	Resolvers []string
-	Timeout   time.Duration
+	HTTPPort      int
+	TLSPort       int
+	Resolvers     []string
+	Timeout       time.Duration
+	ServiceRoutes []v1alpha1.ServiceRoute
+}
+
+// Services finds the Kubernetes Service a name maps to and its ready
+// endpoints (cluster mode), so http-01 reaches them directly.
+type Services interface {
+	// Endpoints returns the endpoints ("ip:port", or "name:port" for FQDN
+	// EndpointSlices) serving host on port; ok is false when host maps to no Service.
+	Endpoints(ctx context.Context, host string, port int, routes []v1alpha1.ServiceRoute) (eps []string, ok bool, err error)
 }
 
 // Request is one validation to perform.
@@ -52,6 +61,9 @@ type VA struct {
 	NewResolver ResolverFactory
 	// Dialer dials validation connections (tests may wrap it).
 	Dialer net.Dialer
+	// Services, when set, routes http-01 for names that map to a Service to
+	// its endpoints.
+	Services Services
 }
 
 // New returns a VA using real DNS resolvers.
@@ -119,6 +131,41 @@ func (v *VA) dialFirst(ctx context.Context, addrs []netip.Addr, port int, rec *v
 	}
 	if lastErr == nil {
 		lastErr = errors.New("no addresses")
+	}
+	return nil, lastErr
+}
+
+// dialEndpoints connects to the first endpoint that answers; endpoint names
+// (FQDN EndpointSlices) are resolved through the profile's resolvers.
+func (v *VA) dialEndpoints(ctx context.Context, res Resolver, eps []string, rec *v1alpha1.ValidationRecord) (net.Conn, error) {
+	var lastErr error
+	for _, ep := range eps {
+		host, port, err := net.SplitHostPort(ep)
+		if err != nil {
+			return nil, err
+		}
+		addrs := []netip.Addr{}
+		if a, err := netip.ParseAddr(host); err == nil {
+			addrs = append(addrs, a)
+		} else if addrs, err = res.LookupHost(ctx, host); err != nil {
+			lastErr = err
+			continue
+		}
+		for _, a := range addrs {
+			target := net.JoinHostPort(a.String(), port)
+			c, err := v.Dialer.DialContext(ctx, "tcp", target)
+			if err == nil {
+				rec.AddressUsed = target
+				return c, nil
+			}
+			lastErr = err
+			if ctx.Err() != nil {
+				return nil, err
+			}
+		}
+	}
+	if lastErr == nil {
+		lastErr = errors.New("the Service has no ready endpoints")
 	}
 	return nil, lastErr
 }

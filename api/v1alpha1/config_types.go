@@ -341,6 +341,31 @@ type ValidationSpec struct {
 	// Timeout for one validation attempt. Default 10s.
 	// +optional
 	Timeout *metav1.Duration `json:"timeout,omitempty"`
+	// ServiceRoutes send http-01 for names under a DNS suffix to a
+	// Kubernetes Service (cluster mode): the validator connects to the
+	// Service's ready endpoints from its EndpointSlices, with the name as
+	// Host, instead of resolving the name (no hairpin through a load
+	// balancer). Names of the form <service>.<namespace>.svc[.cluster.local]
+	// go to that Service without a route.
+	// +optional
+	// +kubebuilder:validation:MaxItems=64
+	ServiceRoutes []ServiceRoute `json:"serviceRoutes,omitempty"`
+}
+
+// ServiceRoute maps names under Suffix to a Service.
+type ServiceRoute struct {
+	// Suffix: the name itself and every name below it.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	Suffix string `json:"suffix"`
+	// Namespace and Name of the Service (its port 80, or the profile's
+	// http01Port, gives the endpoint port).
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	Namespace string `json:"namespace"`
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	Name string `json:"name"`
 }
 
 // KeyPolicy limits the keys accepted in CSRs.

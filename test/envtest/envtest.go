@@ -15,6 +15,7 @@ import (
 	"github.com/go-logr/logr"
 
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	eventsv1 "k8s.io/api/events/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -38,6 +39,7 @@ func Scheme() *k8sruntime.Scheme {
 	_ = corev1.AddToScheme(s)
 	_ = eventsv1.AddToScheme(s)
 	_ = rbacv1.AddToScheme(s)
+	_ = discoveryv1.AddToScheme(s)
 	return s
 }
 

@@ -16,14 +16,17 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	xacme "golang.org/x/crypto/acme"
 
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/kacme/kacme/api/v1alpha1"
@@ -67,7 +70,7 @@ func newClusterEnv(t *testing.T, withDNS bool) *clusterEnv {
 		validation.Resolvers = []string{e.dns.Resolver()}
 	}
 	harness.Start(t, []string{"KUBECONFIG=" + kc.Controller}, e.bin, "controller", "--namespace", clusterNS, "--external-url", e.serverURL)
-	ids := v1alpha1.IdentifierPolicy{AllowedDNSSuffixes: []string{"localhost", zone}}
+	ids := v1alpha1.IdentifierPolicy{AllowedDNSSuffixes: []string{"localhost", zone, "svc.cluster.local"}}
 	for _, o := range []client.Object{
 		&v1alpha1.CertificateAuthority{ObjectMeta: metav1.ObjectMeta{Name: "root"},
 			Spec: v1alpha1.CertificateAuthoritySpec{SelfSigned: &v1alpha1.SelfSignedCA{}}},
@@ -350,4 +353,87 @@ func TestClusterModeRestart(t *testing.T) {
 		ae, ok := err.(*xacme.Error)
 		return ok && ae.StatusCode == http.StatusUnauthorized && ae.ProblemType == "urn:ietf:params:acme:error:unauthorized"
 	})
+}
+
+// TestClusterModeServiceEndpoints (issue 4, in-cluster http-01): the name is
+// a Service's cluster DNS name, which no resolver knows; the Service has no
+// selector and one EndpointSlice pointing at a responder on a port nothing
+// else uses. Validation succeeds only by dialling that endpoint, with the
+// name as Host.
+func TestClusterModeServiceEndpoints(t *testing.T) {
+	e := newClusterEnv(t, false)
+	ctx := context.Background()
+	const host = "web.apps.svc.cluster.local"
+	var keys sync.Map
+	respPort := harness.FreePort(t)
+	ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", respPort))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var hostSeen atomic.Value
+	hs := &http.Server{ReadHeaderTimeout: 5 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hostSeen.Store(r.Host)
+		if v, ok := keys.Load(strings.TrimPrefix(r.URL.Path, "/.well-known/acme-challenge/")); ok {
+			_, _ = w.Write([]byte(v.(string)))
+		}
+	})}
+	go func() { _ = hs.Serve(ln) }()
+	defer func() { _ = hs.Close() }()
+	portName, ready := "http", true
+	port := int32(respPort)
+	for _, o := range []client.Object{
+		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "apps"}},
+		&corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "apps", Name: "web"}, Spec: corev1.ServiceSpec{
+			Ports: []corev1.ServicePort{{Name: portName, Port: int32(e.httpPort), TargetPort: intstr.FromString(portName)}}}},
+		// The API server refuses loopback IPs in EndpointSlices and tests
+		// listen on loopback only, so the endpoint is an FQDN under
+		// "localhost" (RFC 6761: loopback), resolved by the validator.
+		&discoveryv1.EndpointSlice{ObjectMeta: metav1.ObjectMeta{Namespace: "apps", Name: "web-1",
+			Labels: map[string]string{discoveryv1.LabelServiceName: "web"}},
+			AddressType: discoveryv1.AddressTypeFQDN,
+			Ports:       []discoveryv1.EndpointPort{{Name: &portName, Port: &port}},
+			Endpoints:   []discoveryv1.Endpoint{{Addresses: []string{"pod-1.localhost"}, Conditions: discoveryv1.EndpointConditions{Ready: &ready}}}},
+	} {
+		if err := e.c.Create(ctx, o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.startServer(t)
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	cl := &xacme.Client{Key: key, DirectoryURL: e.serverURL + "/acme/directory", HTTPClient: e.httpClient()}
+	if _, err := cl.Register(ctx, &xacme.Account{}, xacme.AcceptTOS); err != nil {
+		t.Fatal(err)
+	}
+	o, err := cl.AuthorizeOrder(ctx, []xacme.AuthzID{{Type: "dns", Value: host}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	z, err := cl.GetAuthorization(ctx, o.AuthzURLs[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ch := range z.Challenges {
+		if ch.Type == "http-01" {
+			ka, _ := cl.HTTP01ChallengeResponse(ch.Token)
+			keys.Store(ch.Token, ka)
+			if _, err := cl.Accept(ctx, ch); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if _, err := cl.WaitAuthorization(ctx, o.AuthzURLs[0]); err != nil {
+		t.Fatalf("http-01 through the Service's EndpointSlice: %v", err)
+	}
+	// The URL's port is the profile's http01Port (80 outside tests), so Host carries it.
+	if h, _ := hostSeen.Load().(string); h != fmt.Sprintf("%s:%d", host, e.httpPort) {
+		t.Fatalf("the responder saw Host %q, want %s:%d", h, host, e.httpPort)
+	}
+	var azs v1alpha1.AcmeChallengeList
+	if err := e.c.List(ctx, &azs, client.InNamespace(clusterNS)); err != nil || len(azs.Items) != 1 {
+		t.Fatalf("authorizations: %d %v", len(azs.Items), err)
+	}
+	want, endpoint := fmt.Sprintf("127.0.0.1:%d", respPort), fmt.Sprintf("pod-1.localhost:%d", respPort)
+	if rec := azs.Items[0].Status.Records; len(rec) != 1 || rec[0].AddressUsed != want || len(rec[0].AddressesResolved) != 1 || rec[0].AddressesResolved[0] != endpoint {
+		t.Fatalf("validation record %+v, want the endpoint %s", rec, want)
+	}
 }
