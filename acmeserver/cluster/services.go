@@ -59,7 +59,7 @@ func (s serviceEndpoints) Endpoints(ctx context.Context, host string, port int, 
 		}
 	}
 	if sp == nil {
-		return nil, true, fmt.Errorf("Service %s/%s has no TCP port %d", ns, name, port)
+		return nil, true, fmt.Errorf("%s maps to Service %s/%s, which has no TCP port %d", host, ns, name, port)
 	}
 	var slices discoveryv1.EndpointSliceList
 	if err := s.r.List(ctx, &slices, client.InNamespace(ns), client.MatchingLabels{discoveryv1.LabelServiceName: name}); err != nil {
