@@ -33,7 +33,15 @@ func (f validatorFunc) Validate(ctx context.Context, r va.Request) va.Result { r
 // the two finalize writes would leave things.
 type failingStore struct {
 	storage.Store
-	failOrderUpdate atomic.Bool
+	failOrderUpdate  atomic.Bool
+	failAuthzCreates atomic.Bool
+}
+
+func (s *failingStore) Create(ctx context.Context, obj storage.Object) error {
+	if _, ok := obj.(*v1alpha1.AcmeChallenge); ok && s.failAuthzCreates.Load() {
+		return errors.New("injected: the API server refused the write")
+	}
+	return s.Store.Create(ctx, obj)
 }
 
 func (s *failingStore) Update(ctx context.Context, obj storage.Object) error {
@@ -167,5 +175,25 @@ func TestConcurrentFinalize(t *testing.T) {
 	wg.Wait()
 	if n := len(certificates(t, store)); n != 1 || len(names) != 1 {
 		t.Fatalf("%d certificates stored, finalize answers named %v; want exactly one", n, names)
+	}
+}
+
+// TestNewOrderAuthorizationNotStored: an order whose authorization could not
+// be stored ends invalid at once instead of staying pending until it expires.
+func TestNewOrderAuthorizationNotStored(t *testing.T) {
+	r, store, p, a, _ := readyOrder(t)
+	ctx := context.Background()
+	store.failAuthzCreates.Store(true)
+	if _, err := r.NewOrder(ctx, p, a, acme.NewOrderRequest{Identifiers: []acme.Identifier{{Type: "dns", Value: "two.example"}}}); err == nil {
+		t.Fatal("new order succeeded without its authorization")
+	}
+	var orders v1alpha1.AcmeOrderList
+	if err := store.List(ctx, storage.AllNamespaces, &orders, storage.ListOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range orders.Items {
+		if o.Spec.Identifiers[0].Value == "two.example" && (o.Status.Status != acme.StatusInvalid || o.Status.Error == nil) {
+			t.Fatalf("order without its authorization is %s (error %v), want invalid", o.Status.Status, o.Status.Error)
+		}
 	}
 }

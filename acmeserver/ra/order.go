@@ -96,6 +96,10 @@ func (r *RA) NewOrder(ctx context.Context, p *Profile, a *v1alpha1.AcmeAccount, 
 				Name: o.Name, UID: o.UID}}
 		}
 		if err := r.store.Create(ctx, az); err != nil {
+			// The order cannot become ready without it: end it now rather
+			// than leave it pending until it expires.
+			r.failOrder(ctx, o.Namespace, o.Name, &v1alpha1.Problem{Type: string(acme.ServerInternal), Status: 500,
+				Detail: "the order's authorizations could not be stored; place a new order"})
 			return nil, fmt.Errorf("create authorization: %w", err)
 		}
 	}
