@@ -83,3 +83,42 @@ func TestNewRejectsMismatchedKey(t *testing.T) {
 		t.Fatal("a key that does not match the certificate was accepted")
 	}
 }
+
+// TestServingRenews: the HTTPS certificate is issued again after two thirds
+// of its life, and when the CA changes; otherwise the same one is served.
+func TestServingRenews(t *testing.T) {
+	mk := func(name string) *Authority {
+		key, chain, err := GenerateSelfSigned(name, v1alpha1.SelfSignedCA{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		a, err := New(name, chain[0], key, chain[1:])
+		if err != nil {
+			t.Fatal(err)
+		}
+		return a
+	}
+	a, b := mk("a"), mk("b")
+	now := time.Now()
+	s := &Serving{External: "https://acme.example:8443", Now: func() time.Time { return now }}
+	first, err := s.Get(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again, _ := s.Get(a); again != first {
+		t.Fatal("a fresh certificate was replaced")
+	}
+	life := first.Leaf.NotAfter.Sub(first.Leaf.NotBefore)
+	now = first.Leaf.NotBefore.Add(life*2/3 + time.Minute)
+	renewed, err := s.Get(a)
+	if err != nil || renewed == first {
+		t.Fatalf("not renewed after two thirds of its life: %v", err)
+	}
+	other, err := s.Get(b)
+	if err != nil || other == renewed || other.Leaf.Issuer.String() != b.Cert.Subject.String() {
+		t.Fatalf("not reissued by the new CA: %v", err)
+	}
+	if got := other.Leaf.DNSNames; len(got) != 2 || got[1] != "acme.example" {
+		t.Fatalf("names %v", got)
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"sync"
 	"time"
 )
 
@@ -39,4 +40,45 @@ func ServingCertificate(auth *Authority, external string) (*tls.Certificate, err
 	}
 	leaf, _ := x509.ParseCertificate(der)
 	return &tls.Certificate{Certificate: chain, PrivateKey: key, Leaf: leaf}, nil
+}
+
+// Serving hands out the HTTPS certificate: issued from the given CA, and
+// issued again once two thirds of its life have passed or the CA changed, so
+// a server that runs for months keeps a valid certificate.
+type Serving struct {
+	External string
+	// Now is the clock (tests).
+	Now func() time.Time
+
+	mu     sync.Mutex
+	cert   *tls.Certificate
+	issuer *Authority
+}
+
+// Get returns a current certificate from auth.
+func (s *Serving) Get(auth *Authority) (*tls.Certificate, error) {
+	if auth == nil {
+		return nil, fmt.Errorf("no serving certificate: no profile with a ready CA")
+	}
+	now := time.Now
+	if s.Now != nil {
+		now = s.Now
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if c := s.cert; c != nil && s.issuer == auth {
+		life := c.Leaf.NotAfter.Sub(c.Leaf.NotBefore)
+		if now().Before(c.Leaf.NotBefore.Add(life * 2 / 3)) {
+			return c, nil
+		}
+	}
+	c, err := ServingCertificate(auth, s.External)
+	if err != nil {
+		if s.cert != nil && now().Before(s.cert.Leaf.NotAfter) {
+			return s.cert, nil // keep serving the current one; the next handshake tries again
+		}
+		return nil, err
+	}
+	s.cert, s.issuer = c, auth
+	return c, nil
 }

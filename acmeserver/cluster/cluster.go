@@ -12,7 +12,6 @@ import (
 	"net"
 	"net/http"
 	"sort"
-	"sync"
 	"time"
 
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -67,8 +66,7 @@ type Server struct {
 	log      *slog.Logger
 	reader   client.Reader
 	ns       string
-	mu       sync.Mutex
-	cert     *tls.Certificate
+	serving  *ca.Serving
 	external string
 }
 
@@ -141,7 +139,7 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 		s.external = "https://" + ln.Addr().String()
 	}
 	s.URL = s.external
-	s.refreshServingCert()
+	s.serving = &ca.Serving{External: s.external}
 	front := wfe.New(s.RA, nonces, s.external, o.Log)
 	front.Metrics = o.Metrics
 	s.http = &http.Server{Handler: front, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
@@ -152,29 +150,12 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 }
 
 func (s *Server) getCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.cert == nil {
-		return nil, errors.New("no serving certificate: no profile with a ready CA")
-	}
-	return s.cert, nil
-}
-
-// refreshServingCert issues the HTTPS certificate from the default profile's CA.
-func (s *Server) refreshServingCert() {
 	cfg := s.RA.Config()
-	p, ok := cfg.Profiles[cfg.DefaultProfile]
-	if !ok {
-		return
+	var auth *ca.Authority
+	if p, ok := cfg.Profiles[cfg.DefaultProfile]; ok {
+		auth = p.CA
 	}
-	cert, err := ca.ServingCertificate(p.CA, s.external)
-	if err != nil {
-		s.log.Error("serving certificate", "err", err)
-		return
-	}
-	s.mu.Lock()
-	s.cert = cert
-	s.mu.Unlock()
+	return s.serving.Get(auth)
 }
 
 // reload rebuilds the configuration after a change to profiles, CAs or Secrets.
@@ -188,7 +169,6 @@ func (s *Server) reload(ctx context.Context) {
 		return
 	}
 	s.RA.SetConfig(cfg)
-	s.refreshServingCert()
 }
 
 // Wait blocks until the server stops.

@@ -118,8 +118,8 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 		_ = ln.Close()
 		return nil, fmt.Errorf("--external-url %q must be https://host[:port] with no path (RFC 8555 §6.1)", o.ExternalURL)
 	}
-	servingCert, err := ca.ServingCertificate(cfg.Profiles[cfg.DefaultProfile].CA, ext)
-	if err != nil {
+	serving := &ca.Serving{External: ext}
+	if _, err := serving.Get(cfg.Profiles[cfg.DefaultProfile].CA); err != nil {
 		_ = ln.Close()
 		return nil, err
 	}
@@ -154,8 +154,11 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 		WriteTimeout:      60 * time.Second,
 		IdleTimeout:       120 * time.Second,
 		MaxHeaderBytes:    64 << 10,
-		TLSConfig:         &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{*servingCert}},
-		ErrorLog:          slog.NewLogLogger(o.Log.Handler(), slog.LevelDebug),
+		TLSConfig: &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+			c := authority.Config()
+			return serving.Get(c.Profiles[c.DefaultProfile].CA)
+		}},
+		ErrorLog: slog.NewLogLogger(o.Log.Handler(), slog.LevelDebug),
 	}
 	s := &Server{URL: ext, DirectoryURL: ext + "/acme/directory", RootPath: rootPath, Store: store, RA: authority,
 		Config: cfg, listener: ln, http: srv, done: make(chan error, 1), log: o.Log}
