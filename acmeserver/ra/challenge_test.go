@@ -1,0 +1,94 @@
+package ra_test
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"path/filepath"
+	"testing"
+	"time"
+
+	jose "github.com/go-jose/go-jose/v4"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/kacme/kacme/acmeserver/acme"
+	"github.com/kacme/kacme/acmeserver/ca"
+	"github.com/kacme/kacme/acmeserver/ra"
+	"github.com/kacme/kacme/acmeserver/storage/embedded"
+	"github.com/kacme/kacme/acmeserver/va"
+	"github.com/kacme/kacme/api/v1alpha1"
+)
+
+// TestSlowValidationResumes: a validation that outlasts the sync wait is
+// stored as processing before the client is told so; a restart in the middle
+// resumes it, and it ends valid.
+func TestSlowValidationResumes(t *testing.T) {
+	ctx := context.Background()
+	db, err := embedded.Open(filepath.Join(t.TempDir(), "kacme.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	key, chain, err := ca.GenerateSelfSigned("root", v1alpha1.SelfSignedCA{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	auth, err := ca.New("root", chain[0], key, chain[1:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, _ := ra.NewConfig(map[string]*ca.Authority{"root": auth}, []v1alpha1.AcmeProfile{{ObjectMeta: metav1.ObjectMeta{Name: "default"},
+		Spec: v1alpha1.AcmeProfileSpec{CertificateAuthority: "root"}}})
+	// First process: validation blocks until the process stops.
+	slow := validatorFunc(func(ctx context.Context, _ va.Request) va.Result {
+		<-ctx.Done()
+		return va.Result{Problem: acme.ValidationProblem(acme.Connection, "interrupted")}
+	})
+	first := ra.New(cfg, ra.Options{Store: db, Namespace: "kacme", Validator: slow, SyncWait: 100 * time.Millisecond})
+	p, _ := first.Profile("default")
+	ak, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	a, _, err := first.NewAccount(ctx, p, &jose.JSONWebKey{Key: ak.Public()}, acme.NewAccountRequest{TermsOfServiceAgreed: true}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o, err := first.NewOrder(ctx, p, a, acme.NewOrderRequest{Identifiers: []acme.Identifier{{Type: "dns", Value: "slow.example"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	azID := o.Status.Authorizations[0]
+	az, ci, err := first.RespondChallenge(ctx, p, a, ra.ChallengeID(azID, 0))
+	if err != nil || az.Status.Challenges[ci].Status != acme.StatusProcessing {
+		t.Fatalf("slow validation answered %v (err %v), want processing", az.Status.Challenges[ci].Status, err)
+	}
+	var stored v1alpha1.AcmeChallenge
+	if err := db.Get(ctx, "kacme", azID, &stored); err != nil || stored.Status.Challenges[0].Status != acme.StatusProcessing ||
+		stored.Labels[v1alpha1.LabelState] == "" {
+		t.Fatalf("processing was not stored before the answer: %+v %v", stored.Status, err)
+	}
+	first.Close() // the process stops mid-validation: nothing more is written
+	if err := db.Get(ctx, "kacme", azID, &stored); err != nil || stored.Status.Challenges[0].Status != acme.StatusProcessing {
+		t.Fatalf("a stopped validation wrote an outcome: %+v %v", stored.Status, err)
+	}
+	// Second process: validation succeeds; the stored processing challenge is resumed.
+	second := ra.New(cfg, ra.Options{Store: db, Namespace: "kacme",
+		Validator: validatorFunc(func(context.Context, va.Request) va.Result { return va.Result{} })})
+	defer second.Close()
+	if n, err := second.ResumeValidations(ctx); err != nil || n != 1 {
+		t.Fatalf("ResumeValidations = %d, %v; want 1", n, err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		got, err := second.Authorization(ctx, a, azID)
+		if err == nil && got.Status.Status == acme.StatusValid {
+			if got.Labels[v1alpha1.LabelState] != "" {
+				t.Fatal("a finished validation is still labelled for resumption")
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("resumed validation did not end valid: %+v %v", got, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
