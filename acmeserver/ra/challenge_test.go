@@ -5,17 +5,13 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
-	"path/filepath"
 	"testing"
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/kacme/kacme/acmeserver/acme"
-	"github.com/kacme/kacme/acmeserver/ca"
 	"github.com/kacme/kacme/acmeserver/ra"
-	"github.com/kacme/kacme/acmeserver/storage/embedded"
 	"github.com/kacme/kacme/acmeserver/va"
 	"github.com/kacme/kacme/api/v1alpha1"
 )
@@ -25,21 +21,8 @@ import (
 // resumes it, and it ends valid.
 func TestSlowValidationResumes(t *testing.T) {
 	ctx := context.Background()
-	db, err := embedded.Open(filepath.Join(t.TempDir(), "kacme.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	key, chain, err := ca.GenerateSelfSigned("root", v1alpha1.SelfSignedCA{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	auth, err := ca.New("root", chain[0], key, chain[1:])
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg, _ := ra.NewConfig(map[string]*ca.Authority{"root": auth}, []v1alpha1.AcmeProfile{{ObjectMeta: metav1.ObjectMeta{Name: "default"},
-		Spec: v1alpha1.AcmeProfileSpec{CertificateAuthority: "root"}}})
+	db := openStore(t)
+	cfg := testConfig(t)
 	// First process: validation blocks until the process stops.
 	slow := validatorFunc(func(ctx context.Context, _ va.Request) va.Result {
 		<-ctx.Done()

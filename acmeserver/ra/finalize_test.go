@@ -56,25 +56,8 @@ func (s *failingStore) Update(ctx context.Context, obj storage.Object) error {
 func readyOrder(t *testing.T) (*ra.RA, *failingStore, *ra.Profile, *v1alpha1.AcmeAccount, *v1alpha1.AcmeOrder) {
 	t.Helper()
 	ctx := context.Background()
-	db, err := embedded.Open(filepath.Join(t.TempDir(), "kacme.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = db.Close() })
-	store := &failingStore{Store: db}
-	key, chain, err := ca.GenerateSelfSigned("root", v1alpha1.SelfSignedCA{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	auth, err := ca.New("root", chain[0], key, chain[1:])
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg, errs := ra.NewConfig(map[string]*ca.Authority{"root": auth}, []v1alpha1.AcmeProfile{{ObjectMeta: metav1.ObjectMeta{Name: "default"},
-		Spec: v1alpha1.AcmeProfileSpec{CertificateAuthority: "root", Identifiers: v1alpha1.IdentifierPolicy{AllowedDNSSuffixes: []string{"example"}}}}})
-	if len(errs) > 0 {
-		t.Fatal(errs)
-	}
+	store := &failingStore{Store: openStore(t)}
+	cfg := testConfig(t)
 	r := ra.New(cfg, ra.Options{Store: store, Namespace: "kacme",
 		Validator: validatorFunc(func(context.Context, va.Request) va.Result { return va.Result{} })})
 	t.Cleanup(r.Close)
@@ -99,6 +82,36 @@ func readyOrder(t *testing.T) (*ra.RA, *failingStore, *ra.Profile, *v1alpha1.Acm
 		t.Fatalf("order after validation: %v %v", o, err)
 	}
 	return r, store, p, a, o
+}
+
+// openStore opens an embedded store in a temporary directory.
+func openStore(t *testing.T) *embedded.Store {
+	t.Helper()
+	db, err := embedded.Open(filepath.Join(t.TempDir(), "kacme.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = db.Close() })
+	return db
+}
+
+// testConfig serves profile "default" (names under "example") from a fresh root CA.
+func testConfig(t *testing.T) *ra.Config {
+	t.Helper()
+	key, chain, err := ca.GenerateSelfSigned("root", v1alpha1.SelfSignedCA{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	auth, err := ca.New("root", chain[0], key, chain[1:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, errs := ra.NewConfig(map[string]*ca.Authority{"root": auth}, []v1alpha1.AcmeProfile{{ObjectMeta: metav1.ObjectMeta{Name: "default"},
+		Spec: v1alpha1.AcmeProfileSpec{CertificateAuthority: "root", Identifiers: v1alpha1.IdentifierPolicy{AllowedDNSSuffixes: []string{"example"}}}}})
+	if len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	return cfg
 }
 
 func csrFor(t *testing.T, name string) []byte {

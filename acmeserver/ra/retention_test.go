@@ -2,7 +2,6 @@ package ra_test
 
 import (
 	"context"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -10,7 +9,6 @@ import (
 
 	"github.com/kacme/kacme/acmeserver/ra"
 	"github.com/kacme/kacme/acmeserver/storage"
-	"github.com/kacme/kacme/acmeserver/storage/embedded"
 	"github.com/kacme/kacme/api/v1alpha1"
 )
 
@@ -19,11 +17,7 @@ import (
 // cutoff; it keeps younger ones, other profiles' and every certificate.
 func TestSweep(t *testing.T) {
 	ctx := context.Background()
-	store, err := embedded.Open(filepath.Join(t.TempDir(), "kacme.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
+	store := openStore(t)
 	now := time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
 	at := func(d time.Duration) metav1.Time { return metav1.NewTime(now.Add(d)) }
 	mk := func(ns, name, profile string, orderExpires metav1.Time, authzExpires ...metav1.Time) {

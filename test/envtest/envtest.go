@@ -3,12 +3,14 @@
 package envtest
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"runtime"
-	"strings"
 	"testing"
 	"time"
 
@@ -19,15 +21,15 @@ import (
 	eventsv1 "k8s.io/api/events/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	k8sruntime "k8s.io/apimachinery/pkg/runtime"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/config"
 	crenvtest "sigs.k8s.io/controller-runtime/pkg/envtest"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
-
-	"sigs.k8s.io/yaml"
 
 	"github.com/kacme/kacme/api/v1alpha1"
 )
@@ -97,42 +99,27 @@ func StartWithKubeconfig(t *testing.T) (*rest.Config, client.Client, Kubeconfigs
 // BindGeneratedRBAC creates the roles in config/rbac/<component>/role.yaml
 // and binds each to user.
 func BindGeneratedRBAC(ctx context.Context, c client.Client, component, user string) error {
-	data, err := os.ReadFile(filepath.Join(repoRoot(), "config", "rbac", component, "role.yaml"))
+	data, err := os.ReadFile(filepath.Join(RepoRoot(), "config", "rbac", component, "role.yaml"))
 	if err != nil {
 		return err
 	}
+	roles, err := DecodeManifests(data)
+	if err != nil {
+		return fmt.Errorf("config/rbac/%s: %w", component, err)
+	}
 	subject := []rbacv1.Subject{{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: user}}
-	for _, doc := range strings.Split(string(data), "\n---") {
-		doc = strings.TrimPrefix(strings.TrimSpace(doc), "---")
-		if strings.TrimSpace(doc) == "" {
-			continue
-		}
-		var head struct {
-			Kind string `json:"kind"`
-		}
-		if err := yaml.Unmarshal([]byte(doc), &head); err != nil {
-			return err
-		}
-		var objs []client.Object
-		switch head.Kind {
+	for _, role := range roles {
+		ref := rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: role.GetKind(), Name: role.GetName()}
+		var binding client.Object
+		switch role.GetKind() {
 		case "ClusterRole":
-			var role rbacv1.ClusterRole
-			if err := yaml.UnmarshalStrict([]byte(doc), &role); err != nil {
-				return err
-			}
-			objs = []client.Object{&role, &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: role.Name}, Subjects: subject,
-				RoleRef: rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: role.Name}}}
+			binding = &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: role.GetName()}, Subjects: subject, RoleRef: ref}
 		case "Role":
-			var role rbacv1.Role
-			if err := yaml.UnmarshalStrict([]byte(doc), &role); err != nil {
-				return err
-			}
-			objs = []client.Object{&role, &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Namespace: role.Namespace, Name: role.Name},
-				Subjects: subject, RoleRef: rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: role.Name}}}
+			binding = &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Namespace: role.GetNamespace(), Name: role.GetName()}, Subjects: subject, RoleRef: ref}
 		default:
-			return fmt.Errorf("config/rbac/%s: unexpected kind %q", component, head.Kind)
+			return fmt.Errorf("config/rbac/%s: unexpected kind %q", component, role.GetKind())
 		}
-		for _, o := range objs {
+		for _, o := range []client.Object{role, binding} {
 			if err := c.Create(ctx, o); err != nil {
 				return fmt.Errorf("config/rbac/%s: %w", component, err)
 			}
@@ -148,7 +135,8 @@ func must(t *testing.T, err error) {
 	}
 }
 
-func repoRoot() string {
+// RepoRoot is the kacme checkout this package was built from.
+func RepoRoot() string {
 	_, here, _, _ := runtime.Caller(0)
 	return filepath.Join(filepath.Dir(here), "..", "..")
 }
@@ -163,7 +151,7 @@ func start(t *testing.T) (*rest.Config, client.Client, *crenvtest.Environment) {
 		t.Skip("KUBEBUILDER_ASSETS is not set; run hack/envtest.sh or make test")
 	}
 	env := &crenvtest.Environment{
-		CRDDirectoryPaths:     []string{filepath.Join(repoRoot(), "config", "crd", "bases")},
+		CRDDirectoryPaths:     []string{filepath.Join(RepoRoot(), "config", "crd", "bases")},
 		ErrorIfCRDPathMissing: true,
 		BinaryAssetsDirectory: assets,
 	}
@@ -213,4 +201,23 @@ func WaitFor(t *testing.T, what string, ok func() bool) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	t.Fatalf("timed out waiting for %s", what)
+}
+
+// DecodeManifests splits multi-document YAML (or JSON) into objects,
+// skipping empty documents.
+func DecodeManifests(data []byte) ([]*unstructured.Unstructured, error) {
+	var out []*unstructured.Unstructured
+	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(data), 4096)
+	for {
+		var u unstructured.Unstructured
+		if err := dec.Decode(&u.Object); err != nil {
+			if errors.Is(err, io.EOF) {
+				return out, nil
+			}
+			return nil, err
+		}
+		if len(u.Object) > 0 {
+			out = append(out, &u)
+		}
+	}
 }

@@ -7,27 +7,17 @@ package helm
 import (
 	"bytes"
 	"context"
-	"errors"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	kenvtest "github.com/kacme/kacme/test/envtest"
 )
-
-func root() string {
-	_, here, _, _ := runtime.Caller(0)
-	return filepath.Join(filepath.Dir(here), "..", "..")
-}
 
 func helm(t *testing.T) string {
 	t.Helper()
@@ -44,7 +34,7 @@ func helm(t *testing.T) string {
 func run(t *testing.T, name string, args ...string) []byte {
 	t.Helper()
 	cmd := exec.Command(name, args...)
-	cmd.Dir = root()
+	cmd.Dir = kenvtest.RepoRoot()
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
@@ -56,14 +46,14 @@ func run(t *testing.T, name string, args ...string) []byte {
 
 // TestChartCRDs: the chart installs exactly the generated CRDs.
 func TestChartCRDs(t *testing.T) {
-	gen, _ := filepath.Glob(filepath.Join(root(), "config", "crd", "bases", "*.yaml"))
-	chart, _ := filepath.Glob(filepath.Join(root(), "charts", "kacme", "crds", "*.yaml"))
+	gen, _ := filepath.Glob(filepath.Join(kenvtest.RepoRoot(), "config", "crd", "bases", "*.yaml"))
+	chart, _ := filepath.Glob(filepath.Join(kenvtest.RepoRoot(), "charts", "kacme", "crds", "*.yaml"))
 	if len(gen) == 0 || len(gen) != len(chart) {
 		t.Fatalf("config/crd/bases has %d CRDs, the chart %d (run make manifests)", len(gen), len(chart))
 	}
 	for _, g := range gen {
 		a, _ := os.ReadFile(g)
-		b, err := os.ReadFile(filepath.Join(root(), "charts", "kacme", "crds", filepath.Base(g)))
+		b, err := os.ReadFile(filepath.Join(kenvtest.RepoRoot(), "charts", "kacme", "crds", filepath.Base(g)))
 		if err != nil || !bytes.Equal(a, b) {
 			t.Fatalf("charts/kacme/crds/%s differs from config/crd/bases (run make manifests): %v", filepath.Base(g), err)
 		}
@@ -84,20 +74,13 @@ func TestTemplateDryRun(t *testing.T) {
 	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: kenvtest.OperatorNamespace}}); err != nil {
 		t.Fatal(err)
 	}
+	objs, err := kenvtest.DecodeManifests(out)
+	if err != nil {
+		t.Fatal(err)
+	}
 	kinds := map[string]int{}
-	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(out), 4096)
-	for {
-		var u unstructured.Unstructured
-		if err := dec.Decode(&u.Object); err != nil {
-			if errors.Is(err, io.EOF) {
-				break
-			}
-			t.Fatal(err)
-		}
-		if len(u.Object) == 0 {
-			continue
-		}
-		if err := c.Create(ctx, &u, client.DryRunAll); err != nil {
+	for _, u := range objs {
+		if err := c.Create(ctx, u, client.DryRunAll); err != nil {
 			t.Fatalf("dry run of %s %s: %v", u.GetKind(), u.GetName(), err)
 		}
 		kinds[u.GetKind()]++

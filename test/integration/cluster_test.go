@@ -123,6 +123,65 @@ func (e *clusterEnv) startServer(t *testing.T) *harness.Process {
 	return p
 }
 
+// responder answers http-01 on a loopback port for the Go ACME client and
+// remembers the Host of the last request.
+type responder struct {
+	keys sync.Map
+	host atomic.Value
+}
+
+func startResponder(t *testing.T, port int) *responder {
+	t.Helper()
+	r := &responder{}
+	ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := &http.Server{ReadHeaderTimeout: 5 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		r.host.Store(req.Host)
+		if v, ok := r.keys.Load(strings.TrimPrefix(req.URL.Path, "/.well-known/acme-challenge/")); ok {
+			_, _ = w.Write([]byte(v.(string)))
+		}
+	})}
+	go func() { _ = hs.Serve(ln) }()
+	t.Cleanup(func() { _ = hs.Close() })
+	return r
+}
+
+// client registers a new account with the Go ACME client.
+func (e *clusterEnv) client(t *testing.T) *xacme.Client {
+	t.Helper()
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	cl := &xacme.Client{Key: key, DirectoryURL: e.serverURL + "/acme/directory", HTTPClient: e.httpClient()}
+	if _, err := cl.Register(context.Background(), &xacme.Account{}, xacme.AcceptTOS); err != nil {
+		t.Fatal(err)
+	}
+	return cl
+}
+
+// authorizeHTTP01 orders name and answers its http-01 challenge through resp.
+func authorizeHTTP01(ctx context.Context, cl *xacme.Client, resp *responder, name string) (*xacme.Order, error) {
+	o, err := cl.AuthorizeOrder(ctx, []xacme.AuthzID{{Type: "dns", Value: name}})
+	if err != nil {
+		return nil, err
+	}
+	z, err := cl.GetAuthorization(ctx, o.AuthzURLs[0])
+	if err != nil {
+		return nil, err
+	}
+	for _, ch := range z.Challenges {
+		if ch.Type == "http-01" {
+			ka, _ := cl.HTTP01ChallengeResponse(ch.Token)
+			resp.keys.Store(ch.Token, ka)
+			if _, err := cl.Accept(ctx, ch); err != nil {
+				return nil, err
+			}
+		}
+	}
+	_, err = cl.WaitAuthorization(ctx, o.AuthzURLs[0])
+	return o, err
+}
+
 // lego runs lego against profile with its own state directory dir; it
 // returns the output and whether lego succeeded.
 func (e *clusterEnv) lego(t *testing.T, dir, profile string, args ...string) (string, error) {
@@ -286,44 +345,11 @@ func TestClusterModeIssuance(t *testing.T) {
 func TestClusterModeRestart(t *testing.T) {
 	e := newClusterEnv(t, false)
 	ctx := context.Background()
-	// http-01 responder for the Go client.
-	var keys sync.Map
-	ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", e.httpPort))
-	if err != nil {
-		t.Fatal(err)
-	}
-	hs := &http.Server{ReadHeaderTimeout: 5 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if v, ok := keys.Load(strings.TrimPrefix(r.URL.Path, "/.well-known/acme-challenge/")); ok {
-			_, _ = w.Write([]byte(v.(string)))
-		}
-	})}
-	go func() { _ = hs.Serve(ln) }()
-	defer func() { _ = hs.Close() }()
-
+	resp := startResponder(t, e.httpPort)
 	first := e.startServer(t)
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	cl := &xacme.Client{Key: key, DirectoryURL: e.serverURL + "/acme/directory", HTTPClient: e.httpClient()}
-	if _, err := cl.Register(ctx, &xacme.Account{}, xacme.AcceptTOS); err != nil {
-		t.Fatal(err)
-	}
-	o, err := cl.AuthorizeOrder(ctx, []xacme.AuthzID{{Type: "dns", Value: "restart.localhost"}})
+	cl := e.client(t)
+	o, err := authorizeHTTP01(ctx, cl, resp, "restart.localhost")
 	if err != nil {
-		t.Fatal(err)
-	}
-	z, err := cl.GetAuthorization(ctx, o.AuthzURLs[0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, ch := range z.Challenges {
-		if ch.Type == "http-01" {
-			ka, _ := cl.HTTP01ChallengeResponse(ch.Token)
-			keys.Store(ch.Token, ka)
-			if _, err := cl.Accept(ctx, ch); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	if _, err := cl.WaitAuthorization(ctx, o.AuthzURLs[0]); err != nil {
 		t.Fatal(err)
 	}
 	first.Stop()
@@ -364,21 +390,8 @@ func TestClusterModeServiceEndpoints(t *testing.T) {
 	e := newClusterEnv(t, false)
 	ctx := context.Background()
 	const host = "web.apps.svc.cluster.local"
-	var keys sync.Map
 	respPort := harness.FreePort(t)
-	ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", respPort))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var hostSeen atomic.Value
-	hs := &http.Server{ReadHeaderTimeout: 5 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		hostSeen.Store(r.Host)
-		if v, ok := keys.Load(strings.TrimPrefix(r.URL.Path, "/.well-known/acme-challenge/")); ok {
-			_, _ = w.Write([]byte(v.(string)))
-		}
-	})}
-	go func() { _ = hs.Serve(ln) }()
-	defer func() { _ = hs.Close() }()
+	resp := startResponder(t, respPort)
 	portName, ready := "http", true
 	port := int32(respPort)
 	for _, o := range []client.Object{
@@ -399,33 +412,11 @@ func TestClusterModeServiceEndpoints(t *testing.T) {
 		}
 	}
 	e.startServer(t)
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	cl := &xacme.Client{Key: key, DirectoryURL: e.serverURL + "/acme/directory", HTTPClient: e.httpClient()}
-	if _, err := cl.Register(ctx, &xacme.Account{}, xacme.AcceptTOS); err != nil {
-		t.Fatal(err)
-	}
-	o, err := cl.AuthorizeOrder(ctx, []xacme.AuthzID{{Type: "dns", Value: host}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	z, err := cl.GetAuthorization(ctx, o.AuthzURLs[0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, ch := range z.Challenges {
-		if ch.Type == "http-01" {
-			ka, _ := cl.HTTP01ChallengeResponse(ch.Token)
-			keys.Store(ch.Token, ka)
-			if _, err := cl.Accept(ctx, ch); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	if _, err := cl.WaitAuthorization(ctx, o.AuthzURLs[0]); err != nil {
+	if _, err := authorizeHTTP01(ctx, e.client(t), resp, host); err != nil {
 		t.Fatalf("http-01 through the Service's EndpointSlice: %v", err)
 	}
 	// The URL's port is the profile's http01Port (80 outside tests), so Host carries it.
-	if h, _ := hostSeen.Load().(string); h != fmt.Sprintf("%s:%d", host, e.httpPort) {
+	if h, _ := resp.host.Load().(string); h != fmt.Sprintf("%s:%d", host, e.httpPort) {
 		t.Fatalf("the responder saw Host %q, want %s:%d", h, host, e.httpPort)
 	}
 	var azs v1alpha1.AcmeChallengeList
