@@ -108,6 +108,14 @@ func TestServingRenews(t *testing.T) {
 	if again, _ := s.Get(a); again != first {
 		t.Fatal("a fresh certificate was replaced")
 	}
+	// The same CA loaded again (a configuration reload) keeps it.
+	reloaded, err := New("a", a.Cert, a.Signer, a.Parents)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again, _ := s.Get(reloaded); again != first {
+		t.Fatal("reloading the same CA replaced the certificate")
+	}
 	life := first.Leaf.NotAfter.Sub(first.Leaf.NotBefore)
 	now = first.Leaf.NotBefore.Add(life*2/3 + time.Minute)
 	renewed, err := s.Get(a)

@@ -1,6 +1,7 @@
 package ca
 
 import (
+	"bytes"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -43,7 +44,8 @@ func ServingCertificate(auth *Authority, external string) (*tls.Certificate, err
 }
 
 // Serving hands out the HTTPS certificate: issued from the given CA, and
-// issued again once two thirds of its life have passed or the CA changed, so
+// issued again once two thirds of its life have passed or the CA certificate
+// changed, so
 // a server that runs for months keeps a valid certificate.
 type Serving struct {
 	External string
@@ -66,7 +68,9 @@ func (s *Serving) Get(auth *Authority) (*tls.Certificate, error) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if c := s.cert; c != nil && s.issuer == auth {
+	// The same CA certificate, even in a freshly loaded Authority (cluster
+	// mode rebuilds them on every configuration change), keeps the cert.
+	if c := s.cert; c != nil && s.issuer != nil && bytes.Equal(s.issuer.Cert.Raw, auth.Cert.Raw) {
 		life := c.Leaf.NotAfter.Sub(c.Leaf.NotBefore)
 		if now().Before(c.Leaf.NotBefore.Add(life * 2 / 3)) {
 			return c, nil

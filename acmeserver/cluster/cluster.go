@@ -23,6 +23,7 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 
 	"github.com/kacme/kacme/acmeserver/audit"
 	"github.com/kacme/kacme/acmeserver/ca"
@@ -104,6 +105,14 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 		if _, err := inf.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
 			AddFunc: func(any) { s.reload(ctx) }, UpdateFunc: func(any, any) { s.reload(ctx) }, DeleteFunc: func(any) { s.reload(ctx) },
 		}); err != nil {
+			cancel()
+			return nil, err
+		}
+	}
+	// http-01 to Services reads these; start them now rather than on the
+	// first validation (which would block on their initial list).
+	for _, obj := range []client.Object{&corev1.Service{}, &discoveryv1.EndpointSlice{}} {
+		if _, err := mgr.GetCache().GetInformer(ctx, obj); err != nil {
 			cancel()
 			return nil, err
 		}

@@ -15,10 +15,8 @@ import (
 	"github.com/kacme/kacme/api/v1alpha1"
 )
 
-// Values of LabelState: work a restart must pick up, and revoked certificates.
-const (
-	stateValidating = "validating"
-)
+// stateValidating (LabelState) marks a challenge stored as processing: work a restart must pick up.
+const stateValidating = "validating"
 
 // Challenge loads challenge id of account a: its authorization and index.
 func (r *RA) Challenge(ctx context.Context, a *v1alpha1.AcmeAccount, id string) (*v1alpha1.AcmeChallenge, int, error) {
