@@ -11,6 +11,7 @@ declare -A PKG=(
   [pebble]="github.com/letsencrypt/pebble/v2/cmd/pebble@v2.10.1"
   [step-ca]="github.com/smallstep/certificates/cmd/step-ca@v0.30.2"
   [helm]="helm.sh/helm/v3/cmd/helm@v3.22.0"
+  [coredns]="github.com/coredns/coredns@v1.15.0"
 )
 
 tool="${1:?usage: hack/tools.sh <$(echo "${!PKG[@]}" | tr ' ' '|')>}"

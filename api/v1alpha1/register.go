@@ -26,3 +26,8 @@ const (
 	// LabelTrustBundleOf names the CertificateAuthority whose trust bundle a ConfigMap carries.
 	LabelTrustBundleOf = "acme.kacme.io/trust-bundle-of"
 )
+
+// AnnotationInjectCAFromProfile on a cert-manager Issuer or ClusterIssuer
+// names the AcmeProfile whose CA trust bundle the controller keeps in the
+// issuer's spec.acme.caBundle.
+const AnnotationInjectCAFromProfile = "acme.kacme.io/inject-ca-from-profile"

@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"os"
 
+	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -17,8 +18,10 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/kacme/kacme/acmeserver/storage"
+	"github.com/kacme/kacme/api/v1alpha1"
 	"github.com/kacme/kacme/controllers/acmeaccount"
 	"github.com/kacme/kacme/controllers/acmeprofile"
+	"github.com/kacme/kacme/controllers/cabundle"
 	"github.com/kacme/kacme/controllers/certificateauthority"
 	"github.com/kacme/kacme/controllers/retention"
 	"github.com/kacme/kacme/controllers/trustbundle"
@@ -44,8 +47,12 @@ func runController(args []string, log logr.Logger) error {
 	if err != nil {
 		return fmt.Errorf("kubernetes configuration: %w", err)
 	}
+	scheme := storage.KubeScheme()
+	if err := cmapi.AddToScheme(scheme); err != nil {
+		return err
+	}
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
-		Scheme:                  storage.KubeScheme(),
+		Scheme:                  scheme,
 		Metrics:                 metricsserver.Options{BindAddress: *metricsAddr},
 		HealthProbeBindAddress:  *probeAddr,
 		LeaderElection:          *leaderElect,
@@ -82,6 +89,15 @@ func runController(args []string, log logr.Logger) error {
 	}
 	if err := (&trustbundle.Reconciler{Client: mgr.GetClient(), Recorder: rec}).SetupWithManager(mgr); err != nil {
 		return err
+	}
+	if cabundle.Installed(mgr) {
+		for _, cluster := range []bool{false, true} {
+			if err := (&cabundle.Reconciler{Client: mgr.GetClient(), Recorder: rec, Cluster: cluster}).SetupWithManager(mgr); err != nil {
+				return err
+			}
+		}
+	} else {
+		log.Info("cert-manager's Issuer kind is not served; caBundle injection (" + v1alpha1.AnnotationInjectCAFromProfile + ") is off until the controller restarts with it installed")
 	}
 	if err := mgr.Add(&retention.Sweeper{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Log: log.WithName("retention")}); err != nil {
 		return err

@@ -87,7 +87,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	want := map[string]bool{} // namespaces that get the bundle
 	var bundle []byte
 	if err == nil && ca.Spec.TrustBundle != nil && ca.Status.Chain != "" {
-		bundle = rootOf(ca.Status.Chain)
+		bundle = Root(ca.Status.Chain)
 		sel, err := metav1.LabelSelectorAsSelector(&ca.Spec.TrustBundle.NamespaceSelector)
 		if err != nil {
 			r.Recorder.Eventf(&ca, nil, corev1.EventTypeWarning, ReasonInvalidSelector, "Reconcile", "spec.trustBundle.namespaceSelector: %v", err)
@@ -162,8 +162,8 @@ func (r *Reconciler) publish(ctx context.Context, ca *v1alpha1.CertificateAuthor
 	return true, r.Client.Update(ctx, &cm)
 }
 
-// rootOf returns the last certificate of a PEM chain (the root), as PEM.
-func rootOf(chain string) []byte {
+// Root returns the last certificate of a PEM chain (the root), as PEM.
+func Root(chain string) []byte {
 	var last *pem.Block
 	rest := []byte(chain)
 	for {

@@ -9,11 +9,14 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"testing"
 	"time"
 
+	cmacme "github.com/cert-manager/cert-manager/pkg/apis/acme/v1"
+	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
 	"github.com/go-logr/logr"
 
 	corev1 "k8s.io/api/core/v1"
@@ -34,7 +37,7 @@ import (
 	"github.com/kacme/kacme/api/v1alpha1"
 )
 
-// Scheme knows the kacme and core types.
+// Scheme knows the kacme, core and cert-manager types.
 func Scheme() *k8sruntime.Scheme {
 	s := k8sruntime.NewScheme()
 	_ = v1alpha1.AddToScheme(s)
@@ -42,14 +45,17 @@ func Scheme() *k8sruntime.Scheme {
 	_ = eventsv1.AddToScheme(s)
 	_ = rbacv1.AddToScheme(s)
 	_ = discoveryv1.AddToScheme(s)
+	_ = cmapi.AddToScheme(s)
+	_ = cmacme.AddToScheme(s)
 	return s
 }
 
 // Start starts the control plane for t and stops it when t ends. Without
 // KUBEBUILDER_ASSETS the test is skipped, or fails when KACME_ENVTEST=required.
-func Start(t *testing.T) (*rest.Config, client.Client) {
+// Extra CRD directories (e.g. CertManagerCRDs) are installed too.
+func Start(t *testing.T, crdDirs ...string) (*rest.Config, client.Client) {
 	t.Helper()
-	cfg, c, _ := start(t)
+	cfg, c, _ := start(t, crdDirs...)
 	return cfg, c
 }
 
@@ -66,9 +72,9 @@ const OperatorNamespace = "kacme-system"
 
 // StartWithKubeconfig is Start plus the operator's namespace and kubeconfig
 // files for processes under test.
-func StartWithKubeconfig(t *testing.T) (*rest.Config, client.Client, Kubeconfigs) {
+func StartWithKubeconfig(t *testing.T, crdDirs ...string) (*rest.Config, client.Client, Kubeconfigs) {
 	t.Helper()
-	cfg, c, env := start(t)
+	cfg, c, env := start(t, crdDirs...)
 	if err := c.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: OperatorNamespace}}); err != nil {
 		t.Fatal(err)
 	}
@@ -141,7 +147,20 @@ func RepoRoot() string {
 	return filepath.Join(filepath.Dir(here), "..", "..")
 }
 
-func start(t *testing.T) (*rest.Config, client.Client, *crenvtest.Environment) {
+// CertManagerCRDs is deploy/crds of the cert-manager module kacme requires
+// (its Issuer, ClusterIssuer, Certificate, ... CRDs as plain YAML).
+func CertManagerCRDs(t *testing.T) string {
+	t.Helper()
+	cmd := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "github.com/cert-manager/cert-manager")
+	cmd.Dir = RepoRoot()
+	out, err := cmd.Output()
+	if err != nil || len(bytes.TrimSpace(out)) == 0 {
+		t.Fatalf("locate the cert-manager module (go list -m): %v", err)
+	}
+	return filepath.Join(string(bytes.TrimSpace(out)), "deploy", "crds")
+}
+
+func start(t *testing.T, crdDirs ...string) (*rest.Config, client.Client, *crenvtest.Environment) {
 	t.Helper()
 	assets := os.Getenv("KUBEBUILDER_ASSETS")
 	if assets == "" {
@@ -151,7 +170,7 @@ func start(t *testing.T) (*rest.Config, client.Client, *crenvtest.Environment) {
 		t.Skip("KUBEBUILDER_ASSETS is not set; run hack/envtest.sh or make test")
 	}
 	env := &crenvtest.Environment{
-		CRDDirectoryPaths:     []string{filepath.Join(RepoRoot(), "config", "crd", "bases")},
+		CRDDirectoryPaths:     append([]string{filepath.Join(RepoRoot(), "config", "crd", "bases")}, crdDirs...),
 		ErrorIfCRDPathMissing: true,
 		BinaryAssetsDirectory: assets,
 	}
