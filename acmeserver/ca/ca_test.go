@@ -126,7 +126,7 @@ func TestServingRenews(t *testing.T) {
 	if err != nil || other == renewed || other.Leaf.Issuer.String() != b.Cert.Subject.String() {
 		t.Fatalf("not reissued by the new CA: %v", err)
 	}
-	if got := other.Leaf.DNSNames; len(got) != 2 || got[1] != "acme.example" {
+	if got := other.Leaf.DNSNames; len(got) != 2 || got[0] != "acme.example" || got[1] != "localhost" {
 		t.Fatalf("names %v", got)
 	}
 }

@@ -10,25 +10,45 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"slices"
 	"sync"
 	"time"
 )
 
-// ServingCertificate issues the HTTPS certificate from the default CA for
-// localhost, loopback and the external host; it lives only in memory.
-func ServingCertificate(auth *Authority, external string) (*tls.Certificate, error) {
+// ServingNames are the DNS names of a serving certificate: localhost, the
+// external URL's host (unless an IP address) and extra, sorted, without
+// repeats.
+func ServingNames(external string, extra ...string) ([]string, error) {
+	names := append([]string{"localhost"}, extra...)
+	u, err := url.Parse(external)
+	if err != nil {
+		return nil, fmt.Errorf("external URL: %w", err)
+	}
+	if h := u.Hostname(); h != "" && net.ParseIP(h) == nil {
+		names = append(names, h)
+	}
+	slices.Sort(names)
+	return slices.Compact(names), nil
+}
+
+// ServingCertificate issues an HTTPS certificate from auth for
+// ServingNames, loopback and the external URL's host when it is an IP
+// address, valid for 30 days.
+func ServingCertificate(auth *Authority, external string, extra ...string) (*tls.Certificate, error) {
+	names, err := ServingNames(external, extra...)
+	if err != nil {
+		return nil, err
+	}
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, err
 	}
-	req := IssueRequest{PublicKey: key.Public(), DNSNames: []string{"localhost"},
+	req := IssueRequest{PublicKey: key.Public(), DNSNames: names,
 		IPs: []net.IP{net.ParseIP("127.0.0.1"), net.ParseIP("::1")}, NotBefore: time.Now().Add(-time.Minute),
 		NotAfter: time.Now().Add(30 * 24 * time.Hour)}
 	if u, err := url.Parse(external); err == nil {
-		if ip := net.ParseIP(u.Hostname()); ip != nil {
+		if ip := net.ParseIP(u.Hostname()); ip != nil && !ip.IsLoopback() {
 			req.IPs = append(req.IPs, ip)
-		} else if u.Hostname() != "" && u.Hostname() != "localhost" {
-			req.DNSNames = append(req.DNSNames, u.Hostname())
 		}
 	}
 	der, _, err := auth.Issue(req)

@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"sort"
+	"sync"
 	"time"
 
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -52,8 +53,12 @@ type Options struct {
 	Namespace   string // its own namespace: CA and EAB Secrets, accounts registered without a pre-registration
 	Listen      string
 	ExternalURL string
-	Log         *slog.Logger
-	Metrics     *metrics.Metrics
+	// TLSSecret, when set, is the kubernetes.io/tls Secret in Namespace the
+	// server serves HTTPS with (kept by "kacme controller --serving-secret");
+	// otherwise the server issues its own from the default profile's CA.
+	TLSSecret string
+	Log       *slog.Logger
+	Metrics   *metrics.Metrics
 }
 
 // Server is a running cluster-mode ACME server.
@@ -69,6 +74,7 @@ type Server struct {
 	ns       string
 	serving  *ca.Serving
 	external string
+	tls      secretCertificate
 }
 
 // Start starts the informers, waits for them, and serves HTTPS.
@@ -93,7 +99,8 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{cancel: cancel, done: make(chan error, 1), mgrDone: make(chan error, 1), log: o.Log,
-		reader: mgr.GetCache(), ns: o.Namespace, external: o.ExternalURL}
+		reader: mgr.GetCache(), ns: o.Namespace, external: o.ExternalURL,
+		tls: secretCertificate{r: mgr.GetCache(), key: client.ObjectKey{Namespace: o.Namespace, Name: o.TLSSecret}}}
 	go func() { s.mgrDone <- mgr.Start(ctx) }()
 	// Informers for what the configuration is built from; any change rebuilds it.
 	for _, obj := range []client.Object{&v1alpha1.AcmeProfile{}, &v1alpha1.CertificateAuthority{}, &corev1.Secret{}} {
@@ -158,7 +165,10 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 	return s, nil
 }
 
-func (s *Server) getCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+func (s *Server) getCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+	if s.tls.key.Name != "" {
+		return s.tls.get(hello.Context())
+	}
 	cfg := s.RA.Config()
 	var auth *ca.Authority
 	if p, ok := cfg.Profiles[cfg.DefaultProfile]; ok {
@@ -248,4 +258,36 @@ func (s secretReader) EABKey(ctx context.Context, a *v1alpha1.AcmeAccount) ([]by
 		return nil, fmt.Errorf("secret %s/%s has no key %q", s.ns, name, v1alpha1.EABMirrorDataKey)
 	}
 	return v, nil
+}
+
+// secretCertificate serves the certificate of a kubernetes.io/tls Secret from
+// the informer cache, parsed again only when the Secret changed.
+type secretCertificate struct {
+	r   client.Reader
+	key client.ObjectKey
+
+	mu   sync.Mutex
+	rv   string
+	cert *tls.Certificate
+}
+
+func (c *secretCertificate) get(ctx context.Context) (*tls.Certificate, error) {
+	var sec corev1.Secret
+	if err := c.r.Get(ctx, c.key, &sec); err != nil {
+		return nil, fmt.Errorf("serving certificate Secret %s (kacme controller --serving-secret issues it): %w", c.key, err)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.cert != nil && c.rv == sec.ResourceVersion {
+		return c.cert, nil
+	}
+	cert, err := tls.X509KeyPair(sec.Data[corev1.TLSCertKey], sec.Data[corev1.TLSPrivateKeyKey])
+	if err != nil {
+		if c.cert != nil {
+			return c.cert, nil // keep the last good one
+		}
+		return nil, fmt.Errorf("serving certificate Secret %s: %w", c.key, err)
+	}
+	c.cert, c.rv = &cert, sec.ResourceVersion
+	return c.cert, nil
 }

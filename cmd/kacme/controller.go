@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"strings"
 
 	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
 	"github.com/go-logr/logr"
@@ -24,6 +25,7 @@ import (
 	"github.com/kacme/kacme/controllers/cabundle"
 	"github.com/kacme/kacme/controllers/certificateauthority"
 	"github.com/kacme/kacme/controllers/retention"
+	"github.com/kacme/kacme/controllers/serving"
 	"github.com/kacme/kacme/controllers/trustbundle"
 )
 
@@ -36,8 +38,14 @@ func runController(args []string, log logr.Logger) error {
 	leaderElect := fs.Bool("leader-elect", false, "elect a leader so that only one replica reconciles")
 	metricsAddr := fs.String("metrics-bind-address", "0", "serve controller metrics here (0 disables)")
 	probeAddr := fs.String("health-probe-bind-address", "", "serve /healthz and /readyz here")
+	servingSecret := fs.String("serving-secret", "", "keep the ACME server's HTTPS certificate in this kubernetes.io/tls Secret in --namespace (kacme server --tls-secret)")
+	servingCA := fs.String("serving-ca", "", "CertificateAuthority that issues the --serving-secret certificate; its root is also injected into annotated cert-manager issuers")
+	servingNames := fs.String("serving-dns-names", "", "comma-separated DNS names of the serving certificate besides localhost and the --external-url host (e.g. the Service's cluster names)")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if (*servingSecret == "") != (*servingCA == "") {
+		return errors.New("--serving-secret and --serving-ca go together")
 	}
 	if u, err := url.Parse(*external); *external == "" || err != nil || u.Scheme != "https" || u.Host == "" || u.Path != "" {
 		return errors.New("--external-url must be https://host[:port]")
@@ -90,9 +98,21 @@ func runController(args []string, log logr.Logger) error {
 	if err := (&trustbundle.Reconciler{Client: mgr.GetClient(), Recorder: rec}).SetupWithManager(mgr); err != nil {
 		return err
 	}
+	if *servingSecret != "" {
+		var names []string
+		for _, n := range strings.Split(*servingNames, ",") {
+			if n = strings.TrimSpace(n); n != "" {
+				names = append(names, n)
+			}
+		}
+		if err := (&serving.Reconciler{Client: mgr.GetClient(), Recorder: rec, Namespace: *namespace, SecretName: *servingSecret,
+			CAName: *servingCA, ExternalURL: *external, DNSNames: names}).SetupWithManager(mgr); err != nil {
+			return err
+		}
+	}
 	if cabundle.Installed(mgr) {
 		for _, cluster := range []bool{false, true} {
-			if err := (&cabundle.Reconciler{Client: mgr.GetClient(), Recorder: rec, Cluster: cluster}).SetupWithManager(mgr); err != nil {
+			if err := (&cabundle.Reconciler{Client: mgr.GetClient(), Recorder: rec, Cluster: cluster, ServingCA: *servingCA}).SetupWithManager(mgr); err != nil {
 				return err
 			}
 		}

@@ -22,6 +22,7 @@ func runServer(args []string, log *slog.Logger) error {
 	namespace := fs.String("namespace", envOr("POD_NAMESPACE", "kacme-system"), "namespace of the ACME state objects and the CA Secrets")
 	listen := fs.String("listen", ":8443", "HTTPS listen address")
 	external := fs.String("external-url", "", "base URL clients use (default https://<listen>)")
+	tlsSecret := fs.String("tls-secret", "", "serve HTTPS with this kubernetes.io/tls Secret in --namespace (kept by kacme controller --serving-secret); default: issue one from the default profile's CA")
 	metricsAddr := fs.String("metrics-addr", "", "serve Prometheus metrics at http://<addr>/metrics, including the Kubernetes API requests this process makes")
 	debugAddr := fs.String("debug-addr", "", "serve Go pprof on this loopback address (e.g. 127.0.0.1:6060)")
 	if err := fs.Parse(args); err != nil {
@@ -39,7 +40,7 @@ func runServer(args []string, log *slog.Logger) error {
 	cfg.Wrap(m.WrapTransport)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	srv, err := cluster.Start(ctx, cluster.Options{Config: cfg, Namespace: *namespace, Listen: *listen, ExternalURL: *external, Log: log, Metrics: m})
+	srv, err := cluster.Start(ctx, cluster.Options{Config: cfg, Namespace: *namespace, Listen: *listen, ExternalURL: *external, TLSSecret: *tlsSecret, Log: log, Metrics: m})
 	if err != nil {
 		return err
 	}

@@ -1,8 +1,9 @@
 // Package cabundle injects kacme's trust bundle into cert-manager issuers: an
 // Issuer or ClusterIssuer annotated with acme.kacme.io/inject-ca-from-profile
 // gets spec.acme.caBundle set to the root of that profile's
-// CertificateAuthority, and kept current when the CA changes, so cert-manager
-// verifies kacme's directory without skipTLSVerify.
+// CertificateAuthority and, when the controller keeps the ACME server's HTTPS
+// certificate (--serving-ca), the root of that CA; kept current when the CAs
+// change, so cert-manager verifies kacme's directory without skipTLSVerify.
 package cabundle
 
 import (
@@ -42,6 +43,9 @@ type Reconciler struct {
 	Recorder events.EventRecorder
 	// Cluster selects ClusterIssuers; otherwise namespaced Issuers.
 	Cluster bool
+	// ServingCA is the CertificateAuthority that issues the ACME server's
+	// HTTPS certificate (controller --serving-ca); its root joins the bundle.
+	ServingCA string
 }
 
 // +kubebuilder:rbac:groups=cert-manager.io,resources=issuers;clusterissuers,verbs=get;list;watch;patch
@@ -80,6 +84,9 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 			var profiles v1alpha1.AcmeProfileList
 			if err := r.Client.List(ctx, &profiles); err != nil {
 				return nil
+			}
+			if o.GetName() == r.ServingCA {
+				return r.issuersOf(ctx, func(string) bool { return true })
 			}
 			uses := map[string]bool{}
 			for _, p := range profiles.Items {
@@ -145,16 +152,24 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		}
 		return ctrl.Result{}, err
 	}
-	var ca v1alpha1.CertificateAuthority
-	err := r.Client.Get(ctx, client.ObjectKey{Name: profile.Spec.CertificateAuthority}, &ca)
-	if client.IgnoreNotFound(err) != nil {
-		return ctrl.Result{}, err
+	var bundle []byte
+	for _, name := range []string{profile.Spec.CertificateAuthority, r.ServingCA} {
+		if name == "" {
+			continue
+		}
+		var ca v1alpha1.CertificateAuthority
+		err := r.Client.Get(ctx, client.ObjectKey{Name: name}, &ca)
+		if client.IgnoreNotFound(err) != nil {
+			return ctrl.Result{}, err
+		}
+		if err != nil || ca.Status.Chain == "" || !meta.IsStatusConditionTrue(ca.Status.Conditions, certificateauthority.ConditionReady) {
+			r.warn(iss, ReasonCANotReady, "CertificateAuthority %q (of AcmeProfile %q or the server's HTTPS certificate) is not ready", name, profileName)
+			return ctrl.Result{}, nil
+		}
+		if root := trustbundle.Root(ca.Status.Chain); !bytes.Contains(bundle, root) {
+			bundle = append(bundle, root...)
+		}
 	}
-	if err != nil || ca.Status.Chain == "" || !meta.IsStatusConditionTrue(ca.Status.Conditions, certificateauthority.ConditionReady) {
-		r.warn(iss, ReasonCANotReady, "CertificateAuthority %q of AcmeProfile %q is not ready", profile.Spec.CertificateAuthority, profileName)
-		return ctrl.Result{}, nil
-	}
-	bundle := trustbundle.Root(ca.Status.Chain)
 	if bytes.Equal(iss.GetSpec().ACME.CABundle, bundle) {
 		return ctrl.Result{}, nil
 	}
@@ -164,10 +179,17 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		return ctrl.Result{}, fmt.Errorf("set spec.acme.caBundle: %w", err)
 	}
 	r.Recorder.Eventf(iss, nil, corev1.EventTypeNormal, ReasonInjected, "Reconcile",
-		"spec.acme.caBundle set to the root of CertificateAuthority %q (AcmeProfile %q)", ca.Name, profileName)
+		"spec.acme.caBundle set to the root of AcmeProfile %q's CertificateAuthority %q%s", profileName, profile.Spec.CertificateAuthority, servingNote(r.ServingCA))
 	return ctrl.Result{}, nil
 }
 
 func (r *Reconciler) warn(iss cmapi.GenericIssuer, reason, format string, args ...any) {
 	r.Recorder.Eventf(iss, nil, corev1.EventTypeWarning, reason, "Reconcile", format, args...)
+}
+
+func servingNote(servingCA string) string {
+	if servingCA == "" {
+		return ""
+	}
+	return fmt.Sprintf(" and of %q (the ACME server's HTTPS certificate)", servingCA)
 }

@@ -32,8 +32,8 @@ func acmeSpec() cmapi.IssuerSpec {
 }
 
 // TestInjectCABundle: annotated Issuers and ClusterIssuers get the root of
-// their profile's CA as spec.acme.caBundle and follow a change of the
-// profile's CA; an issuer without the annotation is left alone; a missing
+// their profile's CA, plus the root of the CA of the server's HTTPS
+// certificate, as spec.acme.caBundle and follow a change of the profile's CA; an issuer without the annotation is left alone; a missing
 // profile is a Warning Event on the issuer.
 func TestInjectCABundle(t *testing.T) {
 	cfg, c := kenvtest.Start(t, kenvtest.CertManagerCRDs(t))
@@ -47,7 +47,7 @@ func TestInjectCABundle(t *testing.T) {
 			return err
 		}
 		for _, cluster := range []bool{false, true} {
-			if err := (&cabundle.Reconciler{Client: mgr.GetClient(), Recorder: rec, Cluster: cluster}).SetupWithManager(mgr); err != nil {
+			if err := (&cabundle.Reconciler{Client: mgr.GetClient(), Recorder: rec, Cluster: cluster, ServingCA: "serving"}).SetupWithManager(mgr); err != nil {
 				return err
 			}
 		}
@@ -63,6 +63,8 @@ func TestInjectCABundle(t *testing.T) {
 		&v1alpha1.CertificateAuthority{ObjectMeta: metav1.ObjectMeta{Name: "issuing"},
 			Spec: v1alpha1.CertificateAuthoritySpec{Intermediate: &v1alpha1.IntermediateCA{Issuer: "root"}}},
 		&v1alpha1.CertificateAuthority{ObjectMeta: metav1.ObjectMeta{Name: "other-root"},
+			Spec: v1alpha1.CertificateAuthoritySpec{SelfSigned: &v1alpha1.SelfSignedCA{}}},
+		&v1alpha1.CertificateAuthority{ObjectMeta: metav1.ObjectMeta{Name: "serving"},
 			Spec: v1alpha1.CertificateAuthoritySpec{SelfSigned: &v1alpha1.SelfSignedCA{}}},
 		&v1alpha1.AcmeProfile{ObjectMeta: metav1.ObjectMeta{Name: "default"},
 			Spec: v1alpha1.AcmeProfileSpec{CertificateAuthority: "issuing"}},
@@ -93,10 +95,10 @@ func TestInjectCABundle(t *testing.T) {
 		}
 		return string(ci.Spec.ACME.CABundle), string(is.Spec.ACME.CABundle), string(ps.Spec.ACME.CABundle)
 	}
-	kenvtest.WaitFor(t, "both annotated issuers to carry the root of the profile's CA", func() bool {
-		root := secretCert("root-ca")
+	kenvtest.WaitFor(t, "both annotated issuers to carry the root of the profile's CA and the serving CA's", func() bool {
+		want := secretCert("root-ca") + secretCert("serving-ca")
 		ci, is, _ := bundles()
-		return root != "" && ci == root && is == root
+		return secretCert("root-ca") != "" && secretCert("serving-ca") != "" && ci == want && is == want
 	})
 	if _, _, plain := bundles(); plain != "" {
 		t.Fatalf("an issuer without the annotation got a caBundle:\n%s", plain)
@@ -126,8 +128,8 @@ func TestInjectCABundle(t *testing.T) {
 		t.Fatal(err)
 	}
 	kenvtest.WaitFor(t, "the issuers to follow the profile's new CA", func() bool {
-		other := secretCert("other-root-ca")
+		want := secretCert("other-root-ca") + secretCert("serving-ca")
 		ci, is, _ := bundles()
-		return other != "" && ci == other && is == other
+		return secretCert("other-root-ca") != "" && ci == want && is == want
 	})
 }

@@ -52,7 +52,12 @@ func TestCertManager(t *testing.T) {
 	dns := harness.StartCoreDNS(t, t.TempDir(), zone)
 	serverURL := fmt.Sprintf("https://127.0.0.1:%d", harness.FreePort(t))
 	bin := harness.BuildKacme(t)
-	harness.Start(t, []string{"KUBECONFIG=" + kc.Controller}, bin, "controller", "--namespace", operatorNS, "--external-url", serverURL)
+	// As the Helm chart runs it: the controller keeps the server's HTTPS
+	// certificate, from a CA of its own, in a Secret the server serves.
+	harness.Start(t, []string{"KUBECONFIG=" + kc.Controller}, bin, "controller", "--namespace", operatorNS, "--external-url", serverURL,
+		"--serving-secret", "kacme-serving-tls", "--serving-ca", "kacme-serving")
+	must(t, c.Create(ctx, &v1alpha1.CertificateAuthority{ObjectMeta: metav1.ObjectMeta{Name: "kacme-serving"},
+		Spec: v1alpha1.CertificateAuthoritySpec{SelfSigned: &v1alpha1.SelfSignedCA{}}}))
 
 	l := localizer{server: serverURL, dns: dns.Resolver()}
 	apply(t, c, l, "kacme.yaml")
@@ -63,11 +68,13 @@ func TestCertManager(t *testing.T) {
 		})
 	}
 	harness.Start(t, []string{"KUBECONFIG=" + kc.Server}, bin, "server", "--namespace", operatorNS,
-		"--listen", strings.TrimPrefix(serverURL, "https://"), "--external-url", serverURL)
-	var rootCA v1alpha1.CertificateAuthority
-	must(t, c.Get(ctx, client.ObjectKey{Name: "root"}, &rootCA))
+		"--listen", strings.TrimPrefix(serverURL, "https://"), "--external-url", serverURL, "--tls-secret", "kacme-serving-tls")
+	var servingCA v1alpha1.CertificateAuthority
+	kenvtest.WaitFor(t, "the serving CA", func() bool {
+		return c.Get(ctx, client.ObjectKey{Name: "kacme-serving"}, &servingCA) == nil && servingCA.Status.Chain != ""
+	})
 	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM([]byte(rootCA.Status.Chain))
+	pool.AppendCertsFromPEM([]byte(servingCA.Status.Chain))
 	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
 	kenvtest.WaitFor(t, "kacme's directory", func() bool {
 		r, err := hc.Get(serverURL + "/acme/default/directory")
@@ -89,12 +96,13 @@ func TestCertManager(t *testing.T) {
 			StringData: map[string]string{"secret": harness.TSIGSecret}}))
 	}
 
-	// a. The ClusterIssuer carries the injected root, and a Certificate becomes Ready.
+	// a. The ClusterIssuer carries the injected roots (the profile's CA and
+	// the serving certificate's), and a Certificate becomes Ready.
 	root := waitBundle(t, c, "apps")
 	var ci cmapi.ClusterIssuer
 	must(t, c.Get(ctx, client.ObjectKey{Name: "kacme"}, &ci))
-	if !bytes.Equal(ci.Spec.ACME.CABundle, root) || ci.Spec.ACME.SkipTLSVerify {
-		t.Fatalf("ClusterIssuer caBundle is not kacme's root (skipTLSVerify %v):\n%s", ci.Spec.ACME.SkipTLSVerify, ci.Spec.ACME.CABundle)
+	if want := append(append([]byte{}, root...), servingCA.Status.Chain...); !bytes.Equal(ci.Spec.ACME.CABundle, want) || ci.Spec.ACME.SkipTLSVerify {
+		t.Fatalf("ClusterIssuer caBundle is not kacme's roots (skipTLSVerify %v):\n%s", ci.Spec.ACME.SkipTLSVerify, ci.Spec.ACME.CABundle)
 	}
 	web := waitIssued(t, c, "apps", "web", nil)
 	verify(t, web, root, "web.internal.example")

@@ -47,3 +47,11 @@ securityContext:
   capabilities: {drop: [ALL]}
   seccompProfile: {type: RuntimeDefault}
 {{- end -}}
+
+{{- define "kacme.servingCA" -}}
+{{- .Values.servingCertificate.certificateAuthority | default (printf "%s-serving" (include "kacme.fullname" .)) -}}
+{{- end -}}
+
+{{- define "kacme.servingSecret" -}}
+{{- printf "%s-serving-tls" (include "kacme.fullname" .) -}}
+{{- end -}}

@@ -1,0 +1,171 @@
+// Package serving keeps the ACME server's HTTPS certificate: issued by the
+// controller from a CertificateAuthority into a kubernetes.io/tls Secret in
+// the operator's namespace ("kacme server --tls-secret" serves it), issued
+// again after two thirds of its life, when the CA's certificate changed, or
+// when the wanted names changed.
+package serving
+
+import (
+	"bytes"
+	"context"
+	"crypto/x509"
+	"encoding/pem"
+	"fmt"
+	"slices"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/events"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	"github.com/kacme/kacme/acmeserver/ca"
+	"github.com/kacme/kacme/api/v1alpha1"
+	"github.com/kacme/kacme/controllers/certificateauthority"
+	"github.com/kacme/kacme/controllers/trustbundle"
+)
+
+// Event reasons (on the CertificateAuthority).
+const (
+	ReasonIssued     = "ServingCertificateIssued"
+	ReasonIssueError = "ServingCertificateFailed"
+)
+
+// Reconciler issues the serving certificate of CAName into
+// Namespace/SecretName for the external URL's host and DNSNames.
+type Reconciler struct {
+	Client      client.Client
+	Recorder    events.EventRecorder
+	Namespace   string
+	SecretName  string
+	CAName      string
+	ExternalURL string
+	DNSNames    []string
+	// Now is the clock (tests).
+	Now func() time.Time
+}
+
+// SetupWithManager registers the controller.
+func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
+	req := []reconcile.Request{{NamespacedName: client.ObjectKey{Name: r.CAName}}}
+	return ctrl.NewControllerManagedBy(mgr).
+		Named("serving").
+		For(&v1alpha1.CertificateAuthority{}, builder.WithPredicates(predicate.NewPredicateFuncs(func(o client.Object) bool {
+			return o.GetName() == r.CAName
+		}))).
+		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(func(_ context.Context, o client.Object) []reconcile.Request {
+			if o.GetNamespace() == r.Namespace && o.GetName() == r.SecretName {
+				return req
+			}
+			return nil
+		})).
+		Complete(r)
+}
+
+func (r *Reconciler) now() time.Time {
+	if r.Now != nil {
+		return r.Now()
+	}
+	return time.Now()
+}
+
+// Reconcile issues the certificate when the Secret's is missing, due, from
+// another CA certificate, or for other names; otherwise it comes back when
+// the certificate is due.
+func (r *Reconciler) Reconcile(ctx context.Context, _ ctrl.Request) (ctrl.Result, error) {
+	var caObj v1alpha1.CertificateAuthority
+	if err := r.Client.Get(ctx, client.ObjectKey{Name: r.CAName}, &caObj); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err) // created later: the watch brings it
+	}
+	if caObj.Status.Chain == "" || !meta.IsStatusConditionTrue(caObj.Status.Conditions, certificateauthority.ConditionReady) {
+		return ctrl.Result{}, nil
+	}
+	var keySecret corev1.Secret
+	if err := r.Client.Get(ctx, client.ObjectKey{Namespace: r.Namespace, Name: caObj.KeySecretName()}, &keySecret); err != nil {
+		return ctrl.Result{}, err
+	}
+	auth, err := ca.FromTLSSecret(caObj.Name, keySecret.Data)
+	if err != nil {
+		r.Recorder.Eventf(&caObj, nil, corev1.EventTypeWarning, ReasonIssueError, "Reconcile", "CA key Secret %s: %v", caObj.KeySecretName(), err)
+		return ctrl.Result{}, nil
+	}
+	var sec corev1.Secret
+	err = r.Client.Get(ctx, client.ObjectKey{Namespace: r.Namespace, Name: r.SecretName}, &sec)
+	if client.IgnoreNotFound(err) != nil {
+		return ctrl.Result{}, err
+	}
+	exists := err == nil
+	if exists {
+		if due, ok := r.current(sec.Data[corev1.TLSCertKey], auth); ok {
+			return ctrl.Result{RequeueAfter: due.Sub(r.now()) + time.Second}, nil
+		}
+	}
+	cert, err := ca.ServingCertificate(auth, r.ExternalURL, r.DNSNames...)
+	if err != nil {
+		r.Recorder.Eventf(&caObj, nil, corev1.EventTypeWarning, ReasonIssueError, "Reconcile", "%v", err)
+		return ctrl.Result{}, nil
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(cert.PrivateKey)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	var chain []byte
+	for _, der := range cert.Certificate {
+		chain = append(chain, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})...)
+	}
+	data := map[string][]byte{
+		corev1.TLSCertKey:       chain,
+		corev1.TLSPrivateKeyKey: pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}),
+		"ca.crt":                trustbundle.Root(caObj.Status.Chain),
+	}
+	if exists {
+		sec.Data = data
+		err = r.Client.Update(ctx, &sec)
+	} else {
+		sec = corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: r.Namespace, Name: r.SecretName,
+			Labels: map[string]string{"app.kubernetes.io/managed-by": "kacme"}}, Type: corev1.SecretTypeTLS, Data: data}
+		err = r.Client.Create(ctx, &sec)
+	}
+	if apierrors.IsConflict(err) || apierrors.IsAlreadyExists(err) {
+		return ctrl.Result{RequeueAfter: time.Second}, nil // someone else wrote it meanwhile: look again
+	}
+	if err != nil {
+		return ctrl.Result{}, fmt.Errorf("write serving certificate Secret %s/%s: %w", r.Namespace, r.SecretName, err)
+	}
+	r.Recorder.Eventf(&caObj, nil, corev1.EventTypeNormal, ReasonIssued, "Reconcile",
+		"issued the ACME server's HTTPS certificate into Secret %s/%s (valid until %s)", r.Namespace, r.SecretName,
+		cert.Leaf.NotAfter.UTC().Format(time.RFC3339))
+	life := cert.Leaf.NotAfter.Sub(cert.Leaf.NotBefore)
+	return ctrl.Result{RequeueAfter: cert.Leaf.NotBefore.Add(life*2/3).Sub(r.now()) + time.Second}, nil
+}
+
+// current reports whether the PEM chain's leaf was signed by auth's
+// certificate, names what is wanted, and is not yet due; and when it is due.
+func (r *Reconciler) current(chainPEM []byte, auth *ca.Authority) (time.Time, bool) {
+	b, _ := pem.Decode(chainPEM)
+	if b == nil {
+		return time.Time{}, false
+	}
+	leaf, err := x509.ParseCertificate(b.Bytes)
+	if err != nil || !bytes.Equal(leaf.RawIssuer, auth.Cert.RawSubject) || leaf.CheckSignatureFrom(auth.Cert) != nil {
+		return time.Time{}, false
+	}
+	want, err := ca.ServingNames(r.ExternalURL, r.DNSNames...)
+	if err != nil {
+		return time.Time{}, false
+	}
+	got := slices.Clone(leaf.DNSNames)
+	slices.Sort(got)
+	if !slices.Equal(got, want) {
+		return time.Time{}, false
+	}
+	due := leaf.NotBefore.Add(leaf.NotAfter.Sub(leaf.NotBefore) * 2 / 3)
+	return due, r.now().Before(due)
+}
