@@ -1,12 +1,16 @@
 // Package trustbundle publishes CertificateAuthority trust bundles: for a CA
-// with spec.trustBundle, the root of its chain goes into a ConfigMap in every
-// namespace the selector matches, and leaves the namespaces it stops matching.
+// with spec.trustBundle, the root of its chain (and, after a rotation, the
+// previous roots until they expire) goes into a ConfigMap in every namespace
+// the selector matches, and leaves the namespaces it stops matching.
 package trustbundle
 
 import (
 	"context"
+	"crypto/x509"
 	"encoding/pem"
 	"fmt"
+	"slices"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -85,9 +89,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		return ctrl.Result{}, err
 	}
 	want := map[string]bool{} // namespaces that get the bundle
-	var bundle []byte
+	var current []byte
 	if err == nil && ca.Spec.TrustBundle != nil && ca.Status.Chain != "" {
-		bundle = Root(ca.Status.Chain)
+		current = Root(ca.Status.Chain)
 		sel, err := metav1.LabelSelectorAsSelector(&ca.Spec.TrustBundle.NamespaceSelector)
 		if err != nil {
 			r.Recorder.Eventf(&ca, nil, corev1.EventTypeWarning, ReasonInvalidSelector, "Reconcile", "spec.trustBundle.namespaceSelector: %v", err)
@@ -107,6 +111,10 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	var have corev1.ConfigMapList
 	if err := r.Client.List(ctx, &have, client.MatchingLabels{v1alpha1.LabelTrustBundleOf: req.Name}); err != nil {
 		return ctrl.Result{}, err
+	}
+	var bundle []byte
+	if current != nil {
+		bundle = withPreviousRoots(current, have.Items, time.Now())
 	}
 	for i := range have.Items {
 		cm := &have.Items[i]
@@ -160,6 +168,42 @@ func (r *Reconciler) publish(ctx context.Context, ca *v1alpha1.CertificateAuthor
 	}
 	cm.Data = map[string]string{key: string(bundle)}
 	return true, r.Client.Update(ctx, &cm)
+}
+
+// withPreviousRoots is current followed by the unexpired roots the CA's
+// bundles carried before (a rotated root stays trusted while leaves it
+// signed may still be in use, and every namespace gets the same bundle).
+func withPreviousRoots(current []byte, published []corev1.ConfigMap, now time.Time) []byte {
+	cur, _ := pem.Decode(current)
+	if cur == nil {
+		return current
+	}
+	out := append([]byte{}, current...)
+	seen := map[string]bool{string(cur.Bytes): true}
+	var previous []*x509.Certificate
+	for _, cm := range published {
+		for _, v := range cm.Data {
+			rest := []byte(v)
+			for {
+				var b *pem.Block
+				b, rest = pem.Decode(rest)
+				if b == nil {
+					break
+				}
+				c, err := x509.ParseCertificate(b.Bytes)
+				if err != nil || seen[string(b.Bytes)] || !now.Before(c.NotAfter) {
+					continue
+				}
+				seen[string(b.Bytes)] = true
+				previous = append(previous, c)
+			}
+		}
+	}
+	slices.SortFunc(previous, func(a, b *x509.Certificate) int { return b.NotAfter.Compare(a.NotAfter) })
+	for _, c := range previous {
+		out = append(out, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})...)
+	}
+	return out
 }
 
 // Root returns the last certificate of a PEM chain (the root), as PEM.

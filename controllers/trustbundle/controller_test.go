@@ -19,8 +19,8 @@ import (
 const operatorNS = "kacme-system"
 
 // TestTrustBundle: an intermediate CA's root reaches exactly the namespaces
-// its selector matches, follows relabelling, and leaves when the CA stops
-// publishing.
+// its selector matches, follows relabelling, keeps the previous root after a
+// rotation, and leaves when the CA stops publishing.
 func TestTrustBundle(t *testing.T) {
 	cfg, c := kenvtest.Start(t)
 	ctx := context.Background()
@@ -94,6 +94,35 @@ func TestTrustBundle(t *testing.T) {
 		_, inB := bundle("team-b")
 		return !inA && inB
 	})
+	// Rotation: the root gets a new key (its Secret replaced). The bundles
+	// carry the new root first and the previous one, in every namespace.
+	oldRoot := string(rootSecret.Data["tls.crt"])
+	if err := c.Delete(ctx, &rootSecret); err != nil {
+		t.Fatal(err)
+	}
+	var newRoot string
+	kenvtest.WaitFor(t, "a new root", func() bool {
+		var sec corev1.Secret
+		if c.Get(ctx, client.ObjectKey{Namespace: operatorNS, Name: "root-ca"}, &sec) != nil || string(sec.Data["tls.crt"]) == oldRoot {
+			return false
+		}
+		newRoot = string(sec.Data["tls.crt"])
+		return true
+	})
+	// The intermediate is re-signed by the new root when it is next
+	// reconciled; deleting its Secret too makes that now.
+	if err := c.Delete(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: operatorNS, Name: "issuing-ca"}}); err != nil {
+		t.Fatal(err)
+	}
+	kenvtest.WaitFor(t, "the bundle in team-b to carry the new and the previous root", func() bool {
+		got, _ := bundle("team-b")
+		return got == newRoot+oldRoot
+	})
+	relabel("team-a", "yes")
+	kenvtest.WaitFor(t, "a namespace selected after the rotation to get the same bundle", func() bool {
+		got, _ := bundle("team-a")
+		return got == newRoot+oldRoot
+	})
 	// The CA stops publishing: its ConfigMaps go.
 	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
 		var ca v1alpha1.CertificateAuthority
@@ -106,5 +135,9 @@ func TestTrustBundle(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	kenvtest.WaitFor(t, "the bundle to be withdrawn", func() bool { _, inB := bundle("team-b"); return !inB })
+	kenvtest.WaitFor(t, "the bundle to be withdrawn", func() bool {
+		_, inA := bundle("team-a")
+		_, inB := bundle("team-b")
+		return !inA && !inB
+	})
 }
