@@ -14,7 +14,9 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/yaml"
 
 	kenvtest "github.com/kacme/kacme/test/envtest"
 )
@@ -91,4 +93,66 @@ func TestTemplateDryRun(t *testing.T) {
 			t.Fatalf("rendered %v, want %v", kinds, want)
 		}
 	}
+}
+
+// TestKustomizeDefault: config/default (kubectl apply -k) resolves to the
+// namespace, the CRDs and the chart's rendering, and the API server accepts
+// all of it (server-side apply, dry run). Its kustomizations only list
+// resources, so reading them here is what kustomize does.
+func TestKustomizeDefault(t *testing.T) {
+	_, c := kenvtest.Start(t)
+	ctx := context.Background()
+	objs := kustomizeResources(t, filepath.Join(kenvtest.RepoRoot(), "config", "default"))
+	kinds := map[string]int{}
+	for _, u := range objs {
+		opts := []client.ApplyOption{client.FieldOwner("kacme-test"), client.ForceOwnership}
+		if u.GetKind() != "Namespace" { // the namespace is created for real: its objects need it
+			opts = append(opts, client.DryRunAll)
+		}
+		if err := c.Apply(ctx, client.ApplyConfigurationFromUnstructured(u), opts...); err != nil {
+			t.Fatalf("apply %s %s: %v", u.GetKind(), u.GetName(), err)
+		}
+		kinds[u.GetKind()]++
+	}
+	want := map[string]int{"Namespace": 1, "CustomResourceDefinition": 6, "Deployment": 2, "Service": 1, "CertificateAuthority": 1}
+	for k, n := range want {
+		if kinds[k] != n {
+			t.Fatalf("config/default has %v, want at least %v", kinds, want)
+		}
+	}
+}
+
+func kustomizeResources(t *testing.T, dir string) []*unstructured.Unstructured {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(dir, "kustomization.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var k map[string]any
+	if err := yaml.Unmarshal(data, &k); err != nil {
+		t.Fatal(err)
+	}
+	for key := range k {
+		if key != "resources" {
+			t.Fatalf("%s/kustomization.yaml uses %q; this test (and the docs) expect resources only", dir, key)
+		}
+	}
+	var out []*unstructured.Unstructured
+	for _, r := range k["resources"].([]any) {
+		p := filepath.Join(dir, r.(string))
+		if st, err := os.Stat(p); err == nil && st.IsDir() {
+			out = append(out, kustomizeResources(t, p)...)
+			continue
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		objs, err := kenvtest.DecodeManifests(b)
+		if err != nil {
+			t.Fatalf("%s: %v", p, err)
+		}
+		out = append(out, objs...)
+	}
+	return out
 }
