@@ -183,13 +183,7 @@ func withPreviousRoots(current []byte, published []corev1.ConfigMap, now time.Ti
 	var previous []*x509.Certificate
 	for _, cm := range published {
 		for _, v := range cm.Data {
-			rest := []byte(v)
-			for {
-				var b *pem.Block
-				b, rest = pem.Decode(rest)
-				if b == nil {
-					break
-				}
+			for _, b := range pemBlocks([]byte(v)) {
 				c, err := x509.ParseCertificate(b.Bytes)
 				if err != nil || seen[string(b.Bytes)] || !now.Before(c.NotAfter) {
 					continue
@@ -208,18 +202,22 @@ func withPreviousRoots(current []byte, published []corev1.ConfigMap, now time.Ti
 
 // Root returns the last certificate of a PEM chain (the root), as PEM.
 func Root(chain string) []byte {
-	var last *pem.Block
-	rest := []byte(chain)
-	for {
-		var b *pem.Block
-		b, rest = pem.Decode(rest)
-		if b == nil {
-			break
-		}
-		last = b
-	}
-	if last == nil {
+	blocks := pemBlocks([]byte(chain))
+	if len(blocks) == 0 {
 		return nil
 	}
-	return pem.EncodeToMemory(last)
+	return pem.EncodeToMemory(blocks[len(blocks)-1])
+}
+
+// pemBlocks are the PEM blocks in data, in order.
+func pemBlocks(data []byte) []*pem.Block {
+	var out []*pem.Block
+	for {
+		var b *pem.Block
+		b, data = pem.Decode(data)
+		if b == nil {
+			return out
+		}
+		out = append(out, b)
+	}
 }

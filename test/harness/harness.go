@@ -236,6 +236,21 @@ func must(t *testing.T, err error) {
 	}
 }
 
+// Tool is the path of a pinned tool that make test builds with
+// hack/tools.sh <name> and passes in the environment variable env. Without
+// it the test skips, or fails when KACME_INTEROP=required.
+func Tool(t *testing.T, env, name string) string {
+	t.Helper()
+	p := os.Getenv(env)
+	if p == "" {
+		if os.Getenv("KACME_INTEROP") == "required" {
+			t.Fatalf("%s is not set (make test sets it from hack/tools.sh %s)", env, name)
+		}
+		t.Skipf("%s is not set; run make test", env)
+	}
+	return p
+}
+
 // StartCoreDNS starts CoreDNS (the binary in KACME_COREDNS, built by
 // hack/tools.sh coredns) as the authority for zone on 127.0.0.1 with its
 // dynupdate plugin: RFC 2136 updates of TXT records anywhere in the zone,
@@ -244,13 +259,7 @@ func must(t *testing.T, err error) {
 // or fails when KACME_INTEROP=required.
 func StartCoreDNS(t *testing.T, dir, zone string) *DNS {
 	t.Helper()
-	bin := os.Getenv("KACME_COREDNS")
-	if bin == "" {
-		if os.Getenv("KACME_INTEROP") == "required" {
-			t.Fatal("KACME_COREDNS is not set (make test builds CoreDNS with hack/tools.sh coredns)")
-		}
-		t.Skip("KACME_COREDNS is not set; run make test")
-	}
+	bin := Tool(t, "KACME_COREDNS", "coredns")
 	Need(t, "dig")
 	d := &DNS{Port: FreePort(t), Zone: zone}
 	zoneFile := fmt.Sprintf(`$ORIGIN %[1]s.

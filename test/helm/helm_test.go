@@ -19,18 +19,12 @@ import (
 	"sigs.k8s.io/yaml"
 
 	kenvtest "github.com/kacme/kacme/test/envtest"
+	"github.com/kacme/kacme/test/harness"
 )
 
 func helm(t *testing.T) string {
 	t.Helper()
-	h := os.Getenv("KACME_HELM")
-	if h == "" {
-		if os.Getenv("KACME_INTEROP") == "required" {
-			t.Fatal("KACME_HELM is not set (make test sets it from hack/tools.sh helm)")
-		}
-		t.Skip("KACME_HELM is not set; run make test")
-	}
-	return h
+	return harness.Tool(t, "KACME_HELM", "helm")
 }
 
 func run(t *testing.T, name string, args ...string) []byte {
