@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"time"
 
 	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
 	"github.com/go-logr/logr"
@@ -19,7 +20,6 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/kacme/kacme/acmeserver/storage"
-	"github.com/kacme/kacme/api/v1alpha1"
 	"github.com/kacme/kacme/controllers/acmeaccount"
 	"github.com/kacme/kacme/controllers/acmeprofile"
 	"github.com/kacme/kacme/controllers/cabundle"
@@ -110,14 +110,9 @@ func runController(args []string, log logr.Logger) error {
 			return err
 		}
 	}
-	if cabundle.Installed(mgr) {
-		for _, cluster := range []bool{false, true} {
-			if err := (&cabundle.Reconciler{Client: mgr.GetClient(), Recorder: rec, Cluster: cluster, ServingCA: *servingCA}).SetupWithManager(mgr); err != nil {
-				return err
-			}
-		}
-	} else {
-		log.Info("cert-manager's Issuer kind is not served; caBundle injection (" + v1alpha1.AnnotationInjectCAFromProfile + ") is off until the controller restarts with it installed")
+	if err := cabundle.SetupWhenInstalled(mgr, cabundle.Reconciler{Client: mgr.GetClient(), Recorder: rec, ServingCA: *servingCA},
+		time.Minute, log.WithName("cabundle")); err != nil {
+		return err
 	}
 	if err := mgr.Add(&retention.Sweeper{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Log: log.WithName("retention")}); err != nil {
 		return err

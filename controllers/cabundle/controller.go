@@ -10,8 +10,10 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"time"
 
 	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
+	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -20,6 +22,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
@@ -51,10 +54,46 @@ type Reconciler struct {
 // +kubebuilder:rbac:groups=cert-manager.io,resources=issuers;clusterissuers,verbs=get;list;watch;patch
 
 // Installed reports whether cert-manager's issuer kinds are served by the
-// API server (the controller runs only then).
+// API server (the controllers run only then).
 func Installed(mgr ctrl.Manager) bool {
 	_, err := mgr.GetRESTMapper().RESTMapping(cmapi.SchemeGroupVersion.WithKind(cmapi.IssuerKind).GroupKind(), cmapi.SchemeGroupVersion.Version)
 	return err == nil
+}
+
+// SetupWhenInstalled registers the Issuer and ClusterIssuer reconcilers
+// with the manager now if cert-manager's CRDs are served, or else as soon as
+// they are (checked every interval while the manager runs): cert-manager may
+// be installed after kacme.
+func SetupWhenInstalled(mgr ctrl.Manager, base Reconciler, interval time.Duration, log logr.Logger) error {
+	setup := func() error {
+		for _, cluster := range []bool{false, true} {
+			r := base
+			r.Cluster = cluster
+			if err := r.SetupWithManager(mgr); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	if Installed(mgr) {
+		return setup()
+	}
+	log.Info("cert-manager's Issuer kind is not served yet; caBundle injection starts when it is", "annotation", v1alpha1.AnnotationInjectCAFromProfile)
+	return mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-t.C:
+				if Installed(mgr) {
+					log.Info("cert-manager's Issuer kind is served; caBundle injection starts")
+					return setup()
+				}
+			}
+		}
+	}))
 }
 
 func (r *Reconciler) newIssuer() cmapi.GenericIssuer {

@@ -3,16 +3,19 @@ package cabundle_test
 import (
 	"context"
 	"testing"
+	"time"
 
 	cmacme "github.com/cert-manager/cert-manager/pkg/apis/acme/v1"
 	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
 	cmmeta "github.com/cert-manager/cert-manager/pkg/apis/meta/v1"
+	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/util/retry"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	crenvtest "sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"github.com/kacme/kacme/api/v1alpha1"
 	"github.com/kacme/kacme/controllers/cabundle"
@@ -46,12 +49,7 @@ func TestInjectCABundle(t *testing.T) {
 		if err := (&certificateauthority.Reconciler{Client: mgr.GetClient(), Namespace: operatorNS, Recorder: rec}).SetupWithManager(mgr); err != nil {
 			return err
 		}
-		for _, cluster := range []bool{false, true} {
-			if err := (&cabundle.Reconciler{Client: mgr.GetClient(), Recorder: rec, Cluster: cluster, ServingCA: "serving"}).SetupWithManager(mgr); err != nil {
-				return err
-			}
-		}
-		return nil
+		return cabundle.SetupWhenInstalled(mgr, cabundle.Reconciler{Client: mgr.GetClient(), Recorder: rec, ServingCA: "serving"}, time.Hour, logr.Discard())
 	})
 	annotated := func(profile string) map[string]string {
 		return map[string]string{v1alpha1.AnnotationInjectCAFromProfile: profile}
@@ -131,5 +129,47 @@ func TestInjectCABundle(t *testing.T) {
 		want := secretCert("other-root-ca") + secretCert("serving-ca")
 		ci, is, _ := bundles()
 		return secretCert("other-root-ca") != "" && ci == want && is == want
+	})
+}
+
+// TestInjectAfterCertManagerInstalled: cert-manager's CRDs arrive after the
+// controller started; injection starts by itself.
+func TestInjectAfterCertManagerInstalled(t *testing.T) {
+	cfg, c := kenvtest.Start(t)
+	ctx := context.Background()
+	kenvtest.StartManager(t, cfg, c, operatorNS, func(mgr ctrl.Manager) error {
+		rec := mgr.GetEventRecorder("kacme-controller")
+		if err := (&certificateauthority.Reconciler{Client: mgr.GetClient(), Namespace: operatorNS, Recorder: rec}).SetupWithManager(mgr); err != nil {
+			return err
+		}
+		if cabundle.Installed(mgr) {
+			t.Error("cabundle.Installed before cert-manager's CRDs are")
+		}
+		return cabundle.SetupWhenInstalled(mgr, cabundle.Reconciler{Client: mgr.GetClient(), Recorder: rec}, 200*time.Millisecond, logr.Discard())
+	})
+	for _, o := range []client.Object{
+		&v1alpha1.CertificateAuthority{ObjectMeta: metav1.ObjectMeta{Name: "root"},
+			Spec: v1alpha1.CertificateAuthoritySpec{SelfSigned: &v1alpha1.SelfSignedCA{}}},
+		&v1alpha1.AcmeProfile{ObjectMeta: metav1.ObjectMeta{Name: "default"},
+			Spec: v1alpha1.AcmeProfileSpec{CertificateAuthority: "root"}},
+	} {
+		if err := c.Create(ctx, o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(time.Second) // the controller has looked (and not found cert-manager) a few times
+	if _, err := crenvtest.InstallCRDs(cfg, crenvtest.CRDInstallOptions{Paths: []string{kenvtest.CertManagerCRDs(t)}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Create(ctx, &cmapi.ClusterIssuer{ObjectMeta: metav1.ObjectMeta{Name: "kacme",
+		Annotations: map[string]string{v1alpha1.AnnotationInjectCAFromProfile: "default"}}, Spec: acmeSpec()}); err != nil {
+		t.Fatal(err)
+	}
+	kenvtest.WaitFor(t, "the ClusterIssuer to get the root", func() bool {
+		var ci cmapi.ClusterIssuer
+		var sec corev1.Secret
+		return c.Get(ctx, client.ObjectKey{Name: "kacme"}, &ci) == nil &&
+			c.Get(ctx, client.ObjectKey{Namespace: operatorNS, Name: "root-ca"}, &sec) == nil &&
+			len(ci.Spec.ACME.CABundle) > 0 && string(ci.Spec.ACME.CABundle) == string(sec.Data["tls.crt"])
 	})
 }
