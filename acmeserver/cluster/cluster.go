@@ -23,6 +23,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 
@@ -57,8 +58,14 @@ type Options struct {
 	// server serves HTTPS with (kept by "kacme controller --serving-secret");
 	// otherwise the server issues its own from the default profile's CA.
 	TLSSecret string
-	Log       *slog.Logger
-	Metrics   *metrics.Metrics
+	// InternalListen, when set, makes this server one of several replicas
+	// sharing nonces: the internal endpoint peers redeem this replica's nonces
+	// at (plain HTTP, HMAC-authenticated with the key in the Secret
+	// InternalSecret in Namespace); InternalAdvertise is the address peers dial
+	// (default: the listen address, e.g. "$(POD_IP):8444" in a pod).
+	InternalListen, InternalAdvertise, InternalSecret string
+	Log                                               *slog.Logger
+	Metrics                                           *metrics.Metrics
 }
 
 // Server is a running cluster-mode ACME server.
@@ -75,6 +82,7 @@ type Server struct {
 	serving  *ca.Serving
 	external string
 	tls      secretCertificate
+	peering  *peering
 }
 
 // Start starts the informers, waits for them, and serves HTTPS.
@@ -87,7 +95,8 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 		Scheme:  storage.KubeScheme(),
 		Metrics: metricsserver.Options{BindAddress: "0"},
 		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{
-			&corev1.Secret{}: {Namespaces: map[string]cache.Config{o.Namespace: {}}},
+			&corev1.Secret{}:        {Namespaces: map[string]cache.Config{o.Namespace: {}}},
+			&coordinationv1.Lease{}: {Namespaces: map[string]cache.Config{o.Namespace: {}}},
 		}},
 	})
 	if err != nil {
@@ -118,7 +127,11 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 	}
 	// http-01 to Services reads these; start them now rather than on the
 	// first validation (which would block on their initial list).
-	for _, obj := range []client.Object{&corev1.Service{}, &discoveryv1.EndpointSlice{}} {
+	warm := []client.Object{&corev1.Service{}, &discoveryv1.EndpointSlice{}}
+	if o.InternalListen != "" {
+		warm = append(warm, &coordinationv1.Lease{}) // peers' nonce Leases
+	}
+	for _, obj := range warm {
 		if _, err := mgr.GetCache().GetInformer(ctx, obj); err != nil {
 			cancel()
 			return nil, err
@@ -134,6 +147,9 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 		return nil, err
 	}
 	store := kube.New(mgr.GetClient(), mgr.GetCache()).WithIndexes()
+	if o.InternalListen != "" {
+		store = store.WithAPIReader(mgr.GetAPIReader()) // replicas: another's fresh objects may not be cached here yet
+	}
 	validator := va.New()
 	validator.Services = serviceEndpoints{r: mgr.GetCache()}
 	s.RA = ra.New(cfg, ra.Options{Store: store, Validator: validator, Secrets: secretReader{r: mgr.GetCache(), ns: o.Namespace}, Audit: audit.New(o.Log),
@@ -141,7 +157,13 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 	if _, err := s.RA.ResumeValidations(ctx); err != nil {
 		o.Log.Error("resume validations", "err", err)
 	}
-	nonces, err := nonce.NewInMemory("", time.Hour)
+	var nonces nonce.Service
+	if o.InternalListen == "" {
+		nonces, err = nonce.NewInMemory("", time.Hour)
+	} else {
+		nonces, s.peering, err = startPeering(ctx, mgr.GetClient(), mgr.GetAPIReader(), mgr.GetCache(), o.Namespace,
+			o.InternalSecret, o.InternalListen, o.InternalAdvertise, o.Log)
+	}
 	if err != nil {
 		cancel()
 		return nil, err
@@ -204,6 +226,9 @@ func (s *Server) Close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	err := s.http.Shutdown(ctx)
+	if s.peering != nil {
+		s.peering.close()
+	}
 	s.RA.Close()
 	s.cancel()
 	if mgrErr := <-s.mgrDone; err == nil && mgrErr != nil && !errors.Is(mgrErr, context.Canceled) {

@@ -35,6 +35,13 @@ func (r *RA) Finalize(ctx context.Context, p *Profile, a *v1alpha1.AcmeAccount, 
 	if err != nil {
 		return nil, err
 	}
+	if o.Status.Status == acme.StatusPending {
+		// Another replica may have validated the last authorization a moment
+		// ago: look at the source of truth before refusing.
+		if o, err = r.Order(storage.Consistent(ctx), a, orderID); err != nil {
+			return nil, err
+		}
+	}
 	if o.Status.Status != acme.StatusReady {
 		return nil, acme.OrderNotReadyProblem("order is %s, not ready", o.Status.Status)
 	}

@@ -143,3 +143,19 @@ func KubeScheme() *runtime.Scheme {
 	}
 	return s
 }
+
+type consistentKey struct{}
+
+// Consistent marks ctx for reads that must see every acknowledged write, by
+// any replica: a backend that reads from a cache reads from the source of
+// truth instead, where it can. For decisions a stale read would get wrong
+// (refusing to finalize an order another replica just made ready).
+func Consistent(ctx context.Context) context.Context {
+	return context.WithValue(ctx, consistentKey{}, true)
+}
+
+// IsConsistent reports whether ctx asks for consistent reads.
+func IsConsistent(ctx context.Context) bool {
+	v, _ := ctx.Value(consistentKey{}).(bool)
+	return v
+}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -17,6 +18,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/kacme/kacme/acmeserver/storage"
@@ -41,6 +43,7 @@ func runController(args []string, log logr.Logger) error {
 	servingSecret := fs.String("serving-secret", "", "keep the ACME server's HTTPS certificate in this kubernetes.io/tls Secret in --namespace (kacme server --tls-secret)")
 	servingCA := fs.String("serving-ca", "", "CertificateAuthority that issues the --serving-secret certificate; its root is also injected into annotated cert-manager issuers")
 	servingNames := fs.String("serving-dns-names", "", "comma-separated DNS names of the serving certificate besides localhost and the --external-url host (e.g. the Service's cluster names)")
+	internalSecret := fs.String("internal-secret", "kacme-internal", "create this Secret in --namespace with the HMAC key ACME server replicas authenticate each other with (kacme server --internal-secret)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -112,6 +115,11 @@ func runController(args []string, log logr.Logger) error {
 	}
 	if err := cabundle.SetupWhenInstalled(mgr, cabundle.Reconciler{Client: mgr.GetClient(), Recorder: rec, ServingCA: *servingCA},
 		time.Minute, log.WithName("cabundle")); err != nil {
+		return err
+	}
+	if err := mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
+		return serving.EnsureInternalKey(ctx, mgr.GetClient(), *namespace, *internalSecret)
+	})); err != nil {
 		return err
 	}
 	if err := mgr.Add(&retention.Sweeper{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Log: log.WithName("retention")}); err != nil {

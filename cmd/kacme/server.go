@@ -23,6 +23,9 @@ func runServer(args []string, log *slog.Logger) error {
 	listen := fs.String("listen", ":8443", "HTTPS listen address")
 	external := fs.String("external-url", "", "base URL clients use (default https://<listen>)")
 	tlsSecret := fs.String("tls-secret", "", "serve HTTPS with this kubernetes.io/tls Secret in --namespace (kept by kacme controller --serving-secret); default: issue one from the default profile's CA")
+	internalListen := fs.String("internal-listen", "", "run as one of several replicas: serve the nonce endpoint for peer replicas here (plain HTTP, HMAC-authenticated; e.g. :8444)")
+	internalAdvertise := fs.String("internal-advertise", "", "address peers dial for --internal-listen (default: its listen address; in a pod $(POD_IP):8444)")
+	internalSecret := fs.String("internal-secret", "kacme-internal", "Secret in --namespace with the peers' HMAC key (created by kacme controller)")
 	metricsAddr := fs.String("metrics-addr", "", "serve Prometheus metrics at http://<addr>/metrics, including the Kubernetes API requests this process makes")
 	debugAddr := fs.String("debug-addr", "", "serve Go pprof on this loopback address (e.g. 127.0.0.1:6060)")
 	if err := fs.Parse(args); err != nil {
@@ -40,7 +43,8 @@ func runServer(args []string, log *slog.Logger) error {
 	cfg.Wrap(m.WrapTransport)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	srv, err := cluster.Start(ctx, cluster.Options{Config: cfg, Namespace: *namespace, Listen: *listen, ExternalURL: *external, TLSSecret: *tlsSecret, Log: log, Metrics: m})
+	srv, err := cluster.Start(ctx, cluster.Options{Config: cfg, Namespace: *namespace, Listen: *listen, ExternalURL: *external, TLSSecret: *tlsSecret,
+		InternalListen: *internalListen, InternalAdvertise: *internalAdvertise, InternalSecret: *internalSecret, Log: log, Metrics: m})
 	if err != nil {
 		return err
 	}

@@ -8,6 +8,7 @@ package serving
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"crypto/x509"
 	"encoding/pem"
 	"fmt"
@@ -168,4 +169,28 @@ func (r *Reconciler) current(chainPEM []byte, auth *ca.Authority) (time.Time, bo
 	}
 	due := leaf.NotBefore.Add(leaf.NotAfter.Sub(leaf.NotBefore) * 2 / 3)
 	return due, r.now().Before(due)
+}
+
+// EnsureInternalKey creates Secret namespace/name with a random 256-bit key
+// (data key "key") unless it exists: the HMAC key ACME server replicas
+// authenticate each other's nonce redemptions with. An existing Secret is
+// never changed.
+func EnsureInternalKey(ctx context.Context, c client.Client, namespace, name string) error {
+	key := make([]byte, 32)
+	if _, err := rand.Read(key); err != nil {
+		return err
+	}
+	sec := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name,
+		Labels: map[string]string{"app.kubernetes.io/managed-by": "kacme"}}, Data: map[string][]byte{"key": key}}
+	for {
+		err := c.Create(ctx, sec)
+		if err == nil || apierrors.IsAlreadyExists(err) {
+			return nil
+		}
+		select { // the API server may not be reachable yet
+		case <-ctx.Done():
+			return nil
+		case <-time.After(5 * time.Second):
+		}
+	}
 }

@@ -26,6 +26,7 @@ import (
 type Store struct {
 	writer  client.Client
 	reader  client.Reader
+	api     client.Reader // uncached; nil: a cache miss is final
 	overlay *overlay
 	indexed map[string]bool // label keys the reader has indexes for
 }
@@ -36,6 +37,16 @@ var _ storage.Store = (*Store)(nil)
 // (normally the manager's cache).
 func New(writer client.Client, reader client.Reader) *Store {
 	return &Store{writer: writer, reader: reader, overlay: newOverlay(30 * time.Second)}
+}
+
+// WithAPIReader makes a miss in the cache and in this process's own writes
+// ask the API server (api must not be a cache). Replicas need it: an object
+// another replica created a moment ago may not have reached this one's cache.
+// A single server leaves it off, so a request for a name that does not exist
+// costs no API read.
+func (s *Store) WithAPIReader(api client.Reader) *Store {
+	s.api = api
+	return s
 }
 
 // Close implements storage.Store; the clients belong to the caller.
@@ -69,6 +80,13 @@ func (s *Store) Get(ctx context.Context, ns, name string, obj storage.Object) er
 	if err != nil {
 		return err
 	}
+	if s.api != nil && storage.IsConsistent(ctx) {
+		if err := s.api.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, cached); err != nil {
+			return mapErr(err, kind, ns, name)
+		}
+		setInto(obj, cached)
+		return nil
+	}
 	// The overlay is read before the cache: an entry is only forgotten once
 	// the cache holds its version, so whatever the cache says afterwards is
 	// at least as new as a missing entry.
@@ -88,6 +106,9 @@ func (s *Store) Get(ctx context.Context, ns, name string, obj storage.Object) er
 		}
 		setInto(obj, e.obj)
 		return nil
+	}
+	if cerr != nil && e == nil && s.api != nil {
+		cerr = s.api.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, cached)
 	}
 	if cerr != nil {
 		return mapErr(cerr, kind, ns, name)
@@ -126,10 +147,34 @@ func (s *Store) getAnyNamespace(ctx context.Context, kind, name string, obj stor
 		ns = items[0].(storage.Object).GetNamespace()
 	} else if e := s.overlay.find(kind, name); e != nil {
 		ns = e.ns
+	} else if found, err := s.findInAPI(ctx, kind, name); err != nil {
+		return err
+	} else if found != "" {
+		ns = found
 	} else {
 		return mapErr(apierrors.NewNotFound(schemaGR(kind), name), kind, "*", name)
 	}
 	return s.Get(ctx, ns, name, obj)
+}
+
+// findInAPI is the namespace of the object called name according to the
+// API server ("" when none or without an API reader).
+func (s *Store) findInAPI(ctx context.Context, kind, name string) (string, error) {
+	if s.api == nil {
+		return "", nil
+	}
+	list, err := storage.NewList(kind)
+	if err != nil {
+		return "", err
+	}
+	if err := s.api.List(ctx, list, client.MatchingFields{"metadata.name": name}); err != nil {
+		return "", fmt.Errorf("get %s %s in any namespace: %w", kind, name, err)
+	}
+	items, err := meta.ExtractList(list)
+	if err != nil || len(items) == 0 {
+		return "", err
+	}
+	return items[0].(storage.Object).GetNamespace(), nil
 }
 
 // List implements storage.Reader.

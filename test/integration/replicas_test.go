@@ -1,0 +1,210 @@
+package integration
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/kacme/kacme/acmeserver/ca"
+	"github.com/kacme/kacme/api/v1alpha1"
+	kenvtest "github.com/kacme/kacme/test/envtest"
+	"github.com/kacme/kacme/test/harness"
+)
+
+// roundRobin is a TLS reverse proxy on the ACME URL that sends each request
+// to the next replica (no affinity), counts requests and badNonce answers,
+// and keeps one newOrder request that succeeded, for a replay.
+type roundRobin struct {
+	backends []*url.URL
+	next     atomic.Uint64
+	requests atomic.Int64
+	badNonce atomic.Int64
+
+	mu       sync.Mutex
+	captured *captured
+}
+
+type captured struct {
+	path string
+	body []byte
+}
+
+type bodyKey struct{}
+
+func startRoundRobin(t *testing.T, e *clusterEnv, backends []string) *roundRobin {
+	t.Helper()
+	rr := &roundRobin{}
+	for _, b := range backends {
+		u, _ := url.Parse(b)
+		rr.backends = append(rr.backends, u)
+	}
+	proxy := &httputil.ReverseProxy{
+		Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: e.pool}, MaxIdleConnsPerHost: 64},
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.SetURL(rr.backends[rr.next.Add(1)%uint64(len(rr.backends))])
+			pr.Out.Host = pr.In.Host // the replicas check the URL against --external-url
+			if pr.In.Method == http.MethodPost && strings.HasSuffix(pr.In.URL.Path, "/new-order") {
+				body, _ := io.ReadAll(pr.In.Body)
+				pr.Out.Body = io.NopCloser(bytes.NewReader(body))
+				pr.Out = pr.Out.WithContext(context.WithValue(pr.Out.Context(), bodyKey{}, &captured{path: pr.In.URL.Path, body: body}))
+			}
+		},
+		ModifyResponse: func(resp *http.Response) error {
+			rr.requests.Add(1)
+			if c, ok := resp.Request.Context().Value(bodyKey{}).(*captured); ok && resp.StatusCode == http.StatusCreated {
+				rr.mu.Lock()
+				if rr.captured == nil {
+					rr.captured = c
+				}
+				rr.mu.Unlock()
+			}
+			if resp.StatusCode == http.StatusBadRequest {
+				body, _ := io.ReadAll(resp.Body)
+				resp.Body = io.NopCloser(bytes.NewReader(body))
+				if bytes.Contains(body, []byte("urn:ietf:params:acme:error:badNonce")) {
+					rr.badNonce.Add(1)
+				}
+			}
+			return nil
+		},
+	}
+	// The proxy's certificate, from the test CA (clients trust its root).
+	var sec corev1.Secret
+	if err := e.c.Get(context.Background(), client.ObjectKey{Namespace: clusterNS, Name: "root-ca"}, &sec); err != nil {
+		t.Fatal(err)
+	}
+	auth, err := ca.FromTLSSecret("root", sec.Data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := ca.ServingCertificate(auth, e.serverURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", strings.TrimPrefix(e.serverURL, "https://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: proxy, ReadHeaderTimeout: 10 * time.Second, TLSConfig: &tls.Config{Certificates: []tls.Certificate{*cert}}}
+	go func() { _ = srv.ServeTLS(ln, "", "") }()
+	t.Cleanup(func() { _ = srv.Close() })
+	return rr
+}
+
+// TestClusterModeReplicas (issue 5, Done #1): three server processes behind a
+// round-robin proxy, concurrent clients complete 200 issuances, badNonce
+// answers stay under 1 % of the requests, a newOrder request replayed to each
+// replica is refused with badNonce, and no order has two certificates.
+func TestClusterModeReplicas(t *testing.T) {
+	e := newClusterEnv(t, false)
+	ctx := context.Background()
+	var backends []string
+	for range 3 {
+		listen := fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t))
+		harness.Start(t, []string{"KUBECONFIG=" + e.kc.Server}, e.bin, "server", "--namespace", clusterNS,
+			"--listen", listen, "--external-url", e.serverURL, "--internal-listen", fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t)))
+		backends = append(backends, "https://"+listen)
+	}
+	hc := e.httpClient()
+	for _, b := range backends {
+		kenvtest.WaitFor(t, "replica "+b, func() bool {
+			r, err := hc.Get(b + "/acme/directory")
+			if err != nil {
+				return false
+			}
+			r.Body.Close()
+			return r.StatusCode == http.StatusOK
+		})
+	}
+	rr := startRoundRobin(t, e, backends)
+	resp := startResponder(t, e.httpPort)
+
+	const clients, each = 8, 25
+	var wg sync.WaitGroup
+	errs := make(chan error, clients)
+	for c := range clients {
+		cl := e.client(t)
+		wg.Go(func() {
+			for i := range each {
+				name := fmt.Sprintf("r%d-%d.localhost", c, i)
+				o, err := authorizeHTTP01(ctx, cl, resp, name)
+				if err != nil {
+					errs <- fmt.Errorf("%s: %w", name, err)
+					return
+				}
+				key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+				csr, _ := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{DNSNames: []string{name}}, key)
+				if _, _, err := cl.CreateOrderCert(ctx, o.FinalizeURL, csr, true); err != nil {
+					errs <- fmt.Errorf("%s: finalize: %w", name, err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	total, bad := rr.requests.Load(), rr.badNonce.Load()
+	t.Logf("%d issuances through 3 replicas: %d requests, %d badNonce", clients*each, total, bad)
+	if bad*100 >= total {
+		t.Fatalf("badNonce on %d of %d requests (want < 1 %%)", bad, total)
+	}
+
+	// The captured newOrder, replayed to every replica directly: badNonce each time.
+	rr.mu.Lock()
+	replay := rr.captured
+	rr.mu.Unlock()
+	if replay == nil {
+		t.Fatal("no successful newOrder request was captured")
+	}
+	for _, b := range backends {
+		req, _ := http.NewRequest(http.MethodPost, b+replay.path, bytes.NewReader(replay.body))
+		req.Host = strings.TrimPrefix(e.serverURL, "https://")
+		req.Header.Set("Content-Type", "application/jose+json")
+		r, err := hc.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(r.Body)
+		r.Body.Close()
+		if r.StatusCode != http.StatusBadRequest || !bytes.Contains(body, []byte("urn:ietf:params:acme:error:badNonce")) {
+			t.Fatalf("replayed newOrder at %s: %d %s", b, r.StatusCode, body)
+		}
+	}
+
+	// One certificate per order.
+	var certs v1alpha1.AcmeCertificateList
+	if err := e.c.List(ctx, &certs, client.InNamespace(clusterNS)); err != nil {
+		t.Fatal(err)
+	}
+	perOrder := map[string]int{}
+	for _, c := range certs.Items {
+		perOrder[c.Spec.Order]++
+		if perOrder[c.Spec.Order] > 1 {
+			t.Fatalf("order %s has %d certificates", c.Spec.Order, perOrder[c.Spec.Order])
+		}
+	}
+	if len(perOrder) != clients*each {
+		t.Fatalf("%d orders with a certificate, want %d", len(perOrder), clients*each)
+	}
+}
