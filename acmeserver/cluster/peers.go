@@ -31,6 +31,11 @@ import (
 // +kubebuilder:rbac:groups=coordination.k8s.io,namespace=kacme-system,resources=leases,verbs=get;list;watch;create;update;delete
 
 const (
+	// adoptEvery/adoptGrace: how often a replica looks for validations a dead
+	// replica left "processing", and how long one must stay so (well above a
+	// validation's duration).
+	adoptEvery    = 5 * time.Second
+	adoptGrace    = 20 * time.Second
 	leaseDuration = 30 * time.Second
 	leaseRenew    = 10 * time.Second
 	// InternalKeyDataKey is the key of the peers' HMAC key in the internal Secret.

@@ -233,26 +233,81 @@ func (r *RA) ResumeValidations(ctx context.Context) (int, error) {
 	}
 	n := 0
 	for i := range list.Items {
-		az := &list.Items[i]
-		var a v1alpha1.AcmeAccount
-		if err := r.get(ctx, az.Namespace, az.Spec.Account, &a, "account"); err != nil {
-			return n, err
-		}
-		key, err := AccountKey(&a)
+		k, err := r.resume(ctx, &list.Items[i])
+		n += k
 		if err != nil {
 			return n, err
 		}
-		for ci, c := range az.Status.Challenges {
-			if c.Status != acme.StatusProcessing {
-				continue
-			}
-			keyAuth, err := acme.KeyAuthorization(c.Token, key)
-			if err != nil {
-				return n, err
-			}
-			r.startValidation(&validationJob{ns: az.Namespace, authz: az.Name, ci: ci, spec: az.Spec,
-				typ: c.Type, token: c.Token, keyAuth: keyAuth, done: make(chan struct{})})
-			n++
+	}
+	return n, nil
+}
+
+// resume starts the validation of every processing challenge of az.
+func (r *RA) resume(ctx context.Context, az *v1alpha1.AcmeChallenge) (int, error) {
+	var a v1alpha1.AcmeAccount
+	if err := r.get(ctx, az.Namespace, az.Spec.Account, &a, "account"); err != nil {
+		return 0, err
+	}
+	key, err := AccountKey(&a)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for ci, c := range az.Status.Challenges {
+		if c.Status != acme.StatusProcessing {
+			continue
+		}
+		keyAuth, err := acme.KeyAuthorization(c.Token, key)
+		if err != nil {
+			return n, err
+		}
+		r.startValidation(&validationJob{ns: az.Namespace, authz: az.Name, ci: ci, spec: az.Spec,
+			typ: c.Type, token: c.Token, keyAuth: keyAuth, done: make(chan struct{})})
+		n++
+	}
+	return n, nil
+}
+
+// AdoptValidations resumes the challenges stored as processing that no
+// validation of this process works on and that stayed so for at least grace
+// across calls: their replica stopped mid-validation (killed, node lost).
+// Replicas call it periodically; grace must exceed the longest validation.
+// A challenge two replicas validate at once gets one outcome (the store's
+// compare-and-swap), so adopting too early costs a duplicate validation only.
+func (r *RA) AdoptValidations(ctx context.Context, grace time.Duration) (int, error) {
+	var list v1alpha1.AcmeChallengeList
+	if err := r.store.List(ctx, storage.AllNamespaces, &list, storage.ListOptions{Labels: map[string]string{v1alpha1.LabelState: stateValidating}}); err != nil {
+		return 0, err
+	}
+	now := r.now()
+	var adopt []*v1alpha1.AcmeChallenge
+	r.jobsMu.Lock()
+	seen := map[string]time.Time{}
+	for i := range list.Items {
+		az := &list.Items[i]
+		k := az.Namespace + "/" + az.Name
+		if _, mine := r.jobs[k]; mine {
+			continue
+		}
+		first, ok := r.orphans[k]
+		if !ok {
+			first = now
+		}
+		if now.Sub(first) >= grace {
+			adopt = append(adopt, az)
+			continue
+		}
+		seen[k] = first
+	}
+	r.orphans = seen
+	r.jobsMu.Unlock()
+	n := 0
+	for _, az := range adopt {
+		r.log.Info("adopting a validation another replica left unfinished", "authorization", az.Namespace+"/"+az.Name)
+		k, err := r.resume(ctx, az)
+		n += k
+		if err != nil {
+			return n, err
 		}
 	}
 	return n, nil

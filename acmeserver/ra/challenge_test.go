@@ -75,3 +75,54 @@ func TestSlowValidationResumes(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// TestAdoptValidations: a replica that stops mid-validation leaves the
+// challenge processing; a peer adopts it only once it has stayed so for the
+// grace period, and it ends valid.
+func TestAdoptValidations(t *testing.T) {
+	ctx := context.Background()
+	db := openStore(t)
+	cfg := testConfig(t)
+	peer := ra.New(cfg, ra.Options{Store: db, Namespace: "kacme",
+		Validator: validatorFunc(func(context.Context, va.Request) va.Result { return va.Result{} })})
+	defer peer.Close()
+	dying := ra.New(cfg, ra.Options{Store: db, Namespace: "kacme", SyncWait: 50 * time.Millisecond,
+		Validator: validatorFunc(func(ctx context.Context, _ va.Request) va.Result {
+			<-ctx.Done()
+			return va.Result{Problem: acme.ValidationProblem(acme.Connection, "interrupted")}
+		})})
+	p, _ := dying.Profile("default")
+	ak, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	a, _, err := dying.NewAccount(ctx, p, &jose.JSONWebKey{Key: ak.Public()}, acme.NewAccountRequest{TermsOfServiceAgreed: true}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o, err := dying.NewOrder(ctx, p, a, acme.NewOrderRequest{Identifiers: []acme.Identifier{{Type: "dns", Value: "orphan.example"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	azID := o.Status.Authorizations[0]
+	if _, _, err := dying.RespondChallenge(ctx, p, a, ra.ChallengeID(azID, 0)); err != nil {
+		t.Fatal(err)
+	}
+	dying.Close()
+	const grace = 300 * time.Millisecond
+	if n, err := peer.AdoptValidations(ctx, grace); err != nil || n != 0 {
+		t.Fatalf("first look adopted %d (%v); want 0: the grace period has not passed", n, err)
+	}
+	time.Sleep(grace)
+	if n, err := peer.AdoptValidations(ctx, grace); err != nil || n != 1 {
+		t.Fatalf("AdoptValidations after the grace period = %d, %v; want 1", n, err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		got, err := peer.Authorization(ctx, a, azID)
+		if err == nil && got.Status.Status == acme.StatusValid {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("adopted validation did not end valid: %+v %v", got, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

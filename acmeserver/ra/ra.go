@@ -67,6 +67,7 @@ type RA struct {
 	keyLocks keyedMutex
 	jobsMu   sync.Mutex
 	jobs     map[string]*validationJob
+	orphans  map[string]time.Time // processing challenges of other replicas, first seen (AdoptValidations)
 	metrics  *metrics.Metrics
 }
 

@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -33,6 +34,7 @@ import (
 // to the next replica (no affinity), counts requests and badNonce answers,
 // and keeps one newOrder request that succeeded, for a replay.
 type roundRobin struct {
+	bmu      sync.Mutex
 	backends []*url.URL
 	next     atomic.Uint64
 	requests atomic.Int64
@@ -59,7 +61,10 @@ func startRoundRobin(t *testing.T, e *clusterEnv, backends []string) *roundRobin
 	proxy := &httputil.ReverseProxy{
 		Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: e.pool}, MaxIdleConnsPerHost: 64},
 		Rewrite: func(pr *httputil.ProxyRequest) {
-			pr.SetURL(rr.backends[rr.next.Add(1)%uint64(len(rr.backends))])
+			rr.bmu.Lock()
+			b := rr.backends[rr.next.Add(1)%uint64(len(rr.backends))]
+			rr.bmu.Unlock()
+			pr.SetURL(b)
 			pr.Out.Host = pr.In.Host // the replicas check the URL against --external-url
 			if pr.In.Method == http.MethodPost && strings.HasSuffix(pr.In.URL.Path, "/new-order") {
 				body, _ := io.ReadAll(pr.In.Body)
@@ -109,18 +114,24 @@ func startRoundRobin(t *testing.T, e *clusterEnv, backends []string) *roundRobin
 	return rr
 }
 
-// TestClusterModeReplicas (issue 5, Done #1): three server processes behind a
-// round-robin proxy, concurrent clients complete 200 issuances, badNonce
-// answers stay under 1 % of the requests, a newOrder request replayed to each
-// replica is refused with badNonce, and no order has two certificates.
-func TestClusterModeReplicas(t *testing.T) {
-	e := newClusterEnv(t, false)
-	ctx := context.Background()
+// drop stops sending to backend, as a Service does once a dead pod's
+// endpoint is gone.
+func (rr *roundRobin) drop(backend string) {
+	rr.bmu.Lock()
+	defer rr.bmu.Unlock()
+	rr.backends = slices.DeleteFunc(rr.backends, func(u *url.URL) bool { return "https://"+u.Host == backend })
+}
+
+// startReplicas runs n server processes sharing nonces, all answering for
+// e.serverURL, and waits until each serves its directory.
+func startReplicas(t *testing.T, e *clusterEnv, n int) ([]*harness.Process, []string) {
+	t.Helper()
+	var procs []*harness.Process
 	var backends []string
-	for range 3 {
+	for range n {
 		listen := fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t))
-		harness.Start(t, []string{"KUBECONFIG=" + e.kc.Server}, e.bin, "server", "--namespace", clusterNS,
-			"--listen", listen, "--external-url", e.serverURL, "--internal-listen", fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t)))
+		procs = append(procs, harness.Start(t, []string{"KUBECONFIG=" + e.kc.Server}, e.bin, "server", "--namespace", clusterNS,
+			"--listen", listen, "--external-url", e.serverURL, "--internal-listen", fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t))))
 		backends = append(backends, "https://"+listen)
 	}
 	hc := e.httpClient()
@@ -134,10 +145,14 @@ func TestClusterModeReplicas(t *testing.T) {
 			return r.StatusCode == http.StatusOK
 		})
 	}
-	rr := startRoundRobin(t, e, backends)
-	resp := startResponder(t, e.httpPort)
+	return procs, backends
+}
 
-	const clients, each = 8, 25
+// issueMany has clients concurrent Go ACME clients issue each certificates
+// (http-01 through resp), counting completed issuances in done.
+func issueMany(t *testing.T, e *clusterEnv, resp *responder, clients, each int, done *atomic.Int64) error {
+	t.Helper()
+	ctx := context.Background()
 	var wg sync.WaitGroup
 	errs := make(chan error, clients)
 	for c := range clients {
@@ -156,12 +171,46 @@ func TestClusterModeReplicas(t *testing.T) {
 					errs <- fmt.Errorf("%s: finalize: %w", name, err)
 					return
 				}
+				done.Add(1)
 			}
 		})
 	}
 	wg.Wait()
 	close(errs)
-	for err := range errs {
+	return <-errs
+}
+
+// oneCertificatePerOrder checks that no order has two certificates and
+// returns how many orders have one.
+func oneCertificatePerOrder(t *testing.T, e *clusterEnv) int {
+	t.Helper()
+	var certs v1alpha1.AcmeCertificateList
+	if err := e.c.List(context.Background(), &certs, client.InNamespace(clusterNS)); err != nil {
+		t.Fatal(err)
+	}
+	perOrder := map[string]int{}
+	for _, c := range certs.Items {
+		perOrder[c.Spec.Order]++
+		if perOrder[c.Spec.Order] > 1 {
+			t.Fatalf("order %s has %d certificates", c.Spec.Order, perOrder[c.Spec.Order])
+		}
+	}
+	return len(perOrder)
+}
+
+// TestClusterModeReplicas (issue 5, Done #1): three server processes behind a
+// round-robin proxy, concurrent clients complete 200 issuances, badNonce
+// answers stay under 1 % of the requests, a newOrder request replayed to each
+// replica is refused with badNonce, and no order has two certificates.
+func TestClusterModeReplicas(t *testing.T) {
+	e := newClusterEnv(t, false)
+	_, backends := startReplicas(t, e, 3)
+	hc := e.httpClient()
+	rr := startRoundRobin(t, e, backends)
+	resp := startResponder(t, e.httpPort)
+	const clients, each = 8, 25
+	var done atomic.Int64
+	if err := issueMany(t, e, resp, clients, each, &done); err != nil {
 		t.Fatal(err)
 	}
 	total, bad := rr.requests.Load(), rr.badNonce.Load()
@@ -192,19 +241,49 @@ func TestClusterModeReplicas(t *testing.T) {
 		}
 	}
 
-	// One certificate per order.
-	var certs v1alpha1.AcmeCertificateList
-	if err := e.c.List(ctx, &certs, client.InNamespace(clusterNS)); err != nil {
+	if n := oneCertificatePerOrder(t, e); n != clients*each {
+		t.Fatalf("%d orders with a certificate, want %d", n, clients*each)
+	}
+}
+
+// TestClusterModeReplicaKilled (issue 5, Done #2): one of three replicas is
+// killed with SIGKILL in the middle of the load; every client still completes
+// (retrying as RFC 8555 clients do: the Go client retries 5xx answers and
+// badNonce), and afterwards no challenge is left processing.
+func TestClusterModeReplicaKilled(t *testing.T) {
+	e := newClusterEnv(t, false)
+	procs, backends := startReplicas(t, e, 3)
+	rr := startRoundRobin(t, e, backends)
+	resp := startResponder(t, e.httpPort)
+	const clients, each = 8, 25
+	var done atomic.Int64
+	errc := make(chan error, 1)
+	go func() { errc <- issueMany(t, e, resp, clients, each, &done) }()
+	for done.Load() < clients*each/3 {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := procs[0].Cmd.Process.Kill(); err != nil { // SIGKILL
 		t.Fatal(err)
 	}
-	perOrder := map[string]int{}
-	for _, c := range certs.Items {
-		perOrder[c.Spec.Order]++
-		if perOrder[c.Spec.Order] > 1 {
-			t.Fatalf("order %s has %d certificates", c.Spec.Order, perOrder[c.Spec.Order])
+	t.Logf("killed replica %s after %d issuances", backends[0], done.Load())
+	time.Sleep(2 * time.Second) // requests still reach it (502) until its endpoint is gone
+	rr.drop(backends[0])
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+	if n := oneCertificatePerOrder(t, e); n != clients*each {
+		t.Fatalf("%d orders with a certificate, want %d", n, clients*each)
+	}
+	var chs v1alpha1.AcmeChallengeList
+	if err := e.c.List(context.Background(), &chs); err != nil {
+		t.Fatal(err)
+	}
+	for _, az := range chs.Items {
+		for _, c := range az.Status.Challenges {
+			if c.Status == "processing" {
+				t.Fatalf("authorization %s/%s left with a processing challenge", az.Namespace, az.Name)
+			}
 		}
 	}
-	if len(perOrder) != clients*each {
-		t.Fatalf("%d orders with a certificate, want %d", len(perOrder), clients*each)
-	}
+	t.Logf("%d requests, %d badNonce", rr.requests.Load(), rr.badNonce.Load())
 }
