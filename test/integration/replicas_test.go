@@ -8,6 +8,7 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -21,6 +22,7 @@ import (
 	"testing"
 	"time"
 
+	xacme "golang.org/x/crypto/acme"
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -148,26 +150,45 @@ func startReplicas(t *testing.T, e *clusterEnv, n int) ([]*harness.Process, []st
 	return procs, backends
 }
 
-// issueMany has clients concurrent Go ACME clients issue each certificates
-// (http-01 through resp), counting completed issuances in done.
-func issueMany(t *testing.T, e *clusterEnv, resp *responder, clients, each int, done *atomic.Int64) error {
+// registered is n Go ACME clients with an account each.
+func registered(t *testing.T, e *clusterEnv, n int) []*xacme.Client {
 	t.Helper()
+	var out []*xacme.Client
+	for range n {
+		out = append(out, e.client(t))
+	}
+	return out
+}
+
+// issueMany has the clients issue each certificates concurrently (http-01
+// through resp), counting completed issuances in done. It may run outside
+// the test's goroutine.
+func issueMany(clients []*xacme.Client, resp *responder, each int, done *atomic.Int64) error {
 	ctx := context.Background()
 	var wg sync.WaitGroup
-	errs := make(chan error, clients)
-	for c := range clients {
-		cl := e.client(t)
+	errs := make(chan error, len(clients))
+	for c, cl := range clients {
 		wg.Go(func() {
 			for i := range each {
 				name := fmt.Sprintf("r%d-%d.localhost", c, i)
-				o, err := authorizeHTTP01(ctx, cl, resp, name)
+				var o *xacme.Order
+				err := retryTransient(func() (err error) { o, err = authorizeHTTP01(ctx, cl, resp, name); return err })
 				if err != nil {
 					errs <- fmt.Errorf("%s: %w", name, err)
 					return
 				}
 				key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 				csr, _ := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{DNSNames: []string{name}}, key)
-				if _, _, err := cl.CreateOrderCert(ctx, o.FinalizeURL, csr, true); err != nil {
+				err = retryTransient(func() error {
+					// A finalize whose answer was lost may have issued: look first.
+					if cur, err := cl.GetOrder(ctx, o.URI); err == nil && cur.Status == xacme.StatusValid {
+						_, err = cl.FetchCert(ctx, cur.CertURL, true)
+						return err
+					}
+					_, _, err := cl.CreateOrderCert(ctx, o.FinalizeURL, csr, true)
+					return err
+				})
+				if err != nil {
 					errs <- fmt.Errorf("%s: finalize: %w", name, err)
 					return
 				}
@@ -178,6 +199,24 @@ func issueMany(t *testing.T, e *clusterEnv, resp *responder, clients, each int, 
 	wg.Wait()
 	close(errs)
 	return <-errs
+}
+
+// retryTransient retries op after a 5xx answer or a transport error, as
+// ACME clients do. The Go client retries those itself on every request but
+// one: the HEAD newNonce it sends when it holds no nonce.
+func retryTransient(op func() error) error {
+	var err error
+	for attempt := range 6 {
+		if err = op(); err == nil {
+			return nil
+		}
+		var ae *xacme.Error
+		if errors.As(err, &ae) && ae.StatusCode < 500 {
+			return err
+		}
+		time.Sleep(time.Duration(attempt+1) * 500 * time.Millisecond)
+	}
+	return err
 }
 
 // oneCertificatePerOrder checks that no order has two certificates and
@@ -210,7 +249,7 @@ func TestClusterModeReplicas(t *testing.T) {
 	resp := startResponder(t, e.httpPort)
 	const clients, each = 8, 25
 	var done atomic.Int64
-	if err := issueMany(t, e, resp, clients, each, &done); err != nil {
+	if err := issueMany(registered(t, e, clients), resp, each, &done); err != nil {
 		t.Fatal(err)
 	}
 	total, bad := rr.requests.Load(), rr.badNonce.Load()
@@ -249,7 +288,8 @@ func TestClusterModeReplicas(t *testing.T) {
 // TestClusterModeReplicaKilled (issue 5, Done #2): one of three replicas is
 // killed with SIGKILL in the middle of the load; every client still completes
 // (retrying as RFC 8555 clients do: the Go client retries 5xx answers and
-// badNonce), and afterwards no challenge is left processing.
+// badNonce, retryTransient the rest), and afterwards no challenge is left
+// processing.
 func TestClusterModeReplicaKilled(t *testing.T) {
 	e := newClusterEnv(t, false)
 	procs, backends := startReplicas(t, e, 3)
@@ -258,7 +298,8 @@ func TestClusterModeReplicaKilled(t *testing.T) {
 	const clients, each = 8, 25
 	var done atomic.Int64
 	errc := make(chan error, 1)
-	go func() { errc <- issueMany(t, e, resp, clients, each, &done) }()
+	cls := registered(t, e, clients)
+	go func() { errc <- issueMany(cls, resp, each, &done) }()
 	for done.Load() < clients*each/3 {
 		time.Sleep(20 * time.Millisecond)
 	}
