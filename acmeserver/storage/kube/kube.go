@@ -17,6 +17,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/util/flowcontrol"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/kacme/kacme/acmeserver/storage"
@@ -26,7 +27,8 @@ import (
 type Store struct {
 	writer  client.Client
 	reader  client.Reader
-	api     client.Reader // uncached; nil: a cache miss is final
+	api     client.Reader           // uncached; nil: a cache miss is final
+	apiRate flowcontrol.RateLimiter // bounds the misses passed to api
 	overlay *overlay
 	indexed map[string]bool // label keys the reader has indexes for
 }
@@ -44,10 +46,18 @@ func New(writer client.Client, reader client.Reader) *Store {
 // another replica created a moment ago may not have reached this one's cache.
 // A single server leaves it off, so a request for a name that does not exist
 // costs no API read.
+//
+// Misses are what a request for a made-up account or order causes, so at
+// most 20 per second (bursts of 50) go to the API server; beyond that a miss
+// is final, as without an API reader.
 func (s *Store) WithAPIReader(api client.Reader) *Store {
 	s.api = api
+	s.apiRate = flowcontrol.NewTokenBucketRateLimiter(20, 50)
 	return s
 }
+
+// askAPI reports whether a miss may be read from the API server.
+func (s *Store) askAPI() bool { return s.api != nil && s.apiRate.TryAccept() }
 
 // Close implements storage.Store; the clients belong to the caller.
 func (s *Store) Close() error { return nil }
@@ -107,7 +117,7 @@ func (s *Store) Get(ctx context.Context, ns, name string, obj storage.Object) er
 		setInto(obj, e.obj)
 		return nil
 	}
-	if cerr != nil && e == nil && s.api != nil {
+	if cerr != nil && e == nil && s.askAPI() {
 		cerr = s.api.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, cached)
 	}
 	if cerr != nil {
@@ -160,7 +170,7 @@ func (s *Store) getAnyNamespace(ctx context.Context, kind, name string, obj stor
 // findInAPI is the namespace of the object called name according to the
 // API server ("" when none or without an API reader).
 func (s *Store) findInAPI(ctx context.Context, kind, name string) (string, error) {
-	if s.api == nil {
+	if !s.askAPI() {
 		return "", nil
 	}
 	list, err := storage.NewList(kind)

@@ -7,13 +7,16 @@ import (
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/kacme/kacme/acmeserver/storage"
 	"github.com/kacme/kacme/acmeserver/storage/kube"
 	"github.com/kacme/kacme/acmeserver/storage/storagetest"
+	"github.com/kacme/kacme/api/v1alpha1"
 	kenvtest "github.com/kacme/kacme/test/envtest"
 )
 
@@ -60,4 +63,67 @@ func runSuite(t *testing.T, c client.Client, store *kube.Store) {
 		}
 		return store, ns
 	})
+}
+
+// blindReader is a cache that has not seen anything yet.
+type blindReader struct{ client.Reader }
+
+func (blindReader) Get(_ context.Context, key client.ObjectKey, obj client.Object, _ ...client.GetOption) error {
+	return apierrors.NewNotFound(schema.GroupResource{Resource: "any"}, key.Name)
+}
+
+func (blindReader) List(context.Context, client.ObjectList, ...client.ListOption) error { return nil }
+
+// TestAPIReaderFallback: an object another replica created that this
+// replica's cache has not seen is found through the API reader (by name and
+// namespace, and by name in any namespace), and only with one; a
+// consistent read goes to the API server even when the cache has a copy.
+func TestAPIReaderFallback(t *testing.T) {
+	c, ca := startAPIServer(t)
+	ctx := context.Background()
+	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "fallback"}}); err != nil {
+		t.Fatal(err)
+	}
+	other := kube.New(c, ca) // the replica that writes
+	o := storagetest.Order("fallback", "o1", "acct")
+	if err := other.Create(ctx, o); err != nil {
+		t.Fatal(err)
+	}
+	var got v1alpha1.AcmeOrder
+	if err := kube.New(c, blindReader{}).Get(ctx, "fallback", "o1", &got); !storage.IsNotFound(err) {
+		t.Fatalf("without an API reader a cache miss must be final: %v", err)
+	}
+	here := kube.New(c, blindReader{}).WithAPIReader(c)
+	if err := here.Get(ctx, "fallback", "o1", &got); err != nil || got.Name != "o1" {
+		t.Fatalf("Get through the API reader: %v", err)
+	}
+	if err := here.Get(ctx, storage.AllNamespaces, "o1", &got); err != nil || got.Namespace != "fallback" {
+		t.Fatalf("Get in any namespace through the API reader: %v (namespace %q)", err, got.Namespace)
+	}
+	if err := here.Get(ctx, "fallback", "nope", &got); !storage.IsNotFound(err) {
+		t.Fatalf("a name that exists nowhere: %v", err)
+	}
+	// Consistent: the cache's stale copy is not used.
+	stale := kube.New(c, staleReader{Reader: c, obj: o.DeepCopy()}).WithAPIReader(c)
+	o.Status.Status = "valid"
+	if err := other.Update(ctx, o); err != nil {
+		t.Fatal(err)
+	}
+	if err := stale.Get(ctx, "fallback", "o1", &got); err != nil || got.Status.Status == "valid" {
+		t.Fatalf("a plain read should see the cache's (stale) copy: %v %q", err, got.Status.Status)
+	}
+	if err := stale.Get(storage.Consistent(ctx), "fallback", "o1", &got); err != nil || got.Status.Status != "valid" {
+		t.Fatalf("a consistent read did not see the API server's copy: %v %q", err, got.Status.Status)
+	}
+}
+
+// staleReader answers Get with an old copy of obj.
+type staleReader struct {
+	client.Reader
+	obj *v1alpha1.AcmeOrder
+}
+
+func (s staleReader) Get(_ context.Context, _ client.ObjectKey, obj client.Object, _ ...client.GetOption) error {
+	s.obj.DeepCopyInto(obj.(*v1alpha1.AcmeOrder))
+	return nil
 }

@@ -49,9 +49,9 @@ func Run(t *testing.T, newStore Factory) {
 	}
 }
 
-// order is a realistic order: it satisfies the CRD schema, as backends on a
+// Order is a realistic order: it satisfies the CRD schema, as backends on a
 // real API server require.
-func order(ns, name, account string) *v1alpha1.AcmeOrder {
+func Order(ns, name, account string) *v1alpha1.AcmeOrder {
 	expires := metav1.NewTime(time.Now().Add(time.Hour).UTC().Truncate(time.Second))
 	id := v1alpha1.Identifier{Type: "dns", Value: name + ".example"}
 	return &v1alpha1.AcmeOrder{
@@ -71,7 +71,7 @@ func must(t *testing.T, err error) {
 
 func testCreateGet(t *testing.T, s storage.Store, ns string) {
 	ctx := context.Background()
-	o := order(ns, "o1", "a1")
+	o := Order(ns, "o1", "a1")
 	must(t, s.Create(ctx, o))
 	if o.ResourceVersion == "" {
 		t.Fatal("Create did not set resourceVersion")
@@ -85,8 +85,8 @@ func testCreateGet(t *testing.T, s storage.Store, ns string) {
 
 func testCreateDuplicate(t *testing.T, s storage.Store, ns string) {
 	ctx := context.Background()
-	must(t, s.Create(ctx, order(ns, "dup", "a1")))
-	err := s.Create(ctx, order(ns, "dup", "a2"))
+	must(t, s.Create(ctx, Order(ns, "dup", "a1")))
+	err := s.Create(ctx, Order(ns, "dup", "a2"))
 	if !storage.IsAlreadyExists(err) {
 		t.Fatalf("second Create: got %v, want ErrAlreadyExists", err)
 	}
@@ -106,7 +106,7 @@ func testGetMissing(t *testing.T, s storage.Store, ns string) {
 
 func testUpdateCAS(t *testing.T, s storage.Store, ns string) {
 	ctx := context.Background()
-	o := order(ns, "cas", "a1")
+	o := Order(ns, "cas", "a1")
 	must(t, s.Create(ctx, o))
 	stale := o.DeepCopy()
 	o.Status.Status = "ready"
@@ -126,7 +126,7 @@ func testUpdateCAS(t *testing.T, s storage.Store, ns string) {
 }
 
 func testUpdateMissing(t *testing.T, s storage.Store, ns string) {
-	o := order(ns, "ghost", "a1")
+	o := Order(ns, "ghost", "a1")
 	o.ResourceVersion = "1"
 	if err := s.Update(context.Background(), o); !storage.IsNotFound(err) && !storage.IsConflict(err) {
 		t.Fatalf("got %v, want ErrNotFound", err)
@@ -135,7 +135,7 @@ func testUpdateMissing(t *testing.T, s storage.Store, ns string) {
 
 func testDeleteCAS(t *testing.T, s storage.Store, ns string) {
 	ctx := context.Background()
-	o := order(ns, "del", "a1")
+	o := Order(ns, "del", "a1")
 	must(t, s.Create(ctx, o))
 	stale := o.DeepCopy()
 	o.Status.Status = "ready" // a real change: the API server does not bump the version of a no-op update
@@ -166,7 +166,7 @@ func names(items []v1alpha1.AcmeOrder) map[string]bool {
 func testListLabels(t *testing.T, s storage.Store, ns string) {
 	ctx := context.Background()
 	for i, acct := range []string{"a1", "a1", "a2"} {
-		o := order(ns, fmt.Sprintf("l%d", i), acct)
+		o := Order(ns, fmt.Sprintf("l%d", i), acct)
 		o.Labels[v1alpha1.LabelState] = map[bool]string{true: "even", false: "odd"}[i%2 == 0]
 		must(t, s.Create(ctx, o))
 	}
@@ -189,7 +189,7 @@ func testListLabels(t *testing.T, s storage.Store, ns string) {
 
 func testLabelIndexFollowsUpdates(t *testing.T, s storage.Store, ns string) {
 	ctx := context.Background()
-	o := order(ns, "moves", "a1")
+	o := Order(ns, "moves", "a1")
 	must(t, s.Create(ctx, o))
 	o.Labels[v1alpha1.LabelAccount] = "a9"
 	must(t, s.Update(ctx, o))
@@ -203,7 +203,7 @@ func testLabelIndexFollowsUpdates(t *testing.T, s storage.Store, ns string) {
 
 func testSeparation(t *testing.T, s storage.Store, ns string) {
 	ctx := context.Background()
-	must(t, s.Create(ctx, order(ns, "same", "a1")))
+	must(t, s.Create(ctx, Order(ns, "same", "a1")))
 	acct := &v1alpha1.AcmeAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "same", Labels: map[string]string{v1alpha1.LabelAccount: "a1"}},
 		Spec: v1alpha1.AcmeAccountSpec{Profile: "default"}}
 	must(t, s.Create(ctx, acct))
@@ -225,9 +225,9 @@ func testAllNamespaces(t *testing.T, s storage.Store, ns string) {
 	ctx := context.Background()
 	nsB := ns + "-b"
 	acct := ns + "-acct"
-	must(t, s.Create(ctx, order(ns, ns+"-o1", acct)))
-	must(t, s.Create(ctx, order(nsB, ns+"-o2", acct)))
-	must(t, s.Create(ctx, order(nsB, ns+"-o3", ns+"-other")))
+	must(t, s.Create(ctx, Order(ns, ns+"-o1", acct)))
+	must(t, s.Create(ctx, Order(nsB, ns+"-o2", acct)))
+	must(t, s.Create(ctx, Order(nsB, ns+"-o3", ns+"-other")))
 	var got v1alpha1.AcmeOrder
 	must(t, s.Get(ctx, storage.AllNamespaces, ns+"-o2", &got))
 	if got.Namespace != nsB || got.Spec.Account != acct {
@@ -264,7 +264,7 @@ func testAllNamespaces(t *testing.T, s storage.Store, ns string) {
 // conflicts must actually be reported.
 func testConcurrentCAS(t *testing.T, s storage.Store, ns string) {
 	ctx := context.Background()
-	o := order(ns, "counter", "a1")
+	o := Order(ns, "counter", "a1")
 	must(t, s.Create(ctx, o))
 	const writers, each = 8, 15
 	var conflicts atomic.Int64
@@ -319,7 +319,7 @@ func testConcurrentCreate(t *testing.T, s storage.Store, ns string) {
 		wg.Add(1)
 		go func(i int) {
 			defer wg.Done()
-			err := s.Create(ctx, order(ns, "race", fmt.Sprintf("a%d", i)))
+			err := s.Create(ctx, Order(ns, "race", fmt.Sprintf("a%d", i)))
 			switch {
 			case err == nil:
 				wins.Add(1)
@@ -336,12 +336,12 @@ func testConcurrentCreate(t *testing.T, s storage.Store, ns string) {
 
 func testFieldsCleared(t *testing.T, s storage.Store, ns string) {
 	ctx := context.Background()
-	o := order(ns, "clear", "a1")
+	o := Order(ns, "clear", "a1")
 	o.Status.Error = &v1alpha1.Problem{Type: "x"}
 	must(t, s.Create(ctx, o))
 	o.Status.Error = nil
 	must(t, s.Update(ctx, o))
-	got := order(ns, "junk", "zz") // a non-empty target must be overwritten, not merged
+	got := Order(ns, "junk", "zz") // a non-empty target must be overwritten, not merged
 	got.Status.Error = &v1alpha1.Problem{Type: "stale"}
 	must(t, s.Get(ctx, ns, "clear", got))
 	if got.Status.Error != nil || got.Name != "clear" {
