@@ -20,6 +20,7 @@ type Metrics struct {
 	issued      *prometheus.CounterVec
 	revoked     *prometheus.CounterVec
 	apiRequests *prometheus.CounterVec
+	rateLimited *prometheus.CounterVec
 }
 
 // New registers the metrics with reg.
@@ -40,8 +41,10 @@ func New(reg prometheus.Registerer) *Metrics {
 		apiRequests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kacme_kube_api_requests_total",
 			Help: "Requests this process made to the Kubernetes API server, by verb (get, list, watch, create, update, patch, delete) and resource."},
 			[]string{"verb", "resource"}),
+		rateLimited: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kacme_rate_limited_total",
+			Help: "Requests refused with rateLimited, by profile and limit."}, []string{"profile", "limit"}),
 	}
-	reg.MustRegister(m.requests, m.duration, m.validations, m.validating, m.issued, m.revoked, m.apiRequests)
+	reg.MustRegister(m.requests, m.duration, m.validations, m.validating, m.issued, m.revoked, m.apiRequests, m.rateLimited)
 	return m
 }
 
@@ -77,6 +80,14 @@ func (m *Metrics) Revoked(profile string, reason int) {
 		return
 	}
 	m.revoked.WithLabelValues(profile, strconv.Itoa(reason)).Inc()
+}
+
+// RateLimited records one request refused by a rate limit.
+func (m *Metrics) RateLimited(profile, limit string) {
+	if m == nil {
+		return
+	}
+	m.rateLimited.WithLabelValues(profile, limit).Inc()
 }
 
 // WrapTransport counts the requests a Kubernetes client sends through rt

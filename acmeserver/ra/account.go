@@ -151,12 +151,19 @@ func (r *RA) NewAccount(ctx context.Context, p *Profile, key *jose.JSONWebKey, r
 		a, err := r.bindAccount(ctx, p, b, tp, string(keyJSON), req)
 		return a, err == nil, err
 	}
+	ip := clientIP(ctx)
+	if err := r.checkAccountLimit(ctx, p, ip); err != nil {
+		return nil, false, err
+	}
 	a := &v1alpha1.AcmeAccount{
 		ObjectMeta: metav1.ObjectMeta{Namespace: r.accountNamespace(p), Name: acme.NewID(), Labels: map[string]string{
 			v1alpha1.LabelKeyThumbprint: tp, v1alpha1.LabelProfile: p.Name}},
 		Spec: v1alpha1.AcmeAccountSpec{Profile: p.Name, Contact: req.Contact},
 		Status: v1alpha1.AcmeAccountStatus{Status: acme.StatusValid, Key: string(keyJSON), KeyThumbprint: thumbprint(string(keyJSON)),
 			TermsOfServiceAgreed: req.TermsOfServiceAgreed, CreatedAt: &now},
+	}
+	if ip != "" {
+		a.Labels[v1alpha1.LabelClientIP] = ClientIPLabel(ip)
 	}
 	if err := r.store.Create(ctx, a); err != nil {
 		return nil, false, fmt.Errorf("create account: %w", err)

@@ -32,6 +32,9 @@ func (r *RA) NewOrder(ctx context.Context, p *Profile, a *v1alpha1.AcmeAccount, 
 	if pr != nil {
 		return nil, pr
 	}
+	if err := r.checkOrderLimits(ctx, p, a); err != nil {
+		return nil, err
+	}
 	ipName := req.Profile
 	if ipName == "" {
 		ipName = p.DefaultIssuance

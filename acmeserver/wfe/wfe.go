@@ -7,6 +7,7 @@ import (
 	"context"
 	"encoding/json"
 	"log/slog"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -85,7 +86,14 @@ func New(authority Authority, nonces nonce.Service, baseURL string, log *slog.Lo
 }
 
 // ServeHTTP implements http.Handler.
-func (w *WFE) ServeHTTP(rw http.ResponseWriter, r *http.Request) { w.mux.ServeHTTP(rw, r) }
+// The peer address goes to the RA for per-address rate limits (X-Forwarded-For
+// is not trusted: any client could set it).
+func (w *WFE) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
+	if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
+		r = r.WithContext(ra.WithClientIP(r.Context(), host))
+	}
+	w.mux.ServeHTTP(rw, r)
+}
 
 // Paths under /acme/{profile}/.
 const (

@@ -281,6 +281,30 @@ type AcmeProfileSpec struct {
 	// deleted. Default 720h (30 days). Certificates are not affected.
 	// +optional
 	Retention *metav1.Duration `json:"retention,omitempty"`
+	// RateLimits bound what one client may do per hour; answered with
+	// rateLimited and Retry-After. Unset or 0: unlimited.
+	// +optional
+	RateLimits RateLimitSpec `json:"rateLimits,omitempty"`
+}
+
+// RateLimitSpec are per-hour limits (sliding window over the stored objects,
+// so they hold across replicas and restarts).
+type RateLimitSpec struct {
+	// NewOrdersPerAccount: orders an account may create per hour.
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	NewOrdersPerAccount int `json:"newOrdersPerAccount,omitempty"`
+	// FailedValidationsPerAccount: once this many of an account's
+	// authorizations created in the last hour have failed, its new orders are
+	// refused until the oldest of them is an hour old.
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	FailedValidationsPerAccount int `json:"failedValidationsPerAccount,omitempty"`
+	// NewAccountsPerIP: accounts one client address (the peer address the
+	// server sees) may register per hour.
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	NewAccountsPerIP int `json:"newAccountsPerIP,omitempty"`
 }
 
 // ExternalAccountBindingPolicy says whether accounts must be bound to a

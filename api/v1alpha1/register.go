@@ -23,6 +23,8 @@ const (
 	LabelOrder = "acme.kacme.io/order"
 	// LabelState is a coarse state used to find work (e.g. challenges to validate).
 	LabelState = "acme.kacme.io/state"
+	// LabelClientIP is a hash of the address an account was registered from (rate limits).
+	LabelClientIP = "acme.kacme.io/client-ip"
 	// LabelTrustBundleOf names the CertificateAuthority whose trust bundle a ConfigMap carries.
 	LabelTrustBundleOf = "acme.kacme.io/trust-bundle-of"
 )
