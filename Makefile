@@ -13,7 +13,7 @@ TEST_FLAGS  ?= -race -count=1 -timeout 30m
 E2E_FLAGS   ?= -count=1 -timeout 20m
 
 # Debian packages the interop tests drive (command:package).
-TEST_DEBS := certbot:certbot lego:lego named:bind9 nsupdate:bind9-dnsutils dig:bind9-dnsutils
+TEST_DEBS := certbot:certbot lego:lego named:bind9 nsupdate:bind9-dnsutils dig:bind9-dnsutils openssl:openssl
 
 .PHONY: all build run run-local helm-lint test test-e2e unit lint vet manifests generate verify-generated envtest docs-kubectl bench clean help
 

@@ -154,6 +154,10 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 	validator.Services = serviceEndpoints{r: mgr.GetCache()}
 	s.RA = ra.New(cfg, ra.Options{Store: store, Validator: validator, Secrets: secretReader{r: mgr.GetCache(), ns: o.Namespace}, Audit: audit.New(o.Log),
 		Log: o.Log, Namespace: o.Namespace, Metrics: o.Metrics})
+	if err := watchRevocationRequests(ctx, mgr.GetCache(), s.RA, mgr.GetEventRecorder("kacme-server"), o.Log); err != nil {
+		cancel()
+		return nil, err
+	}
 	if _, err := s.RA.ResumeValidations(ctx); err != nil {
 		o.Log.Error("resume validations", "err", err)
 	}

@@ -139,6 +139,44 @@ func (r *RA) Revoke(ctx context.Context, p *Profile, who Revoker, der []byte, re
 	return nil
 }
 
+// RevokeRequested carries out an administrator's spec.revocationReason on
+// the certificate ns/name: it records the revocation once (a certificate
+// already revoked, or without the field, is left alone) and reports whether
+// this call revoked it.
+func (r *RA) RevokeRequested(ctx context.Context, ns, name string) (bool, error) {
+	revoked := false
+	var rc int
+	err := retry(ctx, func() error {
+		var cur v1alpha1.AcmeCertificate
+		if err := r.get(ctx, ns, name, &cur, "certificate"); err != nil {
+			return err
+		}
+		if cur.Spec.RevocationReason == nil || cur.Status.Revocation != nil {
+			return nil
+		}
+		rc = *cur.Spec.RevocationReason
+		if !allowedReasons[rc] {
+			return acme.BadRevocationReasonProblem("reason %d is not accepted; use one of 0, 1, 3, 4, 5", rc)
+		}
+		cur.Status.Revocation = &v1alpha1.Revocation{Reason: rc, RevokedAt: metav1.NewTime(r.nowUTC())}
+		if cur.Labels == nil {
+			cur.Labels = map[string]string{}
+		}
+		cur.Labels[v1alpha1.LabelState] = stateRevoked
+		if err := r.store.Update(ctx, &cur); err != nil {
+			return err
+		}
+		revoked = true
+		r.metrics.Revoked(cur.Spec.Profile, rc)
+		return nil
+	})
+	if err != nil || !revoked {
+		return false, err
+	}
+	r.audit.Record(ctx, audit.CertificateRevoked, slog.String("serial", name), slog.Int("reason", rc), slog.String("by", "spec.revocationReason"))
+	return true, nil
+}
+
 // mayRevoke: the issuing account, an account with valid authorizations for
 // every identifier, or the certificate key holder (RFC 8555 §7.6).
 func (r *RA) mayRevoke(ctx context.Context, who Revoker, c *v1alpha1.AcmeCertificate, leaf *x509.Certificate) *acme.Problem {

@@ -345,6 +345,14 @@ type AcmeCertificateSpec struct {
 	// NotBefore and NotAfter of the leaf.
 	NotBefore metav1.Time `json:"notBefore"`
 	NotAfter  metav1.Time `json:"notAfter"`
+	// RevocationReason, set by an administrator (kubectl edit, GitOps),
+	// revokes the certificate with this RFC 5280 reason code: 0 unspecified,
+	// 1 keyCompromise, 3 affiliationChanged, 4 superseded, 5
+	// cessationOfOperation. The server records status.revocation, an audit
+	// record and an Event; the CRL lists it and ARI asks for renewal now.
+	// +optional
+	// +kubebuilder:validation:Enum=0;1;3;4;5
+	RevocationReason *int `json:"revocationReason,omitempty"`
 }
 
 // Revocation records a revoked certificate.
