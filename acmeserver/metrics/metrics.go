@@ -21,6 +21,10 @@ type Metrics struct {
 	revoked     *prometheus.CounterVec
 	apiRequests *prometheus.CounterVec
 	rateLimited *prometheus.CounterVec
+	problems    *prometheus.CounterVec
+	issuance    *prometheus.HistogramVec
+	caNotAfter  *prometheus.GaugeVec
+	writes      *prometheus.CounterVec
 }
 
 // New registers the metrics with reg.
@@ -43,8 +47,17 @@ func New(reg prometheus.Registerer) *Metrics {
 			[]string{"verb", "resource"}),
 		rateLimited: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kacme_rate_limited_total",
 			Help: "Requests refused with rateLimited, by profile and limit."}, []string{"profile", "limit"}),
+		problems: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kacme_problems_total",
+			Help: "Problem documents answered, by ACME problem type (badNonce, rateLimited, ...)."}, []string{"type"}),
+		issuance: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "kacme_issuance_duration_seconds",
+			Help: "Time from an order's creation to its certificate, by profile.", Buckets: prometheus.ExponentialBuckets(0.05, 2, 14)}, []string{"profile"}),
+		caNotAfter: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "kacme_ca_not_after_timestamp_seconds",
+			Help: "Expiry (Unix time) of each CA certificate the server signs with."}, []string{"ca"}),
+		writes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kacme_storage_writes_total",
+			Help: "Writes to the store (embedded or Kubernetes API) by kind and operation."}, []string{"kind", "op"}),
 	}
-	reg.MustRegister(m.requests, m.duration, m.validations, m.validating, m.issued, m.revoked, m.apiRequests, m.rateLimited)
+	reg.MustRegister(m.requests, m.duration, m.validations, m.validating, m.issued, m.revoked, m.apiRequests, m.rateLimited,
+		m.problems, m.issuance, m.caNotAfter, m.writes)
 	return m
 }
 
@@ -80,6 +93,41 @@ func (m *Metrics) Revoked(profile string, reason int) {
 		return
 	}
 	m.revoked.WithLabelValues(profile, strconv.Itoa(reason)).Inc()
+}
+
+// Problem records one problem document answered.
+func (m *Metrics) Problem(typ string) {
+	if m == nil {
+		return
+	}
+	m.problems.WithLabelValues(strings.TrimPrefix(typ, "urn:ietf:params:acme:error:")).Inc()
+}
+
+// IssuedAfter records the time from an order's creation to its certificate.
+func (m *Metrics) IssuedAfter(profile string, d time.Duration) {
+	if m == nil {
+		return
+	}
+	m.issuance.WithLabelValues(profile).Observe(d.Seconds())
+}
+
+// CAs sets the expiry of the CA certificates served now (others are dropped).
+func (m *Metrics) CAs(notAfter map[string]time.Time) {
+	if m == nil {
+		return
+	}
+	m.caNotAfter.Reset()
+	for name, t := range notAfter {
+		m.caNotAfter.WithLabelValues(name).Set(float64(t.Unix()))
+	}
+}
+
+// StorageWrite records one write to the store.
+func (m *Metrics) StorageWrite(kind, op string) {
+	if m == nil {
+		return
+	}
+	m.writes.WithLabelValues(kind, op).Inc()
 }
 
 // RateLimited records one request refused by a rate limit.

@@ -85,6 +85,7 @@ func (r *RA) Finalize(ctx context.Context, p *Profile, a *v1alpha1.AcmeAccount, 
 			slog.String("serial", cert.Spec.Serial), slog.String("ca", p.CA.Name),
 			slog.Time("notBefore", cert.Spec.NotBefore.Time), slog.Time("notAfter", cert.Spec.NotAfter.Time))
 		r.metrics.Issued(p.Name, o.Spec.IssuanceProfile)
+		r.metrics.IssuedAfter(p.Name, r.now().Sub(o.CreationTimestamp.Time))
 	}
 	err = retry(ctx, func() error {
 		var cur v1alpha1.AcmeOrder

@@ -94,12 +94,48 @@ func New(cfg *Config, o Options) *RA {
 		syncWait: o.SyncWait, now: o.Now, sem: make(chan struct{}, o.MaxConcurrentValidations),
 		baseCtx: ctx, cancel: cancel, jobs: map[string]*validationJob{}, metrics: o.Metrics,
 	}
-	r.config.Store(cfg)
+	if o.Metrics != nil {
+		r.store = countingStore{Store: o.Store, m: o.Metrics}
+	}
+	r.SetConfig(cfg)
 	return r
 }
 
 // SetConfig swaps the served profiles (configuration reload).
-func (r *RA) SetConfig(cfg *Config) { r.config.Store(cfg) }
+func (r *RA) SetConfig(cfg *Config) {
+	r.config.Store(cfg)
+	notAfter := map[string]time.Time{}
+	for name, a := range cfg.Authorities {
+		notAfter[name] = a.Cert.NotAfter
+	}
+	r.metrics.CAs(notAfter)
+}
+
+// countingStore counts the writes (kacme_storage_writes_total).
+type countingStore struct {
+	storage.Store
+	m *metrics.Metrics
+}
+
+func (s countingStore) count(obj storage.Object, op string, err error) error {
+	if err == nil {
+		kind, _ := storage.KindOf(obj)
+		s.m.StorageWrite(kind, op)
+	}
+	return err
+}
+
+func (s countingStore) Create(ctx context.Context, obj storage.Object) error {
+	return s.count(obj, "create", s.Store.Create(ctx, obj))
+}
+
+func (s countingStore) Update(ctx context.Context, obj storage.Object) error {
+	return s.count(obj, "update", s.Store.Update(ctx, obj))
+}
+
+func (s countingStore) Delete(ctx context.Context, obj storage.Object) error {
+	return s.count(obj, "delete", s.Store.Delete(ctx, obj))
+}
 
 // Config returns the served profiles.
 func (r *RA) Config() *Config { return r.config.Load() }

@@ -244,6 +244,7 @@ func (w *WFE) writeProblem(rw http.ResponseWriter, r *http.Request, p *ra.Profil
 	if prob.Status == 0 {
 		prob.Status = http.StatusBadRequest
 	}
+	w.Metrics.Problem(string(prob.Type))
 	if prob.Status >= 500 {
 		w.log.Error("internal error", "method", r.Method, "path", r.URL.Path, "err", prob.Error())
 		rw.Header().Set("Retry-After", "60")

@@ -443,6 +443,12 @@ func TestMetrics(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.issue(ctx, c, []xacme.AuthzID{{Type: "dns", Value: "m.localhost"}})
+	// A replayed nonce: a badNonce problem.
+	k, kid := e.account("default")
+	n := e.nonce()
+	for range 2 {
+		e.post(e.dir["default"].NewOrder, e.jws(k, e.dir["default"].NewOrder, `{"identifiers":[{"type":"dns","value":"n.localhost"}]}`, jwsOpts{kid: kid, nonceVal: n}))
+	}
 	families, err := e.reg.Gather()
 	if err != nil {
 		t.Fatal(err)
@@ -454,17 +460,33 @@ func TestMetrics(t *testing.T) {
 			for _, l := range m.GetLabel() {
 				key += "," + l.GetName() + "=" + l.GetValue()
 			}
-			got[key] = m.GetCounter().GetValue() + float64(m.GetHistogram().GetSampleCount())
+			got[key] = m.GetCounter().GetValue() + float64(m.GetHistogram().GetSampleCount()) + m.GetGauge().GetValue()
 		}
 	}
 	for _, want := range []string{
 		"kacme_certificates_issued_total,issuance_profile=default,profile=default",
 		"kacme_validations_total,result=valid,type=http-01",
 		"kacme_http_requests_total,code=201,method=POST,route=/acme/{profile}/new-order",
+		"kacme_issuance_duration_seconds,profile=default",
+		"kacme_storage_writes_total,kind=AcmeOrder,op=create",
+		"kacme_storage_writes_total,kind=AcmeCertificate,op=create",
+		"kacme_problems_total,type=badNonce",
 	} {
 		if got[want] < 1 {
 			t.Errorf("metric %s = %v, want ≥ 1", want, got[want])
 		}
+	}
+	cas := 0
+	for key, v := range got {
+		if strings.HasPrefix(key, "kacme_ca_not_after_timestamp_seconds,ca=") {
+			cas++
+			if v < float64(time.Now().Unix()) {
+				t.Errorf("%s = %v: in the past", key, v)
+			}
+		}
+	}
+	if cas == 0 {
+		t.Error("no kacme_ca_not_after_timestamp_seconds")
 	}
 }
 
