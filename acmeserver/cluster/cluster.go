@@ -164,24 +164,15 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 	if o.InternalListen != "" {
 		// A replica killed mid-validation leaves its challenges "processing":
 		// the others finish them.
-		go func() {
-			t := time.NewTicker(adoptEvery)
-			defer t.Stop()
-			for {
-				select {
-				case <-ctx.Done():
-					return
-				case <-t.C:
-					grace := adoptGrace // and twice the longest validation timeout of a profile
-					for _, p := range s.RA.Config().Profiles {
-						grace = max(grace, 2*p.Validation.Timeout)
-					}
-					if _, err := s.RA.AdoptValidations(ctx, grace); err != nil && ctx.Err() == nil {
-						o.Log.Error("adopt validations", "err", err)
-					}
-				}
+		go every(ctx, adoptEvery, func() {
+			grace := adoptGrace // and twice the longest validation timeout of a profile
+			for _, p := range s.RA.Config().Profiles {
+				grace = max(grace, 2*p.Validation.Timeout)
 			}
-		}()
+			if _, err := s.RA.AdoptValidations(ctx, grace); err != nil && ctx.Err() == nil {
+				o.Log.Error("adopt validations", "err", err)
+			}
+		})
 	}
 	var nonces nonce.Service
 	if o.InternalListen == "" {

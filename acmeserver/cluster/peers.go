@@ -83,7 +83,6 @@ type peering struct {
 	prefix string
 	addr   string
 	srv    *http.Server
-	done   chan struct{}
 }
 
 // startPeering reads the HMAC key, serves the internal endpoint on listen,
@@ -115,28 +114,18 @@ func startPeering(ctx context.Context, c client.Client, api, r client.Reader, ns
 	if advertise == "" {
 		advertise = ln.Addr().String()
 	}
-	p := &peering{c: c, api: api, ns: ns, prefix: prefix, addr: advertise, done: make(chan struct{}),
+	p := &peering{c: c, api: api, ns: ns, prefix: prefix, addr: advertise,
 		srv: &http.Server{Handler: routed.Handler(), ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 5 * time.Second, WriteTimeout: 5 * time.Second}}
 	go func() { _ = p.srv.Serve(ln) }()
 	if err := p.announce(ctx); err != nil {
 		_ = p.srv.Close()
 		return nil, nil, fmt.Errorf("announce nonce prefix in Lease %s/%s: %w", ns, LeaseName(prefix), err)
 	}
-	go func() {
-		defer close(p.done)
-		t := time.NewTicker(leaseRenew)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-				if err := p.announce(ctx); err != nil && ctx.Err() == nil {
-					log.Error("renew nonce Lease", "lease", LeaseName(prefix), "err", err)
-				}
-			}
+	go every(ctx, leaseRenew, func() {
+		if err := p.announce(ctx); err != nil && ctx.Err() == nil {
+			log.Error("renew nonce Lease", "lease", LeaseName(prefix), "err", err)
 		}
-	}()
+	})
 	log.Info("sharing nonces with peer replicas", "prefix", prefix, "internal", advertise)
 	return routed, p, nil
 }
@@ -171,6 +160,20 @@ func (p *peering) announce(ctx context.Context) error {
 	}
 	p.lease = l
 	return nil
+}
+
+// every runs fn every d until ctx ends.
+func every(ctx context.Context, d time.Duration, fn func()) {
+	t := time.NewTicker(d)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			fn()
+		}
+	}
 }
 
 // close stops the endpoint and withdraws the Lease.
