@@ -63,6 +63,12 @@ func ServingCertificate(auth *Authority, external string, extra ...string) (*tls
 	return &tls.Certificate{Certificate: chain, PrivateKey: key, Leaf: leaf}, nil
 }
 
+// RenewAt is when a serving certificate is issued again: once two thirds of
+// its life have passed.
+func RenewAt(leaf *x509.Certificate) time.Time {
+	return leaf.NotBefore.Add(leaf.NotAfter.Sub(leaf.NotBefore) * 2 / 3)
+}
+
 // Serving hands out the HTTPS certificate: issued from the given CA, and
 // issued again once two thirds of its life have passed or the CA certificate
 // changed, so
@@ -90,11 +96,8 @@ func (s *Serving) Get(auth *Authority) (*tls.Certificate, error) {
 	defer s.mu.Unlock()
 	// The same CA certificate, even in a freshly loaded Authority (cluster
 	// mode rebuilds them on every configuration change), keeps the cert.
-	if c := s.cert; c != nil && s.issuer != nil && bytes.Equal(s.issuer.Cert.Raw, auth.Cert.Raw) {
-		life := c.Leaf.NotAfter.Sub(c.Leaf.NotBefore)
-		if now().Before(c.Leaf.NotBefore.Add(life * 2 / 3)) {
-			return c, nil
-		}
+	if c := s.cert; c != nil && s.issuer != nil && bytes.Equal(s.issuer.Cert.Raw, auth.Cert.Raw) && now().Before(RenewAt(c.Leaf)) {
+		return c, nil
 	}
 	c, err := ServingCertificate(auth, s.External)
 	if err != nil {

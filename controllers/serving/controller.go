@@ -8,6 +8,7 @@ package serving
 import (
 	"bytes"
 	"context"
+	"crypto"
 	"crypto/rand"
 	"crypto/x509"
 	"encoding/pem"
@@ -88,13 +89,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, _ ctrl.Request) (ctrl.Result
 	if caObj.Status.Chain == "" || !meta.IsStatusConditionTrue(caObj.Status.Conditions, certificateauthority.ConditionReady) {
 		return ctrl.Result{}, nil
 	}
-	var keySecret corev1.Secret
-	if err := r.Client.Get(ctx, client.ObjectKey{Namespace: r.Namespace, Name: caObj.KeySecretName()}, &keySecret); err != nil {
-		return ctrl.Result{}, err
-	}
-	auth, err := ca.FromTLSSecret(caObj.Name, keySecret.Data)
+	auth, err := certificateauthority.Load(ctx, r.Client, r.Namespace, &caObj) // generated or imported (secretRef)
 	if err != nil {
-		r.Recorder.Eventf(&caObj, nil, corev1.EventTypeWarning, ReasonIssueError, "Reconcile", "CA key Secret %s: %v", caObj.KeySecretName(), err)
+		r.Recorder.Eventf(&caObj, nil, corev1.EventTypeWarning, ReasonIssueError, "Reconcile", "CA key: %v", err)
 		return ctrl.Result{}, nil
 	}
 	var sec corev1.Secret
@@ -113,17 +110,13 @@ func (r *Reconciler) Reconcile(ctx context.Context, _ ctrl.Request) (ctrl.Result
 		r.Recorder.Eventf(&caObj, nil, corev1.EventTypeWarning, ReasonIssueError, "Reconcile", "%v", err)
 		return ctrl.Result{}, nil
 	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(cert.PrivateKey)
+	keyPEM, chainPEM, err := ca.EncodePEM(cert.PrivateKey.(crypto.Signer), append([]*x509.Certificate{cert.Leaf}, auth.Chains()[0]...))
 	if err != nil {
 		return ctrl.Result{}, err
 	}
-	var chain []byte
-	for _, der := range cert.Certificate {
-		chain = append(chain, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})...)
-	}
 	data := map[string][]byte{
-		corev1.TLSCertKey:       chain,
-		corev1.TLSPrivateKeyKey: pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}),
+		corev1.TLSCertKey:       chainPEM,
+		corev1.TLSPrivateKeyKey: keyPEM,
 		"ca.crt":                trustbundle.Root(caObj.Status.Chain),
 	}
 	if exists {
@@ -143,8 +136,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, _ ctrl.Request) (ctrl.Result
 	r.Recorder.Eventf(&caObj, nil, corev1.EventTypeNormal, ReasonIssued, "Reconcile",
 		"issued the ACME server's HTTPS certificate into Secret %s/%s (valid until %s)", r.Namespace, r.SecretName,
 		cert.Leaf.NotAfter.UTC().Format(time.RFC3339))
-	life := cert.Leaf.NotAfter.Sub(cert.Leaf.NotBefore)
-	return ctrl.Result{RequeueAfter: cert.Leaf.NotBefore.Add(life*2/3).Sub(r.now()) + time.Second}, nil
+	return ctrl.Result{RequeueAfter: ca.RenewAt(cert.Leaf).Sub(r.now()) + time.Second}, nil
 }
 
 // current reports whether the PEM chain's leaf was signed by auth's
@@ -167,7 +159,7 @@ func (r *Reconciler) current(chainPEM []byte, auth *ca.Authority) (time.Time, bo
 	if !slices.Equal(got, want) {
 		return time.Time{}, false
 	}
-	due := leaf.NotBefore.Add(leaf.NotAfter.Sub(leaf.NotBefore) * 2 / 3)
+	due := ca.RenewAt(leaf)
 	return due, r.now().Before(due)
 }
 
