@@ -119,44 +119,30 @@ func (r *RA) Revoke(ctx context.Context, p *Profile, who Revoker, der []byte, re
 	if who.Account != nil {
 		by = who.Account.Name
 	}
-	err = retry(ctx, func() error {
-		var cur v1alpha1.AcmeCertificate
-		if err := r.get(ctx, c.Namespace, c.Name, &cur, "certificate"); err != nil {
-			return err
-		}
-		if cur.Status.Revocation != nil {
-			return acme.AlreadyRevokedProblem("certificate is already revoked")
-		}
-		cur.Status.Revocation = &v1alpha1.Revocation{Reason: rc, RevokedAt: metav1.NewTime(r.nowUTC())}
-		cur.Labels[v1alpha1.LabelState] = stateRevoked
-		return r.store.Update(ctx, &cur)
-	})
-	if err != nil {
-		return err
+	revoked, err := r.markRevoked(ctx, c.Namespace, c.Name, func(*v1alpha1.AcmeCertificate) (int, error) { return rc, nil }, by)
+	if err == nil && !revoked {
+		return acme.AlreadyRevokedProblem("certificate is already revoked")
 	}
-	r.metrics.Revoked(p.Name, rc)
-	r.audit.Record(ctx, audit.CertificateRevoked, slog.String("serial", c.Name), slog.Int("reason", rc), slog.String("by", by))
-	return nil
+	return err
 }
 
-// RevokeRequested carries out an administrator's spec.revocationReason on
-// the certificate ns/name: it records the revocation once (a certificate
-// already revoked, or without the field, is left alone) and reports whether
-// this call revoked it.
-func (r *RA) RevokeRequested(ctx context.Context, ns, name string) (bool, error) {
-	revoked := false
-	var rc int
+// markRevoked records the revocation of certificate ns/name with the reason
+// reason picks from the current object (an error, or -1 to leave it alone),
+// then the metric and the audit record, once: it reports false when the
+// certificate was already revoked or left alone.
+func (r *RA) markRevoked(ctx context.Context, ns, name string, reason func(*v1alpha1.AcmeCertificate) (int, error), by string) (bool, error) {
+	revoked, rc := false, 0
 	err := retry(ctx, func() error {
 		var cur v1alpha1.AcmeCertificate
 		if err := r.get(ctx, ns, name, &cur, "certificate"); err != nil {
 			return err
 		}
-		if cur.Spec.RevocationReason == nil || cur.Status.Revocation != nil {
+		if cur.Status.Revocation != nil {
 			return nil
 		}
-		rc = *cur.Spec.RevocationReason
-		if !allowedReasons[rc] {
-			return acme.BadRevocationReasonProblem("reason %d is not accepted; use one of 0, 1, 3, 4, 5", rc)
+		var err error
+		if rc, err = reason(&cur); err != nil || rc < 0 {
+			return err
 		}
 		cur.Status.Revocation = &v1alpha1.Revocation{Reason: rc, RevokedAt: metav1.NewTime(r.nowUTC())}
 		if cur.Labels == nil {
@@ -173,8 +159,24 @@ func (r *RA) RevokeRequested(ctx context.Context, ns, name string) (bool, error)
 	if err != nil || !revoked {
 		return false, err
 	}
-	r.audit.Record(ctx, audit.CertificateRevoked, slog.String("serial", name), slog.Int("reason", rc), slog.String("by", "spec.revocationReason"))
+	r.audit.Record(ctx, audit.CertificateRevoked, slog.String("serial", name), slog.Int("reason", rc), slog.String("by", by))
 	return true, nil
+}
+
+// RevokeRequested carries out an administrator's spec.revocationReason on
+// the certificate ns/name: it records the revocation once (a certificate
+// already revoked, or without the field, is left alone) and reports whether
+// this call revoked it.
+func (r *RA) RevokeRequested(ctx context.Context, ns, name string) (bool, error) {
+	return r.markRevoked(ctx, ns, name, func(cur *v1alpha1.AcmeCertificate) (int, error) {
+		if cur.Spec.RevocationReason == nil {
+			return -1, nil
+		}
+		if rc := *cur.Spec.RevocationReason; !allowedReasons[rc] {
+			return 0, acme.BadRevocationReasonProblem("reason %d is not accepted; use one of 0, 1, 3, 4, 5", rc)
+		}
+		return *cur.Spec.RevocationReason, nil
+	}, "spec.revocationReason")
 }
 
 // mayRevoke: the issuing account, an account with valid authorizations for

@@ -227,8 +227,8 @@ func (r *RA) authzLifetime(profile string) time.Duration {
 
 // ResumeValidations restarts validations a previous run left "processing".
 func (r *RA) ResumeValidations(ctx context.Context) (int, error) {
-	var list v1alpha1.AcmeChallengeList
-	if err := r.store.List(ctx, storage.AllNamespaces, &list, storage.ListOptions{Labels: map[string]string{v1alpha1.LabelState: stateValidating}}); err != nil {
+	list, err := r.validating(ctx)
+	if err != nil {
 		return 0, err
 	}
 	n := 0
@@ -240,6 +240,13 @@ func (r *RA) ResumeValidations(ctx context.Context) (int, error) {
 		}
 	}
 	return n, nil
+}
+
+// validating lists the authorizations with a challenge stored as processing.
+func (r *RA) validating(ctx context.Context) (*v1alpha1.AcmeChallengeList, error) {
+	var list v1alpha1.AcmeChallengeList
+	err := r.store.List(ctx, storage.AllNamespaces, &list, storage.ListOptions{Labels: map[string]string{v1alpha1.LabelState: stateValidating}})
+	return &list, err
 }
 
 // resume starts the validation of every processing challenge of az.
@@ -275,8 +282,8 @@ func (r *RA) resume(ctx context.Context, az *v1alpha1.AcmeChallenge) (int, error
 // A challenge two replicas validate at once gets one outcome (the store's
 // compare-and-swap), so adopting too early costs a duplicate validation only.
 func (r *RA) AdoptValidations(ctx context.Context, grace time.Duration) (int, error) {
-	var list v1alpha1.AcmeChallengeList
-	if err := r.store.List(ctx, storage.AllNamespaces, &list, storage.ListOptions{Labels: map[string]string{v1alpha1.LabelState: stateValidating}}); err != nil {
+	list, err := r.validating(ctx)
+	if err != nil {
 		return 0, err
 	}
 	now := r.now()
