@@ -180,12 +180,18 @@ zone "%[5]s" { type primary; file "%[3]s/%[5]s.zone"; allow-update { key "%[1]s"
 		named = "/usr/sbin/named"
 	}
 	Start(t, nil, named, "-g", "-c", filepath.Join(bd, "named.conf"))
-	kenvtest.WaitFor(t, "BIND", func() bool {
-		out, err := exec.Command("dig", "+short", "+time=1", "+tries=1", "-p", fmt.Sprint(d.Port), "@127.0.0.1", "ns."+zone, "A").Output()
-		return err == nil && strings.TrimSpace(string(out)) == "127.0.0.1"
-	})
+	d.waitServing(t, "BIND")
 	d.writeHooks(t, dir)
 	return d
+}
+
+// waitServing waits until the server answers for ns.<zone> (A 127.0.0.1).
+func (d *DNS) waitServing(t *testing.T, what string) {
+	t.Helper()
+	kenvtest.WaitFor(t, what, func() bool {
+		out, err := exec.Command("dig", "+short", "+time=1", "+tries=1", "-p", fmt.Sprint(d.Port), "@127.0.0.1", "ns."+d.Zone, "A").Output()
+		return err == nil && strings.TrimSpace(string(out)) == "127.0.0.1"
+	})
 }
 
 // Resolver is the address kacme's dns-01 validation queries.
@@ -283,9 +289,6 @@ ns 5 IN A 127.0.0.1
 `, zone, d.Port, TSIGName, TSIGSecret, filepath.Join(dir, zone+".zone"))
 	must(t, os.WriteFile(filepath.Join(dir, "Corefile"), []byte(corefile), 0o644))
 	Start(t, nil, bin, "-conf", filepath.Join(dir, "Corefile"))
-	kenvtest.WaitFor(t, "CoreDNS", func() bool {
-		out, err := exec.Command("dig", "+short", "+time=1", "+tries=1", "-p", fmt.Sprint(d.Port), "@127.0.0.1", "ns."+zone, "A").Output()
-		return err == nil && strings.TrimSpace(string(out)) == "127.0.0.1"
-	})
+	d.waitServing(t, "CoreDNS")
 	return d
 }
