@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
+	"time"
 )
 
 // ProblemType is an RFC 8555 §6.7 error type.
@@ -204,6 +206,17 @@ func ValidationProblem(t ProblemType, format string, args ...any) *Problem {
 // InternalProblem hides err from the client and keeps it for the log.
 func InternalProblem(err error, detail string) *Problem {
 	p := newProblem(ServerInternal, http.StatusInternalServerError, "%s", detail)
+	p.cause = err
+	return p
+}
+
+// UnavailableProblem is a 503 serverInternal for a request the server could
+// not complete for now (its store unreachable): err stays in the log, and
+// Retry-After tells the client when to try again.
+func UnavailableProblem(err error, retryAfter time.Duration) *Problem {
+	p := newProblem(ServerInternal, http.StatusServiceUnavailable,
+		"the server's store is temporarily unavailable; retry in %d seconds", int(retryAfter/time.Second))
+	p.Headers = http.Header{"Retry-After": {strconv.Itoa(int(retryAfter / time.Second))}}
 	p.cause = err
 	return p
 }

@@ -66,6 +66,9 @@ type Options struct {
 	InternalListen, InternalAdvertise, InternalSecret string
 	Log                                               *slog.Logger
 	Metrics                                           *metrics.Metrics
+	// ShutdownDelay is how long Close keeps serving after /readyz starts
+	// failing, so that endpoints stop routing here before the listener closes.
+	ShutdownDelay time.Duration
 }
 
 // Server is a running cluster-mode ACME server.
@@ -83,6 +86,11 @@ type Server struct {
 	external string
 	tls      secretCertificate
 	peering  *peering
+	front    *wfe.WFE
+	delay    time.Duration
+	closed   chan struct{} // closed once Close has drained and stopped everything
+	closeErr error
+	once     sync.Once
 }
 
 // Start starts the informers, waits for them, and serves HTTPS.
@@ -107,7 +115,7 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 		cancel()
 		return nil, err
 	}
-	s := &Server{cancel: cancel, done: make(chan error, 1), mgrDone: make(chan error, 1), log: o.Log,
+	s := &Server{cancel: cancel, done: make(chan error, 1), mgrDone: make(chan error, 1), log: o.Log, delay: o.ShutdownDelay, closed: make(chan struct{}),
 		reader: mgr.GetCache(), ns: o.Namespace, external: o.ExternalURL,
 		tls: secretCertificate{r: mgr.GetCache(), key: client.ObjectKey{Namespace: o.Namespace, Name: o.TLSSecret}}}
 	go func() { s.mgrDone <- mgr.Start(ctx) }()
@@ -197,6 +205,7 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 	s.serving = &ca.Serving{External: s.external}
 	front := wfe.New(s.RA, nonces, s.external, o.Log)
 	front.Metrics = o.Metrics
+	s.front = front
 	s.http = &http.Server{Handler: front, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
 		WriteTimeout: 60 * time.Second, IdleTimeout: 120 * time.Second, MaxHeaderBytes: 64 << 10,
 		TLSConfig: &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: s.getCertificate}}
@@ -229,29 +238,41 @@ func (s *Server) reload(ctx context.Context) {
 	s.RA.SetConfig(cfg)
 }
 
-// Wait blocks until the server stops.
+// Wait blocks until the server stops: after Close, once it has drained.
 func (s *Server) Wait() error {
 	err := <-s.done
 	if errors.Is(err, http.ErrServerClosed) {
-		return nil
+		<-s.closed
+		return s.closeErr
 	}
 	return err
 }
 
-// Close stops serving and the informers.
+// DrainTimeout bounds how long Close waits for in-flight requests.
+const DrainTimeout = 20 * time.Second
+
+// Close shuts down gracefully: /readyz fails, requests keep being served
+// for ShutdownDelay, then the listener closes and in-flight requests finish
+// (up to DrainTimeout) before the background work and the informers stop.
 func (s *Server) Close() error {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	err := s.http.Shutdown(ctx)
-	if s.peering != nil {
-		s.peering.close()
-	}
-	s.RA.Close()
-	s.cancel()
-	if mgrErr := <-s.mgrDone; err == nil && mgrErr != nil && !errors.Is(mgrErr, context.Canceled) {
-		err = mgrErr
-	}
-	return err
+	s.once.Do(func() {
+		defer close(s.closed)
+		s.front.Drain()
+		time.Sleep(s.delay)
+		ctx, cancel := context.WithTimeout(context.Background(), DrainTimeout)
+		defer cancel()
+		err := s.http.Shutdown(ctx)
+		if s.peering != nil {
+			s.peering.close()
+		}
+		s.RA.Close()
+		s.cancel()
+		if mgrErr := <-s.mgrDone; err == nil && mgrErr != nil && !errors.Is(mgrErr, context.Canceled) {
+			err = mgrErr
+		}
+		s.closeErr = err
+	})
+	return s.closeErr
 }
 
 // buildConfig turns the Ready CAs and the profiles into the RA's configuration;

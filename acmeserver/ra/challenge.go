@@ -166,39 +166,41 @@ func (r *RA) startValidation(job *validationJob) *validationJob {
 func (r *RA) finishValidation(ctx context.Context, job *validationJob, res va.Result) {
 	now := metav1.NewTime(r.nowUTC())
 	var stored *v1alpha1.AcmeChallenge
-	err := retry(ctx, func() error {
-		stored = nil
-		var az v1alpha1.AcmeChallenge
-		if err := r.get(ctx, job.ns, job.authz, &az, "authorization"); err != nil {
-			return err
-		}
-		if job.ci >= len(az.Status.Challenges) {
+	err := retryUnavailable(ctx, r.log, func() error {
+		return retry(ctx, func() error {
+			stored = nil
+			var az v1alpha1.AcmeChallenge
+			if err := r.get(ctx, job.ns, job.authz, &az, "authorization"); err != nil {
+				return err
+			}
+			if job.ci >= len(az.Status.Challenges) {
+				return nil
+			}
+			c := &az.Status.Challenges[job.ci]
+			if c.Status != acme.StatusPending && c.Status != acme.StatusProcessing {
+				return nil // already finished elsewhere
+			}
+			if az.Status.Status != acme.StatusPending {
+				return nil // deactivated or expired meanwhile
+			}
+			c.Data = challengeData(c.Type, az.Spec.Identifier.Value, c.Token, job.keyAuth) // the key may have rolled over
+			if res.Problem == nil {
+				c.Status, c.Validated = acme.StatusValid, &now
+				az.Status.Status = acme.StatusValid
+				az.Status.Expires = metav1.NewTime(now.Add(r.authzLifetime(job.spec.Profile)))
+			} else {
+				c.Status = acme.StatusInvalid
+				c.Error = &v1alpha1.Problem{Type: string(res.Problem.Type), Detail: res.Problem.Detail, Status: res.Problem.Status}
+				az.Status.Status = acme.StatusInvalid
+			}
+			az.Status.Records = res.Records
+			delete(az.Labels, v1alpha1.LabelState)
+			if err := r.store.Update(ctx, &az); err != nil {
+				return err
+			}
+			stored = &az
 			return nil
-		}
-		c := &az.Status.Challenges[job.ci]
-		if c.Status != acme.StatusPending && c.Status != acme.StatusProcessing {
-			return nil // already finished elsewhere
-		}
-		if az.Status.Status != acme.StatusPending {
-			return nil // deactivated or expired meanwhile
-		}
-		c.Data = challengeData(c.Type, az.Spec.Identifier.Value, c.Token, job.keyAuth) // the key may have rolled over
-		if res.Problem == nil {
-			c.Status, c.Validated = acme.StatusValid, &now
-			az.Status.Status = acme.StatusValid
-			az.Status.Expires = metav1.NewTime(now.Add(r.authzLifetime(job.spec.Profile)))
-		} else {
-			c.Status = acme.StatusInvalid
-			c.Error = &v1alpha1.Problem{Type: string(res.Problem.Type), Detail: res.Problem.Detail, Status: res.Problem.Status}
-			az.Status.Status = acme.StatusInvalid
-		}
-		az.Status.Records = res.Records
-		delete(az.Labels, v1alpha1.LabelState)
-		if err := r.store.Update(ctx, &az); err != nil {
-			return err
-		}
-		stored = &az
-		return nil
+		})
 	})
 	if err != nil {
 		r.log.Error("record validation result", "authorization", job.authz, "err", err)

@@ -66,6 +66,11 @@ func (r *RA) Finalize(ctx context.Context, p *Profile, a *v1alpha1.AcmeAccount, 
 		slog.String("ca", p.CA.Name), slog.Any("dnsNames", csr.DNSNames), slog.Any("ips", csr.IPs),
 		slog.Time("notBefore", nb), slog.Time("notAfter", na))
 	cert, fresh, err := r.sign(ctx, p, o, csr, nb, na, ip.ClientAuth)
+	if storage.IsUnavailable(err) {
+		// Not the order's fault: it stays ready, and the client's retry
+		// issues (under the same serial, so at most one certificate).
+		return nil, err
+	}
 	if err != nil {
 		r.log.Error("issuance failed", "order", o.Name, "err", err)
 		r.audit.Record(ctx, audit.IssuanceFailed, slog.String("order", o.Name), slog.String("error", err.Error()))

@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -35,9 +36,22 @@ type failingStore struct {
 	storage.Store
 	failOrderUpdate  atomic.Bool
 	failAuthzCreates atomic.Bool
+	// unavailable fails this many of the next writes with ErrUnavailable.
+	unavailable atomic.Int32
+}
+
+func (s *failingStore) down() error {
+	if s.unavailable.Add(-1) >= 0 {
+		return fmt.Errorf("injected: connection refused: %w", storage.ErrUnavailable)
+	}
+	s.unavailable.Store(0)
+	return nil
 }
 
 func (s *failingStore) Create(ctx context.Context, obj storage.Object) error {
+	if err := s.down(); err != nil {
+		return err
+	}
 	if _, ok := obj.(*v1alpha1.AcmeChallenge); ok && s.failAuthzCreates.Load() {
 		return errors.New("injected: the API server refused the write")
 	}
@@ -45,6 +59,9 @@ func (s *failingStore) Create(ctx context.Context, obj storage.Object) error {
 }
 
 func (s *failingStore) Update(ctx context.Context, obj storage.Object) error {
+	if err := s.down(); err != nil {
+		return err
+	}
 	if _, ok := obj.(*v1alpha1.AcmeOrder); ok && s.failOrderUpdate.CompareAndSwap(true, false) {
 		return errors.New("injected: the API server went away")
 	}
@@ -215,5 +232,47 @@ func TestNewOrderAuthorizationNotStored(t *testing.T) {
 	}
 	if !found {
 		t.Fatal("the order was not stored")
+	}
+}
+
+// TestFinalizeStoreUnavailable: a finalize that cannot store its certificate
+// because the store is unavailable fails with ErrUnavailable (a 503 at the
+// edge) and leaves the order ready; the retry issues one certificate.
+func TestFinalizeStoreUnavailable(t *testing.T) {
+	r, store, p, a, o := readyOrder(t)
+	ctx := context.Background()
+	store.unavailable.Store(1)
+	_, err := r.Finalize(ctx, p, a, o.Name, csrFor(t, "www.example"))
+	if !storage.IsUnavailable(err) {
+		t.Fatalf("finalize with the store down: %v, want ErrUnavailable", err)
+	}
+	if cur, err := r.Order(ctx, a, o.Name); err != nil || cur.Status.Status != acme.StatusReady {
+		t.Fatalf("order after the refused finalize: %v %v (want still ready)", cur.Status.Status, err)
+	}
+	done, err := r.Finalize(ctx, p, a, o.Name, csrFor(t, "www.example"))
+	if err != nil || done.Status.Status != acme.StatusValid {
+		t.Fatalf("retried finalize: %v %v", done, err)
+	}
+	if n := len(certificates(t, store)); n != 1 {
+		t.Fatalf("%d certificates, want 1", n)
+	}
+}
+
+// TestValidationOutcomeWhileStoreUnavailable: the outcome of a validation
+// that ends while the store is unavailable is written once it is back.
+func TestValidationOutcomeWhileStoreUnavailable(t *testing.T) {
+	r, store, p, a, _ := readyOrder(t)
+	ctx := context.Background()
+	o, err := r.NewOrder(ctx, p, a, acme.NewOrderRequest{Identifiers: []acme.Identifier{{Type: "dns", Value: "later.example"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	store.unavailable.Store(3) // the first three attempts to record the outcome
+	az, _, err := r.RespondChallenge(ctx, p, a, ra.ChallengeID(o.Status.Authorizations[0], 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if az.Status.Status != acme.StatusValid {
+		t.Fatalf("authorization is %s after the store came back, want valid", az.Status.Status)
 	}
 }

@@ -181,6 +181,32 @@ func retry(ctx context.Context, fn func() error) error {
 	}
 }
 
+// StoreOutage is how long work that runs outside any request (recording a
+// validation's outcome) keeps retrying while the store is unavailable. The
+// validation job stays registered meanwhile, so a client that retries its
+// challenge joins it instead of starting another.
+var StoreOutage = 5 * time.Minute
+
+// retryUnavailable runs fn again, with backoff from 250 ms to 5 s, while it
+// fails with storage.ErrUnavailable, for up to StoreOutage.
+func retryUnavailable(ctx context.Context, log *slog.Logger, fn func() error) error {
+	deadline := time.Now().Add(StoreOutage)
+	wait := 250 * time.Millisecond
+	for {
+		err := fn()
+		if !storage.IsUnavailable(err) || time.Now().Add(wait).After(deadline) {
+			return err
+		}
+		log.Warn("store unavailable, retrying", "in", wait, "err", err)
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 5*time.Second)
+	}
+}
+
 // keyedMutex serialises work per key (account creation per key thumbprint).
 type keyedMutex struct {
 	mu    sync.Mutex

@@ -50,6 +50,8 @@ type Options struct {
 	Metrics *metrics.Metrics
 	// Now replaces the RA's clock (tests of expiry).
 	Now func() time.Time
+	// ShutdownDelay is how long Close keeps serving after /readyz starts failing.
+	ShutdownDelay time.Duration
 }
 
 // Server is a running standalone kacme.
@@ -64,8 +66,11 @@ type Server struct {
 	http         *http.Server
 	done         chan error
 	log          *slog.Logger
+	front        *wfe.WFE
+	delay        time.Duration
 	closeOnce    sync.Once
 	closeErr     error
+	closed       chan struct{} // closed once Close has finished
 }
 
 // Start loads configuration, opens the store, loads or generates CAs and
@@ -161,7 +166,8 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 		ErrorLog: slog.NewLogLogger(o.Log.Handler(), slog.LevelDebug),
 	}
 	s := &Server{URL: ext, DirectoryURL: ext + "/acme/directory", RootPath: rootPath, Store: store, RA: authority,
-		Config: cfg, listener: ln, http: srv, done: make(chan error, 1), log: o.Log}
+		Config: cfg, listener: ln, http: srv, done: make(chan error, 1), log: o.Log, front: front, delay: o.ShutdownDelay,
+		closed: make(chan struct{})}
 	go func() { s.done <- srv.ServeTLS(ln, "", "") }()
 	return s, nil
 }
@@ -171,19 +177,27 @@ func (s *Server) Wait() error {
 	err := <-s.done
 	s.done <- err
 	if errors.Is(err, http.ErrServerClosed) {
-		return nil
+		<-s.closed // Close is draining: wait for it
+		return s.closeErr
 	}
 	return err
 }
 
-// Close shuts down: stop accepting, finish requests, stop background work, close the store.
+// Close shuts down: /readyz fails, requests are still served for
+// ShutdownDelay, then the listener closes, in-flight requests finish (up to
+// 20 s), background work stops and the store closes.
 func (s *Server) Close() error {
-	s.closeOnce.Do(func() { s.closeErr = s.close() })
+	s.closeOnce.Do(func() {
+		defer close(s.closed)
+		s.closeErr = s.close()
+	})
 	return s.closeErr
 }
 
 func (s *Server) close() error {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	s.front.Drain()
+	time.Sleep(s.delay)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	err := s.http.Shutdown(ctx)
 	s.RA.Close()

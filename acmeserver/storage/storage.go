@@ -24,6 +24,11 @@ var (
 	ErrNotFound      = errors.New("not found")
 	ErrAlreadyExists = errors.New("already exists")
 	ErrConflict      = errors.New("conflict: the object was modified")
+	// ErrUnavailable: the store could not be reached or did not answer in
+	// time (the API server restarting, etcd overloaded). The write may or
+	// may not have happened; the caller retries later. The ACME edge turns
+	// it into 503 serverInternal with Retry-After.
+	ErrUnavailable = errors.New("the store is unavailable")
 )
 
 // Object is a stored kacme object.
@@ -128,6 +133,9 @@ func IsNotFound(err error) bool { return errors.Is(err, ErrNotFound) }
 
 // IsConflict reports a (wrapped) ErrConflict.
 func IsConflict(err error) bool { return errors.Is(err, ErrConflict) }
+
+// IsUnavailable reports a (wrapped) ErrUnavailable.
+func IsUnavailable(err error) bool { return errors.Is(err, ErrUnavailable) }
 
 // IsAlreadyExists reports a (wrapped) ErrAlreadyExists.
 func IsAlreadyExists(err error) bool { return errors.Is(err, ErrAlreadyExists) }

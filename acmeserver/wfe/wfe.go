@@ -6,11 +6,14 @@ package wfe
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
@@ -19,6 +22,7 @@ import (
 	"github.com/kacme/kacme/acmeserver/metrics"
 	"github.com/kacme/kacme/acmeserver/nonce"
 	"github.com/kacme/kacme/acmeserver/ra"
+	"github.com/kacme/kacme/acmeserver/storage"
 	"github.com/kacme/kacme/api/v1alpha1"
 )
 
@@ -58,6 +62,40 @@ type WFE struct {
 	OrdersPerPage int
 	// Metrics records requests (nil records nothing).
 	Metrics *metrics.Metrics
+	// draining is set once shutdown has begun: /readyz fails so that load
+	// balancers stop sending new requests while in-flight ones finish.
+	draining atomic.Bool
+}
+
+// Drain makes /readyz fail from now on (shutdown has begun).
+func (w *WFE) Drain() { w.draining.Store(true) }
+
+// ready reports why the server should not receive traffic, or nil: it is
+// shutting down, or no profile is served (no CertificateAuthority loaded).
+// The listener opens only after the store's cache has synced.
+func (w *WFE) ready() error {
+	if w.draining.Load() {
+		return errors.New("shutting down")
+	}
+	cfg := w.ra.Config()
+	if cfg == nil || len(cfg.Profiles) == 0 {
+		return errors.New("no ACME profile is served: no CertificateAuthority is loaded")
+	}
+	return nil
+}
+
+// health serves /healthz (the process serves HTTP) and /readyz (ready).
+func (w *WFE) health(rw http.ResponseWriter, r *http.Request) {
+	rw.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	rw.Header().Set("Cache-Control", "no-store")
+	if r.URL.Path == "/readyz" {
+		if err := w.ready(); err != nil {
+			rw.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = fmt.Fprintf(rw, "not ready: %v\n", err)
+			return
+		}
+	}
+	_, _ = rw.Write([]byte("ok\n"))
 }
 
 // statusWriter remembers the status code for metrics.
@@ -132,6 +170,8 @@ func (w *WFE) routes() {
 	w.handle("/acme/{profile}/"+pathKeyChange, []string{"POST"}, w.keyChange)
 	w.handle("/acme/{profile}/"+pathRenewalInfo+"/{certID}", []string{"GET"}, w.renewalInfo)
 	w.handle("/crl/{ca}", []string{"GET"}, w.crl)
+	w.mux.HandleFunc("GET /healthz", w.health)
+	w.mux.HandleFunc("GET /readyz", w.health)
 	w.mux.HandleFunc("/", func(rw http.ResponseWriter, r *http.Request) {
 		rw.Header().Set("Cache-Control", "no-store")
 		if n, err := w.nonces.Nonce(); err == nil {
@@ -239,14 +279,28 @@ func (w *WFE) writeJSON(rw http.ResponseWriter, status int, v any) {
 	_, _ = rw.Write(body)
 }
 
+// UnavailableRetryAfter is the Retry-After of a request refused because the
+// store is unavailable: API server restarts and etcd leader elections last
+// seconds, and ACME clients that honour it (Go's, lego, cert-manager) then
+// come back once it is over.
+const UnavailableRetryAfter = 3 * time.Second
+
 // writeProblem writes an RFC 7807 problem; internal causes go to the log only.
 func (w *WFE) writeProblem(rw http.ResponseWriter, r *http.Request, p *ra.Profile, prob *acme.Problem) {
 	if prob.Status == 0 {
 		prob.Status = http.StatusBadRequest
 	}
+	if prob.Status == http.StatusInternalServerError && storage.IsUnavailable(prob) {
+		prob = acme.UnavailableProblem(prob, UnavailableRetryAfter)
+	}
 	w.Metrics.Problem(string(prob.Type))
-	if prob.Status >= 500 {
+	switch {
+	case prob.Status == http.StatusServiceUnavailable:
+		w.log.Warn("request not completed, retryable", "method", r.Method, "path", r.URL.Path, "err", prob.Error())
+	case prob.Status >= 500:
 		w.log.Error("internal error", "method", r.Method, "path", r.URL.Path, "err", prob.Error())
+	}
+	if prob.Status >= 500 && prob.Headers.Get("Retry-After") == "" {
 		rw.Header().Set("Retry-After", "60")
 	}
 	for k, vs := range prob.Headers {

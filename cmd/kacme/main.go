@@ -88,6 +88,7 @@ func runStandalone(args []string) error {
 	quiet := fs.Bool("quiet", false, "do not print the getting-started banner")
 	metricsAddr := fs.String("metrics-addr", "", "serve Prometheus metrics at http://<addr>/metrics (e.g. 127.0.0.1:9090)")
 	debugAddr := fs.String("debug-addr", "", "serve Go pprof on this loopback address (e.g. 127.0.0.1:6060)")
+	shutdownDelay := fs.Duration("shutdown-delay", 0, "on SIGTERM, fail /readyz and keep serving this long before draining")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -100,7 +101,7 @@ func runStandalone(args []string) error {
 	defer stop()
 	m := serveMetrics(*metricsAddr, log)
 	srv, err := standalone.Start(ctx, standalone.Options{DataDir: *dataDir, ConfigDir: *configDir, Listen: *listen,
-		ExternalURL: *external, Log: log, Metrics: m})
+		ExternalURL: *external, Log: log, Metrics: m, ShutdownDelay: *shutdownDelay})
 	if err != nil {
 		return err
 	}

@@ -28,6 +28,7 @@ func runServer(args []string, log *slog.Logger) error {
 	internalSecret := fs.String("internal-secret", "kacme-internal", "Secret in --namespace with the peers' HMAC key (created by kacme controller)")
 	metricsAddr := fs.String("metrics-addr", "", "serve Prometheus metrics at http://<addr>/metrics, including the Kubernetes API requests this process makes")
 	debugAddr := fs.String("debug-addr", "", "serve Go pprof on this loopback address (e.g. 127.0.0.1:6060)")
+	shutdownDelay := fs.Duration("shutdown-delay", 0, "on SIGTERM, fail /readyz and keep serving this long before draining (in a pod: long enough for the endpoints to drop it, e.g. 5s)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -44,13 +45,14 @@ func runServer(args []string, log *slog.Logger) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	srv, err := cluster.Start(ctx, cluster.Options{Config: cfg, Namespace: *namespace, Listen: *listen, ExternalURL: *external, TLSSecret: *tlsSecret,
-		InternalListen: *internalListen, InternalAdvertise: *internalAdvertise, InternalSecret: *internalSecret, Log: log, Metrics: m})
+		InternalListen: *internalListen, InternalAdvertise: *internalAdvertise, InternalSecret: *internalSecret, Log: log, Metrics: m, ShutdownDelay: *shutdownDelay})
 	if err != nil {
 		return err
 	}
 	log.Info("kacme server is running", "directory", srv.URL+"/acme/directory", "namespace", *namespace)
 	go func() {
 		<-ctx.Done()
+		log.Info("shutting down: draining requests", "delay", *shutdownDelay)
 		_ = srv.Close()
 	}()
 	return srv.Wait()

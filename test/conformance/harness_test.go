@@ -52,9 +52,10 @@ const (
 
 // responder serves http-01 key authorizations for every test.
 type responder struct {
-	mu   sync.Mutex
-	keys map[string]string
-	port int
+	mu    sync.Mutex
+	keys  map[string]string
+	port  int
+	delay atomic.Int64 // answer this many nanoseconds late
 }
 
 func (r *responder) set(token, ka string) {
@@ -71,6 +72,7 @@ func (r *responder) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		http.NotFound(w, req)
 		return
 	}
+	time.Sleep(time.Duration(r.delay.Load()))
 	_, _ = io.WriteString(w, ka)
 }
 
@@ -149,7 +151,7 @@ stringData: {key: %s}
 }
 
 // newEnv starts a server with a fresh data directory.
-func newEnv(t *testing.T) *env {
+func newEnv(t *testing.T, opts ...func(*standalone.Options)) *env {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -169,9 +171,13 @@ func newEnv(t *testing.T) *env {
 	}
 	reg := prometheus.NewRegistry()
 	e := &env{t: t, resp: resp, dir: map[string]acme.Directory{}, reg: reg}
-	srv, err := standalone.Start(context.Background(), standalone.Options{DataDir: t.TempDir(), ConfigDir: cfgDir,
+	o := standalone.Options{DataDir: t.TempDir(), ConfigDir: cfgDir,
 		Listen: "127.0.0.1:0", Log: log, Metrics: metrics.New(reg),
-		Now: func() time.Time { return time.Now().Add(time.Duration(e.skew.Load())) }})
+		Now: func() time.Time { return time.Now().Add(time.Duration(e.skew.Load())) }}
+	for _, f := range opts {
+		f(&o)
+	}
+	srv, err := standalone.Start(context.Background(), o)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -80,6 +80,16 @@ func (p *Process) Output() string {
 	return p.logs.String()
 }
 
+// Exited reports whether the process has ended.
+func (p *Process) Exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
 // Stop interrupts the process and waits for it (killing it after 10 s).
 func (p *Process) Stop() {
 	_ = p.Cmd.Process.Signal(os.Interrupt)

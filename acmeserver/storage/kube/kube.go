@@ -8,7 +8,9 @@ package kube
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net"
 	"reflect"
 	"strconv"
 	"sync"
@@ -17,6 +19,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/runtime"
+	utilnet "k8s.io/apimachinery/pkg/util/net"
 	"k8s.io/client-go/util/flowcontrol"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -56,6 +59,13 @@ func (s *Store) WithAPIReader(api client.Reader) *Store {
 	return s
 }
 
+// apiGet reads one object from the API server, bounded by RequestTimeout.
+func (s *Store) apiGet(ctx context.Context, ns, name string, obj storage.Object) error {
+	ctx, cancel := context.WithTimeout(ctx, RequestTimeout)
+	defer cancel()
+	return s.api.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, obj)
+}
+
 // askAPI reports whether a miss may be read from the API server.
 func (s *Store) askAPI() bool { return s.api != nil && s.apiRate.TryAccept() }
 
@@ -72,8 +82,32 @@ func mapErr(err error, kind, ns, name string) error {
 		return fmt.Errorf("%s %s/%s: %w", kind, ns, name, storage.ErrConflict)
 	case apierrors.IsAlreadyExists(err):
 		return fmt.Errorf("%s %s/%s: %w", kind, ns, name, storage.ErrAlreadyExists)
+	case unavailable(err):
+		return fmt.Errorf("%s %s/%s: %w: %w", kind, ns, name, storage.ErrUnavailable, err)
 	}
 	return fmt.Errorf("%s %s/%s: %w", kind, ns, name, err)
+}
+
+// RequestTimeout bounds every request this store sends to the API server, so
+// that an API server that stopped answering (not refusing: a partition, a
+// stuck connection) costs an ACME request a bounded wait and a retryable
+// answer instead of a hang.
+const RequestTimeout = 10 * time.Second
+
+// unavailable reports an error that says the API server could not be reached
+// or did not complete the request, rather than that the request was wrong:
+// transport failures, timeouts, 429, and the 5xx answers the API server gives
+// while it or etcd is unhealthy.
+func unavailable(err error) bool {
+	switch {
+	case apierrors.IsServiceUnavailable(err), apierrors.IsServerTimeout(err), apierrors.IsTimeout(err),
+		apierrors.IsTooManyRequests(err), apierrors.IsInternalError(err), apierrors.IsUnexpectedServerError(err),
+		errors.Is(err, context.DeadlineExceeded),
+		utilnet.IsConnectionRefused(err), utilnet.IsConnectionReset(err), utilnet.IsProbableEOF(err):
+		return true
+	}
+	var ne net.Error // *url.Error: the request never got an answer
+	return errors.As(err, &ne)
 }
 
 // Get implements storage.Reader: the cache's copy, or this process's own
@@ -91,7 +125,7 @@ func (s *Store) Get(ctx context.Context, ns, name string, obj storage.Object) er
 		return err
 	}
 	if s.api != nil && storage.IsConsistent(ctx) {
-		if err := s.api.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, cached); err != nil {
+		if err := s.apiGet(ctx, ns, name, cached); err != nil {
 			return mapErr(err, kind, ns, name)
 		}
 		setInto(obj, cached)
@@ -118,7 +152,7 @@ func (s *Store) Get(ctx context.Context, ns, name string, obj storage.Object) er
 		return nil
 	}
 	if cerr != nil && e == nil && s.askAPI() {
-		cerr = s.api.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, cached)
+		cerr = s.apiGet(ctx, ns, name, cached)
 	}
 	if cerr != nil {
 		return mapErr(cerr, kind, ns, name)
@@ -177,8 +211,10 @@ func (s *Store) findInAPI(ctx context.Context, kind, name string) (string, error
 	if err != nil {
 		return "", err
 	}
+	ctx, cancel := context.WithTimeout(ctx, RequestTimeout)
+	defer cancel()
 	if err := s.api.List(ctx, list, client.MatchingFields{"metadata.name": name}); err != nil {
-		return "", fmt.Errorf("get %s %s in any namespace: %w", kind, name, err)
+		return "", mapErr(err, kind, "*", name)
 	}
 	items, err := meta.ExtractList(list)
 	if err != nil || len(items) == 0 {
@@ -243,6 +279,8 @@ func (s *Store) Create(ctx context.Context, obj storage.Object) error {
 	if err != nil {
 		return err
 	}
+	ctx, cancel := context.WithTimeout(ctx, RequestTimeout)
+	defer cancel()
 	if err := s.writer.Create(ctx, obj); err != nil {
 		return mapErr(err, kind, obj.GetNamespace(), obj.GetName())
 	}
@@ -259,6 +297,8 @@ func (s *Store) Update(ctx context.Context, obj storage.Object) error {
 	if obj.GetResourceVersion() == "" {
 		return fmt.Errorf("update %s: resourceVersion is required", kind)
 	}
+	ctx, cancel := context.WithTimeout(ctx, RequestTimeout)
+	defer cancel()
 	if err := s.writer.Update(ctx, obj); err != nil {
 		return mapErr(err, kind, obj.GetNamespace(), obj.GetName())
 	}
@@ -276,6 +316,8 @@ func (s *Store) Delete(ctx context.Context, obj storage.Object) error {
 	if rv := obj.GetResourceVersion(); rv != "" {
 		opts = append(opts, client.Preconditions{ResourceVersion: &rv})
 	}
+	ctx, cancel := context.WithTimeout(ctx, RequestTimeout)
+	defer cancel()
 	if err := s.writer.Delete(ctx, obj, opts...); err != nil {
 		return mapErr(err, kind, obj.GetNamespace(), obj.GetName())
 	}
