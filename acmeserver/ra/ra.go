@@ -168,16 +168,34 @@ func (r *RA) get(ctx context.Context, ns, name string, obj storage.Object, kind 
 	return nil
 }
 
-// retry runs a read-modify-write until it does not conflict.
+// retry runs a read-modify-write until it does not conflict, for up to 5
+// s. Two writers racing resolve at the first retry; a longer run of
+// conflicts means this process reads a stale copy (its cache is catching up
+// after a watch broke, or a write whose answer was lost did happen), so the
+// retries back off from 5 ms to 250 ms to let the copy catch up instead of
+// failing the request at once; after 5 s the error is ErrUnavailable.
 func retry(ctx context.Context, fn func() error) error {
+	deadline := time.Now().Add(5 * time.Second)
+	wait := 5 * time.Millisecond
 	for i := 0; ; i++ {
 		err := fn()
-		if err == nil || !storage.IsConflict(err) || i >= 20 {
+		if err == nil || !storage.IsConflict(err) {
 			return err
 		}
-		if ctx.Err() != nil {
-			return ctx.Err()
+		if time.Now().After(deadline) {
+			// Still stale: a transient state, answered as such (503 with
+			// Retry-After), not as an internal error.
+			return fmt.Errorf("%w: the stored copy stayed stale for 5 s: %w", storage.ErrUnavailable, err)
 		}
+		if i == 0 {
+			continue // the common race: the re-read sees the winner
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 250*time.Millisecond)
 	}
 }
 

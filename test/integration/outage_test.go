@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/url"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -147,6 +148,11 @@ func TestClusterModeAPIServerOutage(t *testing.T) {
 	}
 	if len(rec.bad) > 0 {
 		t.Errorf("other 5xx answers: %q", rec.bad)
+		for _, l := range strings.Split(server.Output(), "\n") {
+			if strings.Contains(l, `"internal error"`) {
+				t.Log(l)
+			}
+		}
 	}
 	if rec.slowest > 15*time.Second {
 		t.Errorf("a request took %s", rec.slowest)

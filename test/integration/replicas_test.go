@@ -186,6 +186,16 @@ func issueMany(clients []*xacme.Client, resp *responder, each int, done *atomic.
 						return err
 					}
 					_, _, err := cl.CreateOrderCert(ctx, o.FinalizeURL, csr, true)
+					var ae *xacme.Error
+					if errors.As(err, &ae) && ae.ProblemType == "urn:ietf:params:acme:error:orderNotReady" {
+						// The Go client retried a finalize whose first answer
+						// was a 5xx although the order had been completed (the
+						// response, not the write, was lost): look again, as
+						// clients that poll the order do.
+						if cur, gerr := cl.GetOrder(ctx, o.URI); gerr == nil && cur.Status == xacme.StatusValid {
+							_, err = cl.FetchCert(ctx, cur.CertURL, true)
+						}
+					}
 					return err
 				})
 				if err != nil {
