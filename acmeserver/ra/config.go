@@ -25,7 +25,7 @@ type Profile struct {
 	DefaultIssuance string
 	OrderLifetime   time.Duration
 	AuthzLifetime   time.Duration
-	Retention       time.Duration
+	Retention       Retention
 	Validation      va.Settings
 	AllowedCIDRs    []netip.Prefix
 	MaxIdentifiers  int
@@ -95,12 +95,20 @@ func NewConfig(authorities map[string]*ca.Authority, profiles []v1alpha1.AcmePro
 	return cfg, errs
 }
 
-// DefaultRetention is how long expired orders are kept by default.
+// DefaultRetention is how long expired orders, and expired certificates,
+// are kept by default.
 const DefaultRetention = 30 * 24 * time.Hour
 
-// RetentionOf is a profile's spec.retention, default DefaultRetention.
-func RetentionOf(p *v1alpha1.AcmeProfile) time.Duration {
-	return durationOr(p.Spec.Retention, DefaultRetention)
+// Retention is how long finished objects are kept after they expire.
+type Retention struct {
+	Orders       time.Duration // orders and their authorizations
+	Certificates time.Duration
+}
+
+// RetentionOf is a profile's spec.retention and spec.certificateRetention.
+func RetentionOf(p *v1alpha1.AcmeProfile) Retention {
+	return Retention{Orders: durationOr(p.Spec.Retention, DefaultRetention),
+		Certificates: durationOr(p.Spec.CertificateRetention, DefaultRetention)}
 }
 
 // ByPath finds the profile serving the directory path (profiles are few).

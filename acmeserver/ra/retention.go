@@ -12,26 +12,30 @@ import (
 // SweepInterval is how often standalone mode and the controller apply retention.
 const SweepInterval = 10 * time.Minute
 
-// Sweep deletes the orders of profile, in every namespace, that expired more
-// than retention before now, with their authorizations (AcmeChallenges): an
-// order goes only once it and each of its authorizations expired before the
-// cutoff, authorizations first, so a failure leaves the order to retry the
-// next time. Certificates are kept. It returns how many orders it deleted.
-func Sweep(ctx context.Context, store storage.Store, profile string, retention time.Duration, now time.Time) (int, error) {
-	cutoff := now.Add(-retention)
-	var orders v1alpha1.AcmeOrderList
-	if err := store.List(ctx, storage.AllNamespaces, &orders, storage.ListOptions{Labels: map[string]string{v1alpha1.LabelProfile: profile}}); err != nil {
-		return 0, fmt.Errorf("retention: list orders of profile %s: %w", profile, err)
+// Sweep applies a profile's retention in every namespace. It deletes the
+// orders that expired more than ret.Orders before now, with their
+// authorizations (AcmeChallenges): an order goes only once it and each of its
+// authorizations expired before the cutoff, authorizations first, so a
+// failure leaves the order to retry the next time. It deletes the
+// certificates that expired more than ret.Certificates before now (revoked
+// or not: RFC 5280 §3.3 lets a CRL drop an entry once the certificate has
+// expired). Accounts, deactivated or not, are kept. It returns how many
+// orders and certificates it deleted.
+func Sweep(ctx context.Context, store storage.Store, profile string, ret Retention, now time.Time) (orders, certs int, err error) {
+	byProfile := storage.ListOptions{Labels: map[string]string{v1alpha1.LabelProfile: profile}}
+	cutoff := now.Add(-ret.Orders)
+	var ol v1alpha1.AcmeOrderList
+	if err := store.List(ctx, storage.AllNamespaces, &ol, byProfile); err != nil {
+		return 0, 0, fmt.Errorf("retention: list orders of profile %s: %w", profile, err)
 	}
-	deleted := 0
-	for i := range orders.Items {
-		o := &orders.Items[i]
+	for i := range ol.Items {
+		o := &ol.Items[i]
 		if !o.Status.Expires.Time.Before(cutoff) {
 			continue
 		}
 		var azs v1alpha1.AcmeChallengeList
 		if err := store.List(ctx, o.Namespace, &azs, storage.ListOptions{Labels: map[string]string{v1alpha1.LabelOrder: o.Name}}); err != nil {
-			return deleted, fmt.Errorf("retention: list authorizations of order %s/%s: %w", o.Namespace, o.Name, err)
+			return orders, 0, fmt.Errorf("retention: list authorizations of order %s/%s: %w", o.Namespace, o.Name, err)
 		}
 		keep := false
 		for j := range azs.Items {
@@ -42,28 +46,45 @@ func Sweep(ctx context.Context, store storage.Store, profile string, retention t
 		}
 		for j := range azs.Items {
 			if err := store.Delete(ctx, &azs.Items[j]); err != nil && !storage.IsNotFound(err) {
-				return deleted, fmt.Errorf("retention: delete authorization %s/%s: %w", o.Namespace, azs.Items[j].Name, err)
+				return orders, 0, fmt.Errorf("retention: delete authorization %s/%s: %w", o.Namespace, azs.Items[j].Name, err)
 			}
 		}
 		if err := store.Delete(ctx, o); err != nil && !storage.IsNotFound(err) {
-			return deleted, fmt.Errorf("retention: delete order %s/%s: %w", o.Namespace, o.Name, err)
+			return orders, 0, fmt.Errorf("retention: delete order %s/%s: %w", o.Namespace, o.Name, err)
 		}
-		deleted++
+		orders++
 	}
-	return deleted, nil
+	certCutoff := now.Add(-ret.Certificates)
+	var cl v1alpha1.AcmeCertificateList
+	if err := store.List(ctx, storage.AllNamespaces, &cl, byProfile); err != nil {
+		return orders, 0, fmt.Errorf("retention: list certificates of profile %s: %w", profile, err)
+	}
+	for i := range cl.Items {
+		c := &cl.Items[i]
+		if !c.Spec.NotAfter.Time.Before(certCutoff) {
+			continue
+		}
+		if err := store.Delete(ctx, c); err != nil && !storage.IsNotFound(err) {
+			return orders, certs, fmt.Errorf("retention: delete certificate %s/%s: %w", c.Namespace, c.Name, err)
+		}
+		certs++
+	}
+	return orders, certs, nil
 }
 
-// SweepAll applies every served profile's retention.
+// SweepAll applies every served profile's retention; it returns how many
+// orders and certificates it deleted.
 func (r *RA) SweepAll(ctx context.Context) (int, error) {
 	n := 0
 	for _, p := range r.Config().Profiles {
-		d, err := Sweep(ctx, r.store, p.Name, p.Retention, r.now())
-		n += d
+		d, c, err := Sweep(ctx, r.store, p.Name, p.Retention, r.now())
+		n += d + c
+		if d+c > 0 {
+			r.log.Info("retention: deleted expired objects", "profile", p.Name, "orders", d, "certificates", c,
+				"retention", p.Retention.Orders.String(), "certificateRetention", p.Retention.Certificates.String())
+		}
 		if err != nil {
 			return n, err
-		}
-		if d > 0 {
-			r.log.Info("retention: deleted expired orders", "profile", p.Name, "orders", d, "retention", p.Retention.String())
 		}
 	}
 	return n, nil

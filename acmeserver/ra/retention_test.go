@@ -2,6 +2,7 @@ package ra_test
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -14,7 +15,8 @@ import (
 
 // TestSweep: retention deletes exactly the orders (with their
 // authorizations) that expired, order and authorizations alike, before the
-// cutoff; it keeps younger ones, other profiles' and every certificate.
+// cutoff, and the certificates that expired before the certificate cutoff;
+// it keeps younger ones, other profiles' and accounts (deactivated too).
 func TestSweep(t *testing.T) {
 	ctx := context.Background()
 	store := openStore(t)
@@ -39,43 +41,68 @@ func TestSweep(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	const retention = 24 * time.Hour
+	ret := ra.Retention{Orders: 24 * time.Hour, Certificates: 72 * time.Hour}
 	mk("ns1", "old", "p", at(-48*time.Hour), at(-47*time.Hour), at(-30*time.Hour)) // deleted
 	mk("ns2", "old-other-ns", "p", at(-48*time.Hour), at(-47*time.Hour))           // deleted
 	mk("ns1", "young", "p", at(-2*time.Hour), at(-2*time.Hour))                    // kept: expired within retention
 	mk("ns1", "authz-young", "p", at(-48*time.Hour), at(-12*time.Hour))            // kept: an authorization is young
 	mk("ns1", "other-profile", "q", at(-48*time.Hour), at(-48*time.Hour))          // kept: another profile
-	cert := &v1alpha1.AcmeCertificate{ObjectMeta: metav1.ObjectMeta{Namespace: "ns1", Name: "0a",
-		Labels: map[string]string{v1alpha1.LabelOrder: "old", v1alpha1.LabelProfile: "p"}}, Spec: v1alpha1.AcmeCertificateSpec{Order: "old"}}
-	if err := store.Create(ctx, cert); err != nil {
+	mkCert := func(name, profile string, notAfter metav1.Time, revoked bool) {
+		t.Helper()
+		c := &v1alpha1.AcmeCertificate{ObjectMeta: metav1.ObjectMeta{Namespace: "ns1", Name: name,
+			Labels: map[string]string{v1alpha1.LabelOrder: "old", v1alpha1.LabelProfile: profile}},
+			Spec: v1alpha1.AcmeCertificateSpec{Order: "old", NotAfter: notAfter}}
+		if revoked {
+			c.Status.Revocation = &v1alpha1.Revocation{RevokedAt: at(-100 * time.Hour)}
+		}
+		if err := store.Create(ctx, c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mkCert("0a", "p", at(30*24*time.Hour), false) // kept: valid (its order is gone, it is not)
+	mkCert("0b", "p", at(-24*time.Hour), true)    // kept: expired, within the certificate retention
+	mkCert("0c", "p", at(-96*time.Hour), true)    // deleted: expired beyond it (revoked: off the CRL too)
+	mkCert("0d", "p", at(-96*time.Hour), false)   // deleted
+	mkCert("0e", "q", at(-96*time.Hour), false)   // kept: another profile
+	acct := &v1alpha1.AcmeAccount{ObjectMeta: metav1.ObjectMeta{Namespace: "ns1", Name: "a",
+		Labels: map[string]string{v1alpha1.LabelProfile: "p"}}, Spec: v1alpha1.AcmeAccountSpec{Deactivated: true}}
+	if err := store.Create(ctx, acct); err != nil {
 		t.Fatal(err)
 	}
-	n, err := ra.Sweep(ctx, store, "p", retention, now)
-	if err != nil || n != 2 {
-		t.Fatalf("Sweep = %d, %v; want 2 orders", n, err)
+	orders, certs, err := ra.Sweep(ctx, store, "p", ret, now)
+	if err != nil || orders != 2 || certs != 2 {
+		t.Fatalf("Sweep = %d orders, %d certificates, %v; want 2 and 2", orders, certs, err)
 	}
-	var orders v1alpha1.AcmeOrderList
+	var ol v1alpha1.AcmeOrderList
 	var azs v1alpha1.AcmeChallengeList
-	var certs v1alpha1.AcmeCertificateList
-	for _, l := range []storage.ObjectList{&orders, &azs, &certs} {
+	var cl v1alpha1.AcmeCertificateList
+	var al v1alpha1.AcmeAccountList
+	for _, l := range []storage.ObjectList{&ol, &azs, &cl, &al} {
 		if err := store.List(ctx, storage.AllNamespaces, l, storage.ListOptions{}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	left := map[string]bool{}
-	for _, o := range orders.Items {
+	for _, o := range ol.Items {
 		left[o.Name] = true
 	}
-	if len(orders.Items) != 3 || !left["young"] || !left["authz-young"] || !left["other-profile"] {
+	if len(ol.Items) != 3 || !left["young"] || !left["authz-young"] || !left["other-profile"] {
 		t.Fatalf("orders left: %v", left)
 	}
 	if len(azs.Items) != 3 {
 		t.Fatalf("%d authorizations left, want the 3 of the kept orders", len(azs.Items))
 	}
-	if len(certs.Items) != 1 {
-		t.Fatal("a certificate was deleted")
+	var certsLeft []string
+	for _, c := range cl.Items {
+		certsLeft = append(certsLeft, c.Name)
 	}
-	if n, err := ra.Sweep(ctx, store, "p", retention, now); err != nil || n != 0 {
-		t.Fatalf("second sweep = %d, %v; want nothing left to delete", n, err)
+	if strings.Join(certsLeft, ",") != "0a,0b,0e" {
+		t.Fatalf("certificates left: %v, want 0a,0b,0e", certsLeft)
+	}
+	if len(al.Items) != 1 {
+		t.Fatal("the deactivated account was deleted")
+	}
+	if orders, certs, err := ra.Sweep(ctx, store, "p", ret, now); err != nil || orders+certs != 0 {
+		t.Fatalf("second sweep = %d, %d, %v; want nothing left to delete", orders, certs, err)
 	}
 }

@@ -278,9 +278,14 @@ type AcmeProfileSpec struct {
 	AuthorizationLifetime *metav1.Duration `json:"authorizationLifetime,omitempty"`
 	// Retention is how long an order and its authorizations are kept once
 	// they have expired (a finished order expires too): then they are
-	// deleted. Default 720h (30 days). Certificates are not affected.
+	// deleted. Default 720h (30 days). Certificates: certificateRetention.
 	// +optional
 	Retention *metav1.Duration `json:"retention,omitempty"`
+	// CertificateRetention is how long a certificate (AcmeCertificate) is
+	// kept once it has expired: revocation state, CRL entries and renewal
+	// information are served until then. Default 720h (30 days).
+	// +optional
+	CertificateRetention *metav1.Duration `json:"certificateRetention,omitempty"`
 	// RateLimits bound what one client may do per hour; answered with
 	// rateLimited and Retry-After. Unset or 0: unlimited.
 	// +optional

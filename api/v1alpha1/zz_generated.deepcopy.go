@@ -580,6 +580,11 @@ func (in *AcmeProfileSpec) DeepCopyInto(out *AcmeProfileSpec) {
 		*out = new(v1.Duration)
 		**out = **in
 	}
+	if in.CertificateRetention != nil {
+		in, out := &in.CertificateRetention, &out.CertificateRetention
+		*out = new(v1.Duration)
+		**out = **in
+	}
 	out.RateLimits = in.RateLimits
 }
 

@@ -1,5 +1,6 @@
 // Package retention deletes expired orders and their authorizations after
-// each AcmeProfile's spec.retention (ra.Sweep), in the cluster: one sweep
+// each AcmeProfile's spec.retention, and expired certificates after its
+// spec.certificateRetention (ra.Sweep), in the cluster: one sweep
 // every ra.SweepInterval by the elected controller replica, reading through
 // the API (paged lists off the request path) rather than keeping every order
 // in an informer.
@@ -17,7 +18,7 @@ import (
 	"github.com/kacme/kacme/api/v1alpha1"
 )
 
-// +kubebuilder:rbac:groups=acme.kacme.io,resources=acmeorders;acmechallenges,verbs=list;delete
+// +kubebuilder:rbac:groups=acme.kacme.io,resources=acmeorders;acmechallenges;acmecertificates,verbs=list;delete
 
 // Sweeper is a manager.Runnable.
 type Sweeper struct {
@@ -52,12 +53,12 @@ func (s *Sweeper) Start(ctx context.Context) error {
 		}
 		for i := range profiles.Items {
 			p := &profiles.Items[i]
-			n, err := ra.Sweep(ctx, store, p.Name, ra.RetentionOf(p), s.Now())
+			orders, certs, err := ra.Sweep(ctx, store, p.Name, ra.RetentionOf(p), s.Now())
 			if err != nil && ctx.Err() == nil {
 				s.Log.Error(err, "retention sweep", "profile", p.Name)
 			}
-			if n > 0 {
-				s.Log.Info("retention: deleted expired orders", "profile", p.Name, "orders", n)
+			if orders+certs > 0 {
+				s.Log.Info("retention: deleted expired objects", "profile", p.Name, "orders", orders, "certificates", certs)
 			}
 		}
 		select {
