@@ -162,7 +162,7 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 	validator.Services = serviceEndpoints{r: mgr.GetCache()}
 	s.RA = ra.New(cfg, ra.Options{Store: store, Validator: validator, Secrets: secretReader{r: mgr.GetCache(), ns: o.Namespace}, Audit: audit.New(o.Log),
 		Log: o.Log, Namespace: o.Namespace, Metrics: o.Metrics})
-	if err := watchRevocationRequests(ctx, mgr.GetCache(), s.RA, mgr.GetEventRecorder("kacme-server"), o.Log); err != nil {
+	if err := watchAdminEdits(ctx, mgr.GetCache(), s.RA, mgr.GetEventRecorder("kacme-server"), o.Log); err != nil {
 		cancel()
 		return nil, err
 	}

@@ -280,12 +280,48 @@ func (r *RA) UpdateAccount(ctx context.Context, a *v1alpha1.AcmeAccount, req acm
 		return nil, err
 	}
 	if deactivate {
-		r.audit.Record(ctx, audit.AccountDeactivated, slog.String("account", a.Name))
-		r.cancelPendingOrders(ctx, out)
+		r.deactivated(ctx, out, "account")
 	} else {
 		r.audit.Record(ctx, audit.AccountUpdated, slog.String("account", a.Name), slog.Any("contact", out.Spec.Contact))
 	}
 	return out, nil
+}
+
+// DeactivateRequested carries out spec.deactivated, set by an administrator
+// on a valid account: its ACME status becomes deactivated (final, RFC 8555
+// §7.3.6), its pending orders are cancelled, and the audit log records it.
+// It reports whether this call made the change (replicas all try; one
+// succeeds, through compare-and-swap).
+func (r *RA) DeactivateRequested(ctx context.Context, ns, name string) (bool, error) {
+	var out *v1alpha1.AcmeAccount
+	err := retry(ctx, func() error {
+		out = nil
+		var cur v1alpha1.AcmeAccount
+		if err := r.get(ctx, ns, name, &cur, "account"); err != nil {
+			return err
+		}
+		if !cur.Spec.Deactivated || cur.Status.Status != acme.StatusValid {
+			return nil
+		}
+		cur.Status.Status = acme.StatusDeactivated
+		if err := r.store.Update(ctx, &cur); err != nil {
+			return err
+		}
+		out = &cur
+		return nil
+	})
+	if err != nil || out == nil {
+		return false, err
+	}
+	r.deactivated(ctx, out, "spec.deactivated")
+	return true, nil
+}
+
+// deactivated records a deactivation (by the account holder or by an
+// administrator) and cancels the account's pending orders.
+func (r *RA) deactivated(ctx context.Context, a *v1alpha1.AcmeAccount, by string) {
+	r.audit.Record(ctx, audit.AccountDeactivated, slog.String("account", a.Name), slog.String("namespace", a.Namespace), slog.String("by", by))
+	r.cancelPendingOrders(ctx, a)
 }
 
 // ChangeKey rolls the account over to newKey (RFC 8555 §7.3.5 steps 7–9).

@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -24,6 +25,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	eventsv1 "k8s.io/api/events/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
@@ -353,7 +355,7 @@ func TestClusterModeRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	first.Stop()
-	e.startServer(t)
+	second := e.startServer(t)
 	csrKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	csr, _ := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{DNSNames: []string{"restart.localhost"}}, csrKey)
 	ders, _, err := cl.CreateOrderCert(ctx, o.FinalizeURL, csr, true)
@@ -364,7 +366,13 @@ func TestClusterModeRestart(t *testing.T) {
 	if err != nil || len(leaf.DNSNames) != 1 || leaf.DNSNames[0] != "restart.localhost" {
 		t.Fatalf("certificate: %v %v", leaf, err)
 	}
-	// An administrator deactivates the account with kubectl: its next request is unauthorized.
+	// An administrator deactivates the account with kubectl: its next request
+	// is unauthorized, its ACME status becomes deactivated, its pending order
+	// is cancelled, and the audit log and an Event record it.
+	pending, err := cl.AuthorizeOrder(ctx, []xacme.AuthzID{{Type: "dns", Value: "pending.localhost"}})
+	if err != nil {
+		t.Fatal(err)
+	}
 	var accounts v1alpha1.AcmeAccountList
 	if err := e.c.List(ctx, &accounts, client.InNamespace(clusterNS)); err != nil || len(accounts.Items) != 1 {
 		t.Fatalf("accounts: %d %v", len(accounts.Items), err)
@@ -379,6 +387,25 @@ func TestClusterModeRestart(t *testing.T) {
 		ae, ok := err.(*xacme.Error)
 		return ok && ae.StatusCode == http.StatusUnauthorized && ae.ProblemType == "urn:ietf:params:acme:error:unauthorized"
 	})
+	kenvtest.WaitFor(t, "status deactivated, the pending order invalid, the Event", func() bool {
+		var cur v1alpha1.AcmeAccount
+		var o v1alpha1.AcmeOrder
+		var evs eventsv1.EventList
+		if e.c.Get(ctx, client.ObjectKeyFromObject(&a), &cur) != nil || cur.Status.Status != "deactivated" ||
+			e.c.Get(ctx, client.ObjectKey{Namespace: clusterNS, Name: path.Base(pending.URI)}, &o) != nil || o.Status.Status != "invalid" ||
+			e.c.List(ctx, &evs, client.InNamespace(clusterNS)) != nil {
+			return false
+		}
+		for _, ev := range evs.Items {
+			if ev.Regarding.Name == a.Name && ev.Reason == "AccountDeactivated" {
+				return true
+			}
+		}
+		return false
+	})
+	if out := second.Output(); !strings.Contains(out, `"event":"account.deactivated"`) || !strings.Contains(out, `"by":"spec.deactivated"`) {
+		t.Fatal("no account.deactivated audit record by spec.deactivated in the server's log")
+	}
 }
 
 // TestClusterModeServiceEndpoints (issue 4, in-cluster http-01): the name is
