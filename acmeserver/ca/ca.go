@@ -15,6 +15,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/asn1"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"math/big"
@@ -32,10 +33,16 @@ type Authority struct {
 	Signer crypto.Signer
 	// Parents are the certificates above Cert, root last (empty for a root CA).
 	Parents []*x509.Certificate
-	// CRLURL is written as the CRL distribution point when set.
+	// CRLURL is written as the CRL distribution point when set; with
+	// CRLPerKey, followed by ?key=<hex subject key ID of Cert>, so that a
+	// leaf keeps finding the CRL its own CA key signs after a key rotation.
 	CRLURL      string
+	CRLPerKey   bool
 	CRLValidity time.Duration
-	now         func() time.Time
+	// Previous is this CA as it was before its last key rotation (its
+	// certificate and key): it signs the CRL for the leaves it issued.
+	Previous *Authority
+	now      func() time.Time
 
 	serialKeyOnce sync.Once
 	serialKey     []byte
@@ -207,6 +214,9 @@ func (a *Authority) Issue(req IssueRequest) ([]byte, *x509.Certificate, error) {
 	}
 	if a.CRLURL != "" {
 		tmpl.CRLDistributionPoints = []string{a.CRLURL}
+		if a.CRLPerKey {
+			tmpl.CRLDistributionPoints[0] += "?key=" + hex.EncodeToString(a.Cert.SubjectKeyId)
+		}
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, a.Cert, req.PublicKey, a.Signer)
 	if err != nil {
@@ -217,6 +227,17 @@ func (a *Authority) Issue(req IssueRequest) ([]byte, *x509.Certificate, error) {
 		return nil, nil, err
 	}
 	return der, cert, nil
+}
+
+// ForKey is the authority (this one or Previous) whose CA key has the hex
+// subject key ID keyID; "" is this one.
+func (a *Authority) ForKey(keyID string) (*Authority, bool) {
+	for c := a; c != nil; c = c.Previous {
+		if keyID == "" || keyID == hex.EncodeToString(c.Cert.SubjectKeyId) {
+			return c, true
+		}
+	}
+	return nil, false
 }
 
 // RevokedEntry is one CRL entry.

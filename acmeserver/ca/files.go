@@ -62,9 +62,11 @@ func (a *Authority) ConfigureCRL(spec *v1alpha1.CRLSpec) {
 	if spec == nil {
 		return
 	}
-	a.CRLURL = spec.DistributionPointURL
-	if spec.Validity != nil && spec.Validity.Duration > 0 {
-		a.CRLValidity = spec.Validity.Duration
+	for c := a; c != nil; c = c.Previous {
+		c.CRLURL = spec.DistributionPointURL
+		if spec.Validity != nil && spec.Validity.Duration > 0 {
+			c.CRLValidity = spec.Validity.Duration
+		}
 	}
 }
 
@@ -158,8 +160,24 @@ func FromTLSSecret(name string, data map[string][]byte) (*Authority, error) {
 		return nil, errors.New("needs tls.crt and tls.key")
 	}
 	chain := append(append([]byte{}, data["tls.crt"]...), data["ca.crt"]...)
-	return FromPEM(name, data["tls.key"], dedupePEM(chain))
+	a, err := FromPEM(name, data["tls.key"], dedupePEM(chain))
+	if err != nil {
+		return nil, err
+	}
+	if len(data[PreviousCertKey]) > 0 && len(data[PreviousKeyKey]) > 0 {
+		if a.Previous, err = FromPEM(name, data[PreviousKeyKey], data[PreviousCertKey]); err != nil {
+			return nil, fmt.Errorf("previous CA key: %w", err)
+		}
+	}
+	return a, nil
 }
+
+// Keys of a CA Secret holding the certificate chain and key the CA had
+// before its last key rotation.
+const (
+	PreviousCertKey = "previous.crt"
+	PreviousKeyKey  = "previous.key"
+)
 
 // dedupePEM drops repeated certificates.
 func dedupePEM(in []byte) []byte {

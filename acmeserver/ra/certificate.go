@@ -219,11 +219,17 @@ func (r *RA) mayRevoke(ctx context.Context, who Revoker, c *v1alpha1.AcmeCertifi
 	return acme.UnauthorizedProblem("the account is not authorized to revoke this certificate")
 }
 
-// CRL signs the current CRL of the named CA.
-func (r *RA) CRL(ctx context.Context, caName string) ([]byte, error) {
-	auth, ok := r.Config().Authorities[caName]
+// CRL signs the current CRL of a CA (RFC 5280): with keyID "" or the CA's
+// current subject key ID, by its current key; with the key ID of the key it
+// had before its last rotation, by that key, for the leaves that key signed.
+func (r *RA) CRL(ctx context.Context, caName, keyID string) ([]byte, error) {
+	current, ok := r.Config().Authorities[caName]
 	if !ok {
 		return nil, acme.NotFoundProblem("no such CA")
+	}
+	auth, ok := current.ForKey(keyID)
+	if !ok {
+		return nil, acme.NotFoundProblem("CA %s has no key %q", caName, keyID)
 	}
 	var list v1alpha1.AcmeCertificateList
 	if err := r.store.List(ctx, storage.AllNamespaces, &list, storage.ListOptions{Labels: map[string]string{v1alpha1.LabelState: stateRevoked}}); err != nil {
@@ -234,6 +240,9 @@ func (r *RA) CRL(ctx context.Context, caName string) ([]byte, error) {
 		if c.Spec.CertificateAuthority != caName || c.Status.Revocation == nil {
 			continue
 		}
+		if current.Previous != nil && !signedBy(&c, auth) {
+			continue // another key's CRL lists it
+		}
 		serial, ok := new(big.Int).SetString(c.Spec.Serial, 16)
 		if !ok {
 			continue
@@ -241,6 +250,12 @@ func (r *RA) CRL(ctx context.Context, caName string) ([]byte, error) {
 		entries = append(entries, ca.RevokedEntry{Serial: serial, RevokedAt: c.Status.Revocation.RevokedAt.Time, Reason: c.Status.Revocation.Reason})
 	}
 	return auth.CRL(entries)
+}
+
+// signedBy reports whether c's leaf names auth's key as its issuer's.
+func signedBy(c *v1alpha1.AcmeCertificate, auth *ca.Authority) bool {
+	leaf, err := LeafOf(c)
+	return err == nil && bytes.Equal(leaf.AuthorityKeyId, auth.Cert.SubjectKeyId)
 }
 
 // RenewalWindow is an ARI suggested window.
@@ -258,7 +273,25 @@ func (r *RA) RenewalInfo(ctx context.Context, certID string) (RenewalWindow, err
 	}
 	nb, na := c.Spec.NotBefore.Time, c.Spec.NotAfter.Time
 	life := na.Sub(nb)
-	return RenewalWindow{Start: nb.Add(life * 2 / 3), End: nb.Add(life * 5 / 6)}, nil
+	w := RenewalWindow{Start: nb.Add(life * 2 / 3), End: nb.Add(life * 5 / 6)}
+	if auth, ok := r.Config().Authorities[c.Spec.CertificateAuthority]; ok && auth.Previous != nil && !signedBy(c, auth) {
+		// Issued under the key the CA had before its last rotation: renew
+		// within a day, so that leaves move to the new key (and chain).
+		now := r.nowUTC()
+		w.Start = minTime(w.Start, now)
+		w.End = minTime(w.End, now.Add(24*time.Hour))
+		if !w.End.After(w.Start) {
+			w.End = w.Start.Add(time.Hour)
+		}
+	}
+	return w, nil
+}
+
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
 }
 
 // certByCertID parses "base64url(AKI).base64url(serial)" (RFC 9773 §4.1).

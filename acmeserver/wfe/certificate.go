@@ -106,7 +106,7 @@ func (w *WFE) renewalInfo(ctx context.Context, rw http.ResponseWriter, r *http.R
 
 // crl serves the CA's current CRL (DER, RFC 5280).
 func (w *WFE) crl(ctx context.Context, rw http.ResponseWriter, r *http.Request, _ *ra.Profile) error {
-	der, err := w.ra.CRL(ctx, r.PathValue("ca"))
+	der, err := w.ra.CRL(ctx, r.PathValue("ca"), r.URL.Query().Get("key"))
 	if err != nil {
 		return err
 	}

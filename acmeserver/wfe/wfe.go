@@ -47,7 +47,7 @@ type Authority interface {
 	ChainCount(c *v1alpha1.AcmeCertificate) int
 	Revoke(ctx context.Context, p *ra.Profile, who ra.Revoker, der []byte, reason *int) error
 	RenewalInfo(ctx context.Context, certID string) (ra.RenewalWindow, error)
-	CRL(ctx context.Context, caName string) ([]byte, error)
+	CRL(ctx context.Context, caName, keyID string) ([]byte, error)
 }
 
 // WFE serves the ACME API.

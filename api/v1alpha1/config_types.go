@@ -45,6 +45,18 @@ type CertificateAuthoritySpec struct {
 	// +optional
 	RenewBefore *metav1.Duration `json:"renewBefore,omitempty"`
 
+	// RotationPolicy says whether renewing a generated CA keeps its key
+	// (Never, the default: leaves keep chaining to the renewed certificate)
+	// or generates a new one (Always: a new root or intermediate; the old
+	// certificate and key are kept in the Secret as previous.crt/previous.key
+	// to sign CRLs for the leaves they issued, trust bundles carry the old
+	// root until it expires, and ARI asks holders of those leaves to renew
+	// early). With Always, issued certificates name their CA key in the CRL
+	// distribution point URL (?key=<subject key ID>). Ignored for secretRef.
+	// +optional
+	// +kubebuilder:validation:Enum=Never;Always
+	RotationPolicy RotationPolicy `json:"rotationPolicy,omitempty"`
+
 	// CRL publishes a certificate revocation list and embeds its URL in issued
 	// certificates as the CRL distribution point.
 	// +optional
@@ -55,6 +67,15 @@ type CertificateAuthoritySpec struct {
 	// +optional
 	TrustBundle *TrustBundleSpec `json:"trustBundle,omitempty"`
 }
+
+// RotationPolicy of a generated CA's key at renewal.
+type RotationPolicy string
+
+// Rotation policies.
+const (
+	RotationNever  RotationPolicy = "Never"
+	RotationAlways RotationPolicy = "Always"
+)
 
 // TrustBundleSpec says where a CA's trust bundle is published.
 type TrustBundleSpec struct {

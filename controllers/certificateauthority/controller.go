@@ -23,6 +23,7 @@ const (
 	ReasonReady          = "Ready"
 	ReasonGenerated      = "Generated"
 	ReasonRenewed        = "Renewed"
+	ReasonRotated        = "Rotated" // renewed with a new key (rotationPolicy Always)
 	ReasonInvalidSecret  = "InvalidSecret"
 	ReasonIssuerNotReady = "IssuerNotReady"
 	ReasonInvalidSpec    = "InvalidSpec"

@@ -145,6 +145,66 @@ func TestRenewal(t *testing.T) {
 	}
 }
 
+// TestRotation: with rotationPolicy Always, renewal generates a new key and
+// a new root; the Secret keeps the old certificate and key as previous.crt
+// and previous.key, the Event says Rotated, and the loaded CA carries the
+// old one as Previous and names its key in CRL distribution points.
+func TestRotation(t *testing.T) {
+	_, c := kenvtest.Start(t)
+	ctx := context.Background()
+	must(t, c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}))
+	now := time.Now()
+	rec := events.NewFakeRecorder(10)
+	r := &certificateauthority.Reconciler{Client: c, Namespace: ns, Recorder: rec, Now: func() time.Time { return now }}
+	obj := &v1alpha1.CertificateAuthority{ObjectMeta: metav1.ObjectMeta{Name: "rotating"},
+		Spec: v1alpha1.CertificateAuthoritySpec{SelfSigned: &v1alpha1.SelfSignedCA{Validity: &metav1.Duration{Duration: 48 * time.Hour}},
+			RenewBefore: &metav1.Duration{Duration: 24 * time.Hour}, RotationPolicy: v1alpha1.RotationAlways,
+			CRL: &v1alpha1.CRLSpec{DistributionPointURL: "https://acme.test/crl/rotating"}}}
+	must(t, c.Create(ctx, obj))
+	req := ctrl.Request{NamespacedName: client.ObjectKey{Name: "rotating"}}
+	_, err := r.Reconcile(ctx, req)
+	must(t, err)
+	first := secretCert(t, c, "rotating-ca")
+	now = now.Add(30 * time.Hour)
+	_, err = r.Reconcile(ctx, req)
+	must(t, err)
+	rotated := secretCert(t, c, "rotating-ca")
+	if rotated.Equal(first) || string(rotated.SubjectKeyId) == string(first.SubjectKeyId) {
+		t.Fatal("renewal with rotationPolicy Always kept the key")
+	}
+	var sec corev1.Secret
+	must(t, c.Get(ctx, client.ObjectKey{Namespace: ns, Name: "rotating-ca"}, &sec))
+	if prev := parseChain(t, string(sec.Data[ca.PreviousCertKey])); len(prev) == 0 || !prev[0].Equal(first) || len(sec.Data[ca.PreviousKeyKey]) == 0 {
+		t.Fatal("the Secret does not keep the previous certificate and key")
+	}
+	if got := parseChain(t, string(sec.Data["ca.crt"])); len(got) != 1 || !got[0].Equal(rotated) {
+		t.Fatal("ca.crt is not the new root")
+	}
+	must(t, c.Get(ctx, req.NamespacedName, obj))
+	auth, err := certificateauthority.Load(ctx, c, ns, obj)
+	must(t, err)
+	if auth.Previous == nil || !auth.Previous.Cert.Equal(first) || !auth.CRLPerKey {
+		t.Fatalf("loaded CA: previous %v, CRL per key %v", auth.Previous != nil, auth.CRLPerKey)
+	}
+	found := false
+	for len(rec.Events) > 0 {
+		found = found || strings.Contains(<-rec.Events, certificateauthority.ReasonRotated)
+	}
+	if !found {
+		t.Fatal("no Rotated Event")
+	}
+	// A later renewal keeping the key (the policy changed) keeps previous.*.
+	obj.Spec.RotationPolicy = v1alpha1.RotationNever
+	must(t, c.Update(ctx, obj))
+	now = now.Add(30 * time.Hour)
+	_, err = r.Reconcile(ctx, req)
+	must(t, err)
+	must(t, c.Get(ctx, client.ObjectKey{Namespace: ns, Name: "rotating-ca"}, &sec))
+	if cur := secretCert(t, c, "rotating-ca"); string(cur.SubjectKeyId) != string(rotated.SubjectKeyId) || len(sec.Data[ca.PreviousCertKey]) == 0 {
+		t.Fatal("a same-key renewal changed the key or dropped previous.crt")
+	}
+}
+
 func secretCert(t *testing.T, c client.Client, name string) *x509.Certificate {
 	t.Helper()
 	var sec corev1.Secret

@@ -102,6 +102,9 @@ func (r *Reconciler) sync(ctx context.Context, obj *v1alpha1.CertificateAuthorit
 		if auth, err = r.renew(ctx, obj, &sec, auth, issuer); err != nil {
 			return outcome{}, err
 		}
+		if obj.Spec.RotationPolicy == v1alpha1.RotationAlways {
+			return r.ready(obj, auth, ReasonRotated), nil
+		}
 		return r.ready(obj, auth, ReasonRenewed), nil
 	}
 	return r.ready(obj, auth, ""), nil
@@ -159,6 +162,7 @@ func Load(ctx context.Context, c client.Reader, namespace string, obj *v1alpha1.
 		return nil, err
 	}
 	a.ConfigureCRL(obj.Spec.CRL)
+	a.CRLPerKey = obj.Spec.RotationPolicy == v1alpha1.RotationAlways && obj.Spec.SecretRef == nil
 	return a, nil
 }
 
@@ -198,24 +202,50 @@ func (r *Reconciler) renew(ctx context.Context, obj *v1alpha1.CertificateAuthori
 			validity = v.Validity.Duration
 		}
 	}
-	cert, err := ca.Renew(auth.Signer, auth.Cert, r.now(), validity, issuer)
-	if err != nil {
-		return nil, fmt.Errorf("renew: %w", err)
+	key := auth.Signer
+	var chain []*x509.Certificate
+	if obj.Spec.RotationPolicy == v1alpha1.RotationAlways {
+		// A new key, hence a new certificate (a new root for a self-signed
+		// CA); the old pair stays to sign CRLs for the leaves it issued.
+		var err error
+		if issuer == nil {
+			key, chain, err = ca.GenerateSelfSigned(obj.Name, *obj.Spec.SelfSigned)
+		} else {
+			key, chain, err = ca.GenerateIntermediate(obj.Name, *obj.Spec.Intermediate, issuer)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("rotate: %w", err)
+		}
+	} else {
+		cert, err := ca.Renew(auth.Signer, auth.Cert, r.now(), validity, issuer)
+		if err != nil {
+			return nil, fmt.Errorf("renew: %w", err)
+		}
+		chain = []*x509.Certificate{cert}
+		if issuer != nil {
+			chain = append(chain, issuer.Cert)
+			chain = append(chain, issuer.Parents...)
+		}
 	}
-	chain := []*x509.Certificate{cert}
-	if issuer != nil {
-		chain = append(chain, issuer.Cert)
-		chain = append(chain, issuer.Parents...)
-	}
-	fresh, err := tlsSecret(sec.Namespace, sec.Name, auth.Signer, chain)
+	fresh, err := tlsSecret(sec.Namespace, sec.Name, key, chain)
 	if err != nil {
 		return nil, err
+	}
+	if key != auth.Signer {
+		fresh.Data[ca.PreviousCertKey] = sec.Data[corev1.TLSCertKey]
+		fresh.Data[ca.PreviousKeyKey] = sec.Data[corev1.TLSPrivateKeyKey]
+	} else if prev := sec.Data[ca.PreviousCertKey]; len(prev) > 0 { // renewed with the same key: keep what an earlier rotation left
+		fresh.Data[ca.PreviousCertKey], fresh.Data[ca.PreviousKeyKey] = prev, sec.Data[ca.PreviousKeyKey]
 	}
 	sec.Data = fresh.Data
 	if err := r.Client.Update(ctx, sec); err != nil {
 		return nil, fmt.Errorf("update secret: %w", err)
 	}
-	return ca.New(obj.Name, chain[0], auth.Signer, chain[1:])
+	out, err := ca.FromTLSSecret(obj.Name, sec.Data)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
 }
 
 func tlsSecret(ns, name string, key crypto.Signer, chain []*x509.Certificate) (*corev1.Secret, error) {
