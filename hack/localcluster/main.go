@@ -41,6 +41,7 @@ func run() error {
 	bin := flag.String("kacme", "bin/kacme", "kacme binary")
 	dir := flag.String("dir", "bin/local", "kubeconfigs, logs and the root CA go here")
 	listen := flag.String("listen", "127.0.0.1:9443", "kacme server listen address")
+	metricsAddr := flag.String("metrics", "127.0.0.1:9090", "kacme server metrics address (/metrics)")
 	samples := flag.String("samples", "config/samples/cluster", "manifests applied after the CRDs")
 	flag.Parse()
 	assets := os.Getenv("KUBEBUILDER_ASSETS")
@@ -99,7 +100,7 @@ func run() error {
 	if err := waitReady(ctx, c); err != nil {
 		return err
 	}
-	stopServer, err := start(*bin, *dir, "server", kubeconfigs["kacme-server"], "--namespace", kenvtest.OperatorNamespace, "--listen", *listen, "--external-url", url)
+	stopServer, err := start(*bin, *dir, "server", kubeconfigs["kacme-server"], "--namespace", kenvtest.OperatorNamespace, "--listen", *listen, "--external-url", url, "--metrics-addr", *metricsAddr)
 	if err != nil {
 		return err
 	}
@@ -124,6 +125,7 @@ kacme runs in cluster mode on a local control plane (kube-apiserver v1.37.2 + et
   root CA        %[2]s
   kubeconfig     %[3]s   (controller and server run as users bound to config/rbac)
   logs           %[4]s/controller.log, %[4]s/server.log
+  metrics        http://%[8]s/metrics   (health: %[1]s/readyz)
 
 Try it:
   export KUBECONFIG=%[3]s
@@ -139,7 +141,7 @@ Try it:
   %[5]s get acmeaccounts,acmeorders,acmecertificates -n team-a
 
 Ctrl-C stops the server, the controller and the control plane.
-`, url, caPath, kubeconfigs["admin"], *dir, kubectl, kenvtest.OperatorNamespace, eab.Data["key"])
+`, url, caPath, kubeconfigs["admin"], *dir, kubectl, kenvtest.OperatorNamespace, eab.Data["key"], *metricsAddr)
 	sig, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	<-sig.Done()
