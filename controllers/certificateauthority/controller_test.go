@@ -205,6 +205,34 @@ func TestRotation(t *testing.T) {
 	}
 }
 
+// TestRenewBeforeTooLong: a renewBefore that would make every new
+// certificate due at once is an invalid spec, not a renewal loop.
+func TestRenewBeforeTooLong(t *testing.T) {
+	_, c := kenvtest.Start(t)
+	ctx := context.Background()
+	must(t, c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}))
+	r := &certificateauthority.Reconciler{Client: c, Namespace: ns, Recorder: events.NewFakeRecorder(10)}
+	must(t, c.Create(ctx, &v1alpha1.CertificateAuthority{ObjectMeta: metav1.ObjectMeta{Name: "looping"},
+		Spec: v1alpha1.CertificateAuthoritySpec{SelfSigned: &v1alpha1.SelfSignedCA{Validity: &metav1.Duration{Duration: time.Hour}},
+			RenewBefore: &metav1.Duration{Duration: time.Hour}, RotationPolicy: v1alpha1.RotationAlways}}))
+	req := ctrl.Request{NamespacedName: client.ObjectKey{Name: "looping"}}
+	for range 3 {
+		_, err := r.Reconcile(ctx, req)
+		must(t, err)
+	}
+	first := secretCert(t, c, "looping-ca")
+	_, err := r.Reconcile(ctx, req)
+	must(t, err)
+	if !secretCert(t, c, "looping-ca").Equal(first) {
+		t.Fatal("the CA was renewed again at once")
+	}
+	_, cond := ready(t, c, "looping")
+	if cond == nil || cond.Status != metav1.ConditionFalse || cond.Reason != certificateauthority.ReasonInvalidSpec ||
+		!strings.Contains(cond.Message, "renewBefore") {
+		t.Fatalf("Ready condition %+v, want False InvalidSpec about renewBefore", cond)
+	}
+}
+
 func secretCert(t *testing.T, c client.Client, name string) *x509.Certificate {
 	t.Helper()
 	var sec corev1.Secret

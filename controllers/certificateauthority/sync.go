@@ -98,6 +98,11 @@ func (r *Reconciler) sync(ctx context.Context, obj *v1alpha1.CertificateAuthorit
 	if err != nil {
 		return notReady(ReasonInvalidSecret, "secret %s/%s: %v", r.Namespace, sec.Name, err), nil
 	}
+	if life := auth.Cert.NotAfter.Sub(auth.Cert.NotBefore); renewBefore(obj) >= life-time.Minute {
+		// A new certificate (valid from a minute ago) would be due at once:
+		// a renewal loop.
+		return notReady(ReasonInvalidSpec, "renewBefore (%s) must be shorter than the certificate's validity (%s) minus a minute", renewBefore(obj), life), nil
+	}
 	if r.now().Add(renewBefore(obj)).After(auth.Cert.NotAfter) {
 		if auth, err = r.renew(ctx, obj, &sec, auth, issuer); err != nil {
 			return outcome{}, err
