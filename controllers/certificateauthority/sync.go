@@ -171,15 +171,17 @@ func Load(ctx context.Context, c client.Reader, namespace string, obj *v1alpha1.
 	return a, nil
 }
 
-func (r *Reconciler) generate(ctx context.Context, obj *v1alpha1.CertificateAuthority, issuer *ca.Authority) (*ca.Authority, error) {
-	var key crypto.Signer
-	var chain []*x509.Certificate
-	var err error
+// newKey generates a key and certificate per spec: a root, or an
+// intermediate issuer signs; the chain is the certificate and its issuers.
+func newKey(obj *v1alpha1.CertificateAuthority, issuer *ca.Authority) (crypto.Signer, []*x509.Certificate, error) {
 	if issuer == nil {
-		key, chain, err = ca.GenerateSelfSigned(obj.Name, *obj.Spec.SelfSigned)
-	} else {
-		key, chain, err = ca.GenerateIntermediate(obj.Name, *obj.Spec.Intermediate, issuer)
+		return ca.GenerateSelfSigned(obj.Name, *obj.Spec.SelfSigned)
 	}
+	return ca.GenerateIntermediate(obj.Name, *obj.Spec.Intermediate, issuer)
+}
+
+func (r *Reconciler) generate(ctx context.Context, obj *v1alpha1.CertificateAuthority, issuer *ca.Authority) (*ca.Authority, error) {
+	key, chain, err := newKey(obj, issuer)
 	if err != nil {
 		return nil, fmt.Errorf("generate: %w", err)
 	}
@@ -213,12 +215,7 @@ func (r *Reconciler) renew(ctx context.Context, obj *v1alpha1.CertificateAuthori
 		// A new key, hence a new certificate (a new root for a self-signed
 		// CA); the old pair stays to sign CRLs for the leaves it issued.
 		var err error
-		if issuer == nil {
-			key, chain, err = ca.GenerateSelfSigned(obj.Name, *obj.Spec.SelfSigned)
-		} else {
-			key, chain, err = ca.GenerateIntermediate(obj.Name, *obj.Spec.Intermediate, issuer)
-		}
-		if err != nil {
+		if key, chain, err = newKey(obj, issuer); err != nil {
 			return nil, fmt.Errorf("rotate: %w", err)
 		}
 	} else {

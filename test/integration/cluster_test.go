@@ -184,6 +184,26 @@ func authorizeHTTP01(ctx context.Context, cl *xacme.Client, resp *responder, nam
 	return o, err
 }
 
+// issueHTTP01 obtains a certificate for name with cl (http-01 through resp).
+func issueHTTP01(ctx context.Context, t *testing.T, cl *xacme.Client, resp *responder, name string) *x509.Certificate {
+	t.Helper()
+	o, err := authorizeHTTP01(ctx, cl, resp, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	csr, _ := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{DNSNames: []string{name}}, key)
+	ders, _, err := cl.CreateOrderCert(ctx, o.FinalizeURL, csr, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, err := x509.ParseCertificate(ders[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return leaf
+}
+
 // lego runs lego against profile with its own state directory dir; it
 // returns the output and whether lego succeeded.
 func (e *clusterEnv) lego(t *testing.T, dir, profile string, args ...string) (string, error) {

@@ -22,7 +22,6 @@ import (
 	xacme "golang.org/x/crypto/acme"
 	"k8s.io/client-go/tools/clientcmd"
 
-	"github.com/kacme/kacme/api/v1alpha1"
 	kenvtest "github.com/kacme/kacme/test/envtest"
 	"github.com/kacme/kacme/test/harness"
 )
@@ -161,15 +160,5 @@ func TestClusterModeAPIServerOutage(t *testing.T) {
 	if n := oneCertificatePerOrder(t, e); n < clients*each {
 		t.Fatalf("%d orders with a certificate, want at least %d", n, clients*each)
 	}
-	var chs v1alpha1.AcmeChallengeList
-	if err := e.c.List(context.Background(), &chs); err != nil {
-		t.Fatal(err)
-	}
-	for _, az := range chs.Items {
-		for _, c := range az.Status.Challenges {
-			if c.Status == "processing" {
-				t.Errorf("authorization %s/%s left with a processing challenge", az.Namespace, az.Name)
-			}
-		}
-	}
+	noneProcessing(t, e)
 }

@@ -2,9 +2,6 @@ package integration
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
@@ -41,21 +38,7 @@ func TestClusterModeRevocation(t *testing.T) {
 	resp := startResponder(t, e.httpPort)
 	ctx := context.Background()
 	cl := e.client(t)
-	issue := func(name string) *x509.Certificate {
-		t.Helper()
-		o, err := authorizeHTTP01(ctx, cl, resp, name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		csr, _ := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{DNSNames: []string{name}}, key)
-		ders, _, err := cl.CreateOrderCert(ctx, o.FinalizeURL, csr, true)
-		if err != nil {
-			t.Fatal(err)
-		}
-		leaf, _ := x509.ParseCertificate(ders[0])
-		return leaf
-	}
+	issue := func(name string) *x509.Certificate { return issueHTTP01(ctx, t, cl, resp, name) }
 	byACME, byEdit := issue("acme-revoked.localhost"), issue("edit-revoked.localhost")
 	if err := cl.RevokeCert(ctx, nil, byACME.Raw, xacme.CRLReasonSuperseded); err != nil {
 		t.Fatal(err)

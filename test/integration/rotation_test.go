@@ -70,24 +70,7 @@ func TestClusterModeCARotation(t *testing.T) {
 	if _, err := cl.Register(ctx, &xacme.Account{}, xacme.AcceptTOS); err != nil {
 		t.Fatal(err)
 	}
-	issue := func(name string) *x509.Certificate {
-		t.Helper()
-		o, err := authorizeHTTP01(ctx, cl, resp, name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		csr, _ := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{DNSNames: []string{name}}, k)
-		ders, _, err := cl.CreateOrderCert(ctx, o.FinalizeURL, csr, true)
-		if err != nil {
-			t.Fatal(err)
-		}
-		leaf, err := x509.ParseCertificate(ders[0])
-		if err != nil {
-			t.Fatal(err)
-		}
-		return leaf
-	}
+	issue := func(name string) *x509.Certificate { return issueHTTP01(ctx, t, cl, resp, name) }
 	chainsTo := func(leaf, root *x509.Certificate) bool {
 		pool := x509.NewCertPool()
 		pool.AddCert(root)
