@@ -293,6 +293,22 @@ func (r *RA) UpdateAccount(ctx context.Context, a *v1alpha1.AcmeAccount, req acm
 // It reports whether this call made the change (replicas all try; one
 // succeeds, through compare-and-swap).
 func (r *RA) DeactivateRequested(ctx context.Context, ns, name string) (bool, error) {
+	return r.deactivateStored(ctx, ns, name, "spec.deactivated", func(a *v1alpha1.AcmeAccount) bool { return a.Spec.Deactivated })
+}
+
+// DeactivateAsAdmin deactivates a valid account for an administrator (the
+// dashboard) as spec.deactivated does, setting it too; by names the
+// administrator. It reports whether this call deactivated it.
+func (r *RA) DeactivateAsAdmin(ctx context.Context, ns, name, by string) (bool, error) {
+	return r.deactivateStored(ctx, ns, name, by, func(a *v1alpha1.AcmeAccount) bool {
+		a.Spec.Deactivated = true
+		return true
+	})
+}
+
+// deactivateStored deactivates a valid account when want (which may also
+// change it) says so, in one compare-and-swap, then records it.
+func (r *RA) deactivateStored(ctx context.Context, ns, name, by string, want func(*v1alpha1.AcmeAccount) bool) (bool, error) {
 	var out *v1alpha1.AcmeAccount
 	err := retry(ctx, func() error {
 		out = nil
@@ -300,7 +316,7 @@ func (r *RA) DeactivateRequested(ctx context.Context, ns, name string) (bool, er
 		if err := r.get(ctx, ns, name, &cur, "account"); err != nil {
 			return err
 		}
-		if !cur.Spec.Deactivated || cur.Status.Status != acme.StatusValid {
+		if cur.Status.Status != acme.StatusValid || !want(&cur) {
 			return nil
 		}
 		cur.Status.Status = acme.StatusDeactivated
@@ -313,7 +329,7 @@ func (r *RA) DeactivateRequested(ctx context.Context, ns, name string) (bool, er
 	if err != nil || out == nil {
 		return false, err
 	}
-	r.deactivated(ctx, out, "spec.deactivated")
+	r.deactivated(ctx, out, by)
 	return true, nil
 }
 

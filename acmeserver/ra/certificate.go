@@ -179,6 +179,16 @@ func (r *RA) RevokeRequested(ctx context.Context, ns, name string) (bool, error)
 	}, "spec.revocationReason")
 }
 
+// RevokeAsAdmin revokes a certificate for an administrator (the dashboard):
+// the same record, audit line, metric and CRL entry as an ACME revocation;
+// by names the administrator. It reports whether this call revoked it.
+func (r *RA) RevokeAsAdmin(ctx context.Context, ns, name string, reason int, by string) (bool, error) {
+	if !allowedReasons[reason] {
+		return false, acme.BadRevocationReasonProblem("reason %d is not accepted; use one of 0, 1, 3, 4, 5", reason)
+	}
+	return r.markRevoked(ctx, ns, name, func(*v1alpha1.AcmeCertificate) (int, error) { return reason, nil }, by)
+}
+
 // mayRevoke: the issuing account, an account with valid authorizations for
 // every identifier, or the certificate key holder (RFC 8555 §7.6).
 func (r *RA) mayRevoke(ctx context.Context, who Revoker, c *v1alpha1.AcmeCertificate, leaf *x509.Certificate) *acme.Problem {

@@ -26,6 +26,7 @@ import (
 
 	"github.com/kacme/kacme/acmeserver/audit"
 	"github.com/kacme/kacme/acmeserver/ca"
+	"github.com/kacme/kacme/acmeserver/dashboard"
 	"github.com/kacme/kacme/acmeserver/metrics"
 	"github.com/kacme/kacme/acmeserver/nonce"
 	"github.com/kacme/kacme/acmeserver/ra"
@@ -66,11 +67,17 @@ type Server struct {
 	http         *http.Server
 	done         chan error
 	log          *slog.Logger
-	front        *wfe.WFE
-	delay        time.Duration
-	closeOnce    sync.Once
-	closeErr     error
-	closed       chan struct{} // closed once Close has finished
+	// DashboardURL is the web dashboard; DashboardToken signs in to it
+	// (created and stored in the data directory on the first start, when
+	// DashboardTokenCreated is true: print it then, and only then).
+	DashboardURL          string
+	DashboardToken        string
+	DashboardTokenCreated bool
+	front                 *wfe.WFE
+	delay                 time.Duration
+	closeOnce             sync.Once
+	closeErr              error
+	closed                chan struct{} // closed once Close has finished
 }
 
 // Start loads configuration, opens the store, loads or generates CAs and
@@ -152,8 +159,25 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 	}
 	front := wfe.New(authority, nonces, ext, o.Log)
 	front.Metrics = o.Metrics
+	token, created, err := dashboard.LoadOrCreateToken(dataDir)
+	if err != nil {
+		authority.Close()
+		_ = store.Close()
+		_ = ln.Close()
+		return nil, fmt.Errorf("dashboard token: %w", err)
+	}
+	dash, err := dashboard.New(dashboard.Options{Store: store, RA: authority, Auth: token, Log: o.Log})
+	if err != nil {
+		authority.Close()
+		_ = store.Close()
+		_ = ln.Close()
+		return nil, err
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/dashboard/", dash)
+	mux.Handle("/", front)
 	srv := &http.Server{
-		Handler:           front,
+		Handler:           mux,
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      60 * time.Second,
@@ -167,6 +191,7 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 	}
 	s := &Server{URL: ext, DirectoryURL: ext + "/acme/directory", RootPath: rootPath, Store: store, RA: authority,
 		Config: cfg, listener: ln, http: srv, done: make(chan error, 1), log: o.Log, front: front, delay: o.ShutdownDelay,
+		DashboardURL: ext + "/dashboard/", DashboardToken: token.Token(), DashboardTokenCreated: created,
 		closed: make(chan struct{})}
 	go func() { s.done <- srv.ServeTLS(ln, "", "") }()
 	return s, nil

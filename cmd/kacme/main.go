@@ -26,6 +26,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/kacme/kacme/acmeserver/dashboard"
 	"github.com/kacme/kacme/acmeserver/metrics"
 	"github.com/kacme/kacme/acmeserver/standalone"
 )
@@ -173,4 +174,9 @@ or with lego:
 `, srv.DirectoryURL, strings.Join(profiles, ", "), srv.RootPath, abs, port,
 		srv.RootPath, port, srv.DirectoryURL, abs, abs, abs,
 		srv.RootPath, srv.DirectoryURL, abs, port)
+	token := "the token in " + filepath.Join(abs, dashboard.TokenFile) + " (printed at the first start)"
+	if srv.DashboardTokenCreated {
+		token = srv.DashboardToken + "   (shown this once; also in " + filepath.Join(abs, dashboard.TokenFile) + ")"
+	}
+	fmt.Printf("Dashboard: %s   sign in with %s\n\n", srv.DashboardURL, token)
 }

@@ -1,0 +1,89 @@
+package dashboard
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// Authorizer decides who is signed in and what they may see and do.
+type Authorizer interface {
+	// Authenticate returns the user a bearer token belongs to.
+	Authenticate(ctx context.Context, token string) (user string, err error)
+	// Allowed reports whether user may verb ("list" to view, "update" to
+	// act) resource (acmeorders, acmecertificates, ...) in namespace ("":
+	// every namespace).
+	Allowed(ctx context.Context, user, verb, resource, namespace string) (bool, error)
+}
+
+// ErrUnauthenticated is a token that signs nobody in.
+var ErrUnauthenticated = errors.New("the token is not valid")
+
+// AdminToken is the standalone Authorizer: one random token, every right.
+type AdminToken struct{ token string }
+
+// Authenticate implements Authorizer.
+func (a AdminToken) Authenticate(_ context.Context, token string) (string, error) {
+	if a.token == "" || subtle.ConstantTimeCompare([]byte(token), []byte(a.token)) != 1 {
+		return "", ErrUnauthenticated
+	}
+	return "admin", nil
+}
+
+// Allowed implements Authorizer: the admin may do everything.
+func (a AdminToken) Allowed(context.Context, string, string, string, string) (bool, error) {
+	return true, nil
+}
+
+// TokenFile is where standalone mode keeps the admin token.
+const TokenFile = "dashboard-token"
+
+// LoadOrCreateToken reads the admin token from dir, or creates one (0600);
+// created reports a new token, which the caller prints once.
+func LoadOrCreateToken(dir string) (a AdminToken, created bool, err error) {
+	p := filepath.Join(dir, TokenFile)
+	b, err := os.ReadFile(p)
+	if err == nil {
+		if t := strings.TrimSpace(string(b)); len(t) >= 32 {
+			return AdminToken{token: t}, false, nil
+		}
+		return AdminToken{}, false, fmt.Errorf("%s: token too short; delete the file to get a new one", p)
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		return AdminToken{}, false, err
+	}
+	raw := make([]byte, 32)
+	if _, err := rand.Read(raw); err != nil {
+		return AdminToken{}, false, err
+	}
+	t := base64.RawURLEncoding.EncodeToString(raw)
+	if err := os.WriteFile(p, []byte(t+"\n"), 0o600); err != nil {
+		return AdminToken{}, false, err
+	}
+	return AdminToken{token: t}, true, nil
+}
+
+// Token is the admin token (to print once).
+func (a AdminToken) Token() string { return a.token }
+
+// csrfToken binds a form to the session's credential: an HMAC of a fixed
+// label under the token, so any replica can check it without shared state,
+// and a page on another site, which cannot read the HttpOnly cookie, cannot
+// forge it.
+func csrfToken(sessionToken string) string {
+	m := hmac.New(sha256.New, []byte(sessionToken))
+	m.Write([]byte("kacme dashboard csrf v1"))
+	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
+}
+
+func validCSRF(sessionToken, got string) bool {
+	return got != "" && hmac.Equal([]byte(csrfToken(sessionToken)), []byte(got))
+}
