@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	toolscache "k8s.io/client-go/tools/cache"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -29,6 +30,7 @@ import (
 
 	"github.com/kacme/kacme/acmeserver/audit"
 	"github.com/kacme/kacme/acmeserver/ca"
+	"github.com/kacme/kacme/acmeserver/dashboard"
 	"github.com/kacme/kacme/acmeserver/metrics"
 	"github.com/kacme/kacme/acmeserver/nonce"
 	"github.com/kacme/kacme/acmeserver/ra"
@@ -47,6 +49,9 @@ import (
 // +kubebuilder:rbac:groups=acme.kacme.io,resources=acmeaccounts;acmeorders;acmechallenges;acmecertificates,verbs=get;list;watch;create;update
 // +kubebuilder:rbac:groups=acme.kacme.io,resources=acmeprofiles;certificateauthorities,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",namespace=kacme-system,resources=secrets,verbs=get;list;watch
+// The dashboard signs users in and asks RBAC about them:
+// +kubebuilder:rbac:groups=authentication.k8s.io,resources=tokenreviews,verbs=create
+// +kubebuilder:rbac:groups=authorization.k8s.io,resources=subjectaccessreviews,verbs=create
 
 // Options configure the cluster-mode server.
 type Options struct {
@@ -206,7 +211,20 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 	front := wfe.New(s.RA, nonces, s.external, o.Log)
 	front.Metrics = o.Metrics
 	s.front = front
-	s.http = &http.Server{Handler: front, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
+	cs, err := kubernetes.NewForConfig(o.Config)
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	dash, err := dashboard.New(dashboard.Options{Store: store, RA: s.RA, Auth: &dashboard.KubeAuthorizer{Client: cs}, Log: o.Log})
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/dashboard/", dash)
+	mux.Handle("/", front)
+	s.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
 		WriteTimeout: 60 * time.Second, IdleTimeout: 120 * time.Second, MaxHeaderBytes: 64 << 10,
 		TLSConfig: &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: s.getCertificate}}
 	go func() { s.done <- s.http.ServeTLS(ln, "", "") }()

@@ -14,14 +14,22 @@ import (
 	"strings"
 )
 
+// User is who signed in.
+type User struct {
+	Name   string
+	UID    string
+	Groups []string
+	Extra  map[string][]string
+}
+
 // Authorizer decides who is signed in and what they may see and do.
 type Authorizer interface {
 	// Authenticate returns the user a bearer token belongs to.
-	Authenticate(ctx context.Context, token string) (user string, err error)
+	Authenticate(ctx context.Context, token string) (*User, error)
 	// Allowed reports whether user may verb ("list" to view, "update" to
 	// act) resource (acmeorders, acmecertificates, ...) in namespace ("":
 	// every namespace).
-	Allowed(ctx context.Context, user, verb, resource, namespace string) (bool, error)
+	Allowed(ctx context.Context, user *User, verb, resource, namespace string) (bool, error)
 }
 
 // ErrUnauthenticated is a token that signs nobody in.
@@ -31,15 +39,15 @@ var ErrUnauthenticated = errors.New("the token is not valid")
 type AdminToken struct{ token string }
 
 // Authenticate implements Authorizer.
-func (a AdminToken) Authenticate(_ context.Context, token string) (string, error) {
+func (a AdminToken) Authenticate(_ context.Context, token string) (*User, error) {
 	if a.token == "" || subtle.ConstantTimeCompare([]byte(token), []byte(a.token)) != 1 {
-		return "", ErrUnauthenticated
+		return nil, ErrUnauthenticated
 	}
-	return "admin", nil
+	return &User{Name: "admin"}, nil
 }
 
 // Allowed implements Authorizer: the admin may do everything.
-func (a AdminToken) Allowed(context.Context, string, string, string, string) (bool, error) {
+func (a AdminToken) Allowed(context.Context, *User, string, string, string) (bool, error) {
 	return true, nil
 }
 

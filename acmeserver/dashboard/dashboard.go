@@ -112,8 +112,9 @@ func (d *Dashboard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // session is a signed-in request.
 type session struct {
-	user, token string
-	allowed     map[string]bool // "verb resource namespace" → decision
+	user    *User
+	token   string
+	allowed map[string]bool // "verb resource namespace" → decision
 }
 
 type handler func(ctx context.Context, w http.ResponseWriter, r *http.Request, s *session) error
@@ -163,7 +164,7 @@ func (d *Dashboard) may(ctx context.Context, s *session, verb, resource, ns stri
 	}
 	ok, err := d.o.Auth.Allowed(ctx, s.user, verb, resource, ns)
 	if err != nil {
-		d.o.Log.Error("dashboard authorization", "user", s.user, "err", err)
+		d.o.Log.Error("dashboard authorization", "user", s.user.Name, "err", err)
 	}
 	s.allowed[k] = ok && err == nil
 	return s.allowed[k]
@@ -188,7 +189,7 @@ func (d *Dashboard) render(w http.ResponseWriter, page string, s *session, data 
 		data = map[string]any{}
 	}
 	if s != nil {
-		data["User"], data["CSRF"] = s.user, csrfToken(s.token)
+		data["User"], data["CSRF"] = s.user.Name, csrfToken(s.token)
 	}
 	data["Page"] = page
 	var b strings.Builder
@@ -482,7 +483,7 @@ func (d *Dashboard) revoke(ctx context.Context, w http.ResponseWriter, r *http.R
 		http.Error(w, "reason must be an RFC 5280 reason code", http.StatusBadRequest)
 		return nil
 	}
-	if _, err := d.o.RA.RevokeAsAdmin(ctx, ns, name, reason, "dashboard:"+s.user); err != nil {
+	if _, err := d.o.RA.RevokeAsAdmin(ctx, ns, name, reason, "dashboard:"+s.user.Name); err != nil {
 		return err
 	}
 	http.Redirect(w, r, "/dashboard/certificates?name="+name, http.StatusSeeOther)
@@ -513,7 +514,7 @@ func (d *Dashboard) deactivate(ctx context.Context, w http.ResponseWriter, r *ht
 	if !d.may(ctx, s, "update", "acmeaccounts", ns) {
 		return errForbidden
 	}
-	if _, err := d.o.RA.DeactivateAsAdmin(ctx, ns, name, "dashboard:"+s.user); err != nil {
+	if _, err := d.o.RA.DeactivateAsAdmin(ctx, ns, name, "dashboard:"+s.user.Name); err != nil {
 		return err
 	}
 	http.Redirect(w, r, "/dashboard/accounts", http.StatusSeeOther)

@@ -1,0 +1,133 @@
+package dashboard
+
+import (
+	"context"
+	"crypto/sha256"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	authnv1 "k8s.io/api/authentication/v1"
+	authzv1 "k8s.io/api/authorization/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/kacme/kacme/api/v1alpha1"
+)
+
+// KubeAuthorizer signs users in with their Kubernetes bearer token
+// (TokenReview) and asks the API server whether they may list or update
+// the kacme resources in a namespace (SubjectAccessReview): RBAC decides
+// what the dashboard shows. Answers are kept for CacheTTL, so page views do
+// not turn into API requests one for one.
+type KubeAuthorizer struct {
+	Client   kubernetes.Interface
+	CacheTTL time.Duration // default 30 s
+
+	mu    sync.Mutex
+	users map[[32]byte]cachedUser
+	sars  map[string]cachedDecision
+}
+
+// maxCached is the cache size above which expired answers are dropped.
+const maxCached = 10000
+
+type cachedUser struct {
+	user *User
+	at   time.Time
+}
+
+type cachedDecision struct {
+	ok bool
+	at time.Time
+}
+
+func (k *KubeAuthorizer) ttl() time.Duration {
+	if k.CacheTTL > 0 {
+		return k.CacheTTL
+	}
+	return 30 * time.Second
+}
+
+// Authenticate implements Authorizer with a TokenReview.
+func (k *KubeAuthorizer) Authenticate(ctx context.Context, token string) (*User, error) {
+	if token == "" {
+		return nil, ErrUnauthenticated
+	}
+	key := sha256.Sum256([]byte(token))
+	k.mu.Lock()
+	if c, ok := k.users[key]; ok && time.Since(c.at) < k.ttl() {
+		k.mu.Unlock()
+		if c.user == nil {
+			return nil, ErrUnauthenticated
+		}
+		return c.user, nil
+	}
+	k.mu.Unlock()
+	tr, err := k.Client.AuthenticationV1().TokenReviews().Create(ctx, &authnv1.TokenReview{Spec: authnv1.TokenReviewSpec{Token: token}}, metav1.CreateOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("token review: %w", err)
+	}
+	var u *User
+	if tr.Status.Authenticated {
+		u = &User{Name: tr.Status.User.Username, UID: tr.Status.User.UID, Groups: tr.Status.User.Groups, Extra: map[string][]string{}}
+		for k, v := range tr.Status.User.Extra {
+			u.Extra[k] = v
+		}
+	}
+	k.mu.Lock()
+	if k.users == nil {
+		k.users = map[[32]byte]cachedUser{}
+	}
+	if len(k.users) > maxCached {
+		for key, c := range k.users {
+			if time.Since(c.at) >= k.ttl() {
+				delete(k.users, key)
+			}
+		}
+	}
+	k.users[key] = cachedUser{user: u, at: time.Now()}
+	k.mu.Unlock()
+	if u == nil {
+		return nil, ErrUnauthenticated
+	}
+	return u, nil
+}
+
+// Allowed implements Authorizer with a SubjectAccessReview on the
+// acme.kacme.io resource.
+func (k *KubeAuthorizer) Allowed(ctx context.Context, u *User, verb, resource, namespace string) (bool, error) {
+	key := strings.Join([]string{u.Name, u.UID, strings.Join(u.Groups, ","), verb, resource, namespace}, "\x00")
+	k.mu.Lock()
+	if c, ok := k.sars[key]; ok && time.Since(c.at) < k.ttl() {
+		k.mu.Unlock()
+		return c.ok, nil
+	}
+	k.mu.Unlock()
+	extra := map[string]authzv1.ExtraValue{}
+	for name, v := range u.Extra {
+		extra[name] = v
+	}
+	sar, err := k.Client.AuthorizationV1().SubjectAccessReviews().Create(ctx, &authzv1.SubjectAccessReview{Spec: authzv1.SubjectAccessReviewSpec{
+		User: u.Name, UID: u.UID, Groups: u.Groups, Extra: extra,
+		ResourceAttributes: &authzv1.ResourceAttributes{Group: v1alpha1.GroupVersion.Group, Resource: resource, Verb: verb, Namespace: namespace},
+	}}, metav1.CreateOptions{})
+	if err != nil {
+		return false, fmt.Errorf("subject access review: %w", err)
+	}
+	k.mu.Lock()
+	if k.sars == nil {
+		k.sars = map[string]cachedDecision{}
+	}
+	if len(k.sars) > maxCached {
+		for key, c := range k.sars {
+			if time.Since(c.at) >= k.ttl() {
+				delete(k.sars, key)
+			}
+		}
+	}
+	k.sars[key] = cachedDecision{ok: sar.Status.Allowed, at: time.Now()}
+	k.mu.Unlock()
+	return sar.Status.Allowed, nil
+}
