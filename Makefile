@@ -15,7 +15,7 @@ E2E_FLAGS   ?= -count=1 -timeout 20m
 # Debian packages the interop tests drive (command:package).
 TEST_DEBS := certbot:certbot lego:lego named:bind9 nsupdate:bind9-dnsutils dig:bind9-dnsutils openssl:openssl
 
-.PHONY: all build run run-local helm-lint test test-e2e unit lint vet manifests generate verify-generated envtest docs-kubectl bench clean help
+.PHONY: all build run run-local helm-lint test test-e2e screenshots unit lint vet manifests generate verify-generated envtest docs-kubectl bench clean help
 
 all: build
 
@@ -41,10 +41,15 @@ test: vet lint verify-generated ## every test: unit, conformance, negative, fuzz
 	KUBEBUILDER_ASSETS="$$assets" KACME_HELM="$$helm" KACME_ENVTEST=required KACME_INTEROP=required $(GO) test $(TEST_FLAGS) $(TEST_PKGS)
 	$(MAKE) --no-print-directory test-e2e
 
-test-e2e: ## cert-manager v1.21.2's controllers against kacme in cluster mode (test/e2e, CoreDNS built once)
-	@hack/ensure-packages.sh dig:bind9-dnsutils
+test-e2e: ## cert-manager v1.21.2's controllers against kacme in cluster mode; the dashboard in headless Chromium (test/e2e)
+	@hack/ensure-packages.sh dig:bind9-dnsutils lego:lego chromium:chromium /usr/share/fonts/truetype/liberation:fonts-liberation
 	assets="$$(hack/envtest.sh)"; coredns="$$(hack/tools.sh coredns)"; \
 	cd test/e2e && KUBEBUILDER_ASSETS="$$assets" KACME_COREDNS="$$coredns" KACME_ENVTEST=required KACME_INTEROP=required $(GO) test $(E2E_FLAGS) ./...
+
+screenshots: build ## refresh docs/images/dashboard-*.png from the browser test (headless Chromium)
+	@hack/ensure-packages.sh lego:lego chromium:chromium /usr/share/fonts/truetype/liberation:fonts-liberation
+	cd test/e2e && KACME_SCREENSHOTS=$(CURDIR)/docs/images KACME_INTEROP=required $(GO) test -count=1 -run TestDashboardBrowser ./...
+	rm -f docs/images/dashboard-login.png
 
 unit: ## tests without requiring the interop tools or envtest (those tests skip)
 	$(GO) test $(TEST_FLAGS) $(TEST_PKGS)

@@ -3,6 +3,8 @@
 # need are installed: installs them with apt when running as root, otherwise
 # says exactly what is missing.
 # Usage: hack/ensure-packages.sh [--soft] <command:package>...
+# (a "command" starting with / is a path that must exist, for packages
+# without a command, e.g. fonts)
 set -euo pipefail
 
 soft=0
@@ -11,7 +13,9 @@ if [[ "${1:-}" == "--soft" ]]; then soft=1; shift; fi
 missing_pkgs=()
 for pair in "$@"; do
   cmd="${pair%%:*}"; pkg="${pair##*:}"
-  if ! command -v "$cmd" >/dev/null 2>&1 && [[ ! -x "/usr/sbin/$cmd" ]]; then
+  if [[ "$cmd" == /* ]]; then
+    [[ -e "$cmd" ]] || missing_pkgs+=("$pkg")
+  elif ! command -v "$cmd" >/dev/null 2>&1 && [[ ! -x "/usr/sbin/$cmd" ]]; then
     missing_pkgs+=("$pkg")
   fi
 done

@@ -412,7 +412,7 @@ func (d *Dashboard) certificates(ctx context.Context, w http.ResponseWriter, r *
 	if q := r.URL.Query().Get("name"); q != "" {
 		var keep []v1alpha1.AcmeCertificate
 		for _, c := range rows {
-			if strings.Contains(strings.Join(c.Spec.Names, " "), q) {
+			if c.Name == q || strings.Contains(strings.Join(c.Spec.Names, " "), q) {
 				keep = append(keep, c)
 			}
 		}
