@@ -165,7 +165,8 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 	}
 	validator := va.New()
 	validator.Services = serviceEndpoints{r: mgr.GetCache()}
-	s.RA = ra.New(cfg, ra.Options{Store: store, Validator: validator, Secrets: secretReader{r: mgr.GetCache(), ns: o.Namespace}, Audit: audit.New(o.Log),
+	aud := audit.New(o.Log)
+	s.RA = ra.New(cfg, ra.Options{Store: store, Validator: validator, Secrets: secretReader{r: mgr.GetCache(), ns: o.Namespace}, Audit: aud,
 		Log: o.Log, Namespace: o.Namespace, Metrics: o.Metrics})
 	if err := watchAdminEdits(ctx, mgr.GetCache(), s.RA, mgr.GetEventRecorder("kacme-server"), o.Log); err != nil {
 		cancel()
@@ -216,7 +217,7 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 		cancel()
 		return nil, err
 	}
-	dash, err := dashboard.New(dashboard.Options{Store: store, RA: s.RA, Auth: &dashboard.KubeAuthorizer{Client: cs}, Log: o.Log})
+	dash, err := dashboard.New(dashboard.Options{Store: store, RA: s.RA, Auth: &dashboard.KubeAuthorizer{Client: cs}, Audit: aud, Log: o.Log})
 	if err != nil {
 		cancel()
 		return nil, err

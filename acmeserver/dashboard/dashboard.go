@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/kacme/kacme/acmeserver/acme"
+	"github.com/kacme/kacme/acmeserver/audit"
 	"github.com/kacme/kacme/acmeserver/ra"
 	"github.com/kacme/kacme/acmeserver/storage"
 	"github.com/kacme/kacme/api/v1alpha1"
@@ -42,6 +43,8 @@ type Options struct {
 	Store storage.Reader
 	RA    Authority
 	Auth  Authorizer
+	// Audit holds the recent audit records of this server process.
+	Audit interface{ Recent(n int) []audit.Entry }
 	Log   *slog.Logger
 	// PageSize bounds a list page (default 50).
 	PageSize int
@@ -75,7 +78,7 @@ func New(o Options) (*Dashboard, error) {
 		"join": strings.Join,
 		"list": func(xs ...string) []string { return xs },
 	}
-	for _, page := range []string{"login", "overview", "orders", "order", "certificates", "accounts", "confirm"} {
+	for _, page := range []string{"login", "overview", "orders", "order", "certificates", "accounts", "confirm", "audit"} {
 		t, err := template.New("layout.html").Funcs(funcs).ParseFS(templatesFS, "templates/layout.html", "templates/"+page+".html")
 		if err != nil {
 			return nil, err
@@ -93,6 +96,7 @@ func New(o Options) (*Dashboard, error) {
 	d.mux.Handle("GET /dashboard/certificates/{ns}/{name}/revoke", d.signedIn(d.confirmRevoke))
 	d.mux.Handle("POST /dashboard/certificates/{ns}/{name}/revoke", d.signedIn(d.revoke))
 	d.mux.Handle("GET /dashboard/accounts", d.signedIn(d.accounts))
+	d.mux.Handle("GET /dashboard/audit", d.signedIn(d.auditTrail))
 	d.mux.Handle("GET /dashboard/accounts/{ns}/{name}/deactivate", d.signedIn(d.confirmDeactivate))
 	d.mux.Handle("POST /dashboard/accounts/{ns}/{name}/deactivate", d.signedIn(d.deactivate))
 	return d, nil
@@ -447,6 +451,32 @@ func (d *Dashboard) accounts(ctx context.Context, w http.ResponseWriter, _ *http
 	rows := visible(ctx, d, s, "acmeaccounts", all.Items, func(a *v1alpha1.AcmeAccount) string { return a.Namespace })
 	sort.Slice(rows, func(i, j int) bool { return rows[i].CreationTimestamp.After(rows[j].CreationTimestamp.Time) })
 	return d.render(w, "accounts", s, map[string]any{"Accounts": rows})
+}
+
+// auditTrail shows this process's recent audit records. They span every
+// namespace, so in a cluster only users who may list accounts everywhere
+// see them.
+func (d *Dashboard) auditTrail(ctx context.Context, w http.ResponseWriter, _ *http.Request, s *session) error {
+	if d.o.Audit == nil {
+		return storage.ErrNotFound
+	}
+	if !d.may(ctx, s, "list", "acmeaccounts", "") {
+		return errForbidden
+	}
+	type row struct {
+		Time  time.Time
+		Event string
+		Attrs []string
+	}
+	var rows []row
+	for _, e := range d.o.Audit.Recent(200) {
+		r := row{Time: e.Time, Event: e.Event}
+		for _, a := range e.Attrs {
+			r.Attrs = append(r.Attrs, a.Key+"="+a.Value.String())
+		}
+		rows = append(rows, r)
+	}
+	return d.render(w, "audit", s, map[string]any{"Records": rows})
 }
 
 // reasons are the RFC 5280 reasons an administrator may revoke with.

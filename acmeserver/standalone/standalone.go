@@ -145,7 +145,8 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 		_ = ln.Close()
 		return nil, err
 	}
-	authority := ra.New(cfg, ra.Options{Store: store, Validator: va.New(), Secrets: m.Secrets, Audit: audit.New(o.Log),
+	aud := audit.New(o.Log)
+	authority := ra.New(cfg, ra.Options{Store: store, Validator: va.New(), Secrets: m.Secrets, Audit: aud,
 		Log: o.Log, Namespace: Namespace, Metrics: o.Metrics, Now: o.Now})
 	if n, err := authority.ResumeValidations(ctx); err != nil {
 		o.Log.Error("resume validations", "err", err)
@@ -166,7 +167,7 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 		_ = ln.Close()
 		return nil, fmt.Errorf("dashboard token: %w", err)
 	}
-	dash, err := dashboard.New(dashboard.Options{Store: store, RA: authority, Auth: token, Log: o.Log})
+	dash, err := dashboard.New(dashboard.Options{Store: store, RA: authority, Auth: token, Audit: aud, Log: o.Log})
 	if err != nil {
 		authority.Close()
 		_ = store.Close()

@@ -170,6 +170,11 @@ func TestDashboardStandalone(t *testing.T) {
 	if !listed {
 		t.Fatal("the CRL does not list the certificate revoked in the dashboard")
 	}
+	code, body = page(t, b, base+"/audit")
+	if code != http.StatusOK || !strings.Contains(body, "certificate.revoked") || !strings.Contains(body, "by=dashboard:admin") ||
+		!strings.Contains(body, "challenge.failed") {
+		t.Fatalf("the audit page (%d) lacks the revocation or the failed challenge:\n%s", code, body)
+	}
 
 	// Deactivate the ACME account.
 	acct, err := c.GetReg(ctx, "")

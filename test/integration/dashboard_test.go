@@ -121,6 +121,9 @@ func TestClusterModeDashboardRBAC(t *testing.T) {
 	if !strings.Contains(body, "team-only.localhost") || strings.Contains(body, "system-only") {
 		t.Fatalf("the team-a viewer should see team-a's order only:\n%s", body)
 	}
+	if code, _ := get(viewer, "/dashboard/audit"); code != http.StatusForbidden {
+		t.Fatalf("the audit trail (every namespace) for a one-namespace viewer: %d, want 403", code)
+	}
 	if code, _ := get(viewer, "/dashboard/orders/"+clusterNS+"/system-only"); code != http.StatusForbidden {
 		t.Fatalf("another namespace's order page: %d, want 403", code)
 	}
