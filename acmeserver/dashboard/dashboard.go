@@ -368,6 +368,15 @@ func (d *Dashboard) order(ctx context.Context, w http.ResponseWriter, r *http.Re
 		Records                  []v1alpha1.ValidationRecord
 	}
 	var azs []authzView
+	ports := [2]int{80, 443} // http-01 and tls-alpn-01 ports the profile validates on
+	if p, ok := d.o.RA.Config().Profiles[o.Spec.Profile]; ok {
+		if p.Validation.HTTPPort != 0 {
+			ports[0] = p.Validation.HTTPPort
+		}
+		if p.Validation.TLSPort != 0 {
+			ports[1] = p.Validation.TLSPort
+		}
+	}
 	for _, id := range o.Status.Authorizations {
 		var az v1alpha1.AcmeChallenge
 		if err := d.o.Store.Get(ctx, ns, id, &az); err != nil {
@@ -386,7 +395,7 @@ func (d *Dashboard) order(ctx context.Context, w http.ResponseWriter, r *http.Re
 			if c.Validated != nil {
 				cv.Validated = c.Validated.UTC().Format(time.RFC3339)
 			}
-			cv.Deploy = deployText(c, az.Spec.Identifier.Value)
+			cv.Deploy = deployText(c, az.Spec.Identifier.Value, ports)
 			v.Challenges = append(v.Challenges, cv)
 		}
 		azs = append(azs, v)
@@ -395,14 +404,20 @@ func (d *Dashboard) order(ctx context.Context, w http.ResponseWriter, r *http.Re
 }
 
 // deployText says what the client had to put in place for a challenge.
-func deployText(c v1alpha1.AcmeChallengeState, name string) []string {
+func deployText(c v1alpha1.AcmeChallengeState, name string, ports [2]int) []string {
+	host := func(port, std int) string {
+		if port == std {
+			return name
+		}
+		return name + ":" + strconv.Itoa(port)
+	}
 	switch c.Type {
 	case "http-01":
-		return []string{"URL: http://" + name + c.Data.Path, "file content: " + c.Data.Content}
+		return []string{"URL: http://" + host(ports[0], 80) + c.Data.Path, "file content: " + c.Data.Content}
 	case "dns-01":
 		return []string{"TXT record: " + c.Data.RecordName, "value: " + c.Data.RecordValue}
 	case "tls-alpn-01":
-		return []string{"a certificate for " + name + " with the acmeIdentifier extension (SHA-256 " + c.Data.Digest + ") served with ALPN acme-tls/1"}
+		return []string{"a certificate for " + name + " with the acmeIdentifier extension (SHA-256 " + c.Data.Digest + ") served with ALPN acme-tls/1 on " + host(ports[1], 443)}
 	}
 	return nil
 }

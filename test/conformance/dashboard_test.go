@@ -3,6 +3,7 @@ package conformance
 import (
 	"context"
 	"crypto/x509"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
@@ -123,7 +124,7 @@ func TestDashboardStandalone(t *testing.T) {
 		t.Fatal("the status filter does not work")
 	}
 	code, body = page(t, b, base+"/orders/"+standalone.Namespace+"/"+path.Base(bad.URI))
-	if code != http.StatusOK || !strings.Contains(body, "incorrectResponse") || !strings.Contains(body, "/.well-known/acme-challenge/"+ch.Token) {
+	if code != http.StatusOK || !strings.Contains(body, "incorrectResponse") || !strings.Contains(body, fmt.Sprintf("http://bad.localhost:%d/.well-known/acme-challenge/%s", e.resp.port, ch.Token)) {
 		t.Fatalf("the failed order's page (%d) lacks its validation error or the prepared http-01 URL:\n%s", code, body)
 	}
 	_, body = page(t, b, base+"/accounts")
