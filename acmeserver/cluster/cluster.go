@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"k8s.io/apimachinery/pkg/api/meta"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	toolscache "k8s.io/client-go/tools/cache"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -212,12 +211,7 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 	front := wfe.New(s.RA, nonces, s.external, o.Log)
 	front.Metrics = o.Metrics
 	s.front = front
-	cs, err := kubernetes.NewForConfig(o.Config)
-	if err != nil {
-		cancel()
-		return nil, err
-	}
-	dash, err := dashboard.New(dashboard.Options{Store: store, RA: s.RA, Auth: &dashboard.KubeAuthorizer{Client: cs}, Audit: aud, Log: o.Log})
+	dash, err := dashboard.New(dashboard.Options{Store: store, RA: s.RA, Auth: &dashboard.KubeAuthorizer{Client: mgr.GetClient()}, Audit: aud, Log: o.Log})
 	if err != nil {
 		cancel()
 		return nil, err

@@ -94,11 +94,11 @@ func New(o Options) (*Dashboard, error) {
 	d.mux.Handle("GET /dashboard/certificates", d.signedIn(d.certificates))
 	d.mux.Handle("GET /dashboard/certificates/{ns}/{name}/pem", d.signedIn(d.certificatePEM))
 	d.mux.Handle("GET /dashboard/certificates/{ns}/{name}/revoke", d.signedIn(d.confirmRevoke))
-	d.mux.Handle("POST /dashboard/certificates/{ns}/{name}/revoke", d.signedIn(d.revoke))
+	d.mux.Handle("POST /dashboard/certificates/{ns}/{name}/revoke", d.signedIn(d.action("acmecertificates", d.revoke)))
 	d.mux.Handle("GET /dashboard/accounts", d.signedIn(d.accounts))
 	d.mux.Handle("GET /dashboard/audit", d.signedIn(d.auditTrail))
 	d.mux.Handle("GET /dashboard/accounts/{ns}/{name}/deactivate", d.signedIn(d.confirmDeactivate))
-	d.mux.Handle("POST /dashboard/accounts/{ns}/{name}/deactivate", d.signedIn(d.deactivate))
+	d.mux.Handle("POST /dashboard/accounts/{ns}/{name}/deactivate", d.signedIn(d.action("acmeaccounts", d.deactivate)))
 	return d, nil
 }
 
@@ -494,12 +494,6 @@ func (d *Dashboard) auditTrail(ctx context.Context, w http.ResponseWriter, _ *ht
 	return d.render(w, "audit", s, map[string]any{"Records": rows})
 }
 
-// reasons are the RFC 5280 reasons an administrator may revoke with.
-var reasons = []struct {
-	Code int
-	Name string
-}{{0, "unspecified"}, {1, "keyCompromise"}, {3, "affiliationChanged"}, {4, "superseded"}, {5, "cessationOfOperation"}}
-
 func (d *Dashboard) confirmRevoke(ctx context.Context, w http.ResponseWriter, r *http.Request, s *session) error {
 	ns, name := r.PathValue("ns"), r.PathValue("name")
 	if !d.may(ctx, s, "update", "acmecertificates", ns) {
@@ -510,19 +504,28 @@ func (d *Dashboard) confirmRevoke(ctx context.Context, w http.ResponseWriter, r 
 		return err
 	}
 	return d.render(w, "confirm", s, map[string]any{"Action": "Revoke certificate " + c.Name,
-		"What": "names: " + strings.Join(c.Spec.Names, ", ") + "; namespace " + c.Namespace, "Reasons": reasons,
+		"What": "names: " + strings.Join(c.Spec.Names, ", ") + "; namespace " + c.Namespace, "Reasons": ra.RevocationReasons,
 		"Post": r.URL.Path})
+}
+
+// action guards a confirmed POST on an object {ns}/{name} of resource: the
+// form must carry the session's CSRF token and the user must have update
+// on resource in ns.
+func (d *Dashboard) action(resource string, h handler) handler {
+	return func(ctx context.Context, w http.ResponseWriter, r *http.Request, s *session) error {
+		if !validCSRF(s.token, r.PostFormValue("csrf")) {
+			http.Error(w, "missing or wrong CSRF token: reload the page and confirm again", http.StatusForbidden)
+			return nil
+		}
+		if !d.may(ctx, s, "update", resource, r.PathValue("ns")) {
+			return errForbidden
+		}
+		return h(ctx, w, r, s)
+	}
 }
 
 func (d *Dashboard) revoke(ctx context.Context, w http.ResponseWriter, r *http.Request, s *session) error {
 	ns, name := r.PathValue("ns"), r.PathValue("name")
-	if !validCSRF(s.token, r.PostFormValue("csrf")) {
-		http.Error(w, "missing or wrong CSRF token: reload the page and confirm again", http.StatusForbidden)
-		return nil
-	}
-	if !d.may(ctx, s, "update", "acmecertificates", ns) {
-		return errForbidden
-	}
 	reason, err := strconv.Atoi(r.PostFormValue("reason"))
 	if err != nil {
 		http.Error(w, "reason must be an RFC 5280 reason code", http.StatusBadRequest)
@@ -552,13 +555,6 @@ func (d *Dashboard) confirmDeactivate(ctx context.Context, w http.ResponseWriter
 
 func (d *Dashboard) deactivate(ctx context.Context, w http.ResponseWriter, r *http.Request, s *session) error {
 	ns, name := r.PathValue("ns"), r.PathValue("name")
-	if !validCSRF(s.token, r.PostFormValue("csrf")) {
-		http.Error(w, "missing or wrong CSRF token: reload the page and confirm again", http.StatusForbidden)
-		return nil
-	}
-	if !d.may(ctx, s, "update", "acmeaccounts", ns) {
-		return errForbidden
-	}
 	if _, err := d.o.RA.DeactivateAsAdmin(ctx, ns, name, "dashboard:"+s.user.Name); err != nil {
 		return err
 	}

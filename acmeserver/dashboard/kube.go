@@ -10,8 +10,7 @@ import (
 
 	authnv1 "k8s.io/api/authentication/v1"
 	authzv1 "k8s.io/api/authorization/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/kacme/kacme/api/v1alpha1"
 )
@@ -22,7 +21,9 @@ import (
 // what the dashboard shows. Answers are kept for CacheTTL, so page views do
 // not turn into API requests one for one.
 type KubeAuthorizer struct {
-	Client   kubernetes.Interface
+	// Client creates the reviews (the server's own client; reviews are
+	// never cached by it, they go to the API server).
+	Client   client.Client
 	CacheTTL time.Duration // default 30 s
 
 	mu    sync.Mutex
@@ -65,8 +66,8 @@ func (k *KubeAuthorizer) Authenticate(ctx context.Context, token string) (*User,
 		return c.user, nil
 	}
 	k.mu.Unlock()
-	tr, err := k.Client.AuthenticationV1().TokenReviews().Create(ctx, &authnv1.TokenReview{Spec: authnv1.TokenReviewSpec{Token: token}}, metav1.CreateOptions{})
-	if err != nil {
+	tr := &authnv1.TokenReview{Spec: authnv1.TokenReviewSpec{Token: token}}
+	if err := k.Client.Create(ctx, tr); err != nil {
 		return nil, fmt.Errorf("token review: %w", err)
 	}
 	var u *User
@@ -109,11 +110,11 @@ func (k *KubeAuthorizer) Allowed(ctx context.Context, u *User, verb, resource, n
 	for name, v := range u.Extra {
 		extra[name] = v
 	}
-	sar, err := k.Client.AuthorizationV1().SubjectAccessReviews().Create(ctx, &authzv1.SubjectAccessReview{Spec: authzv1.SubjectAccessReviewSpec{
+	sar := &authzv1.SubjectAccessReview{Spec: authzv1.SubjectAccessReviewSpec{
 		User: u.Name, UID: u.UID, Groups: u.Groups, Extra: extra,
 		ResourceAttributes: &authzv1.ResourceAttributes{Group: v1alpha1.GroupVersion.Group, Resource: resource, Verb: verb, Namespace: namespace},
-	}}, metav1.CreateOptions{})
-	if err != nil {
+	}}
+	if err := k.Client.Create(ctx, sar); err != nil {
 		return false, fmt.Errorf("subject access review: %w", err)
 	}
 	k.mu.Lock()

@@ -75,9 +75,26 @@ func LeafOf(c *v1alpha1.AcmeCertificate) (*x509.Certificate, error) {
 	return x509.ParseCertificate(b.Bytes)
 }
 
-// Subscriber reasons accepted on revokeCert (pinned: REV-04): unspecified,
-// keyCompromise, affiliationChanged, superseded, cessationOfOperation.
-var allowedReasons = map[int]bool{0: true, 1: true, 3: true, 4: true, 5: true}
+// RevocationReason is an RFC 5280 CRLReason code with its name.
+type RevocationReason struct {
+	Code int
+	Name string
+}
+
+// RevocationReasons are the reasons accepted on revokeCert, on
+// spec.revocationReason and in the dashboard (pinned: REV-04).
+var RevocationReasons = []RevocationReason{{0, "unspecified"}, {1, "keyCompromise"}, {3, "affiliationChanged"},
+	{4, "superseded"}, {5, "cessationOfOperation"}}
+
+// checkReason refuses a reason not in RevocationReasons.
+func checkReason(rc int) *acme.Problem {
+	for _, r := range RevocationReasons {
+		if r.Code == rc {
+			return nil
+		}
+	}
+	return acme.BadRevocationReasonProblem("reason %d is not accepted; use one of 0, 1, 3, 4, 5", rc)
+}
 
 // Revoker is who asks for a revocation: an account, or the holder of the certificate key.
 type Revoker struct {
@@ -95,8 +112,8 @@ func (r *RA) Revoke(ctx context.Context, p *Profile, who Revoker, der []byte, re
 	if reason != nil {
 		rc = *reason
 	}
-	if !allowedReasons[rc] {
-		return acme.BadRevocationReasonProblem("reason %d is not accepted; use one of 0, 1, 3, 4, 5", rc)
+	if pr := checkReason(rc); pr != nil {
+		return pr
 	}
 	var c v1alpha1.AcmeCertificate
 	if err := r.store.Get(ctx, storage.AllNamespaces, SerialName(leaf.SerialNumber), &c); err != nil {
@@ -172,8 +189,8 @@ func (r *RA) RevokeRequested(ctx context.Context, ns, name string) (bool, error)
 		if cur.Spec.RevocationReason == nil {
 			return -1, nil
 		}
-		if rc := *cur.Spec.RevocationReason; !allowedReasons[rc] {
-			return 0, acme.BadRevocationReasonProblem("reason %d is not accepted; use one of 0, 1, 3, 4, 5", rc)
+		if pr := checkReason(*cur.Spec.RevocationReason); pr != nil {
+			return 0, pr
 		}
 		return *cur.Spec.RevocationReason, nil
 	}, "spec.revocationReason")
@@ -183,8 +200,8 @@ func (r *RA) RevokeRequested(ctx context.Context, ns, name string) (bool, error)
 // the same record, audit line, metric and CRL entry as an ACME revocation;
 // by names the administrator. It reports whether this call revoked it.
 func (r *RA) RevokeAsAdmin(ctx context.Context, ns, name string, reason int, by string) (bool, error) {
-	if !allowedReasons[reason] {
-		return false, acme.BadRevocationReasonProblem("reason %d is not accepted; use one of 0, 1, 3, 4, 5", reason)
+	if pr := checkReason(reason); pr != nil {
+		return false, pr
 	}
 	return r.markRevoked(ctx, ns, name, func(*v1alpha1.AcmeCertificate) (int, error) { return reason, nil }, by)
 }
@@ -273,7 +290,7 @@ type RenewalWindow struct{ Start, End time.Time }
 
 // RenewalInfo answers RFC 9773 §4 for a certID.
 func (r *RA) RenewalInfo(ctx context.Context, certID string) (RenewalWindow, error) {
-	c, pr := r.certByCertID(ctx, certID)
+	c, leaf, pr := r.certByCertID(ctx, certID)
 	if pr != nil {
 		return RenewalWindow{}, pr
 	}
@@ -284,7 +301,7 @@ func (r *RA) RenewalInfo(ctx context.Context, certID string) (RenewalWindow, err
 	nb, na := c.Spec.NotBefore.Time, c.Spec.NotAfter.Time
 	life := na.Sub(nb)
 	w := RenewalWindow{Start: nb.Add(life * 2 / 3), End: nb.Add(life * 5 / 6)}
-	if auth, ok := r.Config().Authorities[c.Spec.CertificateAuthority]; ok && auth.Previous != nil && !signedBy(c, auth) {
+	if auth, ok := r.Config().Authorities[c.Spec.CertificateAuthority]; ok && auth.Previous != nil && !bytes.Equal(leaf.AuthorityKeyId, auth.Cert.SubjectKeyId) {
 		// Issued under the key the CA had before its last rotation: renew
 		// within a day, so that leaves move to the new key (and chain).
 		now := r.nowUTC()
@@ -304,29 +321,30 @@ func minTime(a, b time.Time) time.Time {
 	return b
 }
 
-// certByCertID parses "base64url(AKI).base64url(serial)" (RFC 9773 §4.1).
-func (r *RA) certByCertID(ctx context.Context, certID string) (*v1alpha1.AcmeCertificate, *acme.Problem) {
+// certByCertID parses "base64url(AKI).base64url(serial)" (RFC 9773 §4.1)
+// and returns the certificate and its parsed leaf.
+func (r *RA) certByCertID(ctx context.Context, certID string) (*v1alpha1.AcmeCertificate, *x509.Certificate, *acme.Problem) {
 	akiPart, serialPart, ok := strings.Cut(certID, ".")
 	if !ok || akiPart == "" || serialPart == "" || strings.Contains(serialPart, ".") {
-		return nil, acme.MalformedProblem("certID must be base64url(keyIdentifier).base64url(serial)")
+		return nil, nil, acme.MalformedProblem("certID must be base64url(keyIdentifier).base64url(serial)")
 	}
 	aki, err1 := b64url.Strict().DecodeString(akiPart)
 	serial, err2 := b64url.Strict().DecodeString(serialPart)
 	if err1 != nil || err2 != nil || len(serial) == 0 || len(serial) > 21 {
-		return nil, acme.MalformedProblem("certID is not valid base64url")
+		return nil, nil, acme.MalformedProblem("certID is not valid base64url")
 	}
 	var c v1alpha1.AcmeCertificate
 	if err := r.store.Get(ctx, storage.AllNamespaces, SerialName(new(big.Int).SetBytes(serial)), &c); err != nil {
 		if storage.IsNotFound(err) {
-			return nil, acme.NotFoundProblem("no certificate with this certID")
+			return nil, nil, acme.NotFoundProblem("no certificate with this certID")
 		}
-		return nil, acme.InternalProblem(err, "could not look up the certificate")
+		return nil, nil, acme.InternalProblem(err, "could not look up the certificate")
 	}
 	leaf, err := LeafOf(&c)
 	if err != nil || !bytes.Equal(leaf.AuthorityKeyId, aki) {
-		return nil, acme.NotFoundProblem("no certificate with this certID")
+		return nil, nil, acme.NotFoundProblem("no certificate with this certID")
 	}
-	return &c, nil
+	return &c, leaf, nil
 }
 
 // CertID computes the RFC 9773 §4.1 identifier of a certificate.
@@ -341,7 +359,7 @@ func CertID(leaf *x509.Certificate) string {
 // checkReplaces applies RFC 9773 §5 to a newOrder "replaces" field and
 // returns the replaced certificate's serial.
 func (r *RA) checkReplaces(ctx context.Context, a *v1alpha1.AcmeAccount, certID string, ids []acme.Identifier) (string, *acme.Problem) {
-	c, pr := r.certByCertID(ctx, certID)
+	c, _, pr := r.certByCertID(ctx, certID)
 	if pr != nil {
 		if pr.Status == 404 {
 			return "", acme.MalformedProblem("replaces names an unknown certificate")

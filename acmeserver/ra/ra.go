@@ -203,7 +203,7 @@ func retry(ctx context.Context, fn func() error) error {
 // validation's outcome) keeps retrying while the store is unavailable. The
 // validation job stays registered meanwhile, so a client that retries its
 // challenge joins it instead of starting another.
-var StoreOutage = 5 * time.Minute
+const StoreOutage = 5 * time.Minute
 
 // retryUnavailable runs fn again, with backoff from 250 ms to 5 s, while it
 // fails with storage.ErrUnavailable, for up to StoreOutage.

@@ -119,6 +119,10 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 	if err := writeRoots(rootPath, cfg); err != nil {
 		return nil, err
 	}
+	token, created, err := dashboard.LoadOrCreateToken(dataDir)
+	if err != nil {
+		return nil, fmt.Errorf("dashboard token: %w", err)
+	}
 	ln, err := net.Listen("tcp", o.Listen)
 	if err != nil {
 		return nil, fmt.Errorf("listen %s: %w", o.Listen, err)
@@ -160,13 +164,6 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 	}
 	front := wfe.New(authority, nonces, ext, o.Log)
 	front.Metrics = o.Metrics
-	token, created, err := dashboard.LoadOrCreateToken(dataDir)
-	if err != nil {
-		authority.Close()
-		_ = store.Close()
-		_ = ln.Close()
-		return nil, fmt.Errorf("dashboard token: %w", err)
-	}
 	dash, err := dashboard.New(dashboard.Options{Store: store, RA: authority, Auth: token, Audit: aud, Log: o.Log})
 	if err != nil {
 		authority.Close()
