@@ -65,6 +65,8 @@ type Config struct {
 	Profiles       map[string]*Profile
 	DefaultProfile string
 	Authorities    map[string]*ca.Authority
+	// NotServed are the profiles that did not load, with why (shown on the dashboard).
+	NotServed map[string]error
 }
 
 // NewConfig builds the served configuration from loaded CAs and profile
@@ -92,6 +94,7 @@ func NewConfig(authorities map[string]*ca.Authority, profiles []v1alpha1.AcmePro
 			cfg.DefaultProfile = p.Name
 		}
 	}
+	cfg.NotServed = errs
 	return cfg, errs
 }
 

@@ -2,6 +2,7 @@ package ra_test
 
 import (
 	"context"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -96,6 +97,7 @@ func TestSweep(t *testing.T) {
 	for _, c := range cl.Items {
 		certsLeft = append(certsLeft, c.Name)
 	}
+	sort.Strings(certsLeft) // List has no order
 	if strings.Join(certsLeft, ",") != "0a,0b,0e" {
 		t.Fatalf("certificates left: %v, want 0a,0b,0e", certsLeft)
 	}

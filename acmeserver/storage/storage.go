@@ -50,6 +50,11 @@ const AllNamespaces = ""
 type ListOptions struct {
 	// Labels that must all match exactly.
 	Labels map[string]string
+	// Shared: the caller only reads the items, so a backend that keeps
+	// objects in memory may hand out its own instead of deep copies (the
+	// list's item structs are still the caller's; maps, slices and pointers
+	// inside them are shared). For pages that look at every object.
+	Shared bool
 }
 
 // Reader reads objects.
@@ -59,7 +64,7 @@ type Reader interface {
 	// derive from random IDs and are unique across namespaces).
 	Get(ctx context.Context, namespace, name string, obj Object) error
 	// List fills list with the objects of its kind in namespace (or in
-	// AllNamespaces) matching opts.
+	// AllNamespaces) matching opts, in no particular order.
 	List(ctx context.Context, namespace string, list ObjectList, opts ListOptions) error
 }
 

@@ -178,6 +178,26 @@ spec:
 	if !strings.Contains(certs, "reason 4") {
 		t.Fatalf("the certificates page does not show the revocation:\n%s", certs)
 	}
+	// On a phone-width screen every page fits the width: no sideways
+	// scrolling of the page (wide tables scroll inside their own box) and
+	// the navigation stays on screen.
+	var orderURL string
+	step("order URL", chromedp.Navigate(base+"/dashboard/orders"),
+		chromedp.AttributeValue(`//tr[contains(., 'bad.localhost')]//a`, "href", &orderURL, nil, chromedp.BySearch))
+	step("phone width", chromedp.EmulateViewport(390, 844, chromedp.EmulateScale(2), chromedp.EmulateMobile))
+	for _, path := range []string{"/dashboard/", "/dashboard/orders", orderURL, "/dashboard/certificates", "/dashboard/accounts", "/dashboard/audit"} {
+		var fits bool
+		var width int
+		step("phone "+path, chromedp.Navigate(base+path), chromedp.WaitReady(`main`),
+			chromedp.Evaluate(`document.documentElement.scrollWidth`, &width),
+			chromedp.Evaluate(`(() => { const links = [...document.querySelectorAll('header a')]; return links.length >= 5 && document.documentElement.scrollWidth <= window.innerWidth && links.every(a => a.getBoundingClientRect().right <= window.innerWidth) })()`, &fits))
+		if !fits {
+			t.Errorf("%s at 390 px: the page is %d px wide or the navigation runs off screen", path, width)
+		}
+		if path == orderURL {
+			step("phone screenshot", shot("phone"))
+		}
+	}
 	// The served CRL lists it.
 	r, err := hc.Get(base + "/crl/root")
 	must(t, err)

@@ -1,10 +1,15 @@
 // Package embedded is the standalone store: one bbolt file, durable on every
-// write (bbolt fsyncs each committed transaction), with label indexes so that
-// lookups by account, key thumbprint or EAB key ID do not scan.
+// write (bbolt fsyncs each committed transaction; concurrent writes share
+// one commit), and an in-memory copy of every stored object, indexed by
+// namespace, name and label, that serves every read. The copy is the
+// standalone counterpart of cluster mode's informer cache, except that it is
+// never stale: it changes right after the commit that changed the file, and
+// before the writer is told the write is done. Reads decode nothing and take
+// no file lock; the price is memory for every stored object (decoded once
+// when the store opens).
 package embedded
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -26,21 +31,18 @@ import (
 )
 
 var (
-	bucketMeta   = []byte("meta")
-	bucketLabels = []byte("labels")
-	sep          = []byte{0}
-	// indexVersion in the meta bucket; an older index is rebuilt on Open.
-	indexVersionKey = []byte("index-version")
-	indexVersion    = []byte("2")
+	bucketMeta = []byte("meta")
+	// Before the in-memory index, label indexes lived in the file; Open
+	// removes them (and their version key, so an older kacme rebuilds them).
+	legacyBucketLabels = []byte("labels")
+	legacyIndexVersion = []byte("index-version")
 )
 
-// The label index holds each label of an object twice: under its namespace,
-// and under anyNS with "namespace/name" as the entry, for lookups in every
-// namespace; anyNS also indexes every object by name.
-const (
-	anyNS     = "\x01"
-	nameLabel = "\x01name"
-)
+const bucketPrefix = "objects/"
+
+func bucketName(kind string) []byte { return []byte(bucketPrefix + kind) }
+
+func objKey(ns, name string) []byte { return []byte(ns + "/" + name) }
 
 // Store is a bbolt-backed storage.Store.
 type Store struct {
@@ -49,38 +51,66 @@ type Store struct {
 	closed chan struct{}
 	once   sync.Once
 	err    error
+
+	mu    sync.RWMutex
+	kinds map[string]*kindIndex
 }
 
-// writeReq is one write waiting for the group commit.
+// writeReq is one write waiting for the group commit. fn runs inside the
+// transaction and returns the change to make in memory once it commits.
 type writeReq struct {
-	fn   func(*bolt.Tx) error
+	fn   func(*bolt.Tx) (*change, error)
 	done chan error
+}
+
+// change is one committed write: obj stored under key, or deleted (nil).
+type change struct {
+	kind, key string
+	obj       storage.Object
 }
 
 var _ storage.Store = (*Store)(nil)
 
-// Open opens (creating if needed) the store file at path.
+// Open opens (creating if needed) the store file at path and loads every
+// object into memory.
 func Open(path string) (*Store, error) {
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second, NoFreelistSync: true, FreelistType: bolt.FreelistMapType})
 	if err != nil {
 		return nil, fmt.Errorf("open store %s: %w (is another kacme running on this data directory?)", path, err)
 	}
+	s := &Store{db: db, queue: make(chan *writeReq, 1024), closed: make(chan struct{}), kinds: map[string]*kindIndex{}}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketMeta, bucketLabels} {
-			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+		mb, err := tx.CreateBucketIfNotExists(bucketMeta)
+		if err != nil {
+			return err
+		}
+		if tx.Bucket(legacyBucketLabels) != nil {
+			if err := tx.DeleteBucket(legacyBucketLabels); err != nil {
 				return err
 			}
 		}
-		if bytes.Equal(tx.Bucket(bucketMeta).Get(indexVersionKey), indexVersion) {
-			return nil
+		if err := mb.Delete(legacyIndexVersion); err != nil {
+			return err
 		}
-		return rebuildIndex(tx)
+		return tx.ForEach(func(bn []byte, b *bolt.Bucket) error {
+			kind, ok := strings.CutPrefix(string(bn), bucketPrefix)
+			if !ok {
+				return nil
+			}
+			return b.ForEach(func(k, v []byte) error {
+				obj, err := decodeNew(kind, v)
+				if err != nil {
+					return fmt.Errorf("%s %s: %w", kind, k, err)
+				}
+				s.kind(kind).put(string(k), obj)
+				return nil
+			})
+		})
 	})
 	if err != nil {
 		_ = db.Close()
 		return nil, err
 	}
-	s := &Store{db: db, queue: make(chan *writeReq, 1024), closed: make(chan struct{})}
 	go s.commitLoop()
 	return s, nil
 }
@@ -98,7 +128,7 @@ func (s *Store) Close() error {
 // write runs fn in a read-write transaction shared with whatever other
 // writes are waiting (group commit): a lone writer commits at once, and
 // concurrent writers share one fsync instead of queueing for one each.
-func (s *Store) write(fn func(*bolt.Tx) error) error {
+func (s *Store) write(fn func(*bolt.Tx) (*change, error)) error {
 	req := &writeReq{fn: fn, done: make(chan error, 1)}
 	s.queue <- req
 	return <-req.done
@@ -127,99 +157,116 @@ func (s *Store) commitLoop() {
 			}
 		}
 		results := make([]error, len(batch))
+		changes := make([]*change, len(batch))
 		err := s.db.Update(func(tx *bolt.Tx) error {
 			for i, r := range batch {
-				if err := r.fn(tx); err != nil {
+				c, err := r.fn(tx)
+				if err != nil {
 					if !isPrecondition(err) {
 						return err
 					}
 					results[i] = err
 				}
+				changes[i] = c
 			}
 			return nil
 		})
 		if err != nil {
 			// Something failed mid-write: the batch rolled back; run each write alone.
 			for _, r := range batch {
-				r.done <- s.db.Update(r.fn)
+				var c *change
+				err := s.db.Update(func(tx *bolt.Tx) (err error) {
+					c, err = r.fn(tx)
+					return err
+				})
+				if err == nil {
+					s.apply(c)
+				}
+				r.done <- err
 			}
 			continue
 		}
+		s.apply(changes...)
 		for i, r := range batch {
 			r.done <- results[i]
 		}
 	}
 }
 
-func objKey(ns, name string) []byte { return []byte(ns + "/" + name) }
-
-func labelKey(kind, ns, k, v, name string) []byte {
-	return bytes.Join([][]byte{[]byte(kind), []byte(ns), []byte(k + "=" + v), []byte(name)}, sep)
-}
-
-func labelPrefix(kind, ns, k, v string) []byte {
-	return append(bytes.Join([][]byte{[]byte(kind), []byte(ns), []byte(k + "=" + v)}, sep), 0)
-}
-
-func bucketName(kind string) []byte { return []byte("objects/" + kind) }
-
-// indexKeys are the label index entries of an object.
-func indexKeys(kind, ns, name string, labels map[string]string) [][]byte {
-	keys := [][]byte{labelKey(kind, anyNS, nameLabel, name, ns+"/"+name)}
-	for k, v := range labels {
-		keys = append(keys, labelKey(kind, ns, k, v, name), labelKey(kind, anyNS, k, v, ns+"/"+name))
-	}
-	return keys
-}
-
-// rebuildIndex recreates the label index from the stored objects (a store
-// written by an older version).
-func rebuildIndex(tx *bolt.Tx) error {
-	if err := tx.DeleteBucket(bucketLabels); err != nil {
-		return err
-	}
-	lb, err := tx.CreateBucket(bucketLabels)
-	if err != nil {
-		return err
-	}
-	err = tx.ForEach(func(bn []byte, b *bolt.Bucket) error {
-		kind, ok := bytes.CutPrefix(bn, []byte("objects/"))
-		if !ok {
-			return nil
+// apply makes committed changes visible to readers, in commit order.
+func (s *Store) apply(changes ...*change) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, c := range changes {
+		if c == nil {
+			continue
 		}
-		return b.ForEach(func(_, v []byte) error {
-			var m metav1.PartialObjectMetadata
-			if err := json.Unmarshal(v, &m); err != nil {
-				return fmt.Errorf("decode stored object: %w", err)
-			}
-			for _, k := range indexKeys(string(kind), m.Namespace, m.Name, m.Labels) {
-				if err := lb.Put(k, nil); err != nil {
-					return err
-				}
-			}
-			return nil
-		})
-	})
-	if err != nil {
-		return err
-	}
-	return tx.Bucket(bucketMeta).Put(indexVersionKey, indexVersion)
-}
-
-// scan calls fn with the namespace and name of each index entry under prefix.
-func scanIndex(tx *bolt.Tx, prefix []byte, ns string, fn func(ns, name string) error) error {
-	c := tx.Bucket(bucketLabels).Cursor()
-	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
-		entry := string(k[len(prefix):])
-		objNS, name := ns, entry
-		if ns == storage.AllNamespaces {
-			objNS, name, _ = strings.Cut(entry, "/")
-		}
-		if err := fn(objNS, name); err != nil {
-			return err
+		ix := s.kind(c.kind)
+		if c.obj == nil {
+			ix.remove(c.key)
+		} else {
+			ix.put(c.key, c.obj)
 		}
 	}
-	return nil
+}
+
+// kind returns the index of kind, creating it; callers hold mu (or own s alone).
+func (s *Store) kind(kind string) *kindIndex {
+	ix := s.kinds[kind]
+	if ix == nil {
+		ix = &kindIndex{objs: map[string]storage.Object{}, sets: map[string]map[string]struct{}{}}
+		s.kinds[kind] = ix
+	}
+	return ix
+}
+
+// kindIndex holds the stored objects of one kind by "namespace/name", and
+// sets of those keys by namespace, by name and by each label.
+type kindIndex struct {
+	// objs are shared with readers that asked for it: replaced on write, never changed.
+	objs map[string]storage.Object
+	sets map[string]map[string]struct{}
+}
+
+// Set names: labels are "k=v"; namespace and name use characters a label
+// key cannot start with.
+func nsSet(ns string) string      { return "\x01ns=" + ns }
+func nameSet(name string) string  { return "\x01name=" + name }
+func labelSet(k, v string) string { return k + "=" + v }
+
+func setsOf(obj storage.Object) []string {
+	out := []string{nsSet(obj.GetNamespace()), nameSet(obj.GetName())}
+	for k, v := range obj.GetLabels() {
+		out = append(out, labelSet(k, v))
+	}
+	return out
+}
+
+func (ix *kindIndex) put(key string, obj storage.Object) {
+	ix.remove(key)
+	ix.objs[key] = obj
+	for _, n := range setsOf(obj) {
+		set := ix.sets[n]
+		if set == nil {
+			set = map[string]struct{}{}
+			ix.sets[n] = set
+		}
+		set[key] = struct{}{}
+	}
+}
+
+func (ix *kindIndex) remove(key string) {
+	old := ix.objs[key]
+	if old == nil {
+		return
+	}
+	delete(ix.objs, key)
+	for _, n := range setsOf(old) {
+		delete(ix.sets[n], key)
+		if len(ix.sets[n]) == 0 {
+			delete(ix.sets, n)
+		}
+	}
 }
 
 // Get implements storage.Reader.
@@ -228,32 +275,24 @@ func (s *Store) Get(_ context.Context, ns, name string, obj storage.Object) erro
 	if err != nil {
 		return err
 	}
-	return s.db.View(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketName(kind))
-		var v []byte
-		if b != nil && ns == storage.AllNamespaces {
+	var stored storage.Object
+	s.mu.RLock()
+	if ix := s.kinds[kind]; ix != nil {
+		if ns != storage.AllNamespaces {
+			stored = ix.objs[ns+"/"+name]
+		} else {
 			// Names derive from random IDs: at most one namespace has it.
-			_ = scanIndex(tx, labelPrefix(kind, anyNS, nameLabel, name), ns, func(objNS, n string) error {
-				v = b.Get(objKey(objNS, n))
-				return nil
-			})
-		} else if b != nil {
-			v = b.Get(objKey(ns, name))
+			for k := range ix.sets[nameSet(name)] {
+				stored = ix.objs[k]
+				break
+			}
 		}
-		if v == nil {
-			return fmt.Errorf("%s %s/%s: %w", kind, ns, name, storage.ErrNotFound)
-		}
-		return decode(v, obj)
-	})
-}
-
-func decode(v []byte, obj runtime.Object) error {
-	// Unmarshal into a zeroed object: fields absent from v must not survive.
-	rv := reflect.ValueOf(obj).Elem()
-	rv.Set(reflect.Zero(rv.Type()))
-	if err := json.Unmarshal(v, obj); err != nil {
-		return fmt.Errorf("decode stored object: %w", err)
 	}
+	s.mu.RUnlock()
+	if stored == nil {
+		return fmt.Errorf("%s %s/%s: %w", kind, ns, name, storage.ErrNotFound)
+	}
+	reflect.ValueOf(obj).Elem().Set(reflect.ValueOf(stored.DeepCopyObject()).Elem())
 	return nil
 }
 
@@ -264,55 +303,43 @@ func (s *Store) List(_ context.Context, ns string, list storage.ObjectList, opts
 		return err
 	}
 	var items []runtime.Object
-	err = s.db.View(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketName(kind))
-		if b == nil {
-			return nil
+	s.mu.RLock()
+	if ix := s.kinds[kind]; ix != nil {
+		// Walk the smallest set that every match belongs to.
+		var keys map[string]struct{}
+		all := true
+		consider := func(n string) {
+			set := ix.sets[n]
+			if all || len(set) < len(keys) {
+				keys, all = set, false
+			}
 		}
-		add := func(v []byte) error {
-			obj, err := storage.NewObject(kind)
-			if err != nil {
-				return err
-			}
-			if err := decode(v, obj); err != nil {
-				return err
-			}
-			if matches(obj.GetLabels(), opts.Labels) {
+		if ns != storage.AllNamespaces {
+			consider(nsSet(ns))
+		}
+		for k, v := range opts.Labels {
+			consider(labelSet(k, v))
+		}
+		match := func(obj storage.Object) {
+			if (ns == storage.AllNamespaces || obj.GetNamespace() == ns) && matches(obj.GetLabels(), opts.Labels) {
 				items = append(items, obj)
 			}
-			return nil
 		}
-		if len(opts.Labels) == 0 {
-			c := b.Cursor()
-			var prefix []byte
-			if ns != storage.AllNamespaces {
-				prefix = []byte(ns + "/")
+		if all {
+			for _, obj := range ix.objs {
+				match(obj)
 			}
-			for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
-				if err := add(v); err != nil {
-					return err
-				}
+		} else {
+			for k := range keys {
+				match(ix.objs[k])
 			}
-			return nil
 		}
-		// Scan the index of one label, then check the rest on the objects.
-		var lk, lv string
-		for lk, lv = range opts.Labels {
-			break
+	}
+	s.mu.RUnlock()
+	if !opts.Shared {
+		for i, it := range items {
+			items[i] = it.DeepCopyObject()
 		}
-		idxNS := ns
-		if ns == storage.AllNamespaces {
-			idxNS = anyNS
-		}
-		return scanIndex(tx, labelPrefix(kind, idxNS, lk, lv), ns, func(objNS, name string) error {
-			if v := b.Get(objKey(objNS, name)); v != nil {
-				return add(v)
-			}
-			return nil
-		})
-	})
-	if err != nil {
-		return err
 	}
 	return meta.SetList(list, items)
 }
@@ -324,6 +351,18 @@ func matches(have, want map[string]string) bool {
 		}
 	}
 	return true
+}
+
+// decodeNew decodes a stored object of kind.
+func decodeNew(kind string, v []byte) (storage.Object, error) {
+	obj, err := storage.NewObject(kind)
+	if err != nil {
+		return nil, err
+	}
+	if err := json.Unmarshal(v, obj); err != nil {
+		return nil, fmt.Errorf("decode stored object: %w", err)
+	}
+	return obj, nil
 }
 
 // Create implements storage.Writer.
@@ -339,34 +378,40 @@ func (s *Store) Create(_ context.Context, obj storage.Object) error {
 		return fmt.Errorf("create %s: resourceVersion must not be set", kind)
 	}
 	ns, name := obj.GetNamespace(), obj.GetName()
-	var rv uint64
-	err = s.write(func(tx *bolt.Tx) error {
+	var stored storage.Object
+	err = s.write(func(tx *bolt.Tx) (*change, error) {
 		b, err := tx.CreateBucketIfNotExists(bucketName(kind))
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if b.Get(objKey(ns, name)) != nil {
-			return fmt.Errorf("%s %s/%s: %w", kind, ns, name, storage.ErrAlreadyExists)
+			return nil, fmt.Errorf("%s %s/%s: %w", kind, ns, name, storage.ErrAlreadyExists)
 		}
-		rv, err = tx.Bucket(bucketMeta).NextSequence()
-		if err != nil {
-			return err
-		}
-		return put(tx, b, kind, obj, rv, nil, true)
+		stored, err = put(tx, b, kind, obj, true)
+		return &change{kind: kind, key: ns + "/" + name, obj: stored}, err
 	})
 	if err != nil {
 		return err
 	}
-	obj.SetResourceVersion(strconv.FormatUint(rv, 10))
+	// Hand back what is stored: creation time and UID as well as the version.
+	obj.SetResourceVersion(stored.GetResourceVersion())
+	obj.SetCreationTimestamp(stored.GetCreationTimestamp())
+	obj.SetUID(stored.GetUID())
 	return nil
 }
 
-// put encodes obj with resourceVersion rv and maintains the label index.
-func put(tx *bolt.Tx, b *bolt.Bucket, kind string, obj storage.Object, rv uint64, old map[string]string, create bool) error {
+// put stores a copy of obj under the next resourceVersion and returns what
+// a reader will get: the stored bytes decoded, so that memory and file agree
+// to the last detail (times in seconds, empty fields).
+func put(tx *bolt.Tx, b *bolt.Bucket, kind string, obj storage.Object, create bool) (storage.Object, error) {
+	rv, err := tx.Bucket(bucketMeta).NextSequence()
+	if err != nil {
+		return nil, err
+	}
 	// Work on a copy so a failed transaction leaves the caller's object untouched.
 	cp, ok := obj.DeepCopyObject().(storage.Object)
 	if !ok {
-		return fmt.Errorf("storage: %T does not deep-copy to an object", obj)
+		return nil, fmt.Errorf("storage: %T does not deep-copy to an object", obj)
 	}
 	cp.SetResourceVersion(strconv.FormatUint(rv, 10))
 	if create {
@@ -379,51 +424,33 @@ func put(tx *bolt.Tx, b *bolt.Bucket, kind string, obj storage.Object, rv uint64
 	}
 	data, err := json.Marshal(cp)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	ns, name := cp.GetNamespace(), cp.GetName()
-	lb := tx.Bucket(bucketLabels)
-	if !create {
-		for _, k := range indexKeys(kind, ns, name, old) {
-			if err := lb.Delete(k); err != nil {
-				return err
-			}
-		}
+	if err := b.Put(objKey(cp.GetNamespace(), cp.GetName()), data); err != nil {
+		return nil, err
 	}
-	for _, k := range indexKeys(kind, ns, name, cp.GetLabels()) {
-		if err := lb.Put(k, nil); err != nil {
-			return err
-		}
-	}
-	if err := b.Put(objKey(ns, name), data); err != nil {
-		return err
-	}
-	// Hand back what is stored: creation time and UID as well as the version.
-	if create {
-		obj.SetCreationTimestamp(cp.GetCreationTimestamp())
-		obj.SetUID(cp.GetUID())
-	}
-	return nil
+	return decodeNew(kind, data)
 }
 
-// current loads the stored version's labels and checks the caller's version.
-func current(b *bolt.Bucket, kind string, obj storage.Object) (map[string]string, error) {
+// checkVersion checks the caller's version against the one in the file (in
+// this transaction: an earlier write of the same batch counts).
+func checkVersion(b *bolt.Bucket, kind string, obj storage.Object) error {
 	ns, name := obj.GetNamespace(), obj.GetName()
 	var v []byte
 	if b != nil {
 		v = b.Get(objKey(ns, name))
 	}
 	if v == nil {
-		return nil, fmt.Errorf("%s %s/%s: %w", kind, ns, name, storage.ErrNotFound)
+		return fmt.Errorf("%s %s/%s: %w", kind, ns, name, storage.ErrNotFound)
 	}
 	var stored metav1.PartialObjectMetadata
 	if err := json.Unmarshal(v, &stored); err != nil {
-		return nil, fmt.Errorf("decode stored object: %w", err)
+		return fmt.Errorf("decode stored object: %w", err)
 	}
 	if rv := obj.GetResourceVersion(); rv != "" && rv != stored.ResourceVersion {
-		return nil, fmt.Errorf("%s %s/%s at version %s, stored %s: %w", kind, ns, name, rv, stored.ResourceVersion, storage.ErrConflict)
+		return fmt.Errorf("%s %s/%s at version %s, stored %s: %w", kind, ns, name, rv, stored.ResourceVersion, storage.ErrConflict)
 	}
-	return stored.Labels, nil
+	return nil
 }
 
 // Update implements storage.Writer.
@@ -435,23 +462,20 @@ func (s *Store) Update(_ context.Context, obj storage.Object) error {
 	if obj.GetResourceVersion() == "" {
 		return fmt.Errorf("update %s: resourceVersion is required", kind)
 	}
-	var rv uint64
-	err = s.write(func(tx *bolt.Tx) error {
+	var stored storage.Object
+	err = s.write(func(tx *bolt.Tx) (*change, error) {
 		b := tx.Bucket(bucketName(kind))
-		old, err := current(b, kind, obj)
-		if err != nil {
-			return err
+		if err := checkVersion(b, kind, obj); err != nil {
+			return nil, err
 		}
-		rv, err = tx.Bucket(bucketMeta).NextSequence()
-		if err != nil {
-			return err
-		}
-		return put(tx, b, kind, obj, rv, old, false)
+		var err error
+		stored, err = put(tx, b, kind, obj, false)
+		return &change{kind: kind, key: obj.GetNamespace() + "/" + obj.GetName(), obj: stored}, err
 	})
 	if err != nil {
 		return err
 	}
-	obj.SetResourceVersion(strconv.FormatUint(rv, 10))
+	obj.SetResourceVersion(stored.GetResourceVersion())
 	return nil
 }
 
@@ -461,18 +485,11 @@ func (s *Store) Delete(_ context.Context, obj storage.Object) error {
 	if err != nil {
 		return err
 	}
-	return s.write(func(tx *bolt.Tx) error {
+	return s.write(func(tx *bolt.Tx) (*change, error) {
 		b := tx.Bucket(bucketName(kind))
-		old, err := current(b, kind, obj)
-		if err != nil {
-			return err
+		if err := checkVersion(b, kind, obj); err != nil {
+			return nil, err
 		}
-		lb := tx.Bucket(bucketLabels)
-		for _, k := range indexKeys(kind, obj.GetNamespace(), obj.GetName(), old) {
-			if err := lb.Delete(k); err != nil {
-				return err
-			}
-		}
-		return b.Delete(objKey(obj.GetNamespace(), obj.GetName()))
+		return &change{kind: kind, key: obj.GetNamespace() + "/" + obj.GetName()}, b.Delete(objKey(obj.GetNamespace(), obj.GetName()))
 	})
 }

@@ -230,7 +230,11 @@ func (s *Store) List(ctx context.Context, ns string, list storage.ObjectList, op
 		return err
 	}
 	snap := s.overlay.snapshot(kind, ns) // before the cache, as in Get
-	if err := s.reader.List(ctx, list, s.listOptions(ns, opts.Labels)...); err != nil {
+	lo := s.listOptions(ns, opts.Labels)
+	if opts.Shared {
+		lo = append(lo, client.UnsafeDisableDeepCopy)
+	}
+	if err := s.reader.List(ctx, list, lo...); err != nil {
 		return fmt.Errorf("list %s in %s: %w", kind, ns, err)
 	}
 	items, err := meta.ExtractList(list)

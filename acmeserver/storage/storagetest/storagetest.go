@@ -40,6 +40,7 @@ func Run(t *testing.T, newStore Factory) {
 		{"ConcurrentCreateSameName", testConcurrentCreate},
 		{"FieldsClearedOnUpdate", testFieldsCleared},
 		{"AllNamespaces", testAllNamespaces},
+		{"ReadersGetCopies", testReadersGetCopies},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -346,5 +347,33 @@ func testFieldsCleared(t *testing.T, s storage.Store, ns string) {
 	must(t, s.Get(ctx, ns, "clear", got))
 	if got.Status.Error != nil || got.Name != "clear" {
 		t.Fatalf("Get merged into its target or kept a cleared field: %+v", got.Status.Error)
+	}
+}
+
+// testReadersGetCopies changes what Get and List returned: the store must
+// not change with it (a backend that keeps objects in memory hands out
+// copies); a Shared List sees the same objects.
+func testReadersGetCopies(t *testing.T, s storage.Store, ns string) {
+	ctx := context.Background()
+	acct := ns + "-copies"
+	must(t, s.Create(ctx, Order(ns, "copy", acct)))
+	var got v1alpha1.AcmeOrder
+	must(t, s.Get(ctx, ns, "copy", &got))
+	got.Labels[v1alpha1.LabelAccount] = "changed"
+	got.Spec.Identifiers[0].Value = "changed"
+	var list v1alpha1.AcmeOrderList
+	must(t, s.List(ctx, ns, &list, storage.ListOptions{Labels: map[string]string{v1alpha1.LabelAccount: acct}}))
+	if len(list.Items) != 1 || list.Items[0].Spec.Identifiers[0].Value != "copy.example" {
+		t.Fatalf("changing what Get returned changed the store: %+v", list.Items)
+	}
+	list.Items[0].Status.Authorizations[0] = "changed"
+	var shared v1alpha1.AcmeOrderList
+	must(t, s.List(ctx, ns, &shared, storage.ListOptions{Labels: map[string]string{v1alpha1.LabelAccount: acct}, Shared: true}))
+	if len(shared.Items) != 1 || shared.Items[0].Status.Authorizations[0] != "copy-authz" || shared.Items[0].Name != "copy" {
+		t.Fatalf("changing what List returned changed the store, or a shared List differs: %+v", shared.Items)
+	}
+	must(t, s.Get(ctx, storage.AllNamespaces, "copy", &got))
+	if got.Labels[v1alpha1.LabelAccount] != acct || got.Spec.Identifiers[0].Value != "copy.example" {
+		t.Fatalf("Get after changes to earlier results: %+v", got)
 	}
 }

@@ -13,7 +13,9 @@ import (
 	"syscall"
 	"time"
 
+	authnv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -116,7 +118,33 @@ func startKacmeCluster(bin, dir string, httpPort int) (*server, error) {
 	if err != nil {
 		return fail(err)
 	}
+	s.dashboardToken = func() (string, error) { return dashboardViewerToken(ctx, c) }
 	return s, nil
+}
+
+// dashboardViewerToken creates a ServiceAccount that may list the kacme
+// resources in every namespace (and nothing else) and returns a token for
+// it: what an operator signs in to the dashboard with.
+func dashboardViewerToken(ctx context.Context, c client.Client) (string, error) {
+	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: clusterNS, Name: "dashboard-viewer"}}
+	objs := []client.Object{
+		sa,
+		&rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: "kacme-dashboard-viewer"}, Rules: []rbacv1.PolicyRule{{
+			APIGroups: []string{v1alpha1.GroupVersion.Group}, Resources: []string{"*"}, Verbs: []string{"get", "list", "watch"}}}},
+		&rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "kacme-dashboard-viewer"},
+			RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "kacme-dashboard-viewer"},
+			Subjects: []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: sa.Name, Namespace: clusterNS}}},
+	}
+	for _, o := range objs {
+		if err := c.Create(ctx, o); err != nil {
+			return "", err
+		}
+	}
+	tr := &authnv1.TokenRequest{}
+	if err := c.SubResource("token").Create(ctx, sa, tr); err != nil {
+		return "", err
+	}
+	return tr.Status.Token, nil
 }
 
 // apiRequests reads kacme_kube_api_requests_total from a /metrics page, by verb.

@@ -81,6 +81,7 @@ func main() {
 	duration := flag.Duration("duration", 10*time.Second, "measuring time per level")
 	warmup := flag.Duration("warmup", 2*time.Second, "unmeasured warm-up per level")
 	only := flag.String("targets", "kacme,pebble,step-ca,kacme-cluster", "servers to run (the report needs all four)")
+	dashSamples := flag.Int("dashboard-samples", 20, "timed loads per dashboard page (0: skip the dashboard benchmark)")
 	flag.StringVar(&kacmeExtraArgs, "kacme-args", "", "extra flags for kacme standalone and kacme server (e.g. --debug-addr 127.0.0.1:6060)")
 	flag.Parse()
 	var levels []int
@@ -112,6 +113,7 @@ func main() {
 	}
 	results := map[string][]levelResult{}
 	versions := map[string]string{}
+	dashboards := map[string]*dashboardResult{}
 	for _, tg := range targets {
 		if !strings.Contains(","+*only+",", ","+tg.name+",") {
 			continue
@@ -132,10 +134,18 @@ func main() {
 			}
 			results[tg.name] = append(results[tg.name], r)
 		}
+		if *dashSamples > 0 && s.dashboardToken != nil {
+			d, err := benchDashboard(s, resp, *dashSamples)
+			if err != nil {
+				s.stop()
+				fatal(err)
+			}
+			dashboards[tg.name] = d
+		}
 		s.stop()
 		_ = os.RemoveAll(dir)
 	}
-	report := render(levels, results, versions, *duration)
+	report := render(levels, results, versions, *duration) + renderDashboard(dashboards, versions)
 	if err := os.WriteFile(*out, []byte(report), 0o644); err != nil {
 		fatal(err)
 	}
@@ -181,7 +191,7 @@ func runLevel(s *server, resp *responder, c int, warmup, measure time.Duration) 
 			csr, _ := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}}, certKey)
 			for time.Now().Before(stopAt) {
 				t0 := time.Now()
-				err := flow(ctx, cl, resp, csr)
+				err := flow(ctx, cl, resp, csr, &s.orders)
 				end := time.Now()
 				d := end.Sub(t0)
 				mu.Lock()
@@ -247,13 +257,15 @@ func runLevel(s *server, resp *responder, c int, warmup, measure time.Duration) 
 }
 
 // flow is one full issuance: order → authz → http-01 → finalize → download.
-func flow(ctx context.Context, cl *xacme.Client, resp *responder, csr []byte) error {
+// orders counts the orders the server created.
+func flow(ctx context.Context, cl *xacme.Client, resp *responder, csr []byte, orders *atomic.Int64) error {
 	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
 	o, err := cl.AuthorizeOrder(ctx, []xacme.AuthzID{{Type: "ip", Value: "127.0.0.1"}})
 	if err != nil {
 		return fmt.Errorf("order: %w", err)
 	}
+	orders.Add(1)
 	for _, u := range o.AuthzURLs {
 		z, err := cl.GetAuthorization(ctx, u)
 		if err != nil {

@@ -18,6 +18,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -37,6 +38,10 @@ type server struct {
 	cleanup []func()
 	// processes whose CPU time is reported per issuance, by name: command-line prefixes.
 	processes map[string]string
+	// orders counts the orders created on the server (every flow that got past new-order).
+	orders atomic.Int64
+	// dashboardToken signs in to /dashboard/.
+	dashboardToken func() (string, error)
 }
 
 func (s *server) stop() {
@@ -154,6 +159,10 @@ spec:
 			time.Sleep(50 * time.Millisecond)
 		}
 	}()
+	s.dashboardToken = func() (string, error) {
+		b, err := os.ReadFile(filepath.Join(data, "dashboard-token"))
+		return strings.TrimSpace(string(b)), err
+	}
 	args := []string{"standalone", "--quiet", "--log-level", "warn", "--data-dir", data, "--config-dir", cfg,
 		"--listen", fmt.Sprintf("127.0.0.1:%d", port)}
 	args = append(args, strings.Fields(kacmeExtraArgs)...)
