@@ -20,6 +20,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/kacme/kacme/api/v1alpha1"
+	kenvtest "github.com/kacme/kacme/test/envtest"
 )
 
 // TestClusterModeDashboardRBAC (issue 6, Done #2 in a cluster): users sign
@@ -148,4 +149,14 @@ func TestClusterModeDashboardRBAC(t *testing.T) {
 	if err := e.c.Get(ctx, client.ObjectKeyFromObject(cert), &got); err != nil || got.Status.Revocation != nil {
 		t.Fatalf("the refused revocation changed the certificate: %+v %v", got.Status.Revocation, err)
 	}
+	// The overview says which profiles are served, and why one is not.
+	orphan := &v1alpha1.AcmeProfile{ObjectMeta: metav1.ObjectMeta{Name: "orphan"}, Spec: v1alpha1.AcmeProfileSpec{CertificateAuthority: "missing"}}
+	if err := e.c.Create(ctx, orphan); err != nil {
+		t.Fatal(err)
+	}
+	kenvtest.WaitFor(t, "the overview shows the profile that is not served", func() bool {
+		_, page := get(viewer, "/dashboard/")
+		return regexp.MustCompile(`<td>default</td>.*serving`).MatchString(page) &&
+			regexp.MustCompile(`<td>orphan</td>.*no: spec.certificateAuthority: CertificateAuthority &#34;missing&#34; is not loaded`).MatchString(page)
+	})
 }
