@@ -49,6 +49,8 @@ type dashboardResult struct {
 	orders int
 	fill   time.Duration
 	pages  []dashboardPage
+	// rss is the kacme server process's resident memory after the pages, in MiB.
+	rss float64
 }
 
 // fillOrders runs full flows with c clients until the server has created at
@@ -153,7 +155,23 @@ func benchDashboard(s *server, resp *responder, samples int) (*dashboardResult, 
 			p.pct(0.95).Round(time.Microsecond*100), p.bytes, p.shown)
 	}
 	res.pages = pages
+	res.rss = rssMiB(s.cmd.Process.Pid)
 	return res, nil
+}
+
+// rssMiB reads a process's resident set size from /proc.
+func rssMiB(pid int) float64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 64)
+			return kb / 1024
+		}
+	}
+	return 0
 }
 
 func renderDashboard(results map[string]*dashboardResult, versions map[string]string) string {
@@ -184,7 +202,8 @@ func renderDashboard(results map[string]*dashboardResult, versions map[string]st
 	b.WriteString("\n")
 	for _, name := range []string{"kacme", "kacme-cluster"} {
 		if r := results[name]; r != nil {
-			fmt.Fprintf(&b, "%s %s: %d orders stored (filled in %s).\n", name, versions[name], r.orders, r.fill.Round(time.Second))
+			fmt.Fprintf(&b, "%s %s: %d orders stored (filled in %s); the kacme server process then used %.0f MiB of memory (RSS).\n",
+				name, versions[name], r.orders, r.fill.Round(time.Second), r.rss)
 		}
 	}
 	return b.String()
