@@ -2,14 +2,9 @@ package main
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
@@ -21,8 +16,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-
-	xacme "golang.org/x/crypto/acme"
 )
 
 // The dashboard benchmark: fill a kacme server with real issuances until it
@@ -56,8 +49,7 @@ type dashboardResult struct {
 // fillOrders runs full flows with c clients until the server has created at
 // least n orders.
 func fillOrders(s *server, resp *responder, c, n int) error {
-	hc := &http.Client{Timeout: 60 * time.Second, Transport: &http.Transport{
-		TLSClientConfig: &tls.Config{RootCAs: s.roots}, MaxIdleConnsPerHost: c + 4}}
+	hc := s.httpClient(c)
 	ctx := context.Background()
 	var wg sync.WaitGroup
 	var failures atomic.Int64
@@ -66,15 +58,13 @@ func fillOrders(s *server, resp *responder, c, n int) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-			cl := &xacme.Client{Key: key, DirectoryURL: s.directory, HTTPClient: hc, UserAgent: "kacme-acmebench"}
-			if _, err := cl.Register(ctx, &xacme.Account{}, xacme.AcceptTOS); err != nil {
+			cl, err := s.register(ctx, hc)
+			if err != nil {
 				firstErr.CompareAndSwap(nil, "register: "+err.Error())
 				failures.Add(1)
 				return
 			}
-			certKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-			csr, _ := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}}, certKey)
+			csr := benchCSR()
 			for s.orders.Load() < int64(n) && failures.Load() < 100 {
 				if err := flow(ctx, cl, resp, csr, &s.orders); err != nil {
 					firstErr.CompareAndSwap(nil, err.Error())

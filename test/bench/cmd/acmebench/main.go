@@ -159,8 +159,7 @@ func fatal(err error) {
 
 // runLevel runs c workers; each registers an account, then repeats full flows.
 func runLevel(s *server, resp *responder, c int, warmup, measure time.Duration) levelResult {
-	hc := &http.Client{Timeout: 60 * time.Second, Transport: &http.Transport{
-		TLSClientConfig: &tls.Config{RootCAs: s.roots}, MaxIdleConnsPerHost: c + 4}}
+	hc := s.httpClient(c)
 	ctx := context.Background()
 	var wg sync.WaitGroup
 	var mu sync.Mutex
@@ -175,9 +174,7 @@ func runLevel(s *server, resp *responder, c int, warmup, measure time.Duration) 
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-			cl := &xacme.Client{Key: key, DirectoryURL: s.directory, HTTPClient: hc, UserAgent: "kacme-acmebench"}
-			_, err := cl.Register(ctx, &xacme.Account{}, xacme.AcceptTOS)
+			cl, err := s.register(ctx, hc)
 			registered.Done()
 			if err != nil {
 				mu.Lock()
@@ -187,8 +184,7 @@ func runLevel(s *server, resp *responder, c int, warmup, measure time.Duration) 
 				return
 			}
 			<-ready
-			certKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-			csr, _ := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}}, certKey)
+			csr := benchCSR()
 			for time.Now().Before(stopAt) {
 				t0 := time.Now()
 				err := flow(ctx, cl, resp, csr, &s.orders)
@@ -254,6 +250,27 @@ func runLevel(s *server, resp *responder, c int, warmup, measure time.Duration) 
 	res.errors += int(errs.Load())
 	sort.Slice(res.latencies, func(i, j int) bool { return res.latencies[i] < res.latencies[j] })
 	return res
+}
+
+// httpClient is the ACME clients' HTTP client for c concurrent clients.
+func (s *server) httpClient(c int) *http.Client {
+	return &http.Client{Timeout: 60 * time.Second, Transport: &http.Transport{
+		TLSClientConfig: &tls.Config{RootCAs: s.roots}, MaxIdleConnsPerHost: c + 4}}
+}
+
+// register creates an ACME account with a new P-256 key.
+func (s *server) register(ctx context.Context, hc *http.Client) (*xacme.Client, error) {
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	cl := &xacme.Client{Key: key, DirectoryURL: s.directory, HTTPClient: hc, UserAgent: "kacme-acmebench"}
+	_, err := cl.Register(ctx, &xacme.Account{}, xacme.AcceptTOS)
+	return cl, err
+}
+
+// benchCSR is a CSR for the flows' identifier, 127.0.0.1, with a new P-256 key.
+func benchCSR() []byte {
+	certKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	csr, _ := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}}, certKey)
+	return csr
 }
 
 // flow is one full issuance: order → authz → http-01 → finalize → download.
