@@ -2,9 +2,11 @@ package embedded_test
 
 import (
 	"context"
+	"encoding/json"
 	"path/filepath"
 	"testing"
 
+	bolt "go.etcd.io/bbolt"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/kacme/kacme/acmeserver/storage"
@@ -55,4 +57,75 @@ func TestReopenKeepsEverything(t *testing.T) {
 	if _, err := embedded.Open(path); err == nil {
 		t.Fatal("second Open of a held store succeeded")
 	}
+}
+
+// TestOpensOlderFile opens a store written before reads moved to memory: it
+// carries a label index bucket and its version; the objects are found by
+// label all the same (the index is rebuilt in memory) and the old bucket
+// is removed.
+func TestOpensOlderFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "kacme.db")
+	o := storagetest.Order("default", "old", "a1")
+	o.ResourceVersion, o.APIVersion, o.Kind = "7", v1alpha1.GroupVersion.String(), "AcmeOrder"
+	data, err := json.Marshal(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, err := bolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		for name, kv := range map[string][2]string{
+			"objects/AcmeOrder": {"default/old", string(data)},
+			"labels":            {"AcmeOrder\x00default\x00acme.kacme.io/account=a1\x00old", ""},
+			"meta":              {"index-version", "2"},
+		} {
+			b, err := tx.CreateBucket([]byte(name))
+			if err != nil {
+				return err
+			}
+			if err := b.Put([]byte(kv[0]), []byte(kv[1])); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s, err := embedded.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var list v1alpha1.AcmeOrderList
+	if err := s.List(context.Background(), storage.AllNamespaces, &list, storage.ListOptions{Labels: map[string]string{v1alpha1.LabelAccount: "a1"}}); err != nil {
+		t.Fatal(err)
+	}
+	if len(list.Items) != 1 || list.Items[0].Name != "old" || list.Items[0].ResourceVersion != "7" {
+		t.Fatalf("the older file's order by label: %+v", list.Items)
+	}
+	// New writes continue the file's versions.
+	got := list.Items[0]
+	got.Status.Status = "ready"
+	if err := s.Update(context.Background(), &got); err != nil || got.ResourceVersion == "7" {
+		t.Fatalf("update of an object from the older file: %v (version %s)", err, got.ResourceVersion)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	db, err = bolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	_ = db.View(func(tx *bolt.Tx) error {
+		if tx.Bucket([]byte("labels")) != nil || tx.Bucket([]byte("meta")).Get([]byte("index-version")) != nil {
+			t.Error("the older label index is still in the file")
+		}
+		return nil
+	})
 }
