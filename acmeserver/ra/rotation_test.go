@@ -37,23 +37,7 @@ func TestRotatedCA(t *testing.T) {
 		t.Fatalf("CRL distribution point %v, want %s", oldLeaf.CRLDistributionPoints, want)
 	}
 
-	// Rotate: a new root key and certificate; the old pair is Previous.
-	key, chain, err := ca.GenerateSelfSigned("root", v1alpha1.SelfSignedCA{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	rotated, err := ca.New("root", chain[0], key, chain[1:])
-	if err != nil {
-		t.Fatal(err)
-	}
-	rotated.Previous, rotated.CRLURL, rotated.CRLPerKey = old, old.CRLURL, true
-	cfg, errs := ra.NewConfig(map[string]*ca.Authority{"root": rotated}, []v1alpha1.AcmeProfile{{ObjectMeta: metav1.ObjectMeta{Name: "default"},
-		Spec: v1alpha1.AcmeProfileSpec{CertificateAuthority: "root", Identifiers: v1alpha1.IdentifierPolicy{AllowedDNSSuffixes: []string{"example"}}}}})
-	if len(errs) > 0 {
-		t.Fatal(errs)
-	}
-	r.SetConfig(cfg)
-	p, _ = r.Profile("default")
+	rotated, p := rotate(t, r, old)
 
 	// New leaves chain to the new root only.
 	o2, err := r.NewOrder(ctx, p, a, acme.NewOrderRequest{Identifiers: []acme.Identifier{{Type: "dns", Value: "www.example"}}})
@@ -149,4 +133,54 @@ func leafOf(t *testing.T, r *ra.RA, a *v1alpha1.AcmeAccount, name string) *x509.
 		t.Fatal(err)
 	}
 	return leaf
+}
+
+// rotate gives the CA "root" a new key and certificate, keeping old as its
+// Previous, and serves the result; it returns the new CA and the profile.
+func rotate(t *testing.T, r *ra.RA, old *ca.Authority) (*ca.Authority, *ra.Profile) {
+	t.Helper()
+	key, chain, err := ca.GenerateSelfSigned("root", v1alpha1.SelfSignedCA{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rotated, err := ca.New("root", chain[0], key, chain[1:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	rotated.Previous, rotated.CRLURL, rotated.CRLPerKey = old, old.CRLURL, old.CRLPerKey
+	cfg, errs := ra.NewConfig(map[string]*ca.Authority{"root": rotated}, []v1alpha1.AcmeProfile{{ObjectMeta: metav1.ObjectMeta{Name: "default"},
+		Spec: v1alpha1.AcmeProfileSpec{CertificateAuthority: "root", Identifiers: v1alpha1.IdentifierPolicy{AllowedDNSSuffixes: []string{"example"}}}}})
+	if len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	r.SetConfig(cfg)
+	p, _ := r.Profile("default")
+	return rotated, p
+}
+
+// TestFinalizeAfterCrashAcrossRotation: the certificate was stored but the
+// order not marked valid, then the CA key was rotated (the serial derives
+// from the CA key, so the retry computes another one); the retry still
+// completes the order with the stored certificate instead of signing a
+// second one with the new key.
+func TestFinalizeAfterCrashAcrossRotation(t *testing.T) {
+	r, store, p, a, o := readyOrder(t)
+	ctx := context.Background()
+	store.failOrderUpdate.Store(true)
+	if _, err := r.Finalize(ctx, p, a, o.Name, csrFor(t, "www.example")); err == nil {
+		t.Fatal("finalize succeeded although the order could not be written")
+	}
+	stored := certificates(t, store)
+	if len(stored) != 1 {
+		t.Fatalf("%d certificates stored by the interrupted finalize, want 1", len(stored))
+	}
+	store.failOrderUpdate.Store(false)
+	_, p = rotate(t, r, p.CA)
+	done, err := r.Finalize(ctx, p, a, o.Name, csrFor(t, "www.example"))
+	if err != nil || done.Status.Status != acme.StatusValid || done.Status.Certificate != stored[0].Name {
+		t.Fatalf("finalize retried after the rotation: %v, certificate %q, err %v; want valid with %s", done.Status.Status, done.Status.Certificate, err, stored[0].Name)
+	}
+	if n := len(certificates(t, store)); n != 1 {
+		t.Fatalf("%d certificates after the retry across the rotation, want 1", n)
+	}
 }
