@@ -121,7 +121,7 @@ func TestOpensOlderFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer db.Close()
+	defer func() { _ = db.Close() }()
 	_ = db.View(func(tx *bolt.Tx) error {
 		if tx.Bucket([]byte("labels")) != nil || tx.Bucket([]byte("meta")).Get([]byte("index-version")) != nil {
 			t.Error("the older label index is still in the file")
