@@ -323,7 +323,7 @@ func (d *Dashboard) orders(ctx context.Context, w http.ResponseWriter, r *http.R
 			rows = append(rows, o)
 		}
 	}
-	sort.Slice(rows, func(i, j int) bool { return rows[i].CreationTimestamp.After(rows[j].CreationTimestamp.Time) })
+	sortRows(rows, func(o *v1alpha1.AcmeOrder) time.Time { return o.CreationTimestamp.Time }, true)
 	page, pages, rows := paginate(r, rows, d.o.PageSize)
 	return d.render(w, "orders", s, map[string]any{"Orders": rows, "Filter": f, "PageNo": page, "Pages": pages, "Total": len(items),
 		"Prev": pageURL(r, page-1), "Next": pageURL(r, page+1)})
@@ -336,6 +336,26 @@ func hasIdentifier(o *v1alpha1.AcmeOrder, s string) bool {
 		}
 	}
 	return false
+}
+
+// sortRows orders rows by a time (newest first when desc), then by
+// namespace and name: stores list in no particular order and many objects
+// share a second, so without the tie-break page 2 could repeat page 1.
+func sortRows[T any, P interface {
+	*T
+	GetNamespace() string
+	GetName() string
+}](rows []P, at func(P) time.Time, desc bool) {
+	sort.Slice(rows, func(i, j int) bool {
+		ti, tj := at(rows[i]), at(rows[j])
+		if !ti.Equal(tj) {
+			return ti.After(tj) == desc
+		}
+		if a, b := rows[i].GetNamespace(), rows[j].GetNamespace(); a != b {
+			return a < b
+		}
+		return rows[i].GetName() < rows[j].GetName()
+	})
 }
 
 func paginate[T any](r *http.Request, rows []T, size int) (page, pages int, out []T) {
@@ -442,7 +462,7 @@ func (d *Dashboard) certificates(ctx context.Context, w http.ResponseWriter, r *
 			rows = append(rows, c)
 		}
 	}
-	sort.Slice(rows, func(i, j int) bool { return rows[i].Spec.NotAfter.Before(&rows[j].Spec.NotAfter) })
+	sortRows(rows, func(c *v1alpha1.AcmeCertificate) time.Time { return c.Spec.NotAfter.Time }, false)
 	page, pages, rows := paginate(r, rows, d.o.PageSize)
 	return d.render(w, "certificates", s, map[string]any{"Certificates": rows, "PageNo": page, "Pages": pages,
 		"Prev": pageURL(r, page-1), "Next": pageURL(r, page+1), "Query": q})
@@ -473,7 +493,7 @@ func (d *Dashboard) accounts(ctx context.Context, w http.ResponseWriter, r *http
 	for i := range items {
 		rows[i] = &items[i]
 	}
-	sort.Slice(rows, func(i, j int) bool { return rows[i].CreationTimestamp.After(rows[j].CreationTimestamp.Time) })
+	sortRows(rows, func(a *v1alpha1.AcmeAccount) time.Time { return a.CreationTimestamp.Time }, true)
 	page, pages, rows := paginate(r, rows, d.o.PageSize)
 	return d.render(w, "accounts", s, map[string]any{"Accounts": rows, "PageNo": page, "Pages": pages, "Total": len(items),
 		"Prev": pageURL(r, page-1), "Next": pageURL(r, page+1)})
