@@ -355,25 +355,27 @@ func testFieldsCleared(t *testing.T, s storage.Store, ns string) {
 // copies); a Shared List sees the same objects.
 func testReadersGetCopies(t *testing.T, s storage.Store, ns string) {
 	ctx := context.Background()
-	acct := ns + "-copies"
-	must(t, s.Create(ctx, Order(ns, "copy", acct)))
+	// Other tests may share the backend and Get looks in every namespace
+	// below: the name and label are unique.
+	acct, name := ns+"-copies", ns+"-copy"
+	must(t, s.Create(ctx, Order(ns, name, acct)))
 	var got v1alpha1.AcmeOrder
-	must(t, s.Get(ctx, ns, "copy", &got))
+	must(t, s.Get(ctx, ns, name, &got))
 	got.Labels[v1alpha1.LabelAccount] = "changed"
 	got.Spec.Identifiers[0].Value = "changed"
 	var list v1alpha1.AcmeOrderList
 	must(t, s.List(ctx, ns, &list, storage.ListOptions{Labels: map[string]string{v1alpha1.LabelAccount: acct}}))
-	if len(list.Items) != 1 || list.Items[0].Spec.Identifiers[0].Value != "copy.example" {
+	if len(list.Items) != 1 || list.Items[0].Spec.Identifiers[0].Value != name+".example" {
 		t.Fatalf("changing what Get returned changed the store: %+v", list.Items)
 	}
 	list.Items[0].Status.Authorizations[0] = "changed"
 	var shared v1alpha1.AcmeOrderList
 	must(t, s.List(ctx, ns, &shared, storage.ListOptions{Labels: map[string]string{v1alpha1.LabelAccount: acct}, Shared: true}))
-	if len(shared.Items) != 1 || shared.Items[0].Status.Authorizations[0] != "copy-authz" || shared.Items[0].Name != "copy" {
+	if len(shared.Items) != 1 || shared.Items[0].Status.Authorizations[0] != name+"-authz" || shared.Items[0].Name != name {
 		t.Fatalf("changing what List returned changed the store, or a shared List differs: %+v", shared.Items)
 	}
-	must(t, s.Get(ctx, storage.AllNamespaces, "copy", &got))
-	if got.Labels[v1alpha1.LabelAccount] != acct || got.Spec.Identifiers[0].Value != "copy.example" {
+	must(t, s.Get(ctx, storage.AllNamespaces, name, &got))
+	if got.Labels[v1alpha1.LabelAccount] != acct || got.Spec.Identifiers[0].Value != name+".example" {
 		t.Fatalf("Get after changes to earlier results: %+v", got)
 	}
 }
