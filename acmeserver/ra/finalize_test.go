@@ -152,27 +152,37 @@ func certificates(t *testing.T, s storage.Store) []v1alpha1.AcmeCertificate {
 
 // TestFinalizeAfterCrash (FIN-*): the certificate was stored but the order was
 // not marked valid (the process died between the two writes); the client's
-// retry completes the order with that same certificate instead of a second one.
+// retry completes the order with that same certificate instead of a second
+// one — also when the CA key was rotated in between, which changes the serial
+// the retry computes (the stored certificate is found by its order).
 func TestFinalizeAfterCrash(t *testing.T) {
-	r, store, p, a, o := readyOrder(t)
-	ctx := context.Background()
-	store.failOrderUpdate.Store(true)
-	if _, err := r.Finalize(ctx, p, a, o.Name, csrFor(t, "www.example")); err == nil {
-		t.Fatal("finalize succeeded although the order could not be written")
-	}
-	stored := certificates(t, store)
-	if len(stored) != 1 {
-		t.Fatalf("%d certificates stored by the interrupted finalize, want 1", len(stored))
-	}
-	if cur, err := r.Order(ctx, a, o.Name); err != nil || cur.Status.Status != acme.StatusReady {
-		t.Fatalf("order after the interrupted finalize: %v %v (want still ready)", cur.Status.Status, err)
-	}
-	done, err := r.Finalize(ctx, p, a, o.Name, csrFor(t, "www.example"))
-	if err != nil || done.Status.Status != acme.StatusValid || done.Status.Certificate != stored[0].Name {
-		t.Fatalf("retried finalize: %v, certificate %q, err %v; want valid with %s", done.Status.Status, done.Status.Certificate, err, stored[0].Name)
-	}
-	if n := len(certificates(t, store)); n != 1 {
-		t.Fatalf("%d certificates after the retry, want 1", n)
+	for _, rotated := range []bool{false, true} {
+		t.Run(fmt.Sprintf("rotated=%v", rotated), func(t *testing.T) {
+			r, store, p, a, o := readyOrder(t)
+			ctx := context.Background()
+			store.failOrderUpdate.Store(true)
+			if _, err := r.Finalize(ctx, p, a, o.Name, csrFor(t, "www.example")); err == nil {
+				t.Fatal("finalize succeeded although the order could not be written")
+			}
+			stored := certificates(t, store)
+			if len(stored) != 1 {
+				t.Fatalf("%d certificates stored by the interrupted finalize, want 1", len(stored))
+			}
+			if cur, err := r.Order(ctx, a, o.Name); err != nil || cur.Status.Status != acme.StatusReady {
+				t.Fatalf("order after the interrupted finalize: %v %v (want still ready)", cur.Status.Status, err)
+			}
+			store.failOrderUpdate.Store(false)
+			if rotated {
+				_, p = rotate(t, r, p.CA)
+			}
+			done, err := r.Finalize(ctx, p, a, o.Name, csrFor(t, "www.example"))
+			if err != nil || done.Status.Status != acme.StatusValid || done.Status.Certificate != stored[0].Name {
+				t.Fatalf("retried finalize: %v, certificate %q, err %v; want valid with %s", done.Status.Status, done.Status.Certificate, err, stored[0].Name)
+			}
+			if n := len(certificates(t, store)); n != 1 {
+				t.Fatalf("%d certificates after the retry, want 1", n)
+			}
+		})
 	}
 }
 

@@ -157,30 +157,3 @@ func rotate(t *testing.T, r *ra.RA, old *ca.Authority) (*ca.Authority, *ra.Profi
 	p, _ := r.Profile("default")
 	return rotated, p
 }
-
-// TestFinalizeAfterCrashAcrossRotation: the certificate was stored but the
-// order not marked valid, then the CA key was rotated (the serial derives
-// from the CA key, so the retry computes another one); the retry still
-// completes the order with the stored certificate instead of signing a
-// second one with the new key.
-func TestFinalizeAfterCrashAcrossRotation(t *testing.T) {
-	r, store, p, a, o := readyOrder(t)
-	ctx := context.Background()
-	store.failOrderUpdate.Store(true)
-	if _, err := r.Finalize(ctx, p, a, o.Name, csrFor(t, "www.example")); err == nil {
-		t.Fatal("finalize succeeded although the order could not be written")
-	}
-	stored := certificates(t, store)
-	if len(stored) != 1 {
-		t.Fatalf("%d certificates stored by the interrupted finalize, want 1", len(stored))
-	}
-	store.failOrderUpdate.Store(false)
-	_, p = rotate(t, r, p.CA)
-	done, err := r.Finalize(ctx, p, a, o.Name, csrFor(t, "www.example"))
-	if err != nil || done.Status.Status != acme.StatusValid || done.Status.Certificate != stored[0].Name {
-		t.Fatalf("finalize retried after the rotation: %v, certificate %q, err %v; want valid with %s", done.Status.Status, done.Status.Certificate, err, stored[0].Name)
-	}
-	if n := len(certificates(t, store)); n != 1 {
-		t.Fatalf("%d certificates after the retry across the rotation, want 1", n)
-	}
-}
