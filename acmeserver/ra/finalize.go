@@ -21,11 +21,10 @@ import (
 // Finalize checks the CSR and issues (RFC 8555 §7.4). Signing takes
 // milliseconds, so it happens within the request: the certificate is stored
 // (one write), then the order is marked valid (one write); no "processing"
-// state is stored. A retried or post-crash finalize of the same order finds
-// the certificate stored by its order label; and since the serial is derived
-// from the order ID (ca.SerialFor), a concurrent finalize elsewhere, whose
-// certificate this process may not see yet, collides on the name instead of
-// issuing a second one.
+// state is stored. The serial is derived from the order ID (ca.SerialFor), so
+// a retried, concurrent or post-crash finalize of the same order finds the
+// certificate already stored under that name (or under the name the CA's
+// previous key gave it) instead of issuing a second one.
 func (r *RA) Finalize(ctx context.Context, p *Profile, a *v1alpha1.AcmeAccount, orderID string, csrDER []byte) (*v1alpha1.AcmeOrder, error) {
 	key, err := AccountKey(a)
 	if err != nil {
@@ -121,15 +120,25 @@ func (r *RA) sign(ctx context.Context, p *Profile, o *v1alpha1.AcmeOrder, csr *C
 		return nil, false, err
 	}
 	serial := SerialName(serialNum)
-	// An earlier attempt's certificate, found by its order rather than by the
-	// serial this attempt computed: the CA key may have been rotated since,
-	// and the serial with it.
-	var existing v1alpha1.AcmeCertificateList
-	if err := r.store.List(ctx, o.Namespace, &existing, storage.ListOptions{Labels: map[string]string{v1alpha1.LabelOrder: o.Name}}); err != nil {
-		return nil, false, err
-	}
-	if len(existing.Items) > 0 {
-		return &existing.Items[0], false, nil
+	// An earlier attempt's certificate: under this serial, or, if the CA key
+	// was rotated since, under the serial the previous key gave the order.
+	// (Gets by name: a label List would scan the kube store's overlay of
+	// recent writes on every finalize.)
+	for c := p.CA; c != nil; c = c.Previous {
+		name := serial
+		if c != p.CA {
+			n, err := c.SerialFor(o.Name)
+			if err != nil {
+				return nil, false, err
+			}
+			name = SerialName(n)
+		}
+		var existing v1alpha1.AcmeCertificate
+		if err := r.store.Get(ctx, o.Namespace, name, &existing); err == nil {
+			return &existing, false, nil
+		} else if !storage.IsNotFound(err) {
+			return nil, false, err
+		}
 	}
 	der, leaf, err := p.CA.Issue(ca.IssueRequest{PublicKey: csr.PublicKey, DNSNames: csr.DNSNames, IPs: csr.IPs,
 		NotBefore: nb, NotAfter: na, ClientAuth: clientAuth, Serial: serialNum})
