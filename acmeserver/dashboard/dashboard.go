@@ -324,9 +324,8 @@ func (d *Dashboard) orders(ctx context.Context, w http.ResponseWriter, r *http.R
 		}
 	}
 	sortRows(rows, func(o *v1alpha1.AcmeOrder) time.Time { return o.CreationTimestamp.Time }, true)
-	page, pages, rows := paginate(r, rows, d.o.PageSize)
-	return d.render(w, "orders", s, map[string]any{"Orders": rows, "Filter": f, "PageNo": page, "Pages": pages, "Total": len(items),
-		"Prev": pageURL(r, page-1), "Next": pageURL(r, page+1)})
+	pg, rows := paginate(r, rows, d.o.PageSize, len(items), "orders")
+	return d.render(w, "orders", s, map[string]any{"Orders": rows, "Filter": f, "Pager": pg})
 }
 
 func hasIdentifier(o *v1alpha1.AcmeOrder, s string) bool {
@@ -358,12 +357,23 @@ func sortRows[T any, P interface {
 	})
 }
 
-func paginate[T any](r *http.Request, rows []T, size int) (page, pages int, out []T) {
-	pages = max(1, (len(rows)+size-1)/size)
-	page, _ = strconv.Atoi(r.URL.Query().Get("page"))
-	page = min(max(page, 1), pages)
-	lo := (page - 1) * size
-	return page, pages, rows[lo:min(lo+size, len(rows))]
+// pager is a list page's position, shown by the "pager" template.
+type pager struct {
+	PageNo, Pages int
+	// Total is how many objects of the kind the user may see, What their name.
+	Total      int
+	What       string
+	Prev, Next string
+}
+
+// paginate cuts the rows of the requested page (?page=, 1-based, clamped).
+func paginate[T any](r *http.Request, rows []T, size, total int, what string) (pager, []T) {
+	p := pager{Pages: max(1, (len(rows)+size-1)/size), Total: total, What: what}
+	p.PageNo, _ = strconv.Atoi(r.URL.Query().Get("page"))
+	p.PageNo = min(max(p.PageNo, 1), p.Pages)
+	p.Prev, p.Next = pageURL(r, p.PageNo-1), pageURL(r, p.PageNo+1)
+	lo := (p.PageNo - 1) * size
+	return p, rows[lo:min(lo+size, len(rows))]
 }
 
 func pageURL(r *http.Request, page int) string {
@@ -463,9 +473,8 @@ func (d *Dashboard) certificates(ctx context.Context, w http.ResponseWriter, r *
 		}
 	}
 	sortRows(rows, func(c *v1alpha1.AcmeCertificate) time.Time { return c.Spec.NotAfter.Time }, false)
-	page, pages, rows := paginate(r, rows, d.o.PageSize)
-	return d.render(w, "certificates", s, map[string]any{"Certificates": rows, "PageNo": page, "Pages": pages,
-		"Prev": pageURL(r, page-1), "Next": pageURL(r, page+1), "Query": q})
+	pg, rows := paginate(r, rows, d.o.PageSize, len(items), "certificates")
+	return d.render(w, "certificates", s, map[string]any{"Certificates": rows, "Pager": pg, "Query": q})
 }
 
 func (d *Dashboard) certificatePEM(ctx context.Context, w http.ResponseWriter, r *http.Request, s *session) error {
@@ -494,9 +503,8 @@ func (d *Dashboard) accounts(ctx context.Context, w http.ResponseWriter, r *http
 		rows[i] = &items[i]
 	}
 	sortRows(rows, func(a *v1alpha1.AcmeAccount) time.Time { return a.CreationTimestamp.Time }, true)
-	page, pages, rows := paginate(r, rows, d.o.PageSize)
-	return d.render(w, "accounts", s, map[string]any{"Accounts": rows, "PageNo": page, "Pages": pages, "Total": len(items),
-		"Prev": pageURL(r, page-1), "Next": pageURL(r, page+1)})
+	pg, rows := paginate(r, rows, d.o.PageSize, len(items), "accounts")
+	return d.render(w, "accounts", s, map[string]any{"Accounts": rows, "Pager": pg})
 }
 
 // auditTrail shows this process's recent audit records. They span every

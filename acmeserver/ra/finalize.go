@@ -125,16 +125,12 @@ func (r *RA) sign(ctx context.Context, p *Profile, o *v1alpha1.AcmeOrder, csr *C
 	// (Gets by name: a label List would scan the kube store's overlay of
 	// recent writes on every finalize.)
 	for c := p.CA; c != nil; c = c.Previous {
-		name := serial
-		if c != p.CA {
-			n, err := c.SerialFor(o.Name)
-			if err != nil {
-				return nil, false, err
-			}
-			name = SerialName(n)
+		n, err := c.SerialFor(o.Name)
+		if err != nil {
+			return nil, false, err
 		}
 		var existing v1alpha1.AcmeCertificate
-		if err := r.store.Get(ctx, o.Namespace, name, &existing); err == nil {
+		if err := r.store.Get(ctx, o.Namespace, SerialName(n), &existing); err == nil {
 			return &existing, false, nil
 		} else if !storage.IsNotFound(err) {
 			return nil, false, err

@@ -11,6 +11,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -131,6 +132,12 @@ func NewList(kind string) (ObjectList, error) {
 		return nil, fmt.Errorf("storage: %sList is not a list", kind)
 	}
 	return list, nil
+}
+
+// CopyInto makes dst (a pointer to the same type as src) a deep copy of
+// src, replacing whatever dst held: how backends hand out what they keep.
+func CopyInto(dst, src Object) {
+	reflect.ValueOf(dst).Elem().Set(reflect.ValueOf(src.DeepCopyObject()).Elem())
 }
 
 // IsNotFound reports a (wrapped) ErrNotFound.

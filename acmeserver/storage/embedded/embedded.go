@@ -13,7 +13,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"reflect"
 	"strconv"
 	"strings"
 	"sync"
@@ -292,7 +291,7 @@ func (s *Store) Get(_ context.Context, ns, name string, obj storage.Object) erro
 	if stored == nil {
 		return fmt.Errorf("%s %s/%s: %w", kind, ns, name, storage.ErrNotFound)
 	}
-	reflect.ValueOf(obj).Elem().Set(reflect.ValueOf(stored.DeepCopyObject()).Elem())
+	storage.CopyInto(obj, stored)
 	return nil
 }
 

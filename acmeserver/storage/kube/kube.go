@@ -11,7 +11,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"reflect"
 	"strconv"
 	"sync"
 	"time"
@@ -128,7 +127,7 @@ func (s *Store) Get(ctx context.Context, ns, name string, obj storage.Object) er
 		if err := s.apiGet(ctx, ns, name, cached); err != nil {
 			return mapErr(err, kind, ns, name)
 		}
-		setInto(obj, cached)
+		storage.CopyInto(obj, cached)
 		return nil
 	}
 	// The overlay is read before the cache: an entry is only forgotten once
@@ -148,7 +147,7 @@ func (s *Store) Get(ctx context.Context, ns, name string, obj storage.Object) er
 		if e.deleted {
 			return mapErr(apierrors.NewNotFound(schemaGR(kind), name), kind, ns, name)
 		}
-		setInto(obj, e.obj)
+		storage.CopyInto(obj, e.obj)
 		return nil
 	}
 	if cerr != nil && e == nil && s.askAPI() {
@@ -157,7 +156,7 @@ func (s *Store) Get(ctx context.Context, ns, name string, obj storage.Object) er
 	if cerr != nil {
 		return mapErr(cerr, kind, ns, name)
 	}
-	setInto(obj, cached)
+	storage.CopyInto(obj, cached)
 	return nil
 }
 
@@ -336,10 +335,6 @@ func (s *Store) Delete(ctx context.Context, obj storage.Object) error {
 }
 
 func key(kind, ns, name string) string { return kind + "/" + ns + "/" + name }
-
-func setInto(dst, src storage.Object) {
-	reflect.ValueOf(dst).Elem().Set(reflect.ValueOf(src.DeepCopyObject()).Elem())
-}
 
 // overlay remembers this process's writes until the cache has caught up.
 type overlay struct {
