@@ -6,45 +6,68 @@ GO          ?= go
 DATA_DIR    ?= kacme-data
 CONFIG_DIR  ?=
 LISTEN      ?= 127.0.0.1:8443
+HTTP_LISTEN ?= 127.0.0.1:8080
 TEST_PKGS   ?= ./...
 TEST_FLAGS  ?= -race -count=1 -timeout 30m
 # test/e2e is its own Go module (cert-manager's controllers and their DNS SDKs
 # stay out of kacme's); not built with -race (cert-manager's tree is large).
-E2E_FLAGS   ?= -count=1 -timeout 20m
+E2E_FLAGS   ?= -count=1 -timeout 45m
 
 # Debian packages the interop tests drive (command:package).
 TEST_DEBS := certbot:certbot lego:lego named:bind9 nsupdate:bind9-dnsutils dig:bind9-dnsutils openssl:openssl
 
-.PHONY: all build run run-local helm-lint test test-e2e screenshots unit lint vet manifests generate verify-generated envtest docs-kubectl bench clean help
+.PHONY: all build image node run run-local helm-lint test test-e2e screenshots unit lint vet manifests generate verify-generated envtest docs-kubectl bench fuzz clean help
 
 all: build
 
 help: ## list targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
 
-VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+# The release version is the chart's appVersion, so that the image, the chart
+# and `kacme version` agree; the revision is the commit it was built from.
+VERSION  ?= $(shell sed -n 's/^appVersion: *"\{0,1\}\([^"]*\)"\{0,1\}$$/\1/p' charts/kacme/Chart.yaml)
+REVISION ?= $(shell (git rev-parse --short HEAD 2>/dev/null || echo unknown) | tr -d '\n'; git diff --quiet HEAD 2>/dev/null || echo -dirty)
+VERSION_FLAGS = -X main.version=$(VERSION) -X main.revision=$(REVISION)
+IMAGE_REPO      ?= ghcr.io/kacme/kacme
+IMAGE_PLATFORMS ?= linux/amd64,linux/arm64
 
 build: ## build bin/kacme
-	$(GO) build -ldflags "-X main.version=$(VERSION)" -o bin/kacme ./cmd/kacme
+	$(GO) build -ldflags "$(VERSION_FLAGS)" -o bin/kacme ./cmd/kacme
+
+image: ## container image without Docker: bin/image (OCI layout, linux/amd64 + linux/arm64 index) and bin/kacme-image.tar (OCI archive)
+	for p in $$(echo $(IMAGE_PLATFORMS) | tr , ' '); do \
+	  CGO_ENABLED=0 GOOS=$${p%/*} GOARCH=$${p#*/} $(GO) build -trimpath -ldflags "-s -w $(VERSION_FLAGS)" -o bin/platforms/$${p%/*}-$${p#*/}/kacme ./cmd/kacme; done
+	$(GO) run ./hack/image -bin bin/platforms -platforms $(IMAGE_PLATFORMS) -repo $(IMAGE_REPO) -version $(VERSION) -revision $(REVISION) \
+	  -out bin/image -archive bin/kacme-image.tar
 
 run: build ## run the standalone CA + ACME server on https://127.0.0.1:8443
 	@hack/ensure-packages.sh --soft certbot:certbot lego:lego
-	bin/kacme standalone --data-dir $(DATA_DIR) --listen $(LISTEN) $(if $(CONFIG_DIR),--config-dir $(CONFIG_DIR))
+	bin/kacme standalone --data-dir $(DATA_DIR) --listen $(LISTEN) --http-listen "$(HTTP_LISTEN)" $(if $(CONFIG_DIR),--config-dir $(CONFIG_DIR))
 
 run-local: build ## cluster mode without a cluster: local kube-apiserver + etcd, CRDs, samples, kacme controller + server
 	@hack/ensure-packages.sh --soft lego:lego
 	KUBEBUILDER_ASSETS="$$(hack/envtest.sh)" KACME_KUBECTL="$$(hack/kubectl.sh)" $(GO) run ./hack/localcluster -kacme bin/kacme
 
-test: vet lint verify-generated ## every test: unit, conformance, negative, fuzz seeds, real clients, cert-manager e2e
+test: vet lint verify-generated image ## every test: unit, conformance, negative, fuzz seeds, real clients, the image, cert-manager e2e
 	@hack/ensure-packages.sh $(TEST_DEBS)
-	assets="$$(hack/envtest.sh)"; helm="$$(hack/tools.sh helm)"; \
-	KUBEBUILDER_ASSETS="$$assets" KACME_HELM="$$helm" KACME_ENVTEST=required KACME_INTEROP=required $(GO) test $(TEST_FLAGS) $(TEST_PKGS)
+	assets="$$(hack/envtest.sh)"; helm="$$(hack/tools.sh helm)"; step="$$(hack/tools.sh step)"; lint="$$(hack/tools.sh golangci-lint)"; \
+	KUBEBUILDER_ASSETS="$$assets" KACME_HELM="$$helm" KACME_STEP="$$step" KACME_IMAGE="$(CURDIR)/bin/image" KACME_GOLANGCI_LINT="$$lint" \
+	KACME_ENVTEST=required KACME_INTEROP=required $(GO) test $(TEST_FLAGS) $(TEST_PKGS)
 	$(MAKE) --no-print-directory test-e2e
 
-test-e2e: ## cert-manager v1.21.2's controllers against kacme in cluster mode; the dashboard in headless Chromium (test/e2e)
-	@hack/ensure-packages.sh dig:bind9-dnsutils lego:lego chromium:chromium /usr/share/fonts/truetype/liberation:fonts-liberation
-	assets="$$(hack/envtest.sh)"; coredns="$$(hack/tools.sh coredns)"; \
-	cd test/e2e && KUBEBUILDER_ASSETS="$$assets" KACME_COREDNS="$$coredns" KACME_ENVTEST=required KACME_INTEROP=required $(GO) test $(E2E_FLAGS) ./...
+# What a real node needs from Debian besides what hack/node.sh builds.
+NODE_DEBS := runc:runc iptables:iptables conntrack:conntrack ip:iproute2 nsenter:util-linux
+
+test-e2e: image ## the real-node e2e (test/node: the image, the chart, pods); cert-manager v1.21.2's controllers against kacme; the dashboard in headless Chromium (test/e2e)
+	@hack/ensure-packages.sh dig:bind9-dnsutils lego:lego chromium:chromium /usr/share/fonts/truetype/liberation:fonts-liberation $(NODE_DEBS)
+	assets="$$(hack/envtest.sh)"; coredns="$$(hack/tools.sh coredns)"; helm="$$(hack/tools.sh helm)"; nodebin="$$(hack/node.sh)"; \
+	cd test/e2e && KUBEBUILDER_ASSETS="$$assets" KACME_COREDNS="$$coredns" KACME_HELM="$$helm" KACME_NODE="$$nodebin" \
+	  KACME_IMAGE_ARCHIVE="$(CURDIR)/bin/kacme-image.tar" KACME_ENVTEST=required KACME_INTEROP=required $(GO) test $(E2E_FLAGS) ./...
+
+node: image ## a real single-node Kubernetes in a network namespace of its own, with kacme installed by its chart; Ctrl-C removes it all
+	@hack/ensure-packages.sh $(NODE_DEBS)
+	coredns="$$(hack/tools.sh coredns)"; helm="$$(hack/tools.sh helm)"; nodebin="$$(hack/node.sh)"; \
+	$(GO) run ./hack/node -bin "$$nodebin" -image bin/kacme-image.tar -helm "$$helm" -coredns "$$coredns"
 
 screenshots: build ## refresh docs/images/dashboard-*.png from the browser test (headless Chromium)
 	@hack/ensure-packages.sh lego:lego chromium:chromium /usr/share/fonts/truetype/liberation:fonts-liberation
@@ -91,7 +114,15 @@ docs-kubectl: ## refresh the real kubectl output in docs/kubernetes.md (builds k
 
 bench: build ## load test kacme vs Pebble vs step-ca, and kacme in cluster mode; writes docs/benchmarks.md
 	KUBEBUILDER_ASSETS="$$(hack/envtest.sh)" $(GO) run ./test/bench/cmd/acmebench -kacme bin/kacme \
-	  -pebble "$$(hack/tools.sh pebble)" -step-ca "$$(hack/tools.sh step-ca)" -out docs/benchmarks.md
+	  -pebble "$$(hack/tools.sh pebble)" -step-ca "$$(hack/tools.sh step-ca)" -step "$$(hack/tools.sh step)" -out docs/benchmarks.md
+
+FUZZTIME ?= 10m
+FUZZ_TARGETS := ./acmeserver/jws:FuzzParse ./acmeserver/jws:FuzzParseEAB ./acmeserver/ra:FuzzParseCSR ./acmeserver/va:FuzzCNAMEWalk
+
+fuzz: ## run every fuzz target for FUZZTIME each (default 10m; not part of make test, which runs their seeds)
+	@for t in $(FUZZ_TARGETS); do pkg="$${t%%:*}"; name="$${t##*:}"; \
+	  echo "== $$name ($$pkg, $(FUZZTIME))"; \
+	  $(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) "$$pkg" || exit 1; done
 
 helm-lint: ## helm lint the chart (helm built once, pinned)
 	"$$(hack/tools.sh helm)" lint --strict charts/kacme

@@ -10,6 +10,7 @@ declare -A PKG=(
   [golangci-lint]="github.com/golangci/golangci-lint/v2/cmd/golangci-lint@v2.15.0"
   [pebble]="github.com/letsencrypt/pebble/v2/cmd/pebble@v2.10.1"
   [step-ca]="github.com/smallstep/certificates/cmd/step-ca@v0.30.2"
+  [step]="github.com/smallstep/cli/cmd/step@v0.30.2"
   [helm]="helm.sh/helm/v3/cmd/helm@v3.22.0"
   [coredns]="github.com/coredns/coredns@v1.15.0"
 )

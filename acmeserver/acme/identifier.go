@@ -17,25 +17,28 @@ func NormalizeIdentifier(id Identifier) (Identifier, *Problem) {
 	case IdentifierDNS:
 		v := strings.ToLower(id.Value)
 		if err := checkDNSName(v); err != "" {
-			return id, identifierProblem(Malformed, id, "invalid dns identifier %q: %s", id.Value, err)
+			return id, identifierProblem(Malformed, id, "invalid dns identifier %q: %s", Clip(id.Value), err)
 		}
 		return Identifier{Type: IdentifierDNS, Value: v}, nil
 	case IdentifierIP:
 		a, err := netip.ParseAddr(id.Value)
 		if err != nil || a.Zone() != "" {
-			return id, identifierProblem(Malformed, id, "invalid ip identifier %q", id.Value)
+			return id, identifierProblem(Malformed, id, "invalid ip identifier %q", Clip(id.Value))
 		}
 		return Identifier{Type: IdentifierIP, Value: a.Unmap().String()}, nil
 	case "":
 		return id, identifierProblem(Malformed, id, "identifier type is missing")
 	default:
-		return id, identifierProblem(UnsupportedIdentifier, id, "identifier type %q is not supported (dns, ip)", id.Type)
+		return id, identifierProblem(UnsupportedIdentifier, id, "identifier type %q is not supported (dns, ip)", Clip(id.Type))
 	}
 }
 
 func identifierProblem(t ProblemType, id Identifier, format string, args ...any) *Problem {
 	p := newProblem(t, 400, format, args...)
-	idc := id
+	idc := Identifier{Type: Clip(id.Type), Value: id.Value}
+	if len(idc.Value) > 255 { // longer than any valid identifier: not repeated whole
+		idc.Value = Clip(idc.Value)
+	}
 	p.Identifier = &idc
 	return p
 }

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strconv"
 	"time"
+	"unicode/utf8"
 )
 
 // ProblemType is an RFC 8555 §6.7 error type.
@@ -71,6 +72,21 @@ func (p *Problem) Error() string {
 
 // Unwrap exposes the internal cause for logging.
 func (p *Problem) Unwrap() error { return p.cause }
+
+// Clip bounds a client-supplied string quoted in a problem's detail: a
+// request may carry tens of kilobytes in one field, and the answer should
+// not repeat them.
+func Clip(s string) string {
+	const max = 64
+	if len(s) <= max {
+		return s
+	}
+	cut := max
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "…"
+}
 
 func newProblem(t ProblemType, status int, format string, args ...any) *Problem {
 	return &Problem{Type: t, Status: status, Detail: fmt.Sprintf(format, args...)}
@@ -216,6 +232,17 @@ func InternalProblem(err error, detail string) *Problem {
 func UnavailableProblem(err error, retryAfter time.Duration) *Problem {
 	p := newProblem(ServerInternal, http.StatusServiceUnavailable,
 		"the server's store is temporarily unavailable; retry in %d seconds", int(retryAfter/time.Second))
+	p.Headers = http.Header{"Retry-After": {strconv.Itoa(int(retryAfter / time.Second))}}
+	p.cause = err
+	return p
+}
+
+// QuotaProblem is 429 rateLimited for a write the store refused because a
+// quota is used up (the store's own limit, not one of kacme's per account).
+func QuotaProblem(err error, retryAfter time.Duration) *Problem {
+	p := newProblem(RateLimited, http.StatusTooManyRequests,
+		"the namespace this account's objects are stored in has used up its quota (a Kubernetes ResourceQuota); retry in %d seconds or ask the operators",
+		int(retryAfter/time.Second))
 	p.Headers = http.Header{"Retry-After": {strconv.Itoa(int(retryAfter / time.Second))}}
 	p.cause = err
 	return p

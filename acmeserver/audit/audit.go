@@ -18,6 +18,7 @@ const (
 	AccountDeactivated = "account.deactivated"
 	AccountRekeyed     = "account.rekeyed"
 	OrderCreated       = "order.created"
+	OrderInvalid       = "order.invalid"
 	AuthzDeactivated   = "authorization.deactivated"
 	ChallengeValidated = "challenge.validated"
 	ChallengeFailed    = "challenge.failed"
@@ -25,6 +26,7 @@ const (
 	CertificateIssued  = "certificate.issued"
 	IssuanceFailed     = "certificate.failed"
 	CertificateRevoked = "certificate.revoked"
+	RetentionSwept     = "retention.swept"
 )
 
 // Logger writes audit records, and keeps the most recent ones in memory

@@ -20,6 +20,7 @@ import (
 	"fmt"
 	"math/big"
 	"net"
+	"net/url"
 	"sync"
 	"time"
 
@@ -39,6 +40,10 @@ type Authority struct {
 	CRLURL      string
 	CRLPerKey   bool
 	CRLValidity time.Duration
+	// IssuerURL, when set, is written as the Authority Information Access
+	// caIssuers URL (RFC 5280 §4.2.2.1), where this CA's certificate is
+	// served (DER); with CRLPerKey it names the key too, as CRLURL does.
+	IssuerURL string
 	// Previous is this CA as it was before its last key rotation (its
 	// certificate and key): it signs the CRL for the leaves it issued.
 	Previous *Authority
@@ -95,12 +100,16 @@ func (a *Authority) Chains() [][]*x509.Certificate {
 
 // IssueRequest is a vetted request for a leaf certificate.
 type IssueRequest struct {
-	PublicKey  crypto.PublicKey
-	DNSNames   []string
-	IPs        []net.IP
-	NotBefore  time.Time
-	NotAfter   time.Time
-	ClientAuth bool
+	PublicKey crypto.PublicKey
+	DNSNames  []string
+	IPs       []net.IP
+	NotBefore time.Time
+	NotAfter  time.Time
+	// URIs are URI subject alternative names (a SPIFFE ID).
+	URIs []*url.URL
+	// ClientAuth adds the clientAuth extended key usage; NoServerAuth leaves
+	// serverAuth out (a client-only certificate).
+	ClientAuth, NoServerAuth bool
 	// Serial to use; nil draws a random one.
 	Serial *big.Int
 }
@@ -169,7 +178,7 @@ func KeyID(pub crypto.PublicKey) ([]byte, error) {
 
 // Issue signs a leaf certificate and returns its DER and parsed form.
 func (a *Authority) Issue(req IssueRequest) ([]byte, *x509.Certificate, error) {
-	if len(req.DNSNames)+len(req.IPs) == 0 {
+	if len(req.DNSNames)+len(req.IPs)+len(req.URIs) == 0 {
 		return nil, nil, fmt.Errorf("%w: no identifiers", ErrPolicy)
 	}
 	if !req.NotAfter.After(req.NotBefore) {
@@ -189,7 +198,10 @@ func (a *Authority) Issue(req IssueRequest) ([]byte, *x509.Certificate, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("%w: unusable public key: %v", ErrPolicy, err)
 	}
-	eku := []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
+	var eku []x509.ExtKeyUsage
+	if !req.NoServerAuth {
+		eku = append(eku, x509.ExtKeyUsageServerAuth)
+	}
 	if req.ClientAuth {
 		eku = append(eku, x509.ExtKeyUsageClientAuth)
 	}
@@ -203,6 +215,7 @@ func (a *Authority) Issue(req IssueRequest) ([]byte, *x509.Certificate, error) {
 		NotAfter:              req.NotAfter,
 		DNSNames:              req.DNSNames,
 		IPAddresses:           req.IPs,
+		URIs:                  req.URIs,
 		KeyUsage:              ku,
 		ExtKeyUsage:           eku,
 		BasicConstraintsValid: true,
@@ -213,10 +226,10 @@ func (a *Authority) Issue(req IssueRequest) ([]byte, *x509.Certificate, error) {
 		tmpl.Subject.CommonName = req.DNSNames[0]
 	}
 	if a.CRLURL != "" {
-		tmpl.CRLDistributionPoints = []string{a.CRLURL}
-		if a.CRLPerKey {
-			tmpl.CRLDistributionPoints[0] += "?key=" + hex.EncodeToString(a.Cert.SubjectKeyId)
-		}
+		tmpl.CRLDistributionPoints = []string{a.perKey(a.CRLURL)}
+	}
+	if a.IssuerURL != "" {
+		tmpl.IssuingCertificateURL = []string{a.perKey(a.IssuerURL)}
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, a.Cert, req.PublicKey, a.Signer)
 	if err != nil {
@@ -227,6 +240,14 @@ func (a *Authority) Issue(req IssueRequest) ([]byte, *x509.Certificate, error) {
 		return nil, nil, err
 	}
 	return der, cert, nil
+}
+
+// perKey adds ?key=<hex subject key ID> to u when the CA rotates its key.
+func (a *Authority) perKey(u string) string {
+	if a.CRLPerKey {
+		return u + "?key=" + hex.EncodeToString(a.Cert.SubjectKeyId)
+	}
+	return u
 }
 
 // ForKey is the authority (this one or Previous) whose CA key has the hex

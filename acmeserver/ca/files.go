@@ -30,7 +30,7 @@ func LoadOrGenerateDir(name, dir string, gen Generator) (*Authority, bool, error
 		if err != nil {
 			return nil, false, err
 		}
-		if err := os.MkdirAll(dir, 0o700); err != nil {
+		if err := MkdirAllSynced(dir, 0o700); err != nil {
 			return nil, false, err
 		}
 		// Write the certificate first: a crash in between leaves no key without a cert.
@@ -57,15 +57,27 @@ func LoadOrGenerateDir(name, dir string, gen Generator) (*Authority, bool, error
 	return a, created, nil
 }
 
-// ConfigureCRL applies a CA's CRL settings.
-func (a *Authority) ConfigureCRL(spec *v1alpha1.CRLSpec) {
-	if spec == nil {
-		return
-	}
+// ConfigureURLs sets what issued certificates point to, under pkiURL (the
+// base URL the server serves CRLs and CA certificates at, plain HTTP when it
+// has such a listener, as RFC 5280 relying parties expect): the CRL
+// distribution point when the CA publishes a CRL (spec.crl; its
+// distributionPointURL, or <pkiURL>/crl/<name>), and the caIssuers URL
+// <pkiURL>/ca/<name> always. An empty pkiURL sets only an explicit CRL URL.
+func (a *Authority) ConfigureURLs(crl *v1alpha1.CRLSpec, pkiURL string) {
 	for c := a; c != nil; c = c.Previous {
-		c.CRLURL = spec.DistributionPointURL
-		if spec.Validity != nil && spec.Validity.Duration > 0 {
-			c.CRLValidity = spec.Validity.Duration
+		c.CRLURL, c.IssuerURL = "", ""
+		if pkiURL != "" {
+			c.IssuerURL = pkiURL + "/ca/" + a.Name
+		}
+		if crl == nil {
+			continue
+		}
+		c.CRLURL = crl.DistributionPointURL
+		if c.CRLURL == "" && pkiURL != "" {
+			c.CRLURL = pkiURL + "/crl/" + a.Name
+		}
+		if crl.Validity != nil && crl.Validity.Duration > 0 {
+			c.CRLValidity = crl.Validity.Duration
 		}
 	}
 }
@@ -131,14 +143,30 @@ func EncodePEM(key crypto.Signer, chain []*x509.Certificate) (keyPEM, chainPEM [
 	return keyPEM, chainPEM, nil
 }
 
-// WriteFileAtomic writes data to path through a synced temporary file and a rename.
+// WriteFileAtomic writes data to path through a synced temporary file and a
+// rename, then syncs the directory: a rename is durable only once the
+// directory entry is on disk (without it a crash right after may leave the
+// old file, or none, although the caller went on as if the new one was
+// there — for a CA key, a server that issued under a key it no longer has).
+// The temporary file is created with mode 0600 whatever lies around.
 func WriteFileAtomic(path string, data []byte, mode os.FileMode) error {
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, mode)
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, filepath.Base(path)+".tmp-*")
 	if err != nil {
 		return err
 	}
+	tmp := f.Name()
+	ok := false
+	defer func() {
+		if !ok {
+			_ = os.Remove(tmp)
+		}
+	}()
 	if _, err := f.Write(data); err != nil {
+		_ = f.Close()
+		return err
+	}
+	if err := f.Chmod(mode); err != nil {
 		_ = f.Close()
 		return err
 	}
@@ -149,7 +177,43 @@ func WriteFileAtomic(path string, data []byte, mode os.FileMode) error {
 	if err := f.Close(); err != nil {
 		return err
 	}
-	return os.Rename(tmp, path)
+	if err := os.Rename(tmp, path); err != nil {
+		return err
+	}
+	ok = true
+	return syncDir(dir)
+}
+
+// MkdirAllSynced is os.MkdirAll that also syncs the parent of every
+// directory it created, so that the new directories survive a crash.
+func MkdirAllSynced(dir string, mode os.FileMode) error {
+	dir = filepath.Clean(dir)
+	var created []string
+	for d := dir; ; d = filepath.Dir(d) {
+		if _, err := os.Stat(d); err == nil || filepath.Dir(d) == d {
+			break
+		}
+		created = append(created, d)
+	}
+	if err := os.MkdirAll(dir, mode); err != nil {
+		return err
+	}
+	for _, d := range created {
+		if err := syncDir(filepath.Dir(d)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// syncDir fsyncs a directory (a variable so tests can see that it happens).
+var syncDir = func(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = d.Close() }()
+	return d.Sync()
 }
 
 // FromTLSSecret builds an authority from the data of a kubernetes.io/tls

@@ -10,12 +10,11 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
-	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/client-go/rest"
 	toolscache "k8s.io/client-go/tools/cache"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -23,22 +22,23 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
+	certv1 "k8s.io/api/certificates/v1"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 
-	"github.com/kacme/kacme/acmeserver/audit"
 	"github.com/kacme/kacme/acmeserver/ca"
+	"github.com/kacme/kacme/acmeserver/ca/kubeca"
 	"github.com/kacme/kacme/acmeserver/dashboard"
 	"github.com/kacme/kacme/acmeserver/metrics"
 	"github.com/kacme/kacme/acmeserver/nonce"
-	"github.com/kacme/kacme/acmeserver/ra"
+	"github.com/kacme/kacme/acmeserver/profile"
+	"github.com/kacme/kacme/acmeserver/server"
 	"github.com/kacme/kacme/acmeserver/storage"
 	"github.com/kacme/kacme/acmeserver/storage/kube"
 	"github.com/kacme/kacme/acmeserver/va"
 	"github.com/kacme/kacme/acmeserver/wfe"
 	"github.com/kacme/kacme/api/v1alpha1"
-	"github.com/kacme/kacme/controllers/certificateauthority"
 )
 
 // RBAC of "kacme server" (config/rbac/server): the ACME state kinds
@@ -65,185 +65,222 @@ type Options struct {
 	// InternalListen, when set, makes this server one of several replicas
 	// sharing nonces: the internal endpoint peers redeem this replica's nonces
 	// at (plain HTTP, HMAC-authenticated with the key in the Secret
-	// InternalSecret in Namespace); InternalAdvertise is the address peers dial
-	// (default: the listen address, e.g. "$(POD_IP):8444" in a pod).
+	// InternalSecret in Namespace, default kacme-internal); InternalAdvertise
+	// is the address peers dial (default: the listen address, e.g.
+	// "$(POD_IP):8444" in a pod).
 	InternalListen, InternalAdvertise, InternalSecret string
-	Log                                               *slog.Logger
-	Metrics                                           *metrics.Metrics
+	// PodName and PodUID, when set (the chart passes them from the
+	// downward API), make the replica's Pod the owner of its nonce Lease,
+	// so that the Lease goes with the Pod even when the replica cannot
+	// delete it (killed, or its RBAC removed first at helm uninstall).
+	PodName, PodUID string
+	Log             *slog.Logger
+	Metrics         *metrics.Metrics
 	// ShutdownDelay is how long Close keeps serving after /readyz starts
 	// failing, so that endpoints stop routing here before the listener closes.
 	ShutdownDelay time.Duration
+	// HTTPListen, when set, serves CRLs and CA certificates (only those) over
+	// plain HTTP (the chart's Service port 80).
+	HTTPListen string
+	// PKIURL is the base URL issued certificates name for their CRL and
+	// issuing CA certificate. Default: http://<host of the external URL>
+	// (port 80) with HTTPListen, else the external URL.
+	PKIURL string
 }
 
 // Server is a running cluster-mode ACME server.
 type Server struct {
-	RA       *ra.RA
-	URL      string
-	http     *http.Server
-	cancel   context.CancelFunc
-	done     chan error
-	mgrDone  chan error
-	log      *slog.Logger
-	reader   client.Reader
-	ns       string
-	serving  *ca.Serving
-	external string
-	tls      secretCertificate
-	peering  *peering
-	front    *wfe.WFE
-	delay    time.Duration
-	closed   chan struct{} // closed once Close has drained and stopped everything
-	closeErr error
-	once     sync.Once
+	*server.Server
+	cancel  context.CancelFunc
+	mgrDone chan error
+	log     *slog.Logger
+	reader  client.Reader
+	ns      string
+	tls     secretCertificate
+	peering *peering
+	pkiURL  string
+	started atomic.Bool // s.RA is set: configuration changes reload it
 }
 
-// Start starts the informers, waits for them, and serves HTTPS.
+// Start starts the informers, waits for them, and serves HTTPS (and, with
+// HTTPListen, CRLs and CA certificates over plain HTTP).
 func Start(ctx context.Context, o Options) (*Server, error) {
 	if o.Log == nil {
 		o.Log = slog.Default()
 	}
-	ctx, cancel := context.WithCancel(ctx)
+	if o.InternalSecret == "" {
+		o.InternalSecret = "kacme-internal" // kacme controller's default
+	}
+	// The server's lifetime is not ctx's: ctx (cancelled at SIGTERM) only
+	// aborts starting. Once started, the informers, the peering and the
+	// background work live until Close has drained the listener, so that a
+	// terminating pod keeps answering from a live cache during its shutdown
+	// delay (objects other replicas create meanwhile are seen).
+	parent := ctx
+	ctx, cancel := context.WithCancel(context.WithoutCancel(parent))
+	abortStart := context.AfterFunc(parent, cancel)
+	undo := server.Undo{cancel}
+	s, err := start(ctx, o, &undo)
+	if err == nil && !abortStart() { // ctx ended while starting
+		err = fmt.Errorf("starting: %w", parent.Err())
+	}
+	if err != nil {
+		return nil, undo.Fail(err)
+	}
+	s.cancel = cancel
+	s.Serve()
+	return s, nil
+}
+
+// start does the part of Start that holds resources (undo releases them).
+func start(ctx context.Context, o Options, undo *server.Undo) (*Server, error) {
+	mgr, err := newManager(ctx, o)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{mgrDone: make(chan error, 1), log: o.Log, reader: mgr.GetCache(), ns: o.Namespace,
+		tls: secretCertificate{r: mgr.GetCache(), key: client.ObjectKey{Namespace: o.Namespace, Name: o.TLSSecret}}}
+	ln, plainLn, ext, err := listen(o, undo)
+	if err != nil {
+		return nil, err
+	}
+	if s.pkiURL, err = wfe.PKIURL(o.PKIURL, ext, plainLn); err != nil {
+		return nil, err
+	}
+	go func() { s.mgrDone <- mgr.Start(ctx) }()
+	if err := s.startInformers(ctx, mgr, o.InternalListen != ""); err != nil {
+		return nil, err
+	}
+	cfg, err := buildConfig(ctx, s.reader, o.Namespace, s.pkiURL)
+	if err != nil {
+		return nil, err
+	}
+	store := kube.New(mgr.GetClient(), mgr.GetCache()).WithIndexes()
+	var nonces nonce.Service
+	if o.InternalListen != "" {
+		store = store.WithAPIReader(mgr.GetAPIReader()) // replicas: another's fresh objects may not be cached here yet
+		if nonces, s.peering, err = startPeering(ctx, mgr.GetClient(), mgr.GetAPIReader(), mgr.GetCache(), o.Namespace,
+			o.InternalSecret, o.InternalListen, o.InternalAdvertise, podOwner(o.PodName, o.PodUID), o.Log); err != nil {
+			return nil, err
+		}
+		undo.Add(s.peering.close)
+	}
+	validator := va.New()
+	validator.Services = serviceEndpoints{r: mgr.GetCache()}
+	so := server.Options{Store: store, Config: cfg, Validator: validator, Secrets: secretReader{r: mgr.GetCache(), ns: o.Namespace},
+		Nonces: nonces, Namespace: o.Namespace, ExternalURL: ext, Listener: ln, PlainListener: plainLn,
+		DashboardAuth: &dashboard.KubeAuthorizer{Client: mgr.GetClient()}, ShutdownDelay: o.ShutdownDelay,
+		SessionKey: sessionKey(ctx, mgr.GetCache(), o.Namespace, o.InternalSecret, o.Log), Log: o.Log, Metrics: o.Metrics}
+	if _, err := mgr.GetRESTMapper().RESTMapping(certv1.SchemeGroupVersion.WithKind("PodCertificateRequest").GroupKind(), "v1"); err == nil {
+		so.PodCertificates = podCertificates{r: mgr.GetAPIReader()}
+	}
+	if o.TLSSecret != "" {
+		so.Certificate = func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) { return s.tls.get(hello.Context()) }
+	}
+	if s.Server, err = server.New(ctx, so); err != nil {
+		return nil, err
+	}
+	s.started.Store(true) // from here on, configuration changes reload (s.RA is set)
+	s.reload(ctx)         // and one that came while the RA was being built is not lost
+	undo.Add(s.RA.Close)
+	if err := watchAdminEdits(ctx, mgr.GetCache(), s.RA, mgr.GetEventRecorder("kacme-server"), o.Log); err != nil {
+		return nil, err
+	}
+	if o.InternalListen != "" {
+		go every(ctx, adoptEvery, func() { s.adopt(ctx) })
+	}
+	s.AfterDrain(s.stop)
+	return s, nil
+}
+
+// newManager is the controller-runtime manager whose cache the server reads:
+// Secrets and Leases only in its own namespace.
+func newManager(ctx context.Context, o Options) (ctrl.Manager, error) {
 	mgr, err := ctrl.NewManager(o.Config, ctrl.Options{
 		Scheme:  storage.KubeScheme(),
 		Metrics: metricsserver.Options{BindAddress: "0"},
-		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{
+		// Nothing reads managedFields: the cache does not keep them (they are
+		// a large share of every cached object; an Update without them leaves
+		// the API server's unchanged).
+		Cache: cache.Options{DefaultTransform: cache.TransformStripManagedFields(), ByObject: map[client.Object]cache.ByObject{
 			&corev1.Secret{}:        {Namespaces: map[string]cache.Config{o.Namespace: {}}},
 			&coordinationv1.Lease{}: {Namespaces: map[string]cache.Config{o.Namespace: {}}},
 		}},
 	})
 	if err != nil {
-		cancel()
 		return nil, err
 	}
-	if err := kube.RegisterIndexes(ctx, mgr.GetFieldIndexer()); err != nil {
-		cancel()
-		return nil, err
+	return mgr, kube.RegisterIndexes(ctx, mgr.GetFieldIndexer())
+}
+
+// listen opens the HTTPS listener (and the plain-HTTP one with HTTPListen)
+// and works out the external URL.
+func listen(o Options, undo *server.Undo) (ln, plainLn net.Listener, ext string, err error) {
+	if ln, err = net.Listen("tcp", o.Listen); err != nil {
+		return nil, nil, "", err
 	}
-	s := &Server{cancel: cancel, done: make(chan error, 1), mgrDone: make(chan error, 1), log: o.Log, delay: o.ShutdownDelay, closed: make(chan struct{}),
-		reader: mgr.GetCache(), ns: o.Namespace, external: o.ExternalURL,
-		tls: secretCertificate{r: mgr.GetCache(), key: client.ObjectKey{Namespace: o.Namespace, Name: o.TLSSecret}}}
-	go func() { s.mgrDone <- mgr.Start(ctx) }()
-	// Informers for what the configuration is built from; any change rebuilds it.
+	undo.Add(func() { _ = ln.Close() })
+	if ext = o.ExternalURL; ext == "" {
+		ext = "https://" + ln.Addr().String()
+	}
+	if o.HTTPListen != "" {
+		if plainLn, err = net.Listen("tcp", o.HTTPListen); err != nil {
+			return nil, nil, "", fmt.Errorf("listen %s (--http-listen): %w", o.HTTPListen, err)
+		}
+		undo.Add(func() { _ = plainLn.Close() })
+	}
+	return ln, plainLn, ext, nil
+}
+
+// startInformers starts the informers the server reads and waits for them:
+// a change to a profile, CA or Secret rebuilds the configuration; Services
+// and EndpointSlices (http-01 to Services) and peers' nonce Leases are
+// started now rather than on first use, which would block on their list.
+func (s *Server) startInformers(ctx context.Context, mgr ctrl.Manager, replicas bool) error {
 	for _, obj := range []client.Object{&v1alpha1.AcmeProfile{}, &v1alpha1.CertificateAuthority{}, &corev1.Secret{}} {
 		inf, err := mgr.GetCache().GetInformer(ctx, obj)
 		if err != nil {
-			cancel()
-			return nil, err
+			return err
 		}
 		if _, err := inf.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
 			AddFunc: func(any) { s.reload(ctx) }, UpdateFunc: func(any, any) { s.reload(ctx) }, DeleteFunc: func(any) { s.reload(ctx) },
 		}); err != nil {
-			cancel()
-			return nil, err
+			return err
 		}
 	}
-	// http-01 to Services reads these; start them now rather than on the
-	// first validation (which would block on their initial list).
 	warm := []client.Object{&corev1.Service{}, &discoveryv1.EndpointSlice{}}
-	if o.InternalListen != "" {
-		warm = append(warm, &coordinationv1.Lease{}) // peers' nonce Leases
+	if replicas {
+		warm = append(warm, &coordinationv1.Lease{})
 	}
 	for _, obj := range warm {
 		if _, err := mgr.GetCache().GetInformer(ctx, obj); err != nil {
-			cancel()
-			return nil, err
+			return err
 		}
 	}
 	if !mgr.GetCache().WaitForCacheSync(ctx) {
-		cancel()
-		return nil, errors.New("cache did not sync")
+		return errors.New("cache did not sync")
 	}
-	cfg, err := buildConfig(ctx, s.reader, o.Namespace)
-	if err != nil {
-		cancel()
-		return nil, err
-	}
-	store := kube.New(mgr.GetClient(), mgr.GetCache()).WithIndexes()
-	if o.InternalListen != "" {
-		store = store.WithAPIReader(mgr.GetAPIReader()) // replicas: another's fresh objects may not be cached here yet
-	}
-	validator := va.New()
-	validator.Services = serviceEndpoints{r: mgr.GetCache()}
-	aud := audit.New(o.Log)
-	s.RA = ra.New(cfg, ra.Options{Store: store, Validator: validator, Secrets: secretReader{r: mgr.GetCache(), ns: o.Namespace}, Audit: aud,
-		Log: o.Log, Namespace: o.Namespace, Metrics: o.Metrics})
-	if err := watchAdminEdits(ctx, mgr.GetCache(), s.RA, mgr.GetEventRecorder("kacme-server"), o.Log); err != nil {
-		cancel()
-		return nil, err
-	}
-	if _, err := s.RA.ResumeValidations(ctx); err != nil {
-		o.Log.Error("resume validations", "err", err)
-	}
-	if o.InternalListen != "" {
-		// A replica killed mid-validation leaves its challenges "processing":
-		// the others finish them.
-		go every(ctx, adoptEvery, func() {
-			grace := adoptGrace // and twice the longest validation timeout of a profile
-			for _, p := range s.RA.Config().Profiles {
-				grace = max(grace, 2*p.Validation.Timeout)
-			}
-			if _, err := s.RA.AdoptValidations(ctx, grace); err != nil && ctx.Err() == nil {
-				o.Log.Error("adopt validations", "err", err)
-			}
-		})
-	}
-	var nonces nonce.Service
-	if o.InternalListen == "" {
-		nonces, err = nonce.NewInMemory("", time.Hour)
-	} else {
-		nonces, s.peering, err = startPeering(ctx, mgr.GetClient(), mgr.GetAPIReader(), mgr.GetCache(), o.Namespace,
-			o.InternalSecret, o.InternalListen, o.InternalAdvertise, o.Log)
-	}
-	if err != nil {
-		cancel()
-		return nil, err
-	}
-	ln, err := net.Listen("tcp", o.Listen)
-	if err != nil {
-		cancel()
-		return nil, err
-	}
-	if s.external == "" {
-		s.external = "https://" + ln.Addr().String()
-	}
-	s.URL = s.external
-	s.serving = &ca.Serving{External: s.external}
-	front := wfe.New(s.RA, nonces, s.external, o.Log)
-	front.Metrics = o.Metrics
-	s.front = front
-	dash, err := dashboard.New(dashboard.Options{Store: store, RA: s.RA, Auth: &dashboard.KubeAuthorizer{Client: mgr.GetClient()}, Audit: aud, Log: o.Log})
-	if err != nil {
-		cancel()
-		return nil, err
-	}
-	mux := http.NewServeMux()
-	mux.Handle("/dashboard/", dash)
-	mux.Handle("/", front)
-	s.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
-		WriteTimeout: 60 * time.Second, IdleTimeout: 120 * time.Second, MaxHeaderBytes: 64 << 10,
-		TLSConfig: &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: s.getCertificate}}
-	go func() { s.done <- s.http.ServeTLS(ln, "", "") }()
-	return s, nil
+	return nil
 }
 
-func (s *Server) getCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
-	if s.tls.key.Name != "" {
-		return s.tls.get(hello.Context())
+// adopt finishes the validations of a replica killed mid-validation (its
+// challenges stay "processing").
+func (s *Server) adopt(ctx context.Context) {
+	grace := adoptGrace // and twice the longest validation timeout of a profile
+	for _, p := range s.RA.Config().Profiles {
+		grace = max(grace, 2*p.Validation.Timeout)
 	}
-	cfg := s.RA.Config()
-	var auth *ca.Authority
-	if p, ok := cfg.Profiles[cfg.DefaultProfile]; ok {
-		auth = p.CA
+	if _, err := s.RA.AdoptValidations(ctx, grace); err != nil && ctx.Err() == nil {
+		s.log.Error("adopt validations", "err", err)
 	}
-	return s.serving.Get(auth)
 }
 
 // reload rebuilds the configuration after a change to profiles, CAs or Secrets.
 func (s *Server) reload(ctx context.Context) {
-	if s.RA == nil {
+	if !s.started.Load() {
 		return // initial sync: Start builds the first configuration
 	}
-	cfg, err := buildConfig(ctx, s.reader, s.ns)
+	cfg, err := buildConfig(ctx, s.reader, s.ns, s.pkiURL)
 	if err != nil {
 		s.log.Error("reload configuration", "err", err)
 		return
@@ -251,46 +288,30 @@ func (s *Server) reload(ctx context.Context) {
 	s.RA.SetConfig(cfg)
 }
 
-// Wait blocks until the server stops: after Close, once it has drained.
-func (s *Server) Wait() error {
-	err := <-s.done
-	if errors.Is(err, http.ErrServerClosed) {
-		<-s.closed
-		return s.closeErr
-	}
-	return err
-}
-
 // DrainTimeout bounds how long Close waits for in-flight requests.
-const DrainTimeout = 20 * time.Second
+const DrainTimeout = server.DrainTimeout
 
-// Close shuts down gracefully: /readyz fails, requests keep being served
-// for ShutdownDelay, then the listener closes and in-flight requests finish
-// (up to DrainTimeout) before the background work and the informers stop.
-func (s *Server) Close() error {
-	s.once.Do(func() {
-		defer close(s.closed)
-		s.front.Drain()
-		time.Sleep(s.delay)
-		ctx, cancel := context.WithTimeout(context.Background(), DrainTimeout)
-		defer cancel()
-		err := s.http.Shutdown(ctx)
-		if s.peering != nil {
-			s.peering.close()
+// stop runs after Close has drained requests: peers may redeem this
+// replica's nonces for NonceGrace more; then the informers stop.
+func (s *Server) stop() error {
+	if s.peering != nil {
+		// Peers redeem this replica's nonces until the last one it
+		// handed out has had NonceGrace to come back through them.
+		if wait := time.Until(s.peering.routed.LastIssued().Add(NonceGrace)); wait > 0 {
+			time.Sleep(wait)
 		}
-		s.RA.Close()
-		s.cancel()
-		if mgrErr := <-s.mgrDone; err == nil && mgrErr != nil && !errors.Is(mgrErr, context.Canceled) {
-			err = mgrErr
-		}
-		s.closeErr = err
-	})
-	return s.closeErr
+		s.peering.close()
+	}
+	s.cancel()
+	if err := <-s.mgrDone; err != nil && !errors.Is(err, context.Canceled) {
+		return err
+	}
+	return nil
 }
 
 // buildConfig turns the Ready CAs and the profiles into the RA's configuration;
 // a profile whose CA is not usable is left out (its controller reports why).
-func buildConfig(ctx context.Context, r client.Reader, ns string) (*ra.Config, error) {
+func buildConfig(ctx context.Context, r client.Reader, ns, pkiURL string) (*profile.Config, error) {
 	authorities := map[string]*ca.Authority{}
 	var cas v1alpha1.CertificateAuthorityList
 	if err := r.List(ctx, &cas); err != nil {
@@ -298,13 +319,14 @@ func buildConfig(ctx context.Context, r client.Reader, ns string) (*ra.Config, e
 	}
 	for i := range cas.Items {
 		c := &cas.Items[i]
-		if !meta.IsStatusConditionTrue(c.Status.Conditions, certificateauthority.ConditionReady) {
+		if !kubeca.Ready(c) {
 			continue
 		}
-		auth, err := certificateauthority.Load(ctx, r, ns, c)
+		auth, err := kubeca.Load(ctx, r, ns, c)
 		if err != nil {
 			continue
 		}
+		auth.ConfigureURLs(c.Spec.CRL, pkiURL)
 		authorities[c.Name] = auth
 	}
 	var profiles v1alpha1.AcmeProfileList
@@ -312,8 +334,24 @@ func buildConfig(ctx context.Context, r client.Reader, ns string) (*ra.Config, e
 		return nil, err
 	}
 	sort.Slice(profiles.Items, func(i, j int) bool { return profiles.Items[i].Name < profiles.Items[j].Name })
-	cfg, _ := ra.NewConfig(authorities, profiles.Items) // profiles that do not load: their controller reports why
+	cfg, _ := profile.NewConfig(authorities, profiles.Items) // profiles that do not load: their controller reports why
 	return cfg, nil
+}
+
+// sessionKey is the dashboard's session key, derived from the replicas'
+// internal HMAC key (kacme controller creates it), so that a session signed
+// in at one replica is good at every one; without it, a key of this process.
+func sessionKey(ctx context.Context, r client.Reader, ns, secret string, log *slog.Logger) []byte {
+	if secret == "" {
+		secret = "kacme-internal"
+	}
+	var sec corev1.Secret
+	if err := r.Get(ctx, client.ObjectKey{Namespace: ns, Name: secret}, &sec); err == nil && len(sec.Data[InternalKeyDataKey]) >= 32 {
+		return dashboard.SessionKey(sec.Data[InternalKeyDataKey])
+	}
+	log.Warn("dashboard sessions are signed with a key of this process: they are good at this replica only, until it restarts",
+		"missing", ns+"/"+secret)
+	return nil
 }
 
 // secretReader reads EAB keys from the copies the controller keeps in the

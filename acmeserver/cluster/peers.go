@@ -15,6 +15,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -38,6 +39,12 @@ const (
 	adoptGrace    = 20 * time.Second
 	leaseDuration = 30 * time.Second
 	leaseRenew    = 10 * time.Second
+	// NonceGrace is how long a terminating replica keeps redeeming its
+	// nonces for its peers after the last one it handed out: a client whose
+	// connection to it closed spends that nonce at another replica, which
+	// redeems it here (without this, the client's next request would be a
+	// badNonce). It counts from the last nonce, so an idle replica stops at once.
+	NonceGrace = 5 * time.Second
 	// InternalKeyDataKey is the key of the peers' HMAC key in the internal Secret.
 	InternalKeyDataKey = "key"
 )
@@ -62,9 +69,9 @@ type leasePeers struct {
 	ns string
 }
 
-func (p leasePeers) Address(prefix string) (string, bool) {
+func (p leasePeers) Address(ctx context.Context, prefix string) (string, bool) {
 	var l coordinationv1.Lease
-	if err := p.r.Get(context.Background(), client.ObjectKey{Namespace: p.ns, Name: LeaseName(prefix)}, &l); err != nil {
+	if err := p.r.Get(ctx, client.ObjectKey{Namespace: p.ns, Name: LeaseName(prefix)}, &l); err != nil {
 		return "", false
 	}
 	if l.Spec.HolderIdentity == nil || l.Spec.RenewTime == nil || l.Spec.LeaseDurationSeconds == nil ||
@@ -83,12 +90,22 @@ type peering struct {
 	prefix string
 	addr   string
 	srv    *http.Server
+	routed *nonce.Routed
+	owner  []metav1.OwnerReference
+}
+
+// podOwner is the owner reference to the replica's Pod (none outside a pod).
+func podOwner(name, uid string) []metav1.OwnerReference {
+	if name == "" || uid == "" {
+		return nil
+	}
+	return []metav1.OwnerReference{{APIVersion: "v1", Kind: "Pod", Name: name, UID: types.UID(uid)}}
 }
 
 // startPeering reads the HMAC key, serves the internal endpoint on listen,
 // announces advertise (default: the listen address) and returns the nonce
 // service for the ACME front end.
-func startPeering(ctx context.Context, c client.Client, api, r client.Reader, ns, secret, listen, advertise string, log *slog.Logger) (*nonce.Routed, *peering, error) {
+func startPeering(ctx context.Context, c client.Client, api, r client.Reader, ns, secret, listen, advertise string, owner []metav1.OwnerReference, log *slog.Logger) (*nonce.Routed, *peering, error) {
 	var sec corev1.Secret
 	deadline := time.Now().Add(30 * time.Second)
 	for {
@@ -114,7 +131,7 @@ func startPeering(ctx context.Context, c client.Client, api, r client.Reader, ns
 	if advertise == "" {
 		advertise = ln.Addr().String()
 	}
-	p := &peering{c: c, api: api, ns: ns, prefix: prefix, addr: advertise,
+	p := &peering{c: c, api: api, ns: ns, prefix: prefix, addr: advertise, routed: routed, owner: owner,
 		srv: &http.Server{Handler: routed.Handler(), ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 5 * time.Second, WriteTimeout: 5 * time.Second}}
 	go func() { _ = p.srv.Serve(ln) }()
 	if err := p.announce(ctx); err != nil {
@@ -142,7 +159,7 @@ func (p *peering) announce(ctx context.Context) error {
 		}
 		return nil
 	}
-	l := &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Namespace: p.ns, Name: LeaseName(p.prefix),
+	l := &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Namespace: p.ns, Name: LeaseName(p.prefix), OwnerReferences: p.owner,
 		Labels: map[string]string{"app.kubernetes.io/managed-by": "kacme", "app.kubernetes.io/component": "nonce-peer"}},
 		Spec: coordinationv1.LeaseSpec{HolderIdentity: ptr.To(p.addr), LeaseDurationSeconds: ptr.To(int32(leaseDuration / time.Second)),
 			AcquireTime: &now, RenewTime: &now}}
@@ -152,7 +169,7 @@ func (p *peering) announce(ctx context.Context) error {
 		if err := p.api.Get(ctx, client.ObjectKeyFromObject(l), &cur); err != nil {
 			return err
 		}
-		cur.Spec = l.Spec
+		cur.Spec, cur.OwnerReferences = l.Spec, l.OwnerReferences
 		l, err = &cur, p.c.Update(ctx, &cur)
 	}
 	if err != nil {

@@ -12,6 +12,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/kacme/kacme/acmeserver/ca"
 )
 
 // User is who signed in.
@@ -73,7 +75,7 @@ func LoadOrCreateToken(dir string) (a AdminToken, created bool, err error) {
 		return AdminToken{}, false, err
 	}
 	t := base64.RawURLEncoding.EncodeToString(raw)
-	if err := os.WriteFile(p, []byte(t+"\n"), 0o600); err != nil {
+	if err := ca.WriteFileAtomic(p, []byte(t+"\n"), 0o600); err != nil {
 		return AdminToken{}, false, err
 	}
 	return AdminToken{token: t}, true, nil
@@ -82,16 +84,16 @@ func LoadOrCreateToken(dir string) (a AdminToken, created bool, err error) {
 // Token is the admin token (to print once).
 func (a AdminToken) Token() string { return a.token }
 
-// csrfToken binds a form to the session's credential: an HMAC of a fixed
-// label under the token, so any replica can check it without shared state,
-// and a page on another site, which cannot read the HttpOnly cookie, cannot
-// forge it.
-func csrfToken(sessionToken string) string {
-	m := hmac.New(sha256.New, []byte(sessionToken))
+// csrfToken binds a form to the session: an HMAC of a fixed label under the
+// session cookie, so any replica can check it without shared state, and a
+// page on another site, which cannot read the HttpOnly cookie, cannot forge
+// it.
+func csrfToken(sessionCookie string) string {
+	m := hmac.New(sha256.New, []byte(sessionCookie))
 	m.Write([]byte("kacme dashboard csrf v1"))
 	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
 }
 
-func validCSRF(sessionToken, got string) bool {
-	return got != "" && hmac.Equal([]byte(csrfToken(sessionToken)), []byte(got))
+func validCSRF(sessionCookie, got string) bool {
+	return got != "" && hmac.Equal([]byte(csrfToken(sessionCookie)), []byte(got))
 }

@@ -6,26 +6,29 @@
 // user-controlled string), read through the storage seam (in a cluster the
 // informer cache, so page views cost the API server nothing), and every view
 // and action is authorized per namespace by an Authorizer.
+//
+// One file per page: login.go, overview.go, orders.go (the list and one
+// order), certificates.go (with revocation), accounts.go (with
+// deactivation), audittrail.go; table.go sorts and pages their tables;
+// dashboard.go routes, signs in and renders; auth.go, kube.go and session.go
+// are the Authorizers and the session cookie.
 package dashboard
 
 import (
 	"context"
+	"crypto/rand"
 	"embed"
 	"errors"
-	"fmt"
 	"html/template"
 	"log/slog"
 	"net/http"
-	"sort"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/kacme/kacme/acmeserver/acme"
 	"github.com/kacme/kacme/acmeserver/audit"
-	"github.com/kacme/kacme/acmeserver/ra"
+	"github.com/kacme/kacme/acmeserver/profile"
 	"github.com/kacme/kacme/acmeserver/storage"
-	"github.com/kacme/kacme/api/v1alpha1"
 )
 
 //go:embed templates/*.html
@@ -33,7 +36,7 @@ var templatesFS embed.FS
 
 // Authority is what the dashboard needs from the RA.
 type Authority interface {
-	Config() *ra.Config
+	Config() *profile.Config
 	RevokeAsAdmin(ctx context.Context, ns, name string, reason int, by string) (bool, error)
 	DeactivateAsAdmin(ctx context.Context, ns, name, by string) (bool, error)
 }
@@ -45,19 +48,33 @@ type Options struct {
 	Auth  Authorizer
 	// Audit holds the recent audit records of this server process.
 	Audit interface{ Recent(n int) []audit.Entry }
-	Log   *slog.Logger
+	// PodCertificates lists the pod certificates kacme's signers decided
+	// (cluster mode; nil: no such page).
+	PodCertificates PodCertificateLister
+	Log             *slog.Logger
 	// PageSize bounds a list page (default 50).
 	PageSize int
+	// SessionKey signs session cookies (SessionKey derives one); replicas
+	// that share it accept each other's sessions. Default: a random key of
+	// this process.
+	SessionKey []byte
+	// Now is the clock (tests).
+	Now func() time.Time
 }
 
 // Dashboard is the http.Handler for /dashboard/.
 type Dashboard struct {
-	o     Options
-	mux   *http.ServeMux
-	pages map[string]*template.Template
+	o        Options
+	mux      *http.ServeMux
+	pages    map[string]*template.Template
+	sessions sessionCodec
+	signIns  *signInLimiter
 }
 
 const cookieName = "kacme_dashboard"
+
+// maxFormBytes bounds a request body (sign-in and action forms).
+const maxFormBytes = 16 << 10
 
 // New builds the dashboard.
 func New(o Options) (*Dashboard, error) {
@@ -67,7 +84,17 @@ func New(o Options) (*Dashboard, error) {
 	if o.PageSize <= 0 {
 		o.PageSize = 50
 	}
-	d := &Dashboard{o: o, mux: http.NewServeMux(), pages: map[string]*template.Template{}}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if len(o.SessionKey) == 0 {
+		o.SessionKey = make([]byte, 32)
+		if _, err := rand.Read(o.SessionKey); err != nil {
+			return nil, err
+		}
+	}
+	d := &Dashboard{o: o, mux: http.NewServeMux(), pages: map[string]*template.Template{},
+		sessions: sessionCodec{key: o.SessionKey, now: o.Now}, signIns: newSignInLimiter()}
 	funcs := template.FuncMap{
 		"when": func(t time.Time) string {
 			if t.IsZero() {
@@ -78,7 +105,7 @@ func New(o Options) (*Dashboard, error) {
 		"join": strings.Join,
 		"list": func(xs ...string) []string { return xs },
 	}
-	for _, page := range []string{"login", "overview", "orders", "order", "certificates", "accounts", "confirm", "audit"} {
+	for _, page := range []string{"login", "overview", "orders", "order", "certificates", "accounts", "confirm", "audit", "podcertificates"} {
 		t, err := template.New("layout.html").Funcs(funcs).ParseFS(templatesFS, "templates/layout.html", "templates/"+page+".html")
 		if err != nil {
 			return nil, err
@@ -97,6 +124,7 @@ func New(o Options) (*Dashboard, error) {
 	d.mux.Handle("POST /dashboard/certificates/{ns}/{name}/revoke", d.signedIn(d.action("acmecertificates", d.revoke)))
 	d.mux.Handle("GET /dashboard/accounts", d.signedIn(d.accounts))
 	d.mux.Handle("GET /dashboard/audit", d.signedIn(d.auditTrail))
+	d.mux.Handle("GET /dashboard/pod-certificates", d.signedIn(d.podCertificates))
 	d.mux.Handle("GET /dashboard/accounts/{ns}/{name}/deactivate", d.signedIn(d.confirmDeactivate))
 	d.mux.Handle("POST /dashboard/accounts/{ns}/{name}/deactivate", d.signedIn(d.action("acmeaccounts", d.deactivate)))
 	return d, nil
@@ -111,13 +139,16 @@ func (d *Dashboard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.Set("Referrer-Policy", "no-referrer")
 	// No external fetches and no inline script: styles are inline, there is no script at all.
 	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+	// Forms are a token or a CSRF token and a reason: a few hundred bytes
+	// (net/http would otherwise read up to 10 MB of a form).
+	r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
 	d.mux.ServeHTTP(w, r)
 }
 
 // session is a signed-in request.
 type session struct {
 	user    *User
-	token   string
+	cookie  string          // the session cookie's value (the CSRF token is bound to it)
 	allowed map[string]bool // "verb resource namespace" → decision
 }
 
@@ -133,12 +164,12 @@ func (d *Dashboard) signedIn(h handler) http.Handler {
 			http.Redirect(w, r, "/dashboard/login", http.StatusSeeOther)
 			return
 		}
-		user, err := d.o.Auth.Authenticate(r.Context(), c.Value)
+		user, err := d.sessions.check(c.Value) // an HMAC, never an API request
 		if err != nil {
 			http.Redirect(w, r, "/dashboard/login", http.StatusSeeOther)
 			return
 		}
-		s := &session{user: user, token: c.Value, allowed: map[string]bool{}}
+		s := &session{user: user, cookie: c.Value, allowed: map[string]bool{}}
 		if err := h(r.Context(), w, r, s); err != nil {
 			d.fail(w, err)
 		}
@@ -193,9 +224,10 @@ func (d *Dashboard) render(w http.ResponseWriter, page string, s *session, data 
 		data = map[string]any{}
 	}
 	if s != nil {
-		data["User"], data["CSRF"] = s.user.Name, csrfToken(s.token)
+		data["User"], data["CSRF"] = s.user.Name, csrfToken(s.cookie)
 	}
 	data["Page"] = page
+	data["PodCertificates"] = d.o.PodCertificates != nil
 	var b strings.Builder
 	if err := d.pages[page].Execute(&b, data); err != nil {
 		return err
@@ -205,346 +237,10 @@ func (d *Dashboard) render(w http.ResponseWriter, page string, s *session, data 
 	return err
 }
 
-func (d *Dashboard) loginForm(w http.ResponseWriter, _ *http.Request) {
-	if err := d.render(w, "login", nil, nil); err != nil {
-		d.fail(w, err)
-	}
-}
-
-func (d *Dashboard) login(w http.ResponseWriter, r *http.Request) {
-	token := strings.TrimSpace(r.PostFormValue("token"))
-	if _, err := d.o.Auth.Authenticate(r.Context(), token); err != nil {
-		w.WriteHeader(http.StatusUnauthorized)
-		_ = d.render(w, "login", nil, map[string]any{"Error": "That token does not sign you in."})
-		return
-	}
-	http.SetCookie(w, &http.Cookie{Name: cookieName, Value: token, Path: "/dashboard/", HttpOnly: true, Secure: true,
-		SameSite: http.SameSiteStrictMode, MaxAge: 8 * 3600})
-	http.Redirect(w, r, "/dashboard/", http.StatusSeeOther)
-}
-
-func (d *Dashboard) logout(w http.ResponseWriter, r *http.Request) {
-	http.SetCookie(w, &http.Cookie{Name: cookieName, Value: "", Path: "/dashboard/", HttpOnly: true, Secure: true,
-		SameSite: http.SameSiteStrictMode, MaxAge: -1})
-	http.Redirect(w, r, "/dashboard/login", http.StatusSeeOther)
-}
-
 // list lists every object of a kind without copying it (pages only read):
 // from memory in both modes, so a page costs no decoding and no API request.
 func (d *Dashboard) list(ctx context.Context, l storage.ObjectList) error {
 	return d.o.Store.List(ctx, storage.AllNamespaces, l, storage.ListOptions{Shared: true})
-}
-
-func (d *Dashboard) overview(ctx context.Context, w http.ResponseWriter, _ *http.Request, s *session) error {
-	var accounts v1alpha1.AcmeAccountList
-	var orders v1alpha1.AcmeOrderList
-	var certs v1alpha1.AcmeCertificateList
-	for _, l := range []storage.ObjectList{&accounts, &orders, &certs} {
-		if err := d.list(ctx, l); err != nil {
-			return err
-		}
-	}
-	nsOf := func(o *v1alpha1.AcmeOrder) string { return o.Namespace }
-	ords := visible(ctx, d, s, "acmeorders", orders.Items, nsOf)
-	crts := visible(ctx, d, s, "acmecertificates", certs.Items, func(c *v1alpha1.AcmeCertificate) string { return c.Namespace })
-	accts := visible(ctx, d, s, "acmeaccounts", accounts.Items, func(a *v1alpha1.AcmeAccount) string { return a.Namespace })
-	now := time.Now()
-	perHour := make([]int, 24)  // issuances per hour over the last day, oldest first
-	expiring := make([]int, 30) // certificates expiring per day over the next 30 days
-	for i := range crts {
-		c := &crts[i]
-		if age := now.Sub(c.CreationTimestamp.Time); age >= 0 && age < 24*time.Hour {
-			perHour[23-int(age/time.Hour)]++
-		}
-		if left := c.Spec.NotAfter.Sub(now); left >= 0 && left < 30*24*time.Hour && c.Status.Revocation == nil {
-			expiring[int(left/(24*time.Hour))]++
-		}
-	}
-	cfg := d.o.RA.Config()
-	type caRow struct {
-		Name, Subject string
-		NotAfter      time.Time
-		DaysLeft      int
-		Rotated       bool
-	}
-	var cas []caRow
-	for name, a := range cfg.Authorities {
-		cas = append(cas, caRow{Name: name, Subject: a.Cert.Subject.String(), NotAfter: a.Cert.NotAfter,
-			DaysLeft: int(time.Until(a.Cert.NotAfter).Hours() / 24), Rotated: a.Previous != nil})
-	}
-	sort.Slice(cas, func(i, j int) bool { return cas[i].Name < cas[j].Name })
-	type profileRow struct{ Name, Path, CA, NotServed string }
-	var profiles []profileRow
-	for _, p := range cfg.Profiles {
-		profiles = append(profiles, profileRow{Name: p.Name, Path: "/acme/" + p.Path + "/directory", CA: p.CA.Name})
-	}
-	for name, err := range cfg.NotServed {
-		profiles = append(profiles, profileRow{Name: name, NotServed: err.Error()})
-	}
-	sort.Slice(profiles, func(i, j int) bool { return profiles[i].Name < profiles[j].Name })
-	return d.render(w, "overview", s, map[string]any{"CAs": cas, "Profiles": profiles, "Accounts": len(accts),
-		"Orders": len(ords), "Certificates": len(crts), "PerHour": bars(perHour), "Expiring": bars(expiring)})
-}
-
-// bar is one column of a chart drawn with plain HTML (no script).
-type bar struct {
-	N      int
-	Height int // percent of the tallest
-}
-
-func bars(ns []int) []bar {
-	top := 1
-	for _, n := range ns {
-		top = max(top, n)
-	}
-	out := make([]bar, len(ns))
-	for i, n := range ns {
-		out[i] = bar{N: n, Height: n * 100 / top}
-	}
-	return out
-}
-
-// filter is the orders list's query.
-type filter struct{ Status, Profile, Namespace, Identifier string }
-
-func (d *Dashboard) orders(ctx context.Context, w http.ResponseWriter, r *http.Request, s *session) error {
-	q := r.URL.Query()
-	f := filter{Status: q.Get("status"), Profile: q.Get("profile"), Namespace: q.Get("namespace"), Identifier: q.Get("identifier")}
-	var all v1alpha1.AcmeOrderList
-	if err := d.list(ctx, &all); err != nil {
-		return err
-	}
-	items := visible(ctx, d, s, "acmeorders", all.Items, func(o *v1alpha1.AcmeOrder) string { return o.Namespace })
-	var rows []*v1alpha1.AcmeOrder // pointers: sorting moves 8 bytes per swap, not the whole order
-	for i := range items {
-		o := &items[i]
-		if (f.Status == "" || o.Status.Status == f.Status) && (f.Profile == "" || o.Spec.Profile == f.Profile) &&
-			(f.Namespace == "" || o.Namespace == f.Namespace) && (f.Identifier == "" || hasIdentifier(o, f.Identifier)) {
-			rows = append(rows, o)
-		}
-	}
-	sortRows(rows, func(o *v1alpha1.AcmeOrder) time.Time { return o.CreationTimestamp.Time }, true)
-	pg, rows := paginate(r, rows, d.o.PageSize, len(items), "orders")
-	return d.render(w, "orders", s, map[string]any{"Orders": rows, "Filter": f, "Pager": pg})
-}
-
-func hasIdentifier(o *v1alpha1.AcmeOrder, s string) bool {
-	for _, id := range o.Spec.Identifiers {
-		if strings.Contains(id.Value, s) {
-			return true
-		}
-	}
-	return false
-}
-
-// sortRows orders rows by a time (newest first when desc), then by
-// namespace and name: stores list in no particular order and many objects
-// share a second, so without the tie-break page 2 could repeat page 1.
-func sortRows[T any, P interface {
-	*T
-	GetNamespace() string
-	GetName() string
-}](rows []P, at func(P) time.Time, desc bool) {
-	sort.Slice(rows, func(i, j int) bool {
-		ti, tj := at(rows[i]), at(rows[j])
-		if !ti.Equal(tj) {
-			return ti.After(tj) == desc
-		}
-		if a, b := rows[i].GetNamespace(), rows[j].GetNamespace(); a != b {
-			return a < b
-		}
-		return rows[i].GetName() < rows[j].GetName()
-	})
-}
-
-// pager is a list page's position, shown by the "pager" template.
-type pager struct {
-	PageNo, Pages int
-	// Total is how many objects of the kind the user may see, What their name.
-	Total      int
-	What       string
-	Prev, Next string
-}
-
-// paginate cuts the rows of the requested page (?page=, 1-based, clamped).
-func paginate[T any](r *http.Request, rows []T, size, total int, what string) (pager, []T) {
-	p := pager{Pages: max(1, (len(rows)+size-1)/size), Total: total, What: what}
-	p.PageNo, _ = strconv.Atoi(r.URL.Query().Get("page"))
-	p.PageNo = min(max(p.PageNo, 1), p.Pages)
-	p.Prev, p.Next = pageURL(r, p.PageNo-1), pageURL(r, p.PageNo+1)
-	lo := (p.PageNo - 1) * size
-	return p, rows[lo:min(lo+size, len(rows))]
-}
-
-func pageURL(r *http.Request, page int) string {
-	q := r.URL.Query()
-	q.Set("page", strconv.Itoa(page))
-	return r.URL.Path + "?" + q.Encode()
-}
-
-// challengeView is one challenge with what the client had to deploy, in plain words.
-type challengeView struct {
-	Type, Status, Token, Validated string
-	Deploy                         []string
-	Error                          *v1alpha1.Problem
-}
-
-func (d *Dashboard) order(ctx context.Context, w http.ResponseWriter, r *http.Request, s *session) error {
-	ns, name := r.PathValue("ns"), r.PathValue("name")
-	if !d.may(ctx, s, "list", "acmeorders", ns) {
-		return errForbidden
-	}
-	var o v1alpha1.AcmeOrder
-	if err := d.o.Store.Get(ctx, ns, name, &o); err != nil {
-		return err
-	}
-	type authzView struct {
-		Name, Identifier, Status string
-		Expires                  time.Time
-		Challenges               []challengeView
-		Records                  []v1alpha1.ValidationRecord
-	}
-	var azs []authzView
-	ports := [2]int{80, 443} // http-01 and tls-alpn-01 ports the profile validates on
-	if p, ok := d.o.RA.Config().Profiles[o.Spec.Profile]; ok {
-		if p.Validation.HTTPPort != 0 {
-			ports[0] = p.Validation.HTTPPort
-		}
-		if p.Validation.TLSPort != 0 {
-			ports[1] = p.Validation.TLSPort
-		}
-	}
-	for _, id := range o.Status.Authorizations {
-		var az v1alpha1.AcmeChallenge
-		if err := d.o.Store.Get(ctx, ns, id, &az); err != nil {
-			if storage.IsNotFound(err) {
-				continue
-			}
-			return err
-		}
-		v := authzView{Name: az.Name, Identifier: az.Spec.Identifier.Value, Status: az.Status.Status, Expires: az.Status.Expires.Time,
-			Records: az.Status.Records}
-		if az.Spec.Wildcard {
-			v.Identifier = "*." + v.Identifier
-		}
-		for _, c := range az.Status.Challenges {
-			cv := challengeView{Type: string(c.Type), Status: c.Status, Token: c.Token, Error: c.Error}
-			if c.Validated != nil {
-				cv.Validated = c.Validated.UTC().Format(time.RFC3339)
-			}
-			cv.Deploy = deployText(c, az.Spec.Identifier.Value, ports)
-			v.Challenges = append(v.Challenges, cv)
-		}
-		azs = append(azs, v)
-	}
-	return d.render(w, "order", s, map[string]any{"Order": o, "Authorizations": azs})
-}
-
-// deployText says what the client had to put in place for a challenge.
-func deployText(c v1alpha1.AcmeChallengeState, name string, ports [2]int) []string {
-	host := func(port, std int) string {
-		if port == std {
-			return name
-		}
-		return name + ":" + strconv.Itoa(port)
-	}
-	switch c.Type {
-	case "http-01":
-		return []string{"URL: http://" + host(ports[0], 80) + c.Data.Path, "file content: " + c.Data.Content}
-	case "dns-01":
-		return []string{"TXT record: " + c.Data.RecordName, "value: " + c.Data.RecordValue}
-	case "tls-alpn-01":
-		return []string{"a certificate for " + name + " with the acmeIdentifier extension (SHA-256 " + c.Data.Digest + ") served with ALPN acme-tls/1 on " + host(ports[1], 443)}
-	}
-	return nil
-}
-
-func (d *Dashboard) certificates(ctx context.Context, w http.ResponseWriter, r *http.Request, s *session) error {
-	var all v1alpha1.AcmeCertificateList
-	if err := d.list(ctx, &all); err != nil {
-		return err
-	}
-	items := visible(ctx, d, s, "acmecertificates", all.Items, func(c *v1alpha1.AcmeCertificate) string { return c.Namespace })
-	q := r.URL.Query().Get("name")
-	var rows []*v1alpha1.AcmeCertificate
-	for i := range items {
-		if c := &items[i]; q == "" || c.Name == q || strings.Contains(strings.Join(c.Spec.Names, " "), q) {
-			rows = append(rows, c)
-		}
-	}
-	sortRows(rows, func(c *v1alpha1.AcmeCertificate) time.Time { return c.Spec.NotAfter.Time }, false)
-	pg, rows := paginate(r, rows, d.o.PageSize, len(items), "certificates")
-	return d.render(w, "certificates", s, map[string]any{"Certificates": rows, "Pager": pg, "Query": q})
-}
-
-func (d *Dashboard) certificatePEM(ctx context.Context, w http.ResponseWriter, r *http.Request, s *session) error {
-	ns, name := r.PathValue("ns"), r.PathValue("name")
-	if !d.may(ctx, s, "list", "acmecertificates", ns) {
-		return errForbidden
-	}
-	var c v1alpha1.AcmeCertificate
-	if err := d.o.Store.Get(ctx, ns, name, &c); err != nil {
-		return err
-	}
-	w.Header().Set("Content-Type", "application/pem-certificate-chain")
-	w.Header().Set("Content-Disposition", fmt.Sprintf("attachment; filename=%q", c.Name+".pem"))
-	_, err := w.Write([]byte(c.Spec.Chain))
-	return err
-}
-
-func (d *Dashboard) accounts(ctx context.Context, w http.ResponseWriter, r *http.Request, s *session) error {
-	var all v1alpha1.AcmeAccountList
-	if err := d.list(ctx, &all); err != nil {
-		return err
-	}
-	items := visible(ctx, d, s, "acmeaccounts", all.Items, func(a *v1alpha1.AcmeAccount) string { return a.Namespace })
-	rows := make([]*v1alpha1.AcmeAccount, len(items))
-	for i := range items {
-		rows[i] = &items[i]
-	}
-	sortRows(rows, func(a *v1alpha1.AcmeAccount) time.Time { return a.CreationTimestamp.Time }, true)
-	pg, rows := paginate(r, rows, d.o.PageSize, len(items), "accounts")
-	return d.render(w, "accounts", s, map[string]any{"Accounts": rows, "Pager": pg})
-}
-
-// auditTrail shows this process's recent audit records. They span every
-// namespace, so in a cluster only users who may list accounts everywhere
-// see them.
-func (d *Dashboard) auditTrail(ctx context.Context, w http.ResponseWriter, _ *http.Request, s *session) error {
-	if d.o.Audit == nil {
-		return storage.ErrNotFound
-	}
-	if !d.may(ctx, s, "list", "acmeaccounts", "") {
-		return errForbidden
-	}
-	type row struct {
-		Time  time.Time
-		Event string
-		Attrs []string
-	}
-	var rows []row
-	for _, e := range d.o.Audit.Recent(200) {
-		r := row{Time: e.Time, Event: e.Event}
-		for _, a := range e.Attrs {
-			r.Attrs = append(r.Attrs, a.Key+"="+a.Value.String())
-		}
-		rows = append(rows, r)
-	}
-	return d.render(w, "audit", s, map[string]any{"Records": rows})
-}
-
-func (d *Dashboard) confirmRevoke(ctx context.Context, w http.ResponseWriter, r *http.Request, s *session) error {
-	ns, name := r.PathValue("ns"), r.PathValue("name")
-	if !d.may(ctx, s, "update", "acmecertificates", ns) {
-		return errForbidden
-	}
-	var c v1alpha1.AcmeCertificate
-	if err := d.o.Store.Get(ctx, ns, name, &c); err != nil {
-		return err
-	}
-	return d.render(w, "confirm", s, map[string]any{"Action": "Revoke certificate " + c.Name,
-		"What": "names: " + strings.Join(c.Spec.Names, ", ") + "; namespace " + c.Namespace, "Reasons": ra.RevocationReasons,
-		"Post": r.URL.Path})
 }
 
 // action guards a confirmed POST on an object {ns}/{name} of resource: the
@@ -552,7 +248,7 @@ func (d *Dashboard) confirmRevoke(ctx context.Context, w http.ResponseWriter, r 
 // on resource in ns.
 func (d *Dashboard) action(resource string, h handler) handler {
 	return func(ctx context.Context, w http.ResponseWriter, r *http.Request, s *session) error {
-		if !validCSRF(s.token, r.PostFormValue("csrf")) {
+		if !validCSRF(s.cookie, r.PostFormValue("csrf")) {
 			http.Error(w, "missing or wrong CSRF token: reload the page and confirm again", http.StatusForbidden)
 			return nil
 		}
@@ -561,42 +257,4 @@ func (d *Dashboard) action(resource string, h handler) handler {
 		}
 		return h(ctx, w, r, s)
 	}
-}
-
-func (d *Dashboard) revoke(ctx context.Context, w http.ResponseWriter, r *http.Request, s *session) error {
-	ns, name := r.PathValue("ns"), r.PathValue("name")
-	reason, err := strconv.Atoi(r.PostFormValue("reason"))
-	if err != nil {
-		http.Error(w, "reason must be an RFC 5280 reason code", http.StatusBadRequest)
-		return nil
-	}
-	if _, err := d.o.RA.RevokeAsAdmin(ctx, ns, name, reason, "dashboard:"+s.user.Name); err != nil {
-		return err
-	}
-	http.Redirect(w, r, "/dashboard/certificates?name="+name, http.StatusSeeOther)
-	return nil
-}
-
-func (d *Dashboard) confirmDeactivate(ctx context.Context, w http.ResponseWriter, r *http.Request, s *session) error {
-	ns, name := r.PathValue("ns"), r.PathValue("name")
-	if !d.may(ctx, s, "update", "acmeaccounts", ns) {
-		return errForbidden
-	}
-	var a v1alpha1.AcmeAccount
-	if err := d.o.Store.Get(ctx, ns, name, &a); err != nil {
-		return err
-	}
-	return d.render(w, "confirm", s, map[string]any{"Action": "Deactivate account " + a.Name,
-		"What": "namespace " + a.Namespace + "; contacts: " + strings.Join(a.Spec.Contact, ", ") +
-			". Deactivation is final: the account's requests are refused and its pending orders cancelled.",
-		"Post": r.URL.Path})
-}
-
-func (d *Dashboard) deactivate(ctx context.Context, w http.ResponseWriter, r *http.Request, s *session) error {
-	ns, name := r.PathValue("ns"), r.PathValue("name")
-	if _, err := d.o.RA.DeactivateAsAdmin(ctx, ns, name, "dashboard:"+s.user.Name); err != nil {
-		return err
-	}
-	http.Redirect(w, r, "/dashboard/accounts", http.StatusSeeOther)
-	return nil
 }

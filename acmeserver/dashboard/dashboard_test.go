@@ -10,14 +10,14 @@ import (
 	"testing"
 
 	"github.com/kacme/kacme/acmeserver/dashboard"
-	"github.com/kacme/kacme/acmeserver/ra"
+	"github.com/kacme/kacme/acmeserver/profile"
 	"github.com/kacme/kacme/acmeserver/storage/embedded"
 	"github.com/kacme/kacme/acmeserver/storage/storagetest"
 )
 
 type noRA struct{}
 
-func (noRA) Config() *ra.Config { return &ra.Config{} }
+func (noRA) Config() *profile.Config { return &profile.Config{} }
 func (noRA) RevokeAsAdmin(context.Context, string, string, int, string) (bool, error) {
 	return false, nil
 }
@@ -49,11 +49,12 @@ func TestOrderPagesPartitionTheOrders(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	cookie := signIn(t, d, token.Token(), "192.0.2.1:1234")
 	link := regexp.MustCompile(`href="/dashboard/orders/default/(o\d+)"`)
 	seen := map[string]int{}
 	for page := 1; page <= 3; page++ {
 		req := httptest.NewRequest(http.MethodGet, fmt.Sprintf("/dashboard/orders?page=%d", page), nil)
-		req.AddCookie(&http.Cookie{Name: "kacme_dashboard", Value: token.Token()})
+		req.AddCookie(cookie)
 		rec := httptest.NewRecorder()
 		d.ServeHTTP(rec, req)
 		if rec.Code != http.StatusOK {

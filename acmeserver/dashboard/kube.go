@@ -2,7 +2,6 @@ package dashboard
 
 import (
 	"context"
-	"crypto/sha256"
 	"fmt"
 	"strings"
 	"sync"
@@ -15,29 +14,28 @@ import (
 	"github.com/kacme/kacme/api/v1alpha1"
 )
 
-// KubeAuthorizer signs users in with their Kubernetes bearer token
-// (TokenReview) and asks the API server whether they may list or update
-// the kacme resources in a namespace (SubjectAccessReview): RBAC decides
-// what the dashboard shows. Answers are kept for CacheTTL, so page views do
-// not turn into API requests one for one.
+// KubeAuthorizer signs users in with their Kubernetes bearer token (one
+// TokenReview, at sign-in only: the session cookie then carries the checked
+// identity, not the token) and asks the API server whether they may list or
+// update the kacme resources in a namespace (SubjectAccessReview): RBAC
+// decides what the dashboard shows. Decisions are kept for CacheTTL, so
+// page views do not turn into API requests one for one.
 type KubeAuthorizer struct {
 	// Client creates the reviews (the server's own client; reviews are
 	// never cached by it, they go to the API server).
 	Client   client.Client
 	CacheTTL time.Duration // default 30 s
 
-	mu    sync.Mutex
-	users map[[32]byte]cachedUser
-	sars  map[string]cachedDecision
+	mu   sync.Mutex
+	sars map[string]cachedDecision
 }
+
+// reviewTimeout bounds a TokenReview or SubjectAccessReview (a page waits
+// for it; an API server that does not answer must not hold it forever).
+const reviewTimeout = 10 * time.Second
 
 // maxCached is the cache size above which expired answers are dropped.
 const maxCached = 10000
-
-type cachedUser struct {
-	user *User
-	at   time.Time
-}
 
 type cachedDecision struct {
 	ok bool
@@ -56,42 +54,18 @@ func (k *KubeAuthorizer) Authenticate(ctx context.Context, token string) (*User,
 	if token == "" {
 		return nil, ErrUnauthenticated
 	}
-	key := sha256.Sum256([]byte(token))
-	k.mu.Lock()
-	if c, ok := k.users[key]; ok && time.Since(c.at) < k.ttl() {
-		k.mu.Unlock()
-		if c.user == nil {
-			return nil, ErrUnauthenticated
-		}
-		return c.user, nil
-	}
-	k.mu.Unlock()
+	ctx, cancel := context.WithTimeout(ctx, reviewTimeout)
+	defer cancel()
 	tr := &authnv1.TokenReview{Spec: authnv1.TokenReviewSpec{Token: token}}
 	if err := k.Client.Create(ctx, tr); err != nil {
 		return nil, fmt.Errorf("token review: %w", err)
 	}
-	var u *User
-	if tr.Status.Authenticated {
-		u = &User{Name: tr.Status.User.Username, UID: tr.Status.User.UID, Groups: tr.Status.User.Groups, Extra: map[string][]string{}}
-		for k, v := range tr.Status.User.Extra {
-			u.Extra[k] = v
-		}
-	}
-	k.mu.Lock()
-	if k.users == nil {
-		k.users = map[[32]byte]cachedUser{}
-	}
-	if len(k.users) > maxCached {
-		for key, c := range k.users {
-			if time.Since(c.at) >= k.ttl() {
-				delete(k.users, key)
-			}
-		}
-	}
-	k.users[key] = cachedUser{user: u, at: time.Now()}
-	k.mu.Unlock()
-	if u == nil {
+	if !tr.Status.Authenticated {
 		return nil, ErrUnauthenticated
+	}
+	u := &User{Name: tr.Status.User.Username, UID: tr.Status.User.UID, Groups: tr.Status.User.Groups, Extra: map[string][]string{}}
+	for k, v := range tr.Status.User.Extra {
+		u.Extra[k] = v
 	}
 	return u, nil
 }
@@ -114,6 +88,8 @@ func (k *KubeAuthorizer) Allowed(ctx context.Context, u *User, verb, resource, n
 		User: u.Name, UID: u.UID, Groups: u.Groups, Extra: extra,
 		ResourceAttributes: &authzv1.ResourceAttributes{Group: v1alpha1.GroupVersion.Group, Resource: resource, Verb: verb, Namespace: namespace},
 	}}
+	ctx, cancel := context.WithTimeout(ctx, reviewTimeout)
+	defer cancel()
 	if err := k.Client.Create(ctx, sar); err != nil {
 		return false, fmt.Errorf("subject access review: %w", err)
 	}

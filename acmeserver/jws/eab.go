@@ -3,6 +3,7 @@ package jws
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 
 	jose "github.com/go-jose/go-jose/v4"
 
@@ -40,10 +41,16 @@ func ParseEAB(raw json.RawMessage, outerURL string, accountKey *jose.JSONWebKey)
 	if err := json.Unmarshal(hb, &h); err != nil {
 		return nil, acme.MalformedProblem("externalAccountBinding protected header is not a JSON object")
 	}
+	if err := checkUniqueMembers(raw); err != nil {
+		return nil, acme.MalformedProblem("externalAccountBinding: %v", err)
+	}
+	if err := checkUniqueMembers(hb); err != nil {
+		return nil, acme.MalformedProblem("externalAccountBinding protected header: %v", err)
+	}
 	switch jose.SignatureAlgorithm(h.Alg) {
 	case jose.HS256, jose.HS384, jose.HS512:
 	default:
-		return nil, acme.MalformedProblem("externalAccountBinding must use HS256, HS384 or HS512, not %q", h.Alg)
+		return nil, acme.MalformedProblem("externalAccountBinding must use HS256, HS384 or HS512, not %q", acme.Clip(h.Alg))
 	}
 	if h.KID == nil || *h.KID == "" {
 		return nil, acme.MalformedProblem("externalAccountBinding must have a kid")
@@ -73,17 +80,20 @@ func ParseEAB(raw json.RawMessage, outerURL string, accountKey *jose.JSONWebKey)
 	return &EAB{KeyID: *h.KID, object: obj, jwk: payload}, nil
 }
 
-// Verify checks the MAC with the key issued for KeyID (step 4).
-func (e *EAB) Verify(hmacKey []byte) *acme.Problem {
+// Verify checks the MAC with the key issued for KeyID (step 4). The error
+// says why it failed, for the server's log: the client is told the same for
+// every failure (see ra.bindAccount), so that a key ID's existence does not
+// show.
+func (e *EAB) Verify(hmacKey []byte) error {
 	if len(hmacKey) == 0 {
-		return acme.UnauthorizedProblem("external account binding key is not usable")
+		return errors.New("no HMAC key")
 	}
 	if _, err := e.object.Verify(hmacKey); err != nil {
 		if errors.Is(err, jose.ErrInvalidKeySize) {
 			// RFC 7518 §3.2: HS384/HS512 need keys of at least 384/512 bits.
-			return acme.MalformedProblem("the external account binding key is too short for %s; use HS256", e.object.Signatures[0].Header.Algorithm)
+			return fmt.Errorf("the HMAC key is too short for %s", e.object.Signatures[0].Header.Algorithm)
 		}
-		return acme.UnauthorizedProblem("external account binding MAC does not verify")
+		return errors.New("the MAC does not verify")
 	}
 	return nil
 }

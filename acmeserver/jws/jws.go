@@ -102,6 +102,9 @@ func Parse(body []byte) (*Request, *acme.Problem) {
 	if dec.More() {
 		return nil, acme.MalformedProblem("trailing data after the JWS")
 	}
+	if err := checkUniqueMembers(body); err != nil {
+		return nil, acme.MalformedProblem("request body: %v", err)
+	}
 	if len(f.Signatures) > 0 {
 		return nil, acme.MalformedProblem("JWS must have exactly one signature (general serialization is not allowed)")
 	}
@@ -125,11 +128,14 @@ func Parse(body []byte) (*Request, *acme.Problem) {
 	if err := json.Unmarshal(hb, &h); err != nil {
 		return nil, acme.MalformedProblem("protected header is not a JSON object")
 	}
+	if err := checkUniqueMembers(hb); err != nil {
+		return nil, acme.MalformedProblem("protected header: %v (RFC 7515 §4)", err)
+	}
 	if h.B64 != nil || len(h.Crit) > 0 {
 		return nil, acme.MalformedProblem("the b64 and crit header parameters are not allowed (RFC 8555 §6.2)")
 	}
 	if !algAllowed(h.Alg) {
-		return nil, acme.BadSignatureAlgorithmProblem(AlgorithmNames, "JWS algorithm %q is not accepted", h.Alg)
+		return nil, acme.BadSignatureAlgorithmProblem(AlgorithmNames, "JWS algorithm %q is not accepted", acme.Clip(h.Alg))
 	}
 	if h.URL == nil || *h.URL == "" {
 		return nil, acme.MalformedProblem("protected header must contain a url (RFC 8555 §6.4.1)")
@@ -245,6 +251,9 @@ func DecodePayload(payload []byte, v any) *acme.Problem {
 	}
 	if err := json.Unmarshal(payload, v); err != nil {
 		return acme.MalformedProblem("request payload is not valid JSON: %v", err)
+	}
+	if err := checkUniqueMembers(payload); err != nil {
+		return acme.MalformedProblem("request payload: %v", err)
 	}
 	return nil
 }

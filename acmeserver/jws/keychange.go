@@ -28,6 +28,11 @@ func ParseKeyChange(outerPayload []byte, outerURL string) (*KeyChange, *acme.Pro
 	if inner.JWK == nil {
 		return nil, acme.MalformedProblem("inner keyChange JWS must carry the new key as jwk, not kid")
 	}
+	if inner.HasNonce {
+		// RFC 8555 §7.3.5: the inner JWS MUST omit the nonce (it could not be
+		// checked: the outer JWS's nonce is the one redeemed).
+		return nil, acme.MalformedProblem("inner keyChange JWS must not have a nonce (RFC 8555 §7.3.5)")
+	}
 	payload, p := inner.Verify(inner.JWK)
 	if p != nil {
 		if p.Type == acme.BadPublicKey || p.Type == acme.BadSignatureAlgorithm {

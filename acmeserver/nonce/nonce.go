@@ -6,6 +6,7 @@ package nonce
 
 import (
 	"container/heap"
+	"context"
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/rand"
@@ -26,7 +27,7 @@ type Source interface {
 // Redeemer consumes a nonce: true exactly once for a nonce this service issued
 // that is neither used nor expired.
 type Redeemer interface {
-	Redeem(nonce string) bool
+	Redeem(ctx context.Context, nonce string) bool
 }
 
 // Service is both halves; a replica-aware implementation can replace it.
@@ -127,7 +128,7 @@ func (s *InMemory) open(n string) (counter uint64, issued time.Time, err error) 
 }
 
 // Redeem implements Redeemer.
-func (s *InMemory) Redeem(n string) bool {
+func (s *InMemory) Redeem(_ context.Context, n string) bool {
 	c, issued, err := s.open(n)
 	if err != nil || s.now().Sub(issued) > s.maxAge {
 		return false

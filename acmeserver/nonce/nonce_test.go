@@ -27,20 +27,20 @@ func TestNonceSyntaxUniqueSingleUse(t *testing.T) {
 		seen[n] = true
 	}
 	n, _ := s.Nonce()
-	if !s.Redeem(n) {
+	if !s.Redeem(t.Context(), n) {
 		t.Fatal("fresh nonce refused")
 	}
-	if s.Redeem(n) {
+	if s.Redeem(t.Context(), n) {
 		t.Fatal("nonce accepted twice")
 	}
 	for _, bad := range []string{"", "AAAAAAAAAAAAAAAAAAAAAA", s.Prefix() + "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", "ab+c", n[:len(n)-1]} {
-		if s.Redeem(bad) {
+		if s.Redeem(t.Context(), bad) {
 			t.Fatalf("invalid nonce %q accepted", bad)
 		}
 	}
 	other, _ := NewInMemory(s.Prefix(), time.Hour) // same prefix, other key: e.g. after a restart
 	o, _ := other.Nonce()
-	if s.Redeem(o) {
+	if s.Redeem(t.Context(), o) {
 		t.Fatal("nonce of another key accepted")
 	}
 }
@@ -52,7 +52,7 @@ func TestNonceExpiresAndFloor(t *testing.T) {
 	s.now = func() time.Time { return now }
 	old, _ := s.Nonce()
 	now = now.Add(2 * time.Minute)
-	if s.Redeem(old) {
+	if s.Redeem(t.Context(), old) {
 		t.Fatal("expired nonce accepted")
 	}
 	s.maxUsed = 2
@@ -61,11 +61,11 @@ func TestNonceExpiresAndFloor(t *testing.T) {
 	c, _ := s.Nonce()
 	d, _ := s.Nonce()
 	for _, n := range []string{b, c, d} {
-		if !s.Redeem(n) {
+		if !s.Redeem(t.Context(), n) {
 			t.Fatal("fresh nonce refused")
 		}
 	}
-	if s.Redeem(a) { // below the floor once the used set overflowed
+	if s.Redeem(t.Context(), a) { // below the floor once the used set overflowed
 		t.Fatal("nonce below the floor accepted")
 	}
 }
@@ -82,8 +82,8 @@ func TestNonceConcurrent(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			m, _ := s.Nonce()
-			_ = s.Redeem(m)
-			if s.Redeem(n) {
+			_ = s.Redeem(t.Context(), m)
+			if s.Redeem(t.Context(), n) {
 				mu.Lock()
 				ok++
 				mu.Unlock()

@@ -8,13 +8,14 @@ import (
 	"encoding/hex"
 	"io"
 	"net/http"
+	"sync/atomic"
 	"time"
 )
 
 // Peers maps the prefix of another replica's nonces to the address of its
 // internal endpoint (host:port).
 type Peers interface {
-	Address(prefix string) (string, bool)
+	Address(ctx context.Context, prefix string) (string, bool)
 }
 
 // RedeemPath is the internal endpoint a replica redeems its own nonces at for
@@ -34,21 +35,37 @@ type Routed struct {
 	// Timeout bounds a redemption at a peer (default 2 s); a peer that does
 	// not answer makes the nonce bad (the client retries with a fresh one).
 	Timeout time.Duration
+	// last is when Nonce last issued one (Unix nanoseconds).
+	last atomic.Int64
 }
 
 // Nonce implements Source.
-func (r *Routed) Nonce() (string, error) { return r.Local.Nonce() }
+func (r *Routed) Nonce() (string, error) {
+	r.last.Store(time.Now().UnixNano())
+	return r.Local.Nonce()
+}
+
+// LastIssued is when this replica last issued a nonce (zero: never). A
+// terminating replica keeps redeeming its nonces for its peers for a while
+// after it (cluster.NonceGrace): the client that got one in its last answer
+// from this replica spends it at another.
+func (r *Routed) LastIssued() time.Time {
+	if n := r.last.Load(); n != 0 {
+		return time.Unix(0, n)
+	}
+	return time.Time{}
+}
 
 // Redeem implements Redeemer.
-func (r *Routed) Redeem(n string) bool {
+func (r *Routed) Redeem(ctx context.Context, n string) bool {
 	if len(n) <= prefixLen {
 		return false
 	}
 	prefix := n[:prefixLen]
 	if prefix == r.Local.Prefix() {
-		return r.Local.Redeem(n)
+		return r.Local.Redeem(ctx, n)
 	}
-	addr, ok := r.Peers.Address(prefix)
+	addr, ok := r.Peers.Address(ctx, prefix)
 	if !ok {
 		return false
 	}
@@ -56,7 +73,7 @@ func (r *Routed) Redeem(n string) bool {
 	if timeout <= 0 {
 		timeout = 2 * time.Second
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+addr+RedeemPath, bytes.NewBufferString(n))
 	if err != nil {
@@ -98,7 +115,7 @@ func (r *Routed) Handler() http.Handler {
 			http.Error(w, "unauthorized", http.StatusUnauthorized)
 			return
 		}
-		if !r.Local.Redeem(n) {
+		if !r.Local.Redeem(req.Context(), n) {
 			w.WriteHeader(http.StatusConflict)
 			return
 		}

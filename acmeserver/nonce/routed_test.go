@@ -1,6 +1,7 @@
 package nonce
 
 import (
+	"context"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -10,7 +11,10 @@ import (
 
 type peerMap map[string]string
 
-func (p peerMap) Address(prefix string) (string, bool) { a, ok := p[prefix]; return a, ok }
+func (p peerMap) Address(_ context.Context, prefix string) (string, bool) {
+	a, ok := p[prefix]
+	return a, ok
+}
 
 // TestRouted: a nonce issued by one of three replicas is good exactly once at
 // any of them; a replay is refused at every replica, the issuer included.
@@ -35,17 +39,17 @@ func TestRouted(t *testing.T) {
 			t.Fatal(err)
 		}
 		at := replicas[(i+1)%3]
-		if !at.Redeem(n) {
+		if !at.Redeem(t.Context(), n) {
 			t.Fatalf("nonce of replica %d refused at replica %d", i, (i+1)%3)
 		}
 		for j, r := range replicas {
-			if r.Redeem(n) {
+			if r.Redeem(t.Context(), n) {
 				t.Fatalf("replayed nonce of replica %d accepted at replica %d", i, j)
 			}
 		}
 	}
 	// Unknown replica, garbage, and a request to the internal endpoint without the key.
-	if replicas[0].Redeem("ZZZZ"+strings.Repeat("a", 40)) || replicas[0].Redeem("BBB") {
+	if replicas[0].Redeem(t.Context(), "ZZZZ"+strings.Repeat("a", 40)) || replicas[0].Redeem(t.Context(), "BBB") {
 		t.Fatal("nonce of an unknown replica or a short one accepted")
 	}
 	n, _ := replicas[1].Nonce()
@@ -54,7 +58,7 @@ func TestRouted(t *testing.T) {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
-	if resp.StatusCode != http.StatusUnauthorized || !replicas[1].Redeem(n) {
+	if resp.StatusCode != http.StatusUnauthorized || !replicas[1].Redeem(t.Context(), n) {
 		t.Fatalf("unauthenticated redemption answered %d (and must not burn the nonce)", resp.StatusCode)
 	}
 }

@@ -2,8 +2,8 @@ package ra
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
+	"crypto/rand"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/mail"
@@ -14,6 +14,7 @@ import (
 
 	"github.com/kacme/kacme/acmeserver/acme"
 	"github.com/kacme/kacme/acmeserver/audit"
+	"github.com/kacme/kacme/acmeserver/profile"
 	"github.com/kacme/kacme/acmeserver/storage"
 	"github.com/kacme/kacme/api/v1alpha1"
 )
@@ -22,28 +23,29 @@ import (
 type Binding interface {
 	// KeyID is the EAB kid.
 	KeyID() string
-	// Verify checks the MAC with the HMAC key.
-	Verify(hmacKey []byte) *acme.Problem
+	// Verify checks the MAC with the HMAC key; the error is for the log.
+	Verify(hmacKey []byte) error
 	// Raw is the JWS as sent, echoed back once verified.
 	Raw() string
 }
 
-// EABKeyLabel is the label value under which a pre-provisioned account is
-// found by its EAB key ID (hashed: key IDs are not label-safe).
-func EABKeyLabel(keyID string) string {
-	sum := sha256.Sum256([]byte(keyID))
-	return hex.EncodeToString(sum[:20])
-}
-
-const maxContacts = 10
+// Contact bounds: a handful of addresses, each at most an addr-spec's
+// 254 octets (RFC 5321 §4.5.3.1.3 path limit less the angle brackets).
+const (
+	maxContacts      = 10
+	maxContactOctets = 254
+)
 
 // ValidateContacts applies RFC 8555 §7.3 contact rules: mailto only, one
-// plain addr-spec each, no hfields (ACC-06).
+// plain addr-spec each, no hfields (ACC-06), and bounded sizes.
 func ValidateContacts(contacts []string) *acme.Problem {
 	if len(contacts) > maxContacts {
 		return acme.InvalidContactProblem("at most %d contacts are accepted", maxContacts)
 	}
 	for _, c := range contacts {
+		if len(c) > len("mailto:")+maxContactOctets {
+			return acme.InvalidContactProblem("contact %q… is %d octets long; an address may be at most %d", c[:32], len(c), maxContactOctets)
+		}
 		scheme, addr, ok := strings.Cut(c, ":")
 		if !ok || !strings.EqualFold(scheme, "mailto") {
 			return acme.UnsupportedContactProblem("contact %q: only mailto: URIs are supported", c)
@@ -83,7 +85,7 @@ func thumbprint(keyJSON string) string {
 }
 
 // Account loads an account of profile p by ID.
-func (r *RA) Account(ctx context.Context, p *Profile, id string) (*v1alpha1.AcmeAccount, error) {
+func (r *RA) Account(ctx context.Context, p *profile.Profile, id string) (*v1alpha1.AcmeAccount, error) {
 	var a v1alpha1.AcmeAccount
 	if err := r.store.Get(ctx, storage.AllNamespaces, id, &a); err != nil {
 		if storage.IsNotFound(err) {
@@ -98,7 +100,7 @@ func (r *RA) Account(ctx context.Context, p *Profile, id string) (*v1alpha1.Acme
 }
 
 // accountByKey finds the account of profile p holding key (any status).
-func (r *RA) accountByKey(ctx context.Context, p *Profile, tpLabel string) (*v1alpha1.AcmeAccount, error) {
+func (r *RA) accountByKey(ctx context.Context, p *profile.Profile, tpLabel string) (*v1alpha1.AcmeAccount, error) {
 	var list v1alpha1.AcmeAccountList
 	err := r.store.List(ctx, storage.AllNamespaces, &list, storage.ListOptions{Labels: map[string]string{
 		v1alpha1.LabelKeyThumbprint: tpLabel, v1alpha1.LabelProfile: p.Name}})
@@ -113,7 +115,7 @@ func (r *RA) accountByKey(ctx context.Context, p *Profile, tpLabel string) (*v1a
 
 // NewAccount registers key on profile p, or returns its existing account
 // (created=false) as RFC 8555 §7.3.1 requires.
-func (r *RA) NewAccount(ctx context.Context, p *Profile, key *jose.JSONWebKey, req acme.NewAccountRequest, b Binding) (*v1alpha1.AcmeAccount, bool, error) {
+func (r *RA) NewAccount(ctx context.Context, p *profile.Profile, key *jose.JSONWebKey, req acme.NewAccountRequest, b Binding) (*v1alpha1.AcmeAccount, bool, error) {
 	tp, err := acme.ThumbprintLabel(key)
 	if err != nil {
 		return nil, false, acme.BadPublicKeyProblem("cannot compute key thumbprint")
@@ -152,6 +154,8 @@ func (r *RA) NewAccount(ctx context.Context, p *Profile, key *jose.JSONWebKey, r
 		return a, err == nil, err
 	}
 	ip := clientIP(ctx)
+	unlockIP := r.keyLocks.Lock("accounts-from/" + ip)
+	defer unlockIP()
 	if err := r.checkAccountLimit(ctx, p, ip); err != nil {
 		return nil, false, err
 	}
@@ -175,10 +179,10 @@ func (r *RA) NewAccount(ctx context.Context, p *Profile, key *jose.JSONWebKey, r
 
 // bindAccount binds key to the pre-provisioned account holding the EAB key
 // (RFC 8555 §7.3.4 step 3–4); a binding key is usable once.
-func (r *RA) bindAccount(ctx context.Context, p *Profile, b Binding, tp, keyJSON string, req acme.NewAccountRequest) (*v1alpha1.AcmeAccount, error) {
+func (r *RA) bindAccount(ctx context.Context, p *profile.Profile, b Binding, tp, keyJSON string, req acme.NewAccountRequest) (*v1alpha1.AcmeAccount, error) {
 	var list v1alpha1.AcmeAccountList
 	err := r.store.List(ctx, storage.AllNamespaces, &list, storage.ListOptions{Labels: map[string]string{
-		v1alpha1.LabelEABKeyID: EABKeyLabel(b.KeyID())}})
+		v1alpha1.LabelEABKeyID: v1alpha1.EABKeyLabel(b.KeyID())}})
 	if err != nil {
 		return nil, err
 	}
@@ -189,19 +193,26 @@ func (r *RA) bindAccount(ctx context.Context, p *Profile, b Binding, tp, keyJSON
 			a = it
 		}
 	}
+	// An unknown key ID, a key that cannot be read and a wrong MAC get one
+	// answer, after the same work (a MAC check), so that probing key IDs
+	// learns nothing; the log says which it was.
+	var why error
 	if a == nil {
-		return nil, acme.UnauthorizedProblem("external account binding key ID %q is unknown", b.KeyID())
+		why = errors.New("unknown key ID")
+		_ = b.Verify(decoyHMACKey)
+	} else if raw, err := r.secrets.EABKey(ctx, a); err != nil {
+		why = fmt.Errorf("the HMAC key is not available: %w", err)
+		_ = b.Verify(decoyHMACKey)
+	} else if hmacKey, err := decodeHMACKey(raw); err != nil {
+		why = err
+		_ = b.Verify(decoyHMACKey)
+	} else {
+		why = b.Verify(hmacKey)
 	}
-	raw, err := r.secrets.EABKey(ctx, a)
-	if err != nil {
-		return nil, acme.InternalProblem(err, "the external account binding key is not available")
-	}
-	hmacKey, err := decodeHMACKey(raw)
-	if err != nil {
-		return nil, acme.InternalProblem(err, "the external account binding key is not usable")
-	}
-	if pr := b.Verify(hmacKey); pr != nil {
-		return nil, pr
+	if why != nil {
+		r.log.Info("external account binding refused", "profile", p.Name, "eabKeyID", truncateID(b.KeyID()), "reason", why)
+		return nil, acme.UnauthorizedProblem("the external account binding does not verify: its key ID is unknown, or its MAC " +
+			"was not made with that key ID's HMAC key (HS384 and HS512 need keys of at least 48 and 64 bytes; use HS256 with a 32-byte key)")
 	}
 	if a.Status.Key != "" || a.Status.Status != "" {
 		return nil, acme.UnauthorizedProblem("external account binding key %q has already been used", b.KeyID())
@@ -227,6 +238,21 @@ func (r *RA) bindAccount(ctx context.Context, p *Profile, b Binding, tp, keyJSON
 	r.audit.Record(ctx, audit.AccountBound, slog.String("account", a.Name), slog.String("profile", p.Name),
 		slog.String("eabKeyID", b.KeyID()), slog.String("keyThumbprint", tp))
 	return a, nil
+}
+
+// decoyHMACKey is MAC'd against when there is no real key to check with.
+var decoyHMACKey = func() []byte {
+	k := make([]byte, 64)
+	_, _ = rand.Read(k)
+	return k
+}()
+
+// truncateID bounds a client-chosen key ID in logs.
+func truncateID(s string) string {
+	if len(s) > 64 {
+		return s[:64] + "…"
+	}
+	return s
 }
 
 func decodeHMACKey(raw []byte) ([]byte, error) {
@@ -342,7 +368,7 @@ func (r *RA) deactivated(ctx context.Context, a *v1alpha1.AcmeAccount, by string
 
 // ChangeKey rolls the account over to newKey (RFC 8555 §7.3.5 steps 7–9).
 // accountURL is the outer kid; kcAccount and oldKey come from the inner JWS.
-func (r *RA) ChangeKey(ctx context.Context, p *Profile, a *v1alpha1.AcmeAccount, kcAccount, accountURL string, oldKey, newKey *jose.JSONWebKey, urlOf func(id string) string) error {
+func (r *RA) ChangeKey(ctx context.Context, p *profile.Profile, a *v1alpha1.AcmeAccount, kcAccount, accountURL string, oldKey, newKey *jose.JSONWebKey, urlOf func(id string) string) error {
 	if kcAccount != accountURL {
 		return acme.MalformedProblem("keyChange account does not match the request's kid")
 	}
@@ -406,7 +432,7 @@ func (r *RA) cancelPendingOrders(ctx context.Context, a *v1alpha1.AcmeAccount) {
 }
 
 // accountNamespace is where an account registered over ACME on p is stored.
-func (r *RA) accountNamespace(p *Profile) string {
+func (r *RA) accountNamespace(p *profile.Profile) string {
 	if p.Spec.AccountNamespace != "" {
 		return p.Spec.AccountNamespace
 	}

@@ -4,12 +4,15 @@ import (
 	"bytes"
 	"context"
 	"crypto"
+	"crypto/sha256"
 	"crypto/x509"
 	"encoding/pem"
 	"fmt"
 	"log/slog"
 	"math/big"
+	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
@@ -18,6 +21,7 @@ import (
 	"github.com/kacme/kacme/acmeserver/acme"
 	"github.com/kacme/kacme/acmeserver/audit"
 	"github.com/kacme/kacme/acmeserver/ca"
+	"github.com/kacme/kacme/acmeserver/profile"
 	"github.com/kacme/kacme/acmeserver/storage"
 	"github.com/kacme/kacme/api/v1alpha1"
 )
@@ -103,7 +107,7 @@ type Revoker struct {
 }
 
 // Revoke revokes a certificate (RFC 8555 §7.6).
-func (r *RA) Revoke(ctx context.Context, p *Profile, who Revoker, der []byte, reason *int) error {
+func (r *RA) Revoke(ctx context.Context, p *profile.Profile, who Revoker, der []byte, reason *int) error {
 	leaf, err := x509.ParseCertificate(der)
 	if err != nil {
 		return acme.MalformedProblem("certificate cannot be parsed")
@@ -222,9 +226,11 @@ func (r *RA) mayRevoke(ctx context.Context, who Revoker, c *v1alpha1.AcmeCertifi
 	if c.Spec.Account == who.Account.Name {
 		return nil
 	}
+	// A wildcard SAN needs a wildcard authorization: one for the base name
+	// proves control of that name only (RFC 8555 §7.1.4 keeps them apart).
 	need := map[string]bool{}
 	for _, n := range leaf.DNSNames {
-		need["dns:"+strings.TrimPrefix(n, "*.")] = true
+		need["dns:"+strings.ToLower(n)] = true
 	}
 	for _, ip := range leaf.IPAddresses {
 		need["ip:"+ip.String()] = true
@@ -237,7 +243,11 @@ func (r *RA) mayRevoke(ctx context.Context, who Revoker, c *v1alpha1.AcmeCertifi
 		az := &azs.Items[i]
 		r.expire(az)
 		if az.Status.Status == acme.StatusValid {
-			delete(need, az.Spec.Identifier.Type+":"+az.Spec.Identifier.Value)
+			name := az.Spec.Identifier.Value
+			if az.Spec.Wildcard {
+				name = "*." + name
+			}
+			delete(need, az.Spec.Identifier.Type+":"+name)
 		}
 	}
 	if len(need) == 0 {
@@ -246,28 +256,28 @@ func (r *RA) mayRevoke(ctx context.Context, who Revoker, c *v1alpha1.AcmeCertifi
 	return acme.UnauthorizedProblem("the account is not authorized to revoke this certificate")
 }
 
-// CRL signs the current CRL of a CA (RFC 5280): with keyID "" or the CA's
-// current subject key ID, by its current key; with the key ID of the key it
-// had before its last rotation, by that key, for the leaves that key signed.
+// CRL returns the current CRL of a CA (RFC 5280): with keyID "" or the CA's
+// current subject key ID, signed by its current key; with the key ID of the
+// key it had before its last rotation, by that key, for the leaves that key
+// signed. The endpoint is public and unauthenticated, so a CRL is signed
+// again only when what it lists changed or it is older than CRLReuse: a
+// flood of fetches costs a list from memory each, not a signature each.
 func (r *RA) CRL(ctx context.Context, caName, keyID string) ([]byte, error) {
-	current, ok := r.Config().Authorities[caName]
-	if !ok {
-		return nil, acme.NotFoundProblem("no such CA")
-	}
-	auth, ok := current.ForKey(keyID)
-	if !ok {
-		return nil, acme.NotFoundProblem("CA %s has no key %q", caName, keyID)
+	current, auth, err := r.caKey(caName, keyID)
+	if err != nil {
+		return nil, err
 	}
 	var list v1alpha1.AcmeCertificateList
-	if err := r.store.List(ctx, storage.AllNamespaces, &list, storage.ListOptions{Labels: map[string]string{v1alpha1.LabelState: stateRevoked}}); err != nil {
+	if err := r.store.List(ctx, storage.AllNamespaces, &list, storage.ListOptions{Labels: map[string]string{v1alpha1.LabelState: stateRevoked}, Shared: true}); err != nil {
 		return nil, err
 	}
 	var entries []ca.RevokedEntry
-	for _, c := range list.Items {
+	for i := range list.Items {
+		c := &list.Items[i]
 		if c.Spec.CertificateAuthority != caName || c.Status.Revocation == nil {
 			continue
 		}
-		if current.Previous != nil && !signedBy(&c, auth) {
+		if current.Previous != nil && !signedBy(c, auth) {
 			continue // another key's CRL lists it
 		}
 		serial, ok := new(big.Int).SetString(c.Spec.Serial, 16)
@@ -276,7 +286,77 @@ func (r *RA) CRL(ctx context.Context, caName, keyID string) ([]byte, error) {
 		}
 		entries = append(entries, ca.RevokedEntry{Serial: serial, RevokedAt: c.Status.Revocation.RevokedAt.Time, Reason: c.Status.Revocation.Reason})
 	}
-	return auth.CRL(entries)
+	return r.crls.get(auth, entries, r.now(), func() ([]byte, error) { return auth.CRL(entries) })
+}
+
+// CRLReuse is how long a signed CRL is served again while what it lists is
+// unchanged (its nextUpdate is a day or more away).
+const CRLReuse = time.Minute
+
+// crlCache keeps the last CRL signed per CA key with a fingerprint of its
+// entries.
+type crlCache struct {
+	mu sync.Mutex
+	m  map[string]signedCRL
+}
+
+type signedCRL struct {
+	fingerprint [32]byte
+	der         []byte
+	at          time.Time
+}
+
+func (c *crlCache) get(auth *ca.Authority, entries []ca.RevokedEntry, now time.Time, sign func() ([]byte, error)) ([]byte, error) {
+	sorted := append([]ca.RevokedEntry(nil), entries...)
+	sort.Slice(sorted, func(i, j int) bool { return sorted[i].Serial.Cmp(sorted[j].Serial) < 0 })
+	h := sha256.New()
+	h.Write(auth.Cert.Raw)
+	_, _ = fmt.Fprintf(h, "%d\n", auth.CRLValidity) // a hash.Hash never fails to write
+	for _, e := range sorted {
+		_, _ = fmt.Fprintf(h, "%x %d %d\n", e.Serial, e.Reason, e.RevokedAt.UnixNano())
+	}
+	var fp [32]byte
+	copy(fp[:], h.Sum(nil))
+	key := string(auth.Cert.SubjectKeyId)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if got, ok := c.m[key]; ok && got.fingerprint == fp && now.Sub(got.at) < CRLReuse && !now.Before(got.at) {
+		return got.der, nil
+	}
+	der, err := sign()
+	if err != nil {
+		return nil, err
+	}
+	if c.m == nil {
+		c.m = map[string]signedCRL{}
+	}
+	c.m[key] = signedCRL{fingerprint: fp, der: der, at: now}
+	return der, nil
+}
+
+// CACertificate is the DER certificate of a CA (with keyID, of the key it
+// had before its last rotation), what issued certificates' caIssuers URL
+// points to.
+func (r *RA) CACertificate(caName, keyID string) ([]byte, error) {
+	_, auth, err := r.caKey(caName, keyID)
+	if err != nil {
+		return nil, err
+	}
+	return auth.Cert.Raw, nil
+}
+
+// caKey finds a served CA and, by hex subject key ID ("": the current one),
+// one of its keys.
+func (r *RA) caKey(caName, keyID string) (current, key *ca.Authority, err error) {
+	current, ok := r.Config().Authorities[caName]
+	if !ok {
+		return nil, nil, acme.NotFoundProblem("no such CA")
+	}
+	key, ok = current.ForKey(keyID)
+	if !ok {
+		return nil, nil, acme.NotFoundProblem("CA %s has no key %q", caName, acme.Clip(keyID))
+	}
+	return current, key, nil
 }
 
 // signedBy reports whether c's leaf names auth's key as its issuer's.

@@ -10,6 +10,7 @@ import (
 
 	"github.com/kacme/kacme/acmeserver/acme"
 	"github.com/kacme/kacme/acmeserver/audit"
+	"github.com/kacme/kacme/acmeserver/profile"
 	"github.com/kacme/kacme/acmeserver/storage"
 	"github.com/kacme/kacme/acmeserver/va"
 	"github.com/kacme/kacme/api/v1alpha1"
@@ -52,7 +53,7 @@ func (j *validationJob) key() string { return j.ns + "/" + j.authz }
 // validation ends in time (the usual case): "processing" is stored only when
 // the client is about to be told so, so that a restart resumes it. A
 // challenge that is not pending is returned as it is (pinned: CHL-06).
-func (r *RA) RespondChallenge(ctx context.Context, p *Profile, a *v1alpha1.AcmeAccount, id string) (*v1alpha1.AcmeChallenge, int, error) {
+func (r *RA) RespondChallenge(ctx context.Context, p *profile.Profile, a *v1alpha1.AcmeAccount, id string) (*v1alpha1.AcmeChallenge, int, error) {
 	key, err := AccountKey(a)
 	if err != nil {
 		return nil, 0, err
@@ -128,10 +129,17 @@ func (r *RA) startValidation(job *validationJob) *validationJob {
 			delete(r.jobs, job.key())
 			r.jobsMu.Unlock()
 		}()
+		// The account's own slot first, then one of the pool's: an account
+		// waiting for its slots holds none of everyone's.
+		release, ok := r.perAcct.acquire(r.baseCtx, job.ns+"/"+job.spec.Account)
+		if !ok {
+			return // a stored "processing" is resumed at the next start
+		}
+		defer release()
 		select {
 		case r.sem <- struct{}{}:
 		case <-r.baseCtx.Done():
-			return // a stored "processing" is resumed at the next start
+			return
 		}
 		defer func() { <-r.sem }()
 		started := time.Now()
@@ -144,7 +152,7 @@ func (r *RA) startValidation(job *validationJob) *validationJob {
 		if !ok {
 			res = va.Result{Problem: acme.InvalidProfileProblem("profile %q is no longer served", job.spec.Profile)}
 		} else {
-			res = r.va.Validate(r.baseCtx, va.Request{Identifier: ident, Type: job.typ, Token: job.token,
+			res = r.validate(va.Request{Identifier: ident, Type: job.typ, Token: job.token,
 				KeyAuthorization: job.keyAuth, Settings: p.Validation})
 		}
 		if r.baseCtx.Err() != nil {
@@ -160,6 +168,44 @@ func (r *RA) startValidation(job *validationJob) *validationJob {
 	}()
 	return job
 }
+
+// ValidatorGrace is how long past its deadline a validation may take to
+// report its own outcome before the RA gives up waiting for it.
+const ValidatorGrace = time.Second
+
+// validate runs one validation under its profile's timeout, and returns by
+// that deadline (plus ValidatorGrace) whatever the validator does: every
+// step of the VA honours its context, and should one ever not (a bug; a
+// CNAME loop once spun forever), the challenge still becomes invalid in
+// time, its slot in the pool is freed, and shutdown is not held up.
+func (r *RA) validate(req va.Request) va.Result {
+	timeout := req.Settings.Timeout
+	if timeout <= 0 {
+		timeout = defaultValidationTimeout
+	}
+	ctx, cancel := context.WithTimeout(r.baseCtx, timeout)
+	defer cancel()
+	done := make(chan va.Result, 1)
+	go func() { done <- r.va.Validate(ctx, req) }()
+	select {
+	case res := <-done:
+		return res
+	case <-ctx.Done():
+	}
+	t := time.NewTimer(ValidatorGrace)
+	defer t.Stop()
+	select {
+	case res := <-done: // it noticed its deadline: its problem says which step hit it
+		return res
+	case <-t.C:
+		r.log.Error("a validation overran its deadline; left running, its outcome ignored", "identifier", req.Identifier.Value,
+			"type", req.Type, "timeout", timeout)
+		return va.Result{Problem: acme.ValidationProblem(acme.Connection, "the validation did not finish within %s", timeout)}
+	}
+}
+
+// defaultValidationTimeout applies when a profile sets none (NewProfile sets 10 s).
+const defaultValidationTimeout = 10 * time.Second
 
 // finishValidation stores the outcome on the AcmeChallenge (one write) and,
 // when it failed, marks the order invalid.

@@ -5,6 +5,9 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"fmt"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -60,17 +63,22 @@ func TestSlowValidationResumes(t *testing.T) {
 	if n, err := second.ResumeValidations(ctx); err != nil || n != 1 {
 		t.Fatalf("ResumeValidations = %d, %v; want 1", n, err)
 	}
+	if got := waitValid(t, second, a, azID, "resumed"); got.Labels[v1alpha1.LabelState] != "" {
+		t.Fatal("a finished validation is still labelled for resumption")
+	}
+}
+
+// waitValid waits up to 5 s for authorization azID of a to be valid.
+func waitValid(t *testing.T, r *ra.RA, a *v1alpha1.AcmeAccount, azID, what string) *v1alpha1.AcmeChallenge {
+	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		got, err := second.Authorization(ctx, a, azID)
+		got, err := r.Authorization(context.Background(), a, azID)
 		if err == nil && got.Status.Status == acme.StatusValid {
-			if got.Labels[v1alpha1.LabelState] != "" {
-				t.Fatal("a finished validation is still labelled for resumption")
-			}
-			return
+			return got
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("resumed validation did not end valid: %+v %v", got, err)
+			t.Fatalf("%s validation did not end valid: %+v %v", what, got, err)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -114,15 +122,143 @@ func TestAdoptValidations(t *testing.T) {
 	if n, err := peer.AdoptValidations(ctx, grace); err != nil || n != 1 {
 		t.Fatalf("AdoptValidations after the grace period = %d, %v; want 1", n, err)
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		got, err := peer.Authorization(ctx, a, azID)
-		if err == nil && got.Status.Status == acme.StatusValid {
-			return
+	waitValid(t, peer, a, azID, "adopted")
+}
+
+// TestStuckValidator: a validation step that ignores its deadline (a CNAME
+// loop once spun forever in the resolver) still ends the challenge invalid
+// within the profile's timeout plus ValidatorGrace, and Close does not wait
+// for it; one stopped mid-way by Close stays processing and is resumed.
+func TestStuckValidator(t *testing.T) {
+	ctx := context.Background()
+	db := openStore(t)
+	cfg := testConfig(t)
+	cfg.Profiles["default"].Validation.Timeout = time.Second
+	release := make(chan struct{})
+	t.Cleanup(func() { close(release) })
+	stuck := validatorFunc(func(context.Context, va.Request) va.Result {
+		<-release // ignores its context
+		return va.Result{}
+	})
+	r := ra.New(cfg, ra.Options{Store: db, Namespace: "kacme", Validator: stuck, SyncWait: 5 * time.Second})
+	p, _ := r.Profile("default")
+	ak, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	a, _, err := r.NewAccount(ctx, p, &jose.JSONWebKey{Key: ak.Public()}, acme.NewAccountRequest{TermsOfServiceAgreed: true}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	order := func(name string) string {
+		o, err := r.NewOrder(ctx, p, a, acme.NewOrderRequest{Identifiers: []acme.Identifier{{Type: "dns", Value: name}}})
+		if err != nil {
+			t.Fatal(err)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("adopted validation did not end valid: %+v %v", got, err)
+		return o.Status.Authorizations[0]
+	}
+	azID := order("stuck.example")
+	start := time.Now()
+	done := make(chan *v1alpha1.AcmeChallenge, 1)
+	go func() {
+		az, _, err := r.RespondChallenge(ctx, p, a, ra.ChallengeID(azID, 0))
+		if err != nil {
+			t.Error(err)
 		}
-		time.Sleep(20 * time.Millisecond)
+		done <- az
+	}()
+	select {
+	case az := <-done:
+		if az == nil || az.Status.Challenges[0].Status != acme.StatusInvalid || az.Status.Challenges[0].Error.Type != string(acme.Connection) {
+			t.Fatalf("a stuck validation answered %+v, want invalid (connection)", az)
+		}
+		if took := time.Since(start); took > time.Second+ra.ValidatorGrace+500*time.Millisecond {
+			t.Fatalf("the stuck validation ended after %s", took)
+		}
+	case <-time.After(4 * time.Second):
+		t.Fatal("a validation that ignores its deadline kept the challenge pending past the timeout")
+	}
+
+	// Shutdown during a validation: the slow one is stored as processing,
+	// Close returns in time, and a new start resumes it.
+	cfg.Profiles["default"].Validation.Timeout = time.Minute
+	slow := ra.New(cfg, ra.Options{Store: db, Namespace: "kacme", Validator: stuck, SyncWait: 100 * time.Millisecond, CloseWait: time.Second})
+	azID = order("shutdown.example")
+	if az, _, err := slow.RespondChallenge(ctx, p, a, ra.ChallengeID(azID, 0)); err != nil || az.Status.Challenges[0].Status != acme.StatusProcessing {
+		t.Fatalf("slow validation: %v %+v", err, az)
+	}
+	start = time.Now()
+	slow.Close()
+	if took := time.Since(start); took > 2*time.Second {
+		t.Fatalf("Close took %s with a validation running", took)
+	}
+	next := ra.New(cfg, ra.Options{Store: db, Namespace: "kacme",
+		Validator: validatorFunc(func(context.Context, va.Request) va.Result { return va.Result{} })})
+	defer next.Close()
+	if n, err := next.ResumeValidations(ctx); err != nil || n != 1 {
+		t.Fatalf("ResumeValidations = %d, %v; want the interrupted one", n, err)
+	}
+	waitValid(t, next, a, azID, "resumed")
+	r.Close()
+}
+
+// TestValidationFairShare (issue 13, the class of finding 1): one account
+// with many challenges on slow targets holds at most MaxValidationsPerAccount
+// validations at once, so another account's challenge is validated at once
+// instead of queueing behind them for the pool.
+func TestValidationFairShare(t *testing.T) {
+	ctx := context.Background()
+	db := openStore(t)
+	cfg := testConfig(t)
+	release := make(chan struct{})
+	t.Cleanup(func() { close(release) })
+	var running, most atomic.Int32
+	v := validatorFunc(func(ctx context.Context, req va.Request) va.Result {
+		if strings.HasPrefix(req.Identifier.Value, "slow") {
+			n := running.Add(1)
+			for m := most.Load(); n > m && !most.CompareAndSwap(m, n); m = most.Load() {
+			}
+			defer running.Add(-1)
+			select {
+			case <-release:
+			case <-ctx.Done():
+			}
+		}
+		return va.Result{}
+	})
+	r := ra.New(cfg, ra.Options{Store: db, Namespace: "kacme", Validator: v, SyncWait: 50 * time.Millisecond,
+		MaxConcurrentValidations: 10, MaxValidationsPerAccount: 4})
+	defer r.Close()
+	p, _ := r.Profile("default")
+	account := func() *v1alpha1.AcmeAccount {
+		k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		a, _, err := r.NewAccount(ctx, p, &jose.JSONWebKey{Key: k.Public()}, acme.NewAccountRequest{TermsOfServiceAgreed: true}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return a
+	}
+	greedy, other := account(), account()
+	respond := func(a *v1alpha1.AcmeAccount, name string) *v1alpha1.AcmeChallenge {
+		o, err := r.NewOrder(ctx, p, a, acme.NewOrderRequest{Identifiers: []acme.Identifier{{Type: "dns", Value: name}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		az, _, err := r.RespondChallenge(ctx, p, a, ra.ChallengeID(o.Status.Authorizations[0], 0))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return az
+	}
+	for i := 0; i < 20; i++ {
+		respond(greedy, fmt.Sprintf("slow%d.example", i))
+	}
+	time.Sleep(200 * time.Millisecond)
+	if n := most.Load(); n > 4 {
+		t.Fatalf("one account held %d validations at once, want at most 4", n)
+	}
+	start := time.Now()
+	if az := respond(other, "quick.example"); az.Status.Status != acme.StatusValid {
+		t.Fatalf("another account's challenge answered %q while the first account's 20 wait, want valid at once", az.Status.Status)
+	}
+	if took := time.Since(start); took > time.Second {
+		t.Fatalf("another account waited %s", took)
 	}
 }

@@ -7,12 +7,14 @@ import (
 	"crypto/elliptic"
 	"crypto/rsa"
 	"crypto/x509"
+	"fmt"
 	"net"
 	"net/netip"
 	"sort"
 	"strings"
 
 	"github.com/kacme/kacme/acmeserver/acme"
+	"github.com/kacme/kacme/acmeserver/profile"
 	"github.com/kacme/kacme/api/v1alpha1"
 )
 
@@ -26,7 +28,7 @@ type CheckedCSR struct {
 // ParseCSR decodes and checks a CSR against an order (RFC 8555 §7.4, §11.1):
 // signature, signature algorithm, key policy, key ≠ account key, identifier
 // set equal to the order's, no SAN types beyond dNSName and iPAddress.
-func ParseCSR(der []byte, p *Profile, o *v1alpha1.AcmeOrder, accountKey crypto.PublicKey) (*CheckedCSR, *acme.Problem) {
+func ParseCSR(der []byte, p *profile.Profile, o *v1alpha1.AcmeOrder, accountKey crypto.PublicKey) (*CheckedCSR, *acme.Problem) {
 	csr, err := x509.ParseCertificateRequest(der)
 	if err != nil {
 		return nil, acme.BadCSRProblem("CSR cannot be parsed: %v", err)
@@ -61,7 +63,7 @@ func ParseCSR(der []byte, p *Profile, o *v1alpha1.AcmeOrder, accountKey crypto.P
 	if cn := strings.ToLower(csr.Subject.CommonName); cn != "" {
 		if a, err := netip.ParseAddr(cn); err == nil {
 			if !names["ip:"+a.Unmap().String()] {
-				return nil, acme.BadCSRProblem("CSR common name %q is not among its subject alternative names", cn)
+				return nil, acme.BadCSRProblem("CSR common name %q is not among its subject alternative names", acme.Clip(cn))
 			}
 		} else {
 			names["dns:"+cn] = true // RFC 8555 §7.4: a name may appear in the CN only
@@ -83,9 +85,7 @@ func ParseCSR(der []byte, p *Profile, o *v1alpha1.AcmeOrder, accountKey crypto.P
 		}
 	}
 	if len(missing)+len(extra) > 0 {
-		sort.Strings(missing)
-		sort.Strings(extra)
-		return nil, acme.BadCSRProblem("CSR identifiers differ from the order's: missing %v, not in order %v", missing, extra)
+		return nil, acme.BadCSRProblem("CSR identifiers differ from the order's: missing %v, not in order %v", clipList(missing), clipList(extra))
 	}
 	out := &CheckedCSR{PublicKey: csr.PublicKey}
 	for _, id := range o.Spec.Identifiers {
@@ -98,7 +98,7 @@ func ParseCSR(der []byte, p *Profile, o *v1alpha1.AcmeOrder, accountKey crypto.P
 	return out, nil
 }
 
-func checkCSRKey(pub crypto.PublicKey, p *Profile) *acme.Problem {
+func checkCSRKey(pub crypto.PublicKey, p *profile.Profile) *acme.Problem {
 	switch k := pub.(type) {
 	case *rsa.PublicKey:
 		if n := k.N.BitLen(); n < p.MinRSABits || n > 8192 {
@@ -119,4 +119,18 @@ func checkCSRKey(pub crypto.PublicKey, p *Profile) *acme.Problem {
 		return acme.BadCSRProblem("key type %T is not accepted", pub)
 	}
 	return nil
+}
+
+// clipList sorts names and bounds how many, and how much of each, a problem repeats.
+func clipList(names []string) []string {
+	sort.Strings(names)
+	out := make([]string, 0, min(len(names), 6))
+	for i, n := range names {
+		if i == 5 {
+			out = append(out, fmt.Sprintf("(and %d more)", len(names)-5))
+			break
+		}
+		out = append(out, acme.Clip(n))
+	}
+	return out
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/kacme/kacme/acmeserver/acme"
 	"github.com/kacme/kacme/acmeserver/audit"
 	"github.com/kacme/kacme/acmeserver/ca"
+	"github.com/kacme/kacme/acmeserver/profile"
 	"github.com/kacme/kacme/acmeserver/storage"
 	"github.com/kacme/kacme/api/v1alpha1"
 )
@@ -25,26 +26,16 @@ import (
 // a retried, concurrent or post-crash finalize of the same order finds the
 // certificate already stored under that name (or under the name the CA's
 // previous key gave it) instead of issuing a second one.
-func (r *RA) Finalize(ctx context.Context, p *Profile, a *v1alpha1.AcmeAccount, orderID string, csrDER []byte) (*v1alpha1.AcmeOrder, error) {
+func (r *RA) Finalize(ctx context.Context, p *profile.Profile, a *v1alpha1.AcmeAccount, orderID string, csrDER []byte) (*v1alpha1.AcmeOrder, error) {
 	key, err := AccountKey(a)
 	if err != nil {
 		return nil, err
 	}
 	unlock := r.keyLocks.Lock("order/" + a.Namespace + "/" + orderID)
 	defer unlock()
-	o, err := r.Order(ctx, a, orderID)
+	o, err := r.readyOrder(ctx, a, orderID)
 	if err != nil {
 		return nil, err
-	}
-	if o.Status.Status == acme.StatusPending {
-		// Another replica may have validated the last authorization a moment
-		// ago: look at the source of truth before refusing.
-		if o, err = r.Order(storage.Consistent(ctx), a, orderID); err != nil {
-			return nil, err
-		}
-	}
-	if o.Status.Status != acme.StatusReady {
-		return nil, acme.OrderNotReadyProblem("order is %s, not ready", o.Status.Status)
 	}
 	ip, ok := p.Issuance[o.Spec.IssuanceProfile]
 	if !ok {
@@ -54,15 +45,7 @@ func (r *RA) Finalize(ctx context.Context, p *Profile, a *v1alpha1.AcmeAccount, 
 	if pr != nil {
 		return nil, pr
 	}
-	def, _ := Lifetime(ip)
-	nb := r.now().UTC().Add(-time.Minute) // tolerate clock skew of relying parties
-	if o.Spec.NotBefore != nil {
-		nb = o.Spec.NotBefore.Time
-	}
-	na := nb.Add(def)
-	if o.Spec.NotAfter != nil {
-		na = o.Spec.NotAfter.Time
-	}
+	nb, na := r.validity(o, ip)
 	r.audit.Record(ctx, audit.IssuanceIntent, slog.String("account", o.Spec.Account), slog.String("order", o.Name),
 		slog.String("ca", p.CA.Name), slog.Any("dnsNames", csr.DNSNames), slog.Any("ips", csr.IPs),
 		slog.Time("notBefore", nb), slog.Time("notAfter", na))
@@ -93,7 +76,49 @@ func (r *RA) Finalize(ctx context.Context, p *Profile, a *v1alpha1.AcmeAccount, 
 		r.metrics.Issued(p.Name, o.Spec.IssuanceProfile)
 		r.metrics.IssuedAfter(p.Name, r.now().Sub(o.CreationTimestamp.Time))
 	}
-	err = retry(ctx, func() error {
+	if err := r.markValid(ctx, o, cert.Name); err != nil {
+		return nil, err
+	}
+	return o, nil
+}
+
+// readyOrder reads the order and refuses it unless it is ready.
+func (r *RA) readyOrder(ctx context.Context, a *v1alpha1.AcmeAccount, orderID string) (*v1alpha1.AcmeOrder, error) {
+	o, err := r.Order(ctx, a, orderID)
+	if err != nil {
+		return nil, err
+	}
+	if o.Status.Status == acme.StatusPending {
+		// Another replica may have validated the last authorization a moment
+		// ago: look at the source of truth before refusing.
+		if o, err = r.Order(storage.Consistent(ctx), a, orderID); err != nil {
+			return nil, err
+		}
+	}
+	if o.Status.Status != acme.StatusReady {
+		return nil, acme.OrderNotReadyProblem("order is %s, not ready", o.Status.Status)
+	}
+	return o, nil
+}
+
+// validity is the certificate's validity: the order's notBefore/notAfter,
+// else from a minute ago for the issuance profile's default lifetime.
+func (r *RA) validity(o *v1alpha1.AcmeOrder, ip v1alpha1.IssuanceProfile) (nb, na time.Time) {
+	def, _ := profile.Lifetime(ip)
+	nb = r.now().UTC().Add(-time.Minute) // tolerate clock skew of relying parties
+	if o.Spec.NotBefore != nil {
+		nb = o.Spec.NotBefore.Time
+	}
+	na = nb.Add(def)
+	if o.Spec.NotAfter != nil {
+		na = o.Spec.NotAfter.Time
+	}
+	return nb, na
+}
+
+// markValid records the issued certificate on the order (stored and o).
+func (r *RA) markValid(ctx context.Context, o *v1alpha1.AcmeOrder, certName string) error {
+	err := retry(ctx, func() error {
 		var cur v1alpha1.AcmeOrder
 		if err := r.get(ctx, o.Namespace, o.Name, &cur, "order"); err != nil {
 			return err
@@ -101,20 +126,20 @@ func (r *RA) Finalize(ctx context.Context, p *Profile, a *v1alpha1.AcmeAccount, 
 		if cur.Status.Status == acme.StatusValid {
 			return nil
 		}
-		cur.Status.Status, cur.Status.Certificate, cur.Status.Error = acme.StatusValid, cert.Name, nil
+		cur.Status.Status, cur.Status.Certificate, cur.Status.Error = acme.StatusValid, certName, nil
 		return r.store.Update(ctx, &cur)
 	})
 	if err != nil {
-		return nil, fmt.Errorf("record issued certificate on order %s: %w", o.Name, err)
+		return fmt.Errorf("record issued certificate on order %s: %w", o.Name, err)
 	}
-	o.Status.Status, o.Status.Certificate = acme.StatusValid, cert.Name
-	return o, nil
+	o.Status.Status, o.Status.Certificate = acme.StatusValid, certName
+	return nil
 }
 
 // sign issues the order's certificate and stores it. fresh is false when an
 // earlier attempt had stored it already; cert is nil when that one is not
 // visible yet.
-func (r *RA) sign(ctx context.Context, p *Profile, o *v1alpha1.AcmeOrder, csr *CheckedCSR, nb, na time.Time, clientAuth bool) (cert *v1alpha1.AcmeCertificate, fresh bool, err error) {
+func (r *RA) sign(ctx context.Context, p *profile.Profile, o *v1alpha1.AcmeOrder, csr *CheckedCSR, nb, na time.Time, clientAuth bool) (cert *v1alpha1.AcmeCertificate, fresh bool, err error) {
 	serialNum, err := p.CA.SerialFor(o.Name)
 	if err != nil {
 		return nil, false, err

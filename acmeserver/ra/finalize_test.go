@@ -18,6 +18,7 @@ import (
 
 	"github.com/kacme/kacme/acmeserver/acme"
 	"github.com/kacme/kacme/acmeserver/ca"
+	"github.com/kacme/kacme/acmeserver/profile"
 	"github.com/kacme/kacme/acmeserver/ra"
 	"github.com/kacme/kacme/acmeserver/storage"
 	"github.com/kacme/kacme/acmeserver/storage/embedded"
@@ -70,7 +71,7 @@ func (s *failingStore) Update(ctx context.Context, obj storage.Object) error {
 
 // readyOrder sets up an RA with one profile, an account and an order whose
 // authorization is valid.
-func readyOrder(t *testing.T) (*ra.RA, *failingStore, *ra.Profile, *v1alpha1.AcmeAccount, *v1alpha1.AcmeOrder) {
+func readyOrder(t *testing.T) (*ra.RA, *failingStore, *profile.Profile, *v1alpha1.AcmeAccount, *v1alpha1.AcmeOrder) {
 	t.Helper()
 	ctx := context.Background()
 	store := &failingStore{Store: openStore(t)}
@@ -113,7 +114,7 @@ func openStore(t *testing.T) *embedded.Store {
 }
 
 // testConfig serves profile "default" (names under "example") from a fresh root CA.
-func testConfig(t *testing.T) *ra.Config {
+func testConfig(t *testing.T) *profile.Config {
 	t.Helper()
 	key, chain, err := ca.GenerateSelfSigned("root", v1alpha1.SelfSignedCA{})
 	if err != nil {
@@ -123,7 +124,7 @@ func testConfig(t *testing.T) *ra.Config {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg, errs := ra.NewConfig(map[string]*ca.Authority{"root": auth}, []v1alpha1.AcmeProfile{{ObjectMeta: metav1.ObjectMeta{Name: "default"},
+	cfg, errs := profile.NewConfig(map[string]*ca.Authority{"root": auth}, []v1alpha1.AcmeProfile{{ObjectMeta: metav1.ObjectMeta{Name: "default"},
 		Spec: v1alpha1.AcmeProfileSpec{CertificateAuthority: "root", Identifiers: v1alpha1.IdentifierPolicy{AllowedDNSSuffixes: []string{"example"}}}}})
 	if len(errs) > 0 {
 		t.Fatal(errs)

@@ -11,11 +11,12 @@ import (
 	"testing"
 
 	"github.com/kacme/kacme/acmeserver/acme"
+	"github.com/kacme/kacme/acmeserver/profile"
 	"github.com/kacme/kacme/api/v1alpha1"
 )
 
-func fuzzProfile() *Profile {
-	return &Profile{Name: "p", MinRSABits: 2048}
+func fuzzProfile() *profile.Profile {
+	return &profile.Profile{Name: "p", MinRSABits: 2048}
 }
 
 func fuzzOrder() *v1alpha1.AcmeOrder {

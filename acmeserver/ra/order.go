@@ -16,12 +16,13 @@ import (
 
 	"github.com/kacme/kacme/acmeserver/acme"
 	"github.com/kacme/kacme/acmeserver/audit"
+	"github.com/kacme/kacme/acmeserver/profile"
 	"github.com/kacme/kacme/acmeserver/storage"
 	"github.com/kacme/kacme/api/v1alpha1"
 )
 
 // NewOrder validates and stores a new order (RFC 8555 §7.4).
-func (r *RA) NewOrder(ctx context.Context, p *Profile, a *v1alpha1.AcmeAccount, req acme.NewOrderRequest) (*v1alpha1.AcmeOrder, error) {
+func (r *RA) NewOrder(ctx context.Context, p *profile.Profile, a *v1alpha1.AcmeAccount, req acme.NewOrderRequest) (*v1alpha1.AcmeOrder, error) {
 	if len(req.Identifiers) == 0 {
 		return nil, acme.MalformedProblem("an order needs at least one identifier")
 	}
@@ -32,23 +33,16 @@ func (r *RA) NewOrder(ctx context.Context, p *Profile, a *v1alpha1.AcmeAccount, 
 	if pr != nil {
 		return nil, pr
 	}
-	if err := r.checkOrderLimits(ctx, p, a); err != nil {
+	// One account's orders are created one at a time in this process, so
+	// that a burst cannot pass the limits between the count and the write.
+	unlock := r.keyLocks.Lock("orders/" + a.Namespace + "/" + a.Name)
+	defer unlock()
+	if err := r.checkOrderLimits(ctx, p, a, len(ids)); err != nil {
 		return nil, err
 	}
-	ipName := req.Profile
-	if ipName == "" {
-		ipName = p.DefaultIssuance
-	}
-	ip, ok := p.Issuance[ipName]
-	if !ok {
-		return nil, acme.InvalidProfileProblem("profile %q is not offered (see the directory's meta.profiles)", req.Profile)
-	}
-	if ip.DisallowIP {
-		for _, id := range ids {
-			if id.Type == acme.IdentifierIP {
-				return nil, acme.InvalidProfileProblem("profile %q does not issue for ip identifiers", ipName)
-			}
-		}
+	ipName, ip, pr := issuanceProfile(p, req.Profile, ids)
+	if pr != nil {
+		return nil, pr
 	}
 	now := r.nowUTC()
 	nb, na, pr := parseValidity(req.NotBefore, req.NotAfter, ip, now)
@@ -81,17 +75,50 @@ func (r *RA) NewOrder(ctx context.Context, p *Profile, a *v1alpha1.AcmeAccount, 
 	var azs []*v1alpha1.AcmeChallenge
 	for _, id := range ids {
 		o.Spec.Identifiers = append(o.Spec.Identifiers, v1alpha1.Identifier{Type: id.Type, Value: id.Value})
-		az, err := p.newAuthorization(o, id, expires, key)
+		az, err := newAuthorization(p, o, id, expires, key)
 		if err != nil {
 			return nil, err
 		}
 		azs = append(azs, az)
 		o.Status.Authorizations = append(o.Status.Authorizations, az.Name)
 	}
-	// The order first, so that its authorizations can name it as their owner
-	// (deleting an order deletes them); each authorization is one AcmeChallenge.
+	if err := r.storeOrder(ctx, o, azs); err != nil {
+		return nil, err
+	}
+	r.usage.add(a.Namespace+"/"+a.Name, o.CreationTimestamp.Time, len(azs))
+	r.audit.Record(ctx, audit.OrderCreated, slog.String("account", a.Name), slog.String("order", o.Name),
+		slog.String("profile", p.Name), slog.String("issuanceProfile", ipName), slog.Any("identifiers", o.Spec.Identifiers))
+	return o, nil
+}
+
+// issuanceProfile is the issuance profile an order asks for (the profile's
+// default without one), refused when it is not offered or does not issue
+// for the order's identifiers.
+func issuanceProfile(p *profile.Profile, name string, ids []acme.Identifier) (string, v1alpha1.IssuanceProfile, *acme.Problem) {
+	if name == "" {
+		name = p.DefaultIssuance
+	}
+	ip, ok := p.Issuance[name]
+	if !ok {
+		return "", ip, acme.InvalidProfileProblem("profile %q is not offered (see the directory's meta.profiles)", acme.Clip(name))
+	}
+	if ip.DisallowIP {
+		for _, id := range ids {
+			if id.Type == acme.IdentifierIP {
+				return "", ip, acme.InvalidProfileProblem("profile %q does not issue for ip identifiers", name)
+			}
+		}
+	}
+	return name, ip, nil
+}
+
+// storeOrder creates the order, then its authorizations. The order comes
+// first, so that its authorizations can name it as their owner (deleting an
+// order deletes them); each authorization is one AcmeChallenge.
+func (r *RA) storeOrder(ctx context.Context, o *v1alpha1.AcmeOrder, azs []*v1alpha1.AcmeChallenge) error {
+
 	if err := r.store.Create(ctx, o); err != nil {
-		return nil, fmt.Errorf("create order: %w", err)
+		return fmt.Errorf("create order: %w", err)
 	}
 	for _, az := range azs {
 		if o.UID != "" {
@@ -103,24 +130,22 @@ func (r *RA) NewOrder(ctx context.Context, p *Profile, a *v1alpha1.AcmeAccount, 
 			// than leave it pending until it expires.
 			r.failOrder(ctx, o.Namespace, o.Name, &v1alpha1.Problem{Type: string(acme.ServerInternal), Status: 500,
 				Detail: "the order's authorizations could not be stored; place a new order"})
-			return nil, fmt.Errorf("create authorization: %w", err)
+			return fmt.Errorf("create authorization: %w", err)
 		}
 	}
-	r.audit.Record(ctx, audit.OrderCreated, slog.String("account", a.Name), slog.String("order", o.Name),
-		slog.String("profile", p.Name), slog.String("issuanceProfile", ipName), slog.Any("identifiers", o.Spec.Identifiers))
-	return o, nil
+	return nil
 }
 
 // checkIdentifiers normalises, de-duplicates and policy-checks identifiers;
 // every refusal becomes a subproblem naming its identifier (RFC 8555 §6.7.1).
-func (r *RA) checkIdentifiers(p *Profile, allowed []string, in []acme.Identifier) ([]acme.Identifier, *acme.Problem) {
+func (r *RA) checkIdentifiers(p *profile.Profile, allowed []string, in []acme.Identifier) ([]acme.Identifier, *acme.Problem) {
 	seen := map[acme.Identifier]bool{}
 	var out []acme.Identifier
 	var subs []*acme.Problem
 	for _, raw := range in {
 		id, pr := acme.NormalizeIdentifier(raw)
 		if pr == nil {
-			pr = p.checkPolicy(id)
+			pr = p.CheckPolicy(id)
 		}
 		if pr == nil {
 			pr = checkAccountAllowList(allowed, id)
@@ -160,7 +185,7 @@ func (r *RA) checkIdentifiers(p *Profile, allowed []string, in []acme.Identifier
 // newAuthorization builds a pending authorization (an AcmeChallenge) with
 // the challenges the identifier allows: wildcards only dns-01 (BR), ip no
 // dns-01 (RFC 8738 §7); each carries the data the client must deploy.
-func (p *Profile) newAuthorization(o *v1alpha1.AcmeOrder, id acme.Identifier, expires metav1.Time, key *jose.JSONWebKey) (*v1alpha1.AcmeChallenge, error) {
+func newAuthorization(p *profile.Profile, o *v1alpha1.AcmeOrder, id acme.Identifier, expires metav1.Time, key *jose.JSONWebKey) (*v1alpha1.AcmeChallenge, error) {
 	az := &v1alpha1.AcmeChallenge{
 		ObjectMeta: metav1.ObjectMeta{Namespace: o.Namespace, Name: acme.NewID(), Labels: map[string]string{
 			v1alpha1.LabelAccount: o.Spec.Account, v1alpha1.LabelOrder: o.Name, v1alpha1.LabelProfile: p.Name}},
@@ -202,29 +227,26 @@ func challengeData(t v1alpha1.ChallengeType, name, token, keyAuth string) v1alph
 }
 
 // parseValidity checks requested notBefore/notAfter against the issuance
-// profile (RFC 8555 §7.4: reject what cannot be honoured).
+// profile (RFC 8555 §7.4: reject what cannot be honoured). The zero time
+// (0001-01-01T00:00:00Z, what Go clients such as the smallstep CLI send for
+// "unset") is absent, as step-ca treats it.
 func parseValidity(nbs, nas string, ip v1alpha1.IssuanceProfile, now time.Time) (*metav1.Time, *metav1.Time, *acme.Problem) {
-	if nbs == "" && nas == "" {
+	nbSet, nb, pr := parseTime("notBefore", nbs)
+	if pr != nil {
+		return nil, nil, pr
+	}
+	naSet, na, pr := parseTime("notAfter", nas)
+	if pr != nil {
+		return nil, nil, pr
+	}
+	if !nbSet && !naSet {
 		return nil, nil, nil
 	}
-	def, max := Lifetime(ip)
-	var nb, na time.Time
-	if nbs != "" {
-		t, err := time.Parse(time.RFC3339, nbs)
-		if err != nil {
-			return nil, nil, acme.MalformedProblem("notBefore is not an RFC 3339 timestamp")
-		}
-		nb = t.UTC()
-	} else {
+	def, max := profile.Lifetime(ip)
+	if !nbSet {
 		nb = now
 	}
-	if nas != "" {
-		t, err := time.Parse(time.RFC3339, nas)
-		if err != nil {
-			return nil, nil, acme.MalformedProblem("notAfter is not an RFC 3339 timestamp")
-		}
-		na = t.UTC()
-	} else {
+	if !naSet {
 		na = nb.Add(def)
 	}
 	switch {
@@ -240,15 +262,30 @@ func parseValidity(nbs, nas string, ip v1alpha1.IssuanceProfile, now time.Time) 
 		return nil, nil, acme.MalformedProblem("notAfter is in the past")
 	}
 	var nbp, nap *metav1.Time
-	if nbs != "" {
+	if nbSet {
 		t := metav1.NewTime(nb)
 		nbp = &t
 	}
-	if nas != "" {
+	if naSet {
 		t := metav1.NewTime(na)
 		nap = &t
 	}
 	return nbp, nap, nil
+}
+
+// parseTime parses an RFC 3339 order field; empty or the zero time is unset.
+func parseTime(field, v string) (set bool, t time.Time, pr *acme.Problem) {
+	if v == "" {
+		return false, time.Time{}, nil
+	}
+	t, err := time.Parse(time.RFC3339, v)
+	if err != nil {
+		return false, time.Time{}, acme.MalformedProblem("%s is not an RFC 3339 timestamp", field)
+	}
+	if t.IsZero() {
+		return false, time.Time{}, nil
+	}
+	return true, t.UTC(), nil
 }
 
 // Order loads an order of account a with its state brought up to date.
@@ -342,8 +379,12 @@ func authzProblem(az *v1alpha1.AcmeChallenge) *v1alpha1.Problem {
 }
 
 // failOrder stores a pending order as invalid with prob (one write on the
-// failure path, so that `kubectl get acmeorders` shows the outcome).
+// failure path, so that `kubectl get acmeorders` shows the outcome) and
+// writes an order.invalid audit record: a failed authorization, a failed
+// issuance, an authorization that could not be stored, or the account's
+// deactivation ended the order.
 func (r *RA) failOrder(ctx context.Context, ns, id string, prob *v1alpha1.Problem) {
+	var failed *v1alpha1.AcmeOrder
 	err := retry(ctx, func() error {
 		var o v1alpha1.AcmeOrder
 		if err := r.get(ctx, ns, id, &o, "order"); err != nil {
@@ -353,10 +394,19 @@ func (r *RA) failOrder(ctx context.Context, ns, id string, prob *v1alpha1.Proble
 			return nil
 		}
 		o.Status.Status, o.Status.Error = acme.StatusInvalid, prob
-		return r.store.Update(ctx, &o)
+		if err := r.store.Update(ctx, &o); err != nil {
+			return err
+		}
+		failed = &o
+		return nil
 	})
 	if err != nil {
 		r.log.Error("record failed order", "order", id, "err", err)
+		return
+	}
+	if failed != nil {
+		r.audit.Record(ctx, audit.OrderInvalid, slog.String("account", failed.Spec.Account), slog.String("order", id),
+			slog.String("namespace", ns), slog.String("error", prob.Type), slog.String("detail", prob.Detail))
 	}
 }
 

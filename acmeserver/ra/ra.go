@@ -16,6 +16,7 @@ import (
 	"github.com/kacme/kacme/acmeserver/acme"
 	"github.com/kacme/kacme/acmeserver/audit"
 	"github.com/kacme/kacme/acmeserver/metrics"
+	"github.com/kacme/kacme/acmeserver/profile"
 	"github.com/kacme/kacme/acmeserver/storage"
 	"github.com/kacme/kacme/acmeserver/va"
 	"github.com/kacme/kacme/api/v1alpha1"
@@ -40,6 +41,11 @@ type Options struct {
 	Namespace string
 	// MaxConcurrentValidations bounds validation work. Default 64.
 	MaxConcurrentValidations int
+	// MaxValidationsPerAccount bounds how many of those one account's
+	// challenges may hold at once (the others wait without taking a slot), so
+	// that one account pointing many challenges at slow targets cannot stall
+	// everyone's validations. Default 8.
+	MaxValidationsPerAccount int
 	// SyncWait is how long a challenge response or finalize waits for the
 	// asynchronous work before answering "processing". Default 5s.
 	SyncWait time.Duration
@@ -47,40 +53,52 @@ type Options struct {
 	Now func() time.Time
 	// Metrics records validations and issuance (nil records nothing).
 	Metrics *metrics.Metrics
+	// CloseWait bounds how long Close waits for background work. Default 5s.
+	CloseWait time.Duration
 }
 
 // RA implements the ACME use cases.
 type RA struct {
-	store    storage.Store
-	va       va.Validator
-	secrets  SecretReader
-	audit    *audit.Logger
-	log      *slog.Logger
-	ns       string
-	syncWait time.Duration
-	now      func() time.Time
-	config   atomic.Pointer[Config]
-	sem      chan struct{}
-	wg       sync.WaitGroup
-	baseCtx  context.Context
-	cancel   context.CancelFunc
-	keyLocks keyedMutex
-	jobsMu   sync.Mutex
-	jobs     map[string]*validationJob
-	orphans  map[string]time.Time // processing challenges of other replicas, first seen (AdoptValidations)
-	metrics  *metrics.Metrics
+	store     storage.Store
+	va        va.Validator
+	secrets   SecretReader
+	audit     *audit.Logger
+	log       *slog.Logger
+	ns        string
+	syncWait  time.Duration
+	now       func() time.Time
+	config    atomic.Pointer[profile.Config]
+	sem       chan struct{}
+	perAcct   keyedSemaphore // validations per account (MaxValidationsPerAccount)
+	wg        sync.WaitGroup
+	baseCtx   context.Context
+	cancel    context.CancelFunc
+	keyLocks  keyedMutex
+	jobsMu    sync.Mutex
+	jobs      map[string]*validationJob
+	orphans   map[string]time.Time // processing challenges of other replicas, first seen (AdoptValidations)
+	metrics   *metrics.Metrics
+	closeWait time.Duration
+	crls      crlCache   // the last CRL signed per CA key (CRL)
+	usage     usageCache // what the order limits counted per account
 }
 
 // New returns an RA serving cfg.
-func New(cfg *Config, o Options) *RA {
+func New(cfg *profile.Config, o Options) *RA {
 	if o.MaxConcurrentValidations <= 0 {
 		o.MaxConcurrentValidations = 64
+	}
+	if o.MaxValidationsPerAccount <= 0 {
+		o.MaxValidationsPerAccount = 8
 	}
 	if o.SyncWait == 0 {
 		o.SyncWait = 5 * time.Second
 	}
 	if o.Now == nil {
 		o.Now = time.Now
+	}
+	if o.CloseWait <= 0 {
+		o.CloseWait = 5 * time.Second
 	}
 	if o.Log == nil {
 		o.Log = slog.Default()
@@ -92,7 +110,8 @@ func New(cfg *Config, o Options) *RA {
 	r := &RA{
 		store: o.Store, va: o.Validator, secrets: o.Secrets, audit: o.Audit, log: o.Log, ns: o.Namespace,
 		syncWait: o.SyncWait, now: o.Now, sem: make(chan struct{}, o.MaxConcurrentValidations),
-		baseCtx: ctx, cancel: cancel, jobs: map[string]*validationJob{}, metrics: o.Metrics,
+		perAcct: keyedSemaphore{size: o.MaxValidationsPerAccount},
+		baseCtx: ctx, cancel: cancel, jobs: map[string]*validationJob{}, metrics: o.Metrics, closeWait: o.CloseWait,
 	}
 	if o.Metrics != nil {
 		r.store = countingStore{Store: o.Store, m: o.Metrics}
@@ -102,7 +121,7 @@ func New(cfg *Config, o Options) *RA {
 }
 
 // SetConfig swaps the served profiles (configuration reload).
-func (r *RA) SetConfig(cfg *Config) {
+func (r *RA) SetConfig(cfg *profile.Config) {
 	r.config.Store(cfg)
 	notAfter := map[string]time.Time{}
 	for name, a := range cfg.Authorities {
@@ -138,18 +157,32 @@ func (s countingStore) Delete(ctx context.Context, obj storage.Object) error {
 }
 
 // Config returns the served profiles.
-func (r *RA) Config() *Config { return r.config.Load() }
+func (r *RA) Config() *profile.Config { return r.config.Load() }
 
 // Profile returns a served profile.
-func (r *RA) Profile(name string) (*Profile, bool) {
+func (r *RA) Profile(name string) (*profile.Profile, bool) {
 	p, ok := r.config.Load().Profiles[name]
 	return p, ok
 }
 
-// Close stops background work and waits for it.
+// Close stops background work: running validations are cancelled (one
+// stored as processing is resumed by the next start, or adopted by another
+// replica) and nothing more is written. It waits for the work to end for at
+// most CloseWait, so that a stuck step cannot hold shutdown up.
 func (r *RA) Close() {
 	r.cancel()
-	r.wg.Wait()
+	done := make(chan struct{})
+	go func() {
+		r.wg.Wait()
+		close(done)
+	}()
+	t := time.NewTimer(r.closeWait)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
+		r.log.Error("background work did not stop in time; closing anyway", "waited", r.closeWait)
+	}
 }
 
 func (r *RA) nowUTC() time.Time { return r.now().UTC().Truncate(time.Second) }
@@ -257,6 +290,49 @@ func (k *keyedMutex) Lock(key string) func() {
 			delete(k.locks, key)
 		}
 		k.mu.Unlock()
+	}
+}
+
+// keyedSemaphore is a semaphore of size per key (an account's validations);
+// keys with no holder or waiter are forgotten.
+type keyedSemaphore struct {
+	size int
+	mu   sync.Mutex
+	sems map[string]*keySem
+}
+
+type keySem struct {
+	ch   chan struct{}
+	refs int
+}
+
+// acquire takes one of key's slots, or gives up when ctx ends; release
+// returns it (call it only after acquire succeeded).
+func (k *keyedSemaphore) acquire(ctx context.Context, key string) (release func(), ok bool) {
+	k.mu.Lock()
+	if k.sems == nil {
+		k.sems = map[string]*keySem{}
+	}
+	s := k.sems[key]
+	if s == nil {
+		s = &keySem{ch: make(chan struct{}, k.size)}
+		k.sems[key] = s
+	}
+	s.refs++
+	k.mu.Unlock()
+	done := func() {
+		k.mu.Lock()
+		if s.refs--; s.refs == 0 {
+			delete(k.sems, key)
+		}
+		k.mu.Unlock()
+	}
+	select {
+	case s.ch <- struct{}{}:
+		return func() { <-s.ch; done() }, true
+	case <-ctx.Done():
+		done()
+		return nil, false
 	}
 }
 

@@ -7,9 +7,11 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/kacme/kacme/acmeserver/acme"
+	"github.com/kacme/kacme/acmeserver/profile"
 	"github.com/kacme/kacme/acmeserver/storage"
 	"github.com/kacme/kacme/api/v1alpha1"
 )
@@ -57,61 +59,183 @@ func (r *RA) limited(limit int, times []time.Time, what string) *acme.Problem {
 		return nil
 	}
 	wait := max(oldest.Add(rateWindow).Sub(now), time.Second)
-	pr := &acme.Problem{Type: acme.RateLimited, Status: http.StatusTooManyRequests,
-		Detail: fmt.Sprintf("%s: %d in the last hour, the limit is %d; retry after %s", what, n, limit, wait.Round(time.Second))}
+	return rateLimitedProblem(wait, "%s: %d in the last hour, the limit is %d; retry after %s", what, n, limit, wait.Round(time.Second))
+}
+
+// rateLimitedProblem is 429 rateLimited with Retry-After in whole seconds
+// (RFC 8555 §6.6).
+func rateLimitedProblem(wait time.Duration, format string, args ...any) *acme.Problem {
+	pr := &acme.Problem{Type: acme.RateLimited, Status: http.StatusTooManyRequests, Detail: fmt.Sprintf(format, args...)}
 	pr.Headers = http.Header{"Retry-After": []string{strconv.Itoa(int((wait + time.Second - 1) / time.Second))}}
 	return pr
 }
 
-// checkOrderLimits applies the profile's per-account order limits.
-func (r *RA) checkOrderLimits(ctx context.Context, p *Profile, a *v1alpha1.AcmeAccount) error {
-	rl := p.Spec.RateLimits
-	if rl.NewOrdersPerAccount > 0 {
-		var list v1alpha1.AcmeOrderList
-		if err := r.store.List(ctx, a.Namespace, &list, storage.ListOptions{Labels: map[string]string{v1alpha1.LabelAccount: a.Name}}); err != nil {
-			return err
-		}
-		var times []time.Time
-		for _, o := range list.Items {
-			times = append(times, o.CreationTimestamp.Time)
-		}
-		if pr := r.limited(rl.NewOrdersPerAccount, times, "new orders of this account"); pr != nil {
-			r.metrics.RateLimited(p.Name, "newOrdersPerAccount")
-			return pr
+// maxPendingRetry bounds the Retry-After of the pending-authorizations
+// limit: an authorization usually leaves pending when its client validates
+// it, long before it expires.
+const maxPendingRetry = 5 * time.Minute
+
+// accountUsage is what the order limits counted for one account: the
+// creation times of its orders within the window and its pending
+// authorizations, counted from the store, plus the orders this process
+// created since.
+type accountUsage struct {
+	counted time.Time
+	orders  []time.Time
+	pending int
+	soonest time.Time // the soonest expiry among the pending authorizations
+}
+
+// UsageReuse is how long an account's counted usage answers "well below the
+// limits" without counting again. Counting reads every order and
+// authorization the account has (its history, up to the retention), so it
+// is done only when the cached usage could refuse, or is older than this.
+// Within one process the usage stays exact or over-counts (an over-count
+// only costs a recount); orders other replicas accepted meanwhile are seen
+// at the next count, so across replicas a limit can be passed by what they
+// accepted within UsageReuse.
+const UsageReuse = 10 * time.Second
+
+// usageCache holds accountUsage by account (namespace/name).
+type usageCache struct {
+	mu sync.Mutex
+	m  map[string]*accountUsage
+}
+
+// allows reports whether u, pruned to the window, leaves room for one more
+// order of n authorizations under every limit that u counts.
+func (u *accountUsage) allows(rl profile.Limits, n int, now time.Time) bool {
+	kept := u.orders[:0]
+	for _, t := range u.orders {
+		if now.Sub(t) < rateWindow {
+			kept = append(kept, t)
 		}
 	}
-	if rl.FailedValidationsPerAccount > 0 {
-		var list v1alpha1.AcmeChallengeList
-		if err := r.store.List(ctx, a.Namespace, &list, storage.ListOptions{Labels: map[string]string{v1alpha1.LabelAccount: a.Name}}); err != nil {
-			return err
-		}
-		var times []time.Time
-		for _, az := range list.Items {
-			if az.Status.Status == acme.StatusInvalid {
-				times = append(times, az.CreationTimestamp.Time)
+	u.orders = kept
+	return (rl.NewOrdersPerAccount == 0 || len(u.orders)+1 <= rl.NewOrdersPerAccount) &&
+		(rl.PendingAuthorizationsPerAccount == 0 || u.pending+n <= rl.PendingAuthorizationsPerAccount)
+}
+
+// fresh returns key's usage when it was counted within UsageReuse.
+func (c *usageCache) fresh(key string, now time.Time) *accountUsage {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	u := c.m[key]
+	if u == nil || now.Before(u.counted) || now.Sub(u.counted) >= UsageReuse {
+		return nil
+	}
+	return u
+}
+
+func (c *usageCache) put(key string, u *accountUsage, now time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil {
+		c.m = map[string]*accountUsage{}
+	}
+	if len(c.m) >= 10000 {
+		for k, old := range c.m {
+			if now.Sub(old.counted) >= UsageReuse {
+				delete(c.m, k)
 			}
 		}
-		if pr := r.limited(rl.FailedValidationsPerAccount, times, "failed validations of this account"); pr != nil {
-			r.metrics.RateLimited(p.Name, "failedValidationsPerAccount")
-			return pr
+	}
+	c.m[key] = u
+}
+
+// add records an order of n authorizations this process created.
+func (c *usageCache) add(key string, at time.Time, n int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if u := c.m[key]; u != nil {
+		u.orders = append(u.orders, at)
+		u.pending += n
+	}
+}
+
+// checkOrderLimits applies the profile's per-account order limits to an
+// order of newAuthzs authorizations (NewOrder holds the account's lock).
+func (r *RA) checkOrderLimits(ctx context.Context, p *profile.Profile, a *v1alpha1.AcmeAccount, newAuthzs int) error {
+	rl := p.Limits
+	if rl.NewOrdersPerAccount == 0 && rl.PendingAuthorizationsPerAccount == 0 && rl.FailedValidationsPerAccount == 0 {
+		return nil
+	}
+	key, now := a.Namespace+"/"+a.Name, r.now()
+	if rl.FailedValidationsPerAccount == 0 { // that one (opt-in) is counted every time
+		if u := r.usage.fresh(key, now); u != nil && u.allows(rl, newAuthzs, now) {
+			return nil
 		}
+	}
+	u, failed, err := r.countUsage(ctx, a, now)
+	if err != nil {
+		return err
+	}
+	r.usage.put(key, u, now)
+	if pr := r.limited(rl.NewOrdersPerAccount, u.orders, "new orders of this account"); pr != nil {
+		r.metrics.RateLimited(p.Name, "newOrdersPerAccount")
+		return pr
+	}
+	if pr := r.limited(rl.FailedValidationsPerAccount, failed, "failed validations of this account"); pr != nil {
+		r.metrics.RateLimited(p.Name, "failedValidationsPerAccount")
+		return pr
+	}
+	if rl.PendingAuthorizationsPerAccount > 0 && u.pending+newAuthzs > rl.PendingAuthorizationsPerAccount {
+		r.metrics.RateLimited(p.Name, "pendingAuthorizationsPerAccount")
+		wait := min(max(u.soonest.Sub(now), time.Second), maxPendingRetry)
+		return rateLimitedProblem(wait, "this account has %d pending authorizations and the order would add %d; the limit is %d. "+
+			"Complete or deactivate pending authorizations, or retry after %s", u.pending, newAuthzs, rl.PendingAuthorizationsPerAccount, wait.Round(time.Second))
 	}
 	return nil
 }
 
+// countUsage counts an account's orders of the last hour, its pending
+// authorizations and the creation times of its failed ones, from the store
+// (Shared lists: nothing is copied).
+func (r *RA) countUsage(ctx context.Context, a *v1alpha1.AcmeAccount, now time.Time) (*accountUsage, []time.Time, error) {
+	opts := storage.ListOptions{Labels: map[string]string{v1alpha1.LabelAccount: a.Name}, Shared: true}
+	var orders v1alpha1.AcmeOrderList
+	if err := r.store.List(ctx, a.Namespace, &orders, opts); err != nil {
+		return nil, nil, err
+	}
+	u := &accountUsage{counted: now}
+	for i := range orders.Items {
+		if t := orders.Items[i].CreationTimestamp.Time; now.Sub(t) < rateWindow {
+			u.orders = append(u.orders, t)
+		}
+	}
+	var azs v1alpha1.AcmeChallengeList
+	if err := r.store.List(ctx, a.Namespace, &azs, opts); err != nil {
+		return nil, nil, err
+	}
+	var failed []time.Time
+	for i := range azs.Items {
+		az := &azs.Items[i]
+		switch {
+		case az.Status.Status == acme.StatusInvalid:
+			failed = append(failed, az.CreationTimestamp.Time)
+		case az.Status.Status == acme.StatusPending && now.Before(az.Status.Expires.Time):
+			u.pending++
+			if u.soonest.IsZero() || az.Status.Expires.Time.Before(u.soonest) {
+				u.soonest = az.Status.Expires.Time
+			}
+		}
+	}
+	return u, failed, nil
+}
+
 // checkAccountLimit applies the profile's per-address account limit.
-func (r *RA) checkAccountLimit(ctx context.Context, p *Profile, ip string) error {
-	limit := p.Spec.RateLimits.NewAccountsPerIP
+func (r *RA) checkAccountLimit(ctx context.Context, p *profile.Profile, ip string) error {
+	limit := p.Limits.NewAccountsPerIP
 	if limit <= 0 || ip == "" {
 		return nil
 	}
 	var list v1alpha1.AcmeAccountList
-	if err := r.store.List(ctx, storage.AllNamespaces, &list, storage.ListOptions{Labels: map[string]string{v1alpha1.LabelClientIP: ClientIPLabel(ip)}}); err != nil {
+	if err := r.store.List(ctx, storage.AllNamespaces, &list, storage.ListOptions{Labels: map[string]string{v1alpha1.LabelClientIP: ClientIPLabel(ip)}, Shared: true}); err != nil {
 		return err
 	}
 	var times []time.Time
-	for _, a := range list.Items {
-		times = append(times, a.CreationTimestamp.Time)
+	for i := range list.Items {
+		times = append(times, list.Items[i].CreationTimestamp.Time)
 	}
 	if pr := r.limited(limit, times, "new accounts from this address"); pr != nil {
 		r.metrics.RateLimited(p.Name, "newAccountsPerIP")

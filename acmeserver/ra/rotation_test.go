@@ -13,6 +13,7 @@ import (
 
 	"github.com/kacme/kacme/acmeserver/acme"
 	"github.com/kacme/kacme/acmeserver/ca"
+	"github.com/kacme/kacme/acmeserver/profile"
 	"github.com/kacme/kacme/acmeserver/ra"
 	"github.com/kacme/kacme/api/v1alpha1"
 )
@@ -137,7 +138,7 @@ func leafOf(t *testing.T, r *ra.RA, a *v1alpha1.AcmeAccount, name string) *x509.
 
 // rotate gives the CA "root" a new key and certificate, keeping old as its
 // Previous, and serves the result; it returns the new CA and the profile.
-func rotate(t *testing.T, r *ra.RA, old *ca.Authority) (*ca.Authority, *ra.Profile) {
+func rotate(t *testing.T, r *ra.RA, old *ca.Authority) (*ca.Authority, *profile.Profile) {
 	t.Helper()
 	key, chain, err := ca.GenerateSelfSigned("root", v1alpha1.SelfSignedCA{})
 	if err != nil {
@@ -148,7 +149,7 @@ func rotate(t *testing.T, r *ra.RA, old *ca.Authority) (*ca.Authority, *ra.Profi
 		t.Fatal(err)
 	}
 	rotated.Previous, rotated.CRLURL, rotated.CRLPerKey = old, old.CRLURL, old.CRLPerKey
-	cfg, errs := ra.NewConfig(map[string]*ca.Authority{"root": rotated}, []v1alpha1.AcmeProfile{{ObjectMeta: metav1.ObjectMeta{Name: "default"},
+	cfg, errs := profile.NewConfig(map[string]*ca.Authority{"root": rotated}, []v1alpha1.AcmeProfile{{ObjectMeta: metav1.ObjectMeta{Name: "default"},
 		Spec: v1alpha1.AcmeProfileSpec{CertificateAuthority: "root", Identifiers: v1alpha1.IdentifierPolicy{AllowedDNSSuffixes: []string{"example"}}}}})
 	if len(errs) > 0 {
 		t.Fatal(errs)

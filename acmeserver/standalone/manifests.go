@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -157,6 +158,8 @@ func (m *Manifests) add(doc []byte) error {
 			data[k] = []byte(v)
 		}
 		m.Secrets[s.Metadata.Name] = data
+	case tm.APIVersion == v1alpha1.GroupVersion.String() && tm.Kind == "KubernetesSigner":
+		return errors.New("KubernetesSigner: a Kubernetes signer works in cluster mode only (kubelets and CertificateSigningRequests ask for its certificates); remove it from the standalone configuration")
 	default:
 		return fmt.Errorf("unsupported kind %s/%s", tm.APIVersion, tm.Kind)
 	}

@@ -6,33 +6,27 @@ package standalone
 import (
 	"context"
 	"crypto"
-	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
 	"net/url"
-	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
-	"sync"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/kacme/kacme/acmeserver/audit"
 	"github.com/kacme/kacme/acmeserver/ca"
 	"github.com/kacme/kacme/acmeserver/dashboard"
 	"github.com/kacme/kacme/acmeserver/metrics"
-	"github.com/kacme/kacme/acmeserver/nonce"
-	"github.com/kacme/kacme/acmeserver/ra"
+	"github.com/kacme/kacme/acmeserver/profile"
+	"github.com/kacme/kacme/acmeserver/server"
 	"github.com/kacme/kacme/acmeserver/storage"
 	"github.com/kacme/kacme/acmeserver/storage/embedded"
-	"github.com/kacme/kacme/acmeserver/va"
 	"github.com/kacme/kacme/acmeserver/wfe"
 	"github.com/kacme/kacme/api/v1alpha1"
 )
@@ -53,35 +47,36 @@ type Options struct {
 	Now func() time.Time
 	// ShutdownDelay is how long Close keeps serving after /readyz starts failing.
 	ShutdownDelay time.Duration
+	// HTTPListen, when set, serves CRLs and CA certificates (only those) over
+	// plain HTTP on this address, as RFC 5280 relying parties fetch them.
+	HTTPListen string
+	// PKIURL is the base URL issued certificates name for their CRL and
+	// issuing CA certificate. Default: http://<HTTPListen address>, else the
+	// external URL.
+	PKIURL string
 }
 
 // Server is a running standalone kacme.
 type Server struct {
-	URL          string // external base URL
+	*server.Server
 	DirectoryURL string
-	RootPath     string
-	Store        storage.Store
-	RA           *ra.RA
-	Config       *ra.Config
-	listener     net.Listener
-	http         *http.Server
-	done         chan error
-	log          *slog.Logger
+	// PKIURL is where certificates point for CRLs (<PKIURL>/crl/<ca>) and
+	// their issuer's certificate (<PKIURL>/ca/<ca>).
+	PKIURL   string
+	RootPath string
+	Store    storage.Store
+	Config   *profile.Config
 	// DashboardURL is the web dashboard; DashboardToken signs in to it
 	// (created and stored in the data directory on the first start, when
 	// DashboardTokenCreated is true: print it then, and only then).
 	DashboardURL          string
 	DashboardToken        string
 	DashboardTokenCreated bool
-	front                 *wfe.WFE
-	delay                 time.Duration
-	closeOnce             sync.Once
-	closeErr              error
-	closed                chan struct{} // closed once Close has finished
 }
 
 // Start loads configuration, opens the store, loads or generates CAs and
-// starts serving HTTPS. Stop it with Close.
+// starts serving HTTPS (and, with HTTPListen, CRLs and CA certificates over
+// plain HTTP). Stop it with Close: it drains requests, then closes the store.
 func Start(ctx context.Context, o Options) (*Server, error) {
 	if o.Log == nil {
 		o.Log = slog.Default()
@@ -93,25 +88,33 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(dataDir, 0o700); err != nil {
+	if err := ca.MkdirAllSynced(dataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("data dir: %w", err)
 	}
-	m, err := LoadDir(o.ConfigDir)
+	m, err := loadManifests(o.ConfigDir)
 	if err != nil {
 		return nil, err
 	}
-	if len(m.Profiles) == 0 {
-		b, err := builtin()
-		if err != nil {
-			return nil, err
-		}
-		if len(m.Authorities) == 0 {
-			m.Authorities = b.Authorities
-		}
-		m.Profiles = b.Profiles
-		m.Profiles[0].Spec.CertificateAuthority = m.Authorities[0].Name
+	var undo server.Undo
+	s, err := start(ctx, o, dataDir, m, &undo)
+	if err != nil {
+		return nil, undo.Fail(err)
 	}
-	cfg, err := buildConfig(dataDir, m, o.Log)
+	s.Serve()
+	return s, nil
+}
+
+// start does the part of Start that holds resources (undo releases them).
+func start(ctx context.Context, o Options, dataDir string, m *Manifests, undo *server.Undo) (*Server, error) {
+	ln, plainLn, ext, err := listen(o, undo)
+	if err != nil {
+		return nil, err
+	}
+	pkiURL, err := wfe.PKIURL(o.PKIURL, ext, plainLn)
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := buildConfig(dataDir, m, pkiURL, o.Log)
 	if err != nil {
 		return nil, err
 	}
@@ -123,116 +126,75 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("dashboard token: %w", err)
 	}
-	ln, err := net.Listen("tcp", o.Listen)
+	store, err := embedded.OpenWith(filepath.Join(dataDir, "kacme.db"), embedded.Options{Log: o.Log})
 	if err != nil {
-		return nil, fmt.Errorf("listen %s: %w", o.Listen, err)
+		return nil, err
 	}
-	ext := strings.TrimRight(o.ExternalURL, "/")
+	undo.Add(func() { _ = store.Close() })
+	if err := provisionAccounts(ctx, store, m); err != nil {
+		return nil, err
+	}
+	srv, err := server.New(ctx, server.Options{Store: store, Config: cfg, Secrets: m.Secrets, Namespace: Namespace,
+		ExternalURL: ext, Listener: ln, PlainListener: plainLn, DashboardAuth: token,
+		SessionKey: dashboard.SessionKey([]byte(token.Token())), Retention: true, ShutdownDelay: o.ShutdownDelay,
+		Log: o.Log, Metrics: o.Metrics, Now: o.Now})
+	if err != nil {
+		return nil, err
+	}
+	undo.Add(srv.RA.Close)
+	if err := srv.CheckCertificate(); err != nil {
+		return nil, err
+	}
+	srv.AfterDrain(store.Close)
+	return &Server{Server: srv, DirectoryURL: ext + "/acme/directory", PKIURL: pkiURL, RootPath: rootPath, Store: store,
+		Config: cfg, DashboardURL: ext + "/dashboard/", DashboardToken: token.Token(), DashboardTokenCreated: created}, nil
+}
+
+// loadManifests reads the configuration directory; without a profile, the
+// built-in CA and profile serve.
+func loadManifests(dir string) (*Manifests, error) {
+	m, err := LoadDir(dir)
+	if err != nil || len(m.Profiles) > 0 {
+		return m, err
+	}
+	b, err := builtin()
+	if err != nil {
+		return nil, err
+	}
+	if len(m.Authorities) == 0 {
+		m.Authorities = b.Authorities
+	}
+	m.Profiles = b.Profiles
+	m.Profiles[0].Spec.CertificateAuthority = m.Authorities[0].Name
+	return m, nil
+}
+
+// listen opens the HTTPS listener (and the plain-HTTP one with HTTPListen)
+// and works out the external URL.
+func listen(o Options, undo *server.Undo) (ln, plainLn net.Listener, ext string, err error) {
+	ln, err = net.Listen("tcp", o.Listen)
+	if err != nil {
+		return nil, nil, "", fmt.Errorf("listen %s: %w", o.Listen, err)
+	}
+	undo.Add(func() { _ = ln.Close() })
+	ext = strings.TrimRight(o.ExternalURL, "/")
 	if ext == "" {
 		ext = "https://" + ln.Addr().String()
 	} else if u, err := url.Parse(ext); err != nil || u.Scheme != "https" || u.Host == "" || u.Path != "" || u.RawQuery != "" {
-		_ = ln.Close()
-		return nil, fmt.Errorf("--external-url %q must be https://host[:port] with no path (RFC 8555 §6.1)", o.ExternalURL)
+		return nil, nil, "", fmt.Errorf("--external-url %q must be https://host[:port] with no path (RFC 8555 §6.1)", o.ExternalURL)
 	}
-	serving := &ca.Serving{External: ext}
-	if _, err := serving.Get(cfg.Profiles[cfg.DefaultProfile].CA); err != nil {
-		_ = ln.Close()
-		return nil, err
+	if o.HTTPListen != "" {
+		if plainLn, err = net.Listen("tcp", o.HTTPListen); err != nil {
+			return nil, nil, "", fmt.Errorf("listen %s (--http-listen: plain HTTP for CRLs and CA certificates; \"\" turns it off): %w", o.HTTPListen, err)
+		}
+		undo.Add(func() { _ = plainLn.Close() })
 	}
-	store, err := embedded.Open(filepath.Join(dataDir, "kacme.db"))
-	if err != nil {
-		_ = ln.Close()
-		return nil, err
-	}
-	if err := provisionAccounts(ctx, store, m); err != nil {
-		_ = store.Close()
-		_ = ln.Close()
-		return nil, err
-	}
-	aud := audit.New(o.Log)
-	authority := ra.New(cfg, ra.Options{Store: store, Validator: va.New(), Secrets: m.Secrets, Audit: aud,
-		Log: o.Log, Namespace: Namespace, Metrics: o.Metrics, Now: o.Now})
-	if n, err := authority.ResumeValidations(ctx); err != nil {
-		o.Log.Error("resume validations", "err", err)
-	} else if n > 0 {
-		o.Log.Info("resumed validations", "challenges", n)
-	}
-	authority.StartRetention(ra.SweepInterval)
-	nonces, err := nonce.NewInMemory("", time.Hour)
-	if err != nil {
-		return nil, err
-	}
-	front := wfe.New(authority, nonces, ext, o.Log)
-	front.Metrics = o.Metrics
-	dash, err := dashboard.New(dashboard.Options{Store: store, RA: authority, Auth: token, Audit: aud, Log: o.Log})
-	if err != nil {
-		authority.Close()
-		_ = store.Close()
-		_ = ln.Close()
-		return nil, err
-	}
-	mux := http.NewServeMux()
-	mux.Handle("/dashboard/", dash)
-	mux.Handle("/", front)
-	srv := &http.Server{
-		Handler:           mux,
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       30 * time.Second,
-		WriteTimeout:      60 * time.Second,
-		IdleTimeout:       120 * time.Second,
-		MaxHeaderBytes:    64 << 10,
-		TLSConfig: &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
-			c := authority.Config()
-			return serving.Get(c.Profiles[c.DefaultProfile].CA)
-		}},
-		ErrorLog: slog.NewLogLogger(o.Log.Handler(), slog.LevelDebug),
-	}
-	s := &Server{URL: ext, DirectoryURL: ext + "/acme/directory", RootPath: rootPath, Store: store, RA: authority,
-		Config: cfg, listener: ln, http: srv, done: make(chan error, 1), log: o.Log, front: front, delay: o.ShutdownDelay,
-		DashboardURL: ext + "/dashboard/", DashboardToken: token.Token(), DashboardTokenCreated: created,
-		closed: make(chan struct{})}
-	go func() { s.done <- srv.ServeTLS(ln, "", "") }()
-	return s, nil
+	return ln, plainLn, ext, nil
 }
 
-// Wait blocks until the server stops.
-func (s *Server) Wait() error {
-	err := <-s.done
-	s.done <- err
-	if errors.Is(err, http.ErrServerClosed) {
-		<-s.closed // Close is draining: wait for it
-		return s.closeErr
-	}
-	return err
-}
-
-// Close shuts down: /readyz fails, requests are still served for
-// ShutdownDelay, then the listener closes, in-flight requests finish (up to
-// 20 s), background work stops and the store closes.
-func (s *Server) Close() error {
-	s.closeOnce.Do(func() {
-		defer close(s.closed)
-		s.closeErr = s.close()
-	})
-	return s.closeErr
-}
-
-func (s *Server) close() error {
-	s.front.Drain()
-	time.Sleep(s.delay)
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	err := s.http.Shutdown(ctx)
-	s.RA.Close()
-	if cerr := s.Store.Close(); err == nil {
-		err = cerr
-	}
-	return err
-}
-
-func buildConfig(dataDir string, m *Manifests, log *slog.Logger) (*ra.Config, error) {
+func buildConfig(dataDir string, m *Manifests, pkiURL string, log *slog.Logger) (*profile.Config, error) {
 	authorities := map[string]*ca.Authority{}
-	if err := loadAuthorities(dataDir, m, authorities, log); err != nil {
+	if err := loadAuthorities(dataDir, m, pkiURL, authorities, log); err != nil {
 		return nil, err
 	}
 	for i := range m.Profiles {
@@ -240,7 +202,7 @@ func buildConfig(dataDir string, m *Manifests, log *slog.Logger) (*ra.Config, er
 			return nil, err
 		}
 	}
-	cfg, errs := ra.NewConfig(authorities, m.Profiles)
+	cfg, errs := profile.NewConfig(authorities, m.Profiles)
 	if names := sortedKeys(errs); len(names) > 0 {
 		return nil, fmt.Errorf("AcmeProfile %s: %w", names[0], errs[names[0]])
 	}
@@ -249,7 +211,7 @@ func buildConfig(dataDir string, m *Manifests, log *slog.Logger) (*ra.Config, er
 
 // loadAuthorities loads every CertificateAuthority, issuers before the
 // intermediates they sign; generated CAs live in <data-dir>/ca/<secretName>.
-func loadAuthorities(dataDir string, m *Manifests, out map[string]*ca.Authority, log *slog.Logger) error {
+func loadAuthorities(dataDir string, m *Manifests, pkiURL string, out map[string]*ca.Authority, log *slog.Logger) error {
 	pending := map[string]*v1alpha1.CertificateAuthority{}
 	for i := range m.Authorities {
 		obj := &m.Authorities[i]
@@ -269,7 +231,7 @@ func loadAuthorities(dataDir string, m *Manifests, out map[string]*ca.Authority,
 			if auth == nil {
 				continue // its issuer is not loaded yet
 			}
-			auth.ConfigureCRL(obj.Spec.CRL)
+			auth.ConfigureURLs(obj.Spec.CRL, pkiURL)
 			out[name] = auth
 			delete(pending, name)
 			progress = true
@@ -328,7 +290,7 @@ func loadAuthority(dataDir string, obj *v1alpha1.CertificateAuthority, secrets S
 }
 
 // writeRoots writes every CA's root, so clients can trust the server and its certificates.
-func writeRoots(path string, cfg *ra.Config) error {
+func writeRoots(path string, cfg *profile.Config) error {
 	var out []byte
 	seen := map[string]bool{}
 	for _, name := range sortedKeys(cfg.Authorities) {
@@ -353,7 +315,7 @@ func provisionAccounts(ctx context.Context, store storage.Store, m *Manifests) e
 		if a.Labels == nil {
 			a.Labels = map[string]string{}
 		}
-		a.Labels[v1alpha1.LabelEABKeyID] = ra.EABKeyLabel(a.Spec.ExternalAccountBinding.KeyID)
+		a.Labels[v1alpha1.LabelEABKeyID] = v1alpha1.EABKeyLabel(a.Spec.ExternalAccountBinding.KeyID)
 		a.Labels[v1alpha1.LabelProfile] = a.Spec.Profile
 		if _, ok := m.Secrets[a.Spec.ExternalAccountBinding.SecretName]; !ok {
 			return fmt.Errorf("AcmeAccount %s: secret %q is not defined in the config directory", a.Name, a.Spec.ExternalAccountBinding.SecretName)

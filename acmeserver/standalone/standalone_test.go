@@ -21,12 +21,26 @@ func TestSamplesLoad(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := buildConfig(t.TempDir(), m, quiet)
+	cfg, err := buildConfig(t.TempDir(), m, "", quiet)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(cfg.Profiles) != 2 || cfg.Profiles["default"].CA.Name != "internal" || len(cfg.Profiles["default"].CA.Chains()) != 2 {
 		t.Fatalf("samples built %d profiles", len(cfg.Profiles))
+	}
+}
+
+// A KubernetesSigner in a standalone configuration is refused with a
+// message saying it is for cluster mode, not as an unknown kind.
+func TestKubernetesSignerRefused(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	yaml := "apiVersion: acme.kacme.io/v1alpha1\nkind: KubernetesSigner\nmetadata: {name: pods}\nspec: {certificateAuthority: default}\n"
+	if err := os.WriteFile(filepath.Join(dir, "s.yaml"), []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := LoadDir(dir); err == nil || !strings.Contains(err.Error(), "cluster mode only") {
+		t.Fatalf("LoadDir = %v, want the cluster-mode-only refusal", err)
 	}
 }
 
@@ -60,14 +74,14 @@ spec: {selfSigned: {keyAlgorithm: Ed25519}}
 `)
 	data := t.TempDir()
 	first := map[string]*ca.Authority{}
-	if err := loadAuthorities(data, m, first, quiet); err != nil {
+	if err := loadAuthorities(data, m, "", first, quiet); err != nil {
 		t.Fatal(err)
 	}
 	if first["a-leafissuer"].Root().Equal(first["z-root"].Cert) == false {
 		t.Fatal("intermediate is not signed by its issuer")
 	}
 	again := map[string]*ca.Authority{}
-	if err := loadAuthorities(data, m, again, quiet); err != nil {
+	if err := loadAuthorities(data, m, "", again, quiet); err != nil {
 		t.Fatal(err)
 	}
 	if !again["a-leafissuer"].Cert.Equal(first["a-leafissuer"].Cert) {
@@ -98,7 +112,7 @@ metadata: {name: both}
 spec: {selfSigned: {}, secretRef: {name: x}}
 `,
 	} {
-		err := loadAuthorities(t.TempDir(), writeConfig(t, yaml), map[string]*ca.Authority{}, quiet)
+		err := loadAuthorities(t.TempDir(), writeConfig(t, yaml), "", map[string]*ca.Authority{}, quiet)
 		if err == nil {
 			t.Errorf("%s: accepted", name)
 		}
@@ -134,7 +148,7 @@ stringData:
 `+indent(keyPEM)+`
 `)
 	out := map[string]*ca.Authority{}
-	if err := loadAuthorities(t.TempDir(), m, out, quiet); err != nil {
+	if err := loadAuthorities(t.TempDir(), m, "", out, quiet); err != nil {
 		t.Fatal(err)
 	}
 	if a := out["imported"]; a == nil || !a.Cert.Equal(chain[0]) || len(a.Parents) != 0 {

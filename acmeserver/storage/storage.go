@@ -30,6 +30,10 @@ var (
 	// may not have happened; the caller retries later. The ACME edge turns
 	// it into 503 serverInternal with Retry-After.
 	ErrUnavailable = errors.New("the store is unavailable")
+	// ErrQuotaExceeded: the store refused a new object because a quota on
+	// its namespace is used up (a Kubernetes ResourceQuota). The ACME edge
+	// turns it into 429 rateLimited.
+	ErrQuotaExceeded = errors.New("the store's quota is used up")
 )
 
 // Object is a stored kacme object.
@@ -148,6 +152,9 @@ func IsConflict(err error) bool { return errors.Is(err, ErrConflict) }
 
 // IsUnavailable reports a (wrapped) ErrUnavailable.
 func IsUnavailable(err error) bool { return errors.Is(err, ErrUnavailable) }
+
+// IsQuotaExceeded reports a (wrapped) ErrQuotaExceeded.
+func IsQuotaExceeded(err error) bool { return errors.Is(err, ErrQuotaExceeded) }
 
 // IsAlreadyExists reports a (wrapped) ErrAlreadyExists.
 func IsAlreadyExists(err error) bool { return errors.Is(err, ErrAlreadyExists) }

@@ -139,54 +139,106 @@ func (r *DNSResolver) LookupTXT(ctx context.Context, name string) ([]string, err
 	return out, nil
 }
 
-// query asks for qtype at name, following up to 8 CNAMEs.
+// MaxCNAMEHops bounds the CNAMEs followed for one lookup, within one answer
+// and across the queries that continue a chain (RFC 1034 §3.6.2 leaves the
+// limit to the resolver; recursive resolvers stop around 8–16).
+const MaxCNAMEHops = 16
+
+// Errors of a CNAME walk that cannot end in records: a name seen before, or
+// too long a chain. Both are DNS errors of the validation (type dns).
+var (
+	ErrCNAMELoop     = errors.New("CNAME loop")
+	ErrTooManyCNAMEs = fmt.Errorf("more than %d CNAMEs", MaxCNAMEHops)
+)
+
+// cnameWalk follows one lookup's CNAME chain across answers: every name it
+// has visited, and how many hops it has taken, so that a loop within an
+// answer, across queries, or an endless chain stops instead of spinning.
+type cnameWalk struct {
+	visited map[string]bool
+	hops    int
+}
+
+func newCNAMEWalk(name string) *cnameWalk {
+	return &cnameWalk{visited: map[string]bool{dns.CanonicalName(name): true}}
+}
+
+// follow walks answer from name (already visited): it returns the records
+// of qtype owned by the end of the chain, or, when the answer stops at a
+// CNAME target it holds nothing for, that target to query next ("" when
+// name itself has nothing). Names compare case-insensitively (RFC 4343).
+func (w *cnameWalk) follow(answer []dns.RR, name string, qtype uint16) (out []dns.RR, next string, err error) {
+	cur := dns.CanonicalName(name)
+	for {
+		var cname *dns.CNAME
+		for _, rr := range answer {
+			if dns.CanonicalName(rr.Header().Name) != cur {
+				continue
+			}
+			switch v := rr.(type) {
+			case *dns.CNAME:
+				if qtype != dns.TypeCNAME {
+					if cname != nil && dns.CanonicalName(cname.Target) != dns.CanonicalName(v.Target) {
+						return nil, "", fmt.Errorf("%s has more than one CNAME (RFC 2181 §10.1)", cur)
+					}
+					cname = v
+				}
+			default:
+				if rr.Header().Rrtype == qtype {
+					out = append(out, rr)
+				}
+			}
+		}
+		if len(out) > 0 || cname == nil {
+			if len(out) == 0 && cur != dns.CanonicalName(name) {
+				return nil, cur, nil
+			}
+			return out, "", nil
+		}
+		if w.hops++; w.hops > MaxCNAMEHops {
+			return nil, "", ErrTooManyCNAMEs
+		}
+		target := dns.CanonicalName(cname.Target)
+		if w.visited[target] {
+			return nil, "", fmt.Errorf("%w: %s → %s", ErrCNAMELoop, cur, target)
+		}
+		w.visited[target] = true
+		cur = target
+	}
+}
+
+// query asks for qtype at name, following CNAMEs within each answer and, when
+// an answer stops at a CNAME target, with a new query for it; a loop or more
+// than MaxCNAMEHops CNAMEs in all is a DNS error. It stops at ctx's deadline.
 func (r *DNSResolver) query(ctx context.Context, name string, qtype uint16) ([]dns.RR, error) {
 	if len(r.servers) == 0 {
 		return nil, &DNSError{Name: name, Qtype: dns.TypeToString[qtype], Err: errors.New("no resolvers configured")}
 	}
 	target := dns.Fqdn(name)
-	for hop := 0; hop < 8; hop++ {
+	walk := newCNAMEWalk(target)
+	for {
+		if err := ctx.Err(); err != nil {
+			return nil, &DNSError{Name: name, Qtype: dns.TypeToString[qtype], Err: err}
+		}
 		resp, server, err := r.exchange(ctx, target, qtype)
 		if err != nil {
 			return nil, &DNSError{Name: name, Qtype: dns.TypeToString[qtype], Err: err, Server: server}
 		}
-		switch resp.Rcode {
-		case dns.RcodeSuccess:
-		case dns.RcodeNameError:
-			return nil, &DNSError{Name: target, Qtype: dns.TypeToString[qtype], Rcode: resp.Rcode, Server: server}
-		default:
+		if resp.Rcode != dns.RcodeSuccess {
 			return nil, &DNSError{Name: target, Qtype: dns.TypeToString[qtype], Rcode: resp.Rcode, Server: server}
 		}
-		// Walk the answer: records for target, or a CNAME to follow within the answer.
-		var out []dns.RR
-		next := ""
-		cur := target
-		for changed := true; changed; {
-			changed = false
-			for _, rr := range resp.Answer {
-				if !strings.EqualFold(rr.Header().Name, cur) {
-					continue
-				}
-				if rr.Header().Rrtype == qtype {
-					out = append(out, rr)
-				} else if c, ok := rr.(*dns.CNAME); ok && len(out) == 0 && qtype != dns.TypeCNAME {
-					cur = c.Target
-					changed = true
-				}
-			}
+		out, next, err := walk.follow(resp.Answer, target, qtype)
+		if err != nil {
+			return nil, &DNSError{Name: name, Qtype: dns.TypeToString[qtype], Err: err, Server: server}
 		}
 		if len(out) > 0 {
 			return out, nil
-		}
-		if cur != target {
-			next = cur
 		}
 		if next == "" {
 			return nil, fmt.Errorf("%s %s: %w", dns.TypeToString[qtype], target, ErrNoRecords)
 		}
 		target = next
 	}
-	return nil, &DNSError{Name: name, Qtype: dns.TypeToString[qtype], Err: errors.New("too many CNAMEs")}
 }
 
 func (r *DNSResolver) exchange(ctx context.Context, name string, qtype uint16) (*dns.Msg, string, error) {
@@ -196,9 +248,12 @@ func (r *DNSResolver) exchange(ctx context.Context, name string, qtype uint16) (
 	m.SetEdns0(4096, false)
 	var lastErr error
 	for _, s := range r.servers {
-		resp, _, err := r.client.ExchangeContext(ctx, m, s)
+		resp, err := exchangeOne(ctx, r.client, m, s)
 		if err == nil && resp.Truncated {
-			resp, _, err = r.tcp.ExchangeContext(ctx, m, s)
+			resp, err = exchangeOne(ctx, r.tcp, m, s)
+		}
+		if err == nil {
+			err = checkQuestion(resp, m.Question[0])
 		}
 		if err != nil {
 			lastErr = err
@@ -214,4 +269,31 @@ func (r *DNSResolver) exchange(ctx context.Context, name string, qtype uint16) (
 		return resp, s, nil
 	}
 	return nil, "", lastErr
+}
+
+// exchangeOne sends m to server over c's transport. The read ends at the
+// earlier of c's timeout and ctx's deadline (miekg/dns), and at once when ctx
+// is cancelled (shutdown), which miekg/dns alone does not do.
+func exchangeOne(ctx context.Context, c *dns.Client, m *dns.Msg, server string) (*dns.Msg, error) {
+	conn, err := c.DialContext(ctx, server)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	stop := context.AfterFunc(ctx, func() { _ = conn.Close() })
+	defer stop()
+	resp, _, err := c.ExchangeWithConnContext(ctx, m, conn)
+	if err != nil && ctx.Err() != nil {
+		return nil, ctx.Err()
+	}
+	return resp, err
+}
+
+// checkQuestion refuses an answer to another question than the one asked
+// (RFC 1035 §4.1.2: the response copies the question).
+func checkQuestion(resp *dns.Msg, q dns.Question) error {
+	if len(resp.Question) != 1 || resp.Question[0].Qtype != q.Qtype || dns.CanonicalName(resp.Question[0].Name) != dns.CanonicalName(q.Name) {
+		return errors.New("the response does not answer the question asked")
+	}
+	return nil
 }

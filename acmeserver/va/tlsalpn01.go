@@ -41,7 +41,8 @@ func (v *VA) validateTLSALPN01(ctx context.Context, res Resolver, req Request) R
 		ip = addrs[0]
 		sni = acme.ReverseName(ip)
 	}
-	raw, err := v.dialFirst(ctx, addrs, port, &rec)
+	raw, used, err := v.dialFirst(ctx, addrs, port)
+	rec.AddressUsed = used
 	if err != nil {
 		return fail(connectionProblem(err, "connecting to "+req.Identifier.Value))
 	}
@@ -79,7 +80,8 @@ func (v *VA) validateTLSALPN01(ctx context.Context, res Resolver, req Request) R
 			return fail(acme.ValidationProblem(acme.IncorrectResponse, "certificate must have exactly one dNSName SAN"))
 		}
 		if !strings.EqualFold(leaf.DNSNames[0], req.Identifier.Value) {
-			return fail(acme.ValidationProblem(acme.IncorrectResponse, "certificate dNSName %q does not match %s", leaf.DNSNames[0], req.Identifier.Value))
+			// The name the target presented is not quoted: what a validation target answers is never echoed.
+			return fail(acme.ValidationProblem(acme.IncorrectResponse, "the certificate's dNSName is not %s", req.Identifier.Value))
 		}
 	}
 	sum := sha256.Sum256([]byte(req.KeyAuthorization))

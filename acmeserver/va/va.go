@@ -52,6 +52,11 @@ type Validator interface {
 	Validate(ctx context.Context, req Request) Result
 }
 
+// ContextDialer dials a connection.
+type ContextDialer interface {
+	DialContext(ctx context.Context, network, address string) (net.Conn, error)
+}
+
 // ResolverFactory builds a resolver for a set of servers (host:port).
 type ResolverFactory func(servers []string, timeout time.Duration) Resolver
 
@@ -59,8 +64,8 @@ type ResolverFactory func(servers []string, timeout time.Duration) Resolver
 type VA struct {
 	// NewResolver builds the resolver used for a request; defaults to DNS over miekg/dns.
 	NewResolver ResolverFactory
-	// Dialer dials validation connections (tests may wrap it).
-	Dialer net.Dialer
+	// Dialer dials validation connections (default net.Dialer; tests replace it).
+	Dialer ContextDialer
 	// Services, when set, routes http-01 for names that map to a Service to
 	// its endpoints.
 	Services Services
@@ -70,7 +75,7 @@ type VA struct {
 func New() *VA {
 	return &VA{NewResolver: func(servers []string, timeout time.Duration) Resolver {
 		return NewDNSResolver(servers, timeout)
-	}}
+	}, Dialer: &net.Dialer{}}
 }
 
 // Validate implements Validator.
@@ -91,6 +96,13 @@ func (v *VA) Validate(ctx context.Context, req Request) Result {
 		return v.validateTLSALPN01(ctx, res, req)
 	}
 	return Result{Problem: acme.MalformedProblem("unsupported challenge type %q", req.Type)}
+}
+
+func (v *VA) dialer() ContextDialer {
+	if v.Dialer == nil {
+		return &net.Dialer{}
+	}
+	return v.Dialer
 }
 
 // resolveTarget resolves the identifier to addresses (an ip identifier is its own address).
@@ -114,15 +126,15 @@ func resolveTarget(ctx context.Context, res Resolver, id acme.Identifier, rec *v
 }
 
 // dialFirst connects to the first address that answers (Boulder tries AAAA
-// then A; kacme tries every resolved address in resolver order).
-func (v *VA) dialFirst(ctx context.Context, addrs []netip.Addr, port int, rec *v1alpha1.ValidationRecord) (net.Conn, error) {
+// then A; kacme tries every resolved address in resolver order) and returns
+// the address used.
+func (v *VA) dialFirst(ctx context.Context, addrs []netip.Addr, port int) (net.Conn, string, error) {
 	var lastErr error
 	for _, a := range addrs {
 		addr := net.JoinHostPort(a.String(), fmt.Sprint(port))
-		c, err := v.Dialer.DialContext(ctx, "tcp", addr)
+		c, err := v.dialer().DialContext(ctx, "tcp", addr)
 		if err == nil {
-			rec.AddressUsed = a.String()
-			return c, nil
+			return c, a.String(), nil
 		}
 		lastErr = err
 		if ctx.Err() != nil {
@@ -132,17 +144,20 @@ func (v *VA) dialFirst(ctx context.Context, addrs []netip.Addr, port int, rec *v
 	if lastErr == nil {
 		lastErr = errors.New("no addresses")
 	}
-	return nil, lastErr
+	return nil, "", lastErr
 }
 
-// dialEndpoints connects to the first endpoint that answers; endpoint names
-// (FQDN EndpointSlices) are resolved through the profile's resolvers.
-func (v *VA) dialEndpoints(ctx context.Context, res Resolver, eps []string, rec *v1alpha1.ValidationRecord) (net.Conn, error) {
+// dialEndpoints connects to the first endpoint that answers and returns the
+// "address:port" used; endpoint names (FQDN EndpointSlices) are resolved
+// through the profile's resolvers, and every endpoint's addresses pass allow
+// (the hop's address policy).
+func (v *VA) dialEndpoints(ctx context.Context, res Resolver, eps []string,
+	allow func([]netip.Addr) ([]netip.Addr, error)) (net.Conn, string, error) {
 	var lastErr error
 	for _, ep := range eps {
 		host, port, err := net.SplitHostPort(ep)
 		if err != nil {
-			return nil, err
+			return nil, "", err
 		}
 		addrs := []netip.Addr{}
 		if a, err := netip.ParseAddr(host); err == nil {
@@ -151,23 +166,26 @@ func (v *VA) dialEndpoints(ctx context.Context, res Resolver, eps []string, rec 
 			lastErr = err
 			continue
 		}
+		if addrs, err = allow(addrs); err != nil {
+			lastErr = err
+			continue
+		}
 		for _, a := range addrs {
 			target := net.JoinHostPort(a.String(), port)
-			c, err := v.Dialer.DialContext(ctx, "tcp", target)
+			c, err := v.dialer().DialContext(ctx, "tcp", target)
 			if err == nil {
-				rec.AddressUsed = target
-				return c, nil
+				return c, target, nil
 			}
 			lastErr = err
 			if ctx.Err() != nil {
-				return nil, err
+				return nil, "", err
 			}
 		}
 	}
 	if lastErr == nil {
 		lastErr = errors.New("the Service has no ready endpoints")
 	}
-	return nil, lastErr
+	return nil, "", lastErr
 }
 
 func connectionProblem(err error, what string) *acme.Problem {

@@ -8,11 +8,12 @@ import (
 
 	"github.com/kacme/kacme/acmeserver/acme"
 	"github.com/kacme/kacme/acmeserver/jws"
+	"github.com/kacme/kacme/acmeserver/profile"
 	"github.com/kacme/kacme/acmeserver/ra"
 	"github.com/kacme/kacme/api/v1alpha1"
 )
 
-func (w *WFE) accountJSON(p *ra.Profile, a *v1alpha1.AcmeAccount) acme.Account {
+func (w *WFE) accountJSON(p *profile.Profile, a *v1alpha1.AcmeAccount) acme.Account {
 	out := acme.Account{Status: a.Status.Status, Contact: a.Spec.Contact, TermsOfServiceAgreed: a.Status.TermsOfServiceAgreed,
 		Orders: w.accountURL(p, a.Name) + "/orders", Key: json.RawMessage(a.Status.Key)}
 	if a.Status.Binding != "" {
@@ -31,7 +32,7 @@ func (b eabBinding) KeyID() string { return b.EAB.KeyID }
 func (b eabBinding) Raw() string   { return b.raw }
 
 // newAccount serves RFC 8555 §7.3.
-func (w *WFE) newAccount(ctx context.Context, rw http.ResponseWriter, r *http.Request, p *ra.Profile) error {
+func (w *WFE) newAccount(ctx context.Context, rw http.ResponseWriter, r *http.Request, p *profile.Profile) error {
 	req, err := w.verifyPOST(ctx, r, p, authJWK)
 	if err != nil {
 		return err
@@ -62,7 +63,7 @@ func (w *WFE) newAccount(ctx context.Context, rw http.ResponseWriter, r *http.Re
 }
 
 // account serves fetch (POST-as-GET), update and deactivation (RFC 8555 §7.3.2, §7.3.6).
-func (w *WFE) account(ctx context.Context, rw http.ResponseWriter, r *http.Request, p *ra.Profile) error {
+func (w *WFE) account(ctx context.Context, rw http.ResponseWriter, r *http.Request, p *profile.Profile) error {
 	req, err := w.verifyPOST(ctx, r, p, authKID)
 	if err != nil {
 		return err
@@ -86,7 +87,7 @@ func (w *WFE) account(ctx context.Context, rw http.ResponseWriter, r *http.Reque
 }
 
 // ordersList serves RFC 8555 §7.1.2.1, paginated with Link rel="next".
-func (w *WFE) ordersList(ctx context.Context, rw http.ResponseWriter, r *http.Request, p *ra.Profile) error {
+func (w *WFE) ordersList(ctx context.Context, rw http.ResponseWriter, r *http.Request, p *profile.Profile) error {
 	req, err := w.verifyPostAsGet(ctx, r, p)
 	if err != nil {
 		return err
@@ -117,7 +118,7 @@ func (w *WFE) ordersList(ctx context.Context, rw http.ResponseWriter, r *http.Re
 }
 
 // keyChange serves RFC 8555 §7.3.5.
-func (w *WFE) keyChange(ctx context.Context, rw http.ResponseWriter, r *http.Request, p *ra.Profile) error {
+func (w *WFE) keyChange(ctx context.Context, rw http.ResponseWriter, r *http.Request, p *profile.Profile) error {
 	req, err := w.verifyPOST(ctx, r, p, authKID)
 	if err != nil {
 		return err

@@ -8,12 +8,13 @@ import (
 
 	"github.com/kacme/kacme/acmeserver/acme"
 	"github.com/kacme/kacme/acmeserver/jws"
+	"github.com/kacme/kacme/acmeserver/profile"
 	"github.com/kacme/kacme/acmeserver/ra"
 )
 
 // certificate serves RFC 8555 §7.4.2 downloads: the PEM chain, with the
 // other chains linked as rel="alternate" at cert/{id}/{n}.
-func (w *WFE) certificate(ctx context.Context, rw http.ResponseWriter, r *http.Request, p *ra.Profile) error {
+func (w *WFE) certificate(ctx context.Context, rw http.ResponseWriter, r *http.Request, p *profile.Profile) error {
 	req, err := w.verifyPostAsGet(ctx, r, p)
 	if err != nil {
 		return err
@@ -53,7 +54,7 @@ func (w *WFE) certificate(ctx context.Context, rw http.ResponseWriter, r *http.R
 }
 
 // revoke serves RFC 8555 §7.6, signed by an account or by the certificate key.
-func (w *WFE) revoke(ctx context.Context, rw http.ResponseWriter, r *http.Request, p *ra.Profile) error {
+func (w *WFE) revoke(ctx context.Context, rw http.ResponseWriter, r *http.Request, p *profile.Profile) error {
 	req, err := w.verifyPOST(ctx, r, p, authKIDOrJWK)
 	if err != nil {
 		return err
@@ -90,7 +91,7 @@ func (w *WFE) revoke(ctx context.Context, rw http.ResponseWriter, r *http.Reques
 }
 
 // renewalInfo serves RFC 9773 §4 (unauthenticated GET).
-func (w *WFE) renewalInfo(ctx context.Context, rw http.ResponseWriter, r *http.Request, _ *ra.Profile) error {
+func (w *WFE) renewalInfo(ctx context.Context, rw http.ResponseWriter, r *http.Request, _ *profile.Profile) error {
 	win, err := w.ra.RenewalInfo(ctx, r.PathValue("certID"))
 	if err != nil {
 		return err
@@ -105,14 +106,27 @@ func (w *WFE) renewalInfo(ctx context.Context, rw http.ResponseWriter, r *http.R
 }
 
 // crl serves the CA's current CRL (DER, RFC 5280).
-func (w *WFE) crl(ctx context.Context, rw http.ResponseWriter, r *http.Request, _ *ra.Profile) error {
+func (w *WFE) crl(ctx context.Context, rw http.ResponseWriter, r *http.Request, _ *profile.Profile) error {
 	der, err := w.ra.CRL(ctx, r.PathValue("ca"), r.URL.Query().Get("key"))
+	return writeDER(rw, der, err, "application/pkix-crl", 60)
+}
+
+// caCertificate serves a CA's certificate (DER), the target of the
+// Authority Information Access caIssuers URL in issued certificates (RFC
+// 5280 §4.2.2.1: "application/pkix-cert").
+func (w *WFE) caCertificate(_ context.Context, rw http.ResponseWriter, r *http.Request, _ *profile.Profile) error {
+	der, err := w.ra.CACertificate(r.PathValue("ca"), r.URL.Query().Get("key"))
+	return writeDER(rw, der, err, "application/pkix-cert", 3600)
+}
+
+// writeDER writes public PKI data that caches may keep for maxAge seconds.
+func writeDER(rw http.ResponseWriter, der []byte, err error, contentType string, maxAge int) error {
 	if err != nil {
 		return err
 	}
-	rw.Header().Set("Content-Type", "application/pkix-crl")
+	rw.Header().Set("Content-Type", contentType)
 	rw.Header().Set("Content-Length", strconv.Itoa(len(der)))
-	rw.Header().Set("Cache-Control", "public, max-age=60")
+	rw.Header().Set("Cache-Control", "public, max-age="+strconv.Itoa(maxAge))
 	rw.WriteHeader(http.StatusOK)
 	_, _ = rw.Write(der)
 	return nil

@@ -8,6 +8,7 @@ import (
 
 	"github.com/kacme/kacme/acmeserver/acme"
 	"github.com/kacme/kacme/acmeserver/jws"
+	"github.com/kacme/kacme/acmeserver/profile"
 	"github.com/kacme/kacme/acmeserver/ra"
 	"github.com/kacme/kacme/api/v1alpha1"
 )
@@ -24,7 +25,7 @@ func problemOf(p *v1alpha1.Problem) *acme.Problem {
 	return &acme.Problem{Type: acme.ProblemType(p.Type), Detail: p.Detail, Status: p.Status}
 }
 
-func (w *WFE) orderJSON(p *ra.Profile, o *v1alpha1.AcmeOrder) acme.Order {
+func (w *WFE) orderJSON(p *profile.Profile, o *v1alpha1.AcmeOrder) acme.Order {
 	out := acme.Order{Status: o.Status.Status, Expires: rfc3339(o.Status.Expires.Time), Finalize: w.orderURL(p, o.Name) + "/finalize",
 		Profile: o.Spec.IssuanceProfile, Replaces: o.Spec.Replaces, Error: problemOf(o.Status.Error)}
 	for _, id := range o.Spec.Identifiers {
@@ -45,7 +46,7 @@ func (w *WFE) orderJSON(p *ra.Profile, o *v1alpha1.AcmeOrder) acme.Order {
 	return out
 }
 
-func (w *WFE) challengeJSON(p *ra.Profile, az *v1alpha1.AcmeChallenge, ci int) *acme.Challenge {
+func (w *WFE) challengeJSON(p *profile.Profile, az *v1alpha1.AcmeChallenge, ci int) *acme.Challenge {
 	c := az.Status.Challenges[ci]
 	out := &acme.Challenge{Type: string(c.Type), URL: w.challURL(p, ra.ChallengeID(az.Name, ci)), Status: c.Status,
 		Token: c.Token, Error: problemOf(c.Error)}
@@ -55,7 +56,7 @@ func (w *WFE) challengeJSON(p *ra.Profile, az *v1alpha1.AcmeChallenge, ci int) *
 	return out
 }
 
-func (w *WFE) authzJSON(p *ra.Profile, az *v1alpha1.AcmeChallenge) acme.Authorization {
+func (w *WFE) authzJSON(p *profile.Profile, az *v1alpha1.AcmeChallenge) acme.Authorization {
 	out := acme.Authorization{Identifier: acme.Identifier{Type: az.Spec.Identifier.Type, Value: az.Spec.Identifier.Value},
 		Status: az.Status.Status, Expires: rfc3339(az.Status.Expires.Time), Wildcard: az.Spec.Wildcard, Challenges: []*acme.Challenge{}}
 	for ci := range az.Status.Challenges {
@@ -65,7 +66,7 @@ func (w *WFE) authzJSON(p *ra.Profile, az *v1alpha1.AcmeChallenge) acme.Authoriz
 }
 
 // newOrder serves RFC 8555 §7.4.
-func (w *WFE) newOrder(ctx context.Context, rw http.ResponseWriter, r *http.Request, p *ra.Profile) error {
+func (w *WFE) newOrder(ctx context.Context, rw http.ResponseWriter, r *http.Request, p *profile.Profile) error {
 	req, err := w.verifyPOST(ctx, r, p, authKID)
 	if err != nil {
 		return err
@@ -84,7 +85,7 @@ func (w *WFE) newOrder(ctx context.Context, rw http.ResponseWriter, r *http.Requ
 }
 
 // order serves an order fetch.
-func (w *WFE) order(ctx context.Context, rw http.ResponseWriter, r *http.Request, p *ra.Profile) error {
+func (w *WFE) order(ctx context.Context, rw http.ResponseWriter, r *http.Request, p *profile.Profile) error {
 	req, err := w.verifyPostAsGet(ctx, r, p)
 	if err != nil {
 		return err
@@ -97,7 +98,7 @@ func (w *WFE) order(ctx context.Context, rw http.ResponseWriter, r *http.Request
 	return nil
 }
 
-func (w *WFE) writeOrder(rw http.ResponseWriter, p *ra.Profile, o *v1alpha1.AcmeOrder) {
+func (w *WFE) writeOrder(rw http.ResponseWriter, p *profile.Profile, o *v1alpha1.AcmeOrder) {
 	if o.Status.Status == acme.StatusProcessing {
 		rw.Header().Set("Retry-After", retryAfter)
 	}
@@ -105,7 +106,7 @@ func (w *WFE) writeOrder(rw http.ResponseWriter, p *ra.Profile, o *v1alpha1.Acme
 }
 
 // finalize serves RFC 8555 §7.4 finalization.
-func (w *WFE) finalize(ctx context.Context, rw http.ResponseWriter, r *http.Request, p *ra.Profile) error {
+func (w *WFE) finalize(ctx context.Context, rw http.ResponseWriter, r *http.Request, p *profile.Profile) error {
 	req, err := w.verifyPOST(ctx, r, p, authKID)
 	if err != nil {
 		return err
@@ -131,7 +132,7 @@ func (w *WFE) finalize(ctx context.Context, rw http.ResponseWriter, r *http.Requ
 }
 
 // authorization serves fetch and deactivation (RFC 8555 §7.5, §7.5.2).
-func (w *WFE) authorization(ctx context.Context, rw http.ResponseWriter, r *http.Request, p *ra.Profile) error {
+func (w *WFE) authorization(ctx context.Context, rw http.ResponseWriter, r *http.Request, p *profile.Profile) error {
 	req, err := w.verifyPOST(ctx, r, p, authKID)
 	if err != nil {
 		return err
@@ -165,7 +166,7 @@ func (w *WFE) authorization(ctx context.Context, rw http.ResponseWriter, r *http
 }
 
 // challenge serves fetch (POST-as-GET) and response (POST {}) (RFC 8555 §7.5.1).
-func (w *WFE) challenge(ctx context.Context, rw http.ResponseWriter, r *http.Request, p *ra.Profile) error {
+func (w *WFE) challenge(ctx context.Context, rw http.ResponseWriter, r *http.Request, p *profile.Profile) error {
 	req, err := w.verifyPOST(ctx, r, p, authKID)
 	if err != nil {
 		return err
@@ -177,7 +178,7 @@ func (w *WFE) challenge(ctx context.Context, rw http.ResponseWriter, r *http.Req
 		az, ci, err = w.ra.Challenge(ctx, req.account, id)
 	} else {
 		var obj map[string]json.RawMessage
-		if err := json.Unmarshal(req.payload, &obj); err != nil || obj == nil {
+		if prob := jws.DecodePayload(req.payload, &obj); prob != nil || obj == nil {
 			return acme.MalformedProblem("a challenge response must be a JSON object")
 		}
 		az, ci, err = w.ra.RespondChallenge(ctx, p, req.account, id)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/kacme/kacme/acmeserver/acme"
 	"github.com/kacme/kacme/acmeserver/jws"
+	"github.com/kacme/kacme/acmeserver/profile"
 	"github.com/kacme/kacme/acmeserver/ra"
 	"github.com/kacme/kacme/api/v1alpha1"
 )
@@ -37,7 +38,7 @@ type request struct {
 
 // verifyPOST runs the checks in a fixed order: content type, size, JWS shape
 // (jws.Parse), jwk/kid mode, key lookup, signature, nonce, url.
-func (w *WFE) verifyPOST(ctx context.Context, r *http.Request, p *ra.Profile, mode authMode) (*request, error) {
+func (w *WFE) verifyPOST(ctx context.Context, r *http.Request, p *profile.Profile, mode authMode) (*request, error) {
 	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	if err != nil || mt != "application/jose+json" {
 		return nil, acme.UnsupportedMediaTypeProblem("Content-Type must be application/jose+json")
@@ -90,11 +91,11 @@ func (w *WFE) verifyPOST(ctx context.Context, r *http.Request, p *ra.Profile, mo
 	if !parsed.HasNonce || parsed.Nonce == "" {
 		return nil, acme.BadNonceProblem("the JWS has no nonce")
 	}
-	if !w.nonces.Redeem(parsed.Nonce) {
-		return nil, acme.BadNonceProblem("nonce %q is invalid, expired or already used", truncate(parsed.Nonce, 64))
+	if !w.nonces.Redeem(ctx, parsed.Nonce) {
+		return nil, acme.BadNonceProblem("nonce %q is invalid, expired or already used", acme.Clip(parsed.Nonce))
 	}
 	if want := w.base + r.URL.RequestURI(); parsed.URL != want {
-		return nil, acme.UnauthorizedProblem("JWS url %q does not match the request URL %q (RFC 8555 §6.4)", truncate(parsed.URL, 200), want)
+		return nil, acme.UnauthorizedProblem("JWS url %q does not match the request URL %q (RFC 8555 §6.4)", acme.Clip(parsed.URL), acme.Clip(want))
 	}
 	req.payload, req.postAsGet = payload, len(payload) == 0
 	if parsed.JWK != nil {
@@ -109,15 +110,8 @@ func tooLarge(limit int64) *acme.Problem {
 	return p
 }
 
-func truncate(s string, n int) string {
-	if len(s) > n {
-		return s[:n] + "..."
-	}
-	return s
-}
-
 // verifyPostAsGet is verifyPOST for fetch-only resources: the payload must be "" (RFC 8555 §6.3).
-func (w *WFE) verifyPostAsGet(ctx context.Context, r *http.Request, p *ra.Profile) (*request, error) {
+func (w *WFE) verifyPostAsGet(ctx context.Context, r *http.Request, p *profile.Profile) (*request, error) {
 	req, err := w.verifyPOST(ctx, r, p, authKID)
 	if err != nil {
 		return nil, err

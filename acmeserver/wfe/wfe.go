@@ -21,6 +21,7 @@ import (
 	"github.com/kacme/kacme/acmeserver/acme"
 	"github.com/kacme/kacme/acmeserver/metrics"
 	"github.com/kacme/kacme/acmeserver/nonce"
+	"github.com/kacme/kacme/acmeserver/profile"
 	"github.com/kacme/kacme/acmeserver/ra"
 	"github.com/kacme/kacme/acmeserver/storage"
 	"github.com/kacme/kacme/api/v1alpha1"
@@ -28,26 +29,27 @@ import (
 
 // Authority is what the front end needs from the RA.
 type Authority interface {
-	Config() *ra.Config
-	Profile(name string) (*ra.Profile, bool)
-	Account(ctx context.Context, p *ra.Profile, id string) (*v1alpha1.AcmeAccount, error)
-	NewAccount(ctx context.Context, p *ra.Profile, key *jose.JSONWebKey, req acme.NewAccountRequest, b ra.Binding) (*v1alpha1.AcmeAccount, bool, error)
+	Config() *profile.Config
+	Profile(name string) (*profile.Profile, bool)
+	Account(ctx context.Context, p *profile.Profile, id string) (*v1alpha1.AcmeAccount, error)
+	NewAccount(ctx context.Context, p *profile.Profile, key *jose.JSONWebKey, req acme.NewAccountRequest, b ra.Binding) (*v1alpha1.AcmeAccount, bool, error)
 	UpdateAccount(ctx context.Context, a *v1alpha1.AcmeAccount, req acme.AccountUpdateRequest) (*v1alpha1.AcmeAccount, error)
-	ChangeKey(ctx context.Context, p *ra.Profile, a *v1alpha1.AcmeAccount, kcAccount, accountURL string, oldKey, newKey *jose.JSONWebKey, urlOf func(string) string) error
-	NewOrder(ctx context.Context, p *ra.Profile, a *v1alpha1.AcmeAccount, req acme.NewOrderRequest) (*v1alpha1.AcmeOrder, error)
+	ChangeKey(ctx context.Context, p *profile.Profile, a *v1alpha1.AcmeAccount, kcAccount, accountURL string, oldKey, newKey *jose.JSONWebKey, urlOf func(string) string) error
+	NewOrder(ctx context.Context, p *profile.Profile, a *v1alpha1.AcmeAccount, req acme.NewOrderRequest) (*v1alpha1.AcmeOrder, error)
 	Order(ctx context.Context, a *v1alpha1.AcmeAccount, id string) (*v1alpha1.AcmeOrder, error)
 	Orders(ctx context.Context, a *v1alpha1.AcmeAccount) ([]string, error)
 	Authorization(ctx context.Context, a *v1alpha1.AcmeAccount, id string) (*v1alpha1.AcmeChallenge, error)
 	DeactivateAuthorization(ctx context.Context, a *v1alpha1.AcmeAccount, id string) (*v1alpha1.AcmeChallenge, error)
 	Challenge(ctx context.Context, a *v1alpha1.AcmeAccount, id string) (*v1alpha1.AcmeChallenge, int, error)
-	RespondChallenge(ctx context.Context, p *ra.Profile, a *v1alpha1.AcmeAccount, id string) (*v1alpha1.AcmeChallenge, int, error)
-	Finalize(ctx context.Context, p *ra.Profile, a *v1alpha1.AcmeAccount, orderID string, csr []byte) (*v1alpha1.AcmeOrder, error)
+	RespondChallenge(ctx context.Context, p *profile.Profile, a *v1alpha1.AcmeAccount, id string) (*v1alpha1.AcmeChallenge, int, error)
+	Finalize(ctx context.Context, p *profile.Profile, a *v1alpha1.AcmeAccount, orderID string, csr []byte) (*v1alpha1.AcmeOrder, error)
 	Certificate(ctx context.Context, a *v1alpha1.AcmeAccount, id string) (*v1alpha1.AcmeCertificate, error)
 	AlternateChain(c *v1alpha1.AcmeCertificate, n int) ([]byte, bool)
 	ChainCount(c *v1alpha1.AcmeCertificate) int
-	Revoke(ctx context.Context, p *ra.Profile, who ra.Revoker, der []byte, reason *int) error
+	Revoke(ctx context.Context, p *profile.Profile, who ra.Revoker, der []byte, reason *int) error
 	RenewalInfo(ctx context.Context, certID string) (ra.RenewalWindow, error)
 	CRL(ctx context.Context, caName, keyID string) ([]byte, error)
+	CACertificate(caName, keyID string) ([]byte, error)
 }
 
 // WFE serves the ACME API.
@@ -71,15 +73,14 @@ type WFE struct {
 func (w *WFE) Drain() { w.draining.Store(true) }
 
 // ready reports why the server should not receive traffic, or nil: it is
-// shutting down, or no profile is served (no CertificateAuthority loaded).
-// The listener opens only after the store's cache has synced.
+// shutting down. The listener opens only after the store's cache has synced
+// and the HTTPS certificate is loaded, so a server without any profile yet is
+// ready too (a first "helm install --wait" precedes the user's
+// AcmeProfile): its directories answer a problem document saying that no
+// profile is served, which tells a client more than a refused connection.
 func (w *WFE) ready() error {
 	if w.draining.Load() {
 		return errors.New("shutting down")
-	}
-	cfg := w.ra.Config()
-	if cfg == nil || len(cfg.Profiles) == 0 {
-		return errors.New("no ACME profile is served: no CertificateAuthority is loaded")
 	}
 	return nil
 }
@@ -130,6 +131,12 @@ func (w *WFE) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
 		r = r.WithContext(ra.WithClientIP(r.Context(), host))
 	}
+	if w.draining.Load() {
+		// Shutting down: this answer is its connection's last (HTTP/2: a
+		// GOAWAY), so the client's next request opens a new connection,
+		// which the Service sends to a replica that is not shutting down.
+		rw.Header().Set("Connection", "close")
+	}
 	w.mux.ServeHTTP(rw, r)
 }
 
@@ -149,7 +156,7 @@ const (
 	pathRenewalInfo = "renewal-info"
 )
 
-type handlerFunc func(ctx context.Context, rw http.ResponseWriter, r *http.Request, p *ra.Profile) error
+type handlerFunc func(ctx context.Context, rw http.ResponseWriter, r *http.Request, p *profile.Profile) error
 
 func (w *WFE) routes() {
 	w.handle("/acme/{profile}/"+pathDirectory, []string{"GET", "POST"}, w.directory)
@@ -170,6 +177,7 @@ func (w *WFE) routes() {
 	w.handle("/acme/{profile}/"+pathKeyChange, []string{"POST"}, w.keyChange)
 	w.handle("/acme/{profile}/"+pathRenewalInfo+"/{certID}", []string{"GET"}, w.renewalInfo)
 	w.handle("/crl/{ca}", []string{"GET"}, w.crl)
+	w.handle("/ca/{ca}", []string{"GET"}, w.caCertificate)
 	w.mux.HandleFunc("GET /healthz", w.health)
 	w.mux.HandleFunc("GET /readyz", w.health)
 	w.mux.HandleFunc("/", func(rw http.ResponseWriter, r *http.Request) {
@@ -213,11 +221,11 @@ func (w *WFE) handle(pattern string, methods []string, h handlerFunc) {
 		hdr.Set("Access-Control-Allow-Origin", "*")
 		hdr.Set("Access-Control-Expose-Headers", "Link, Replay-Nonce, Location, Retry-After")
 		hdr.Set("Cache-Control", "no-store")
-		var p *ra.Profile
+		var p *profile.Profile
 		if path := r.PathValue("profile"); path != "" {
 			var ok bool
 			if p, ok = w.ra.Config().ByPath(path); !ok {
-				w.writeProblem(rw, r, nil, acme.NotFoundProblem("no ACME directory %q", path))
+				w.writeProblem(rw, r, nil, acme.NotFoundProblem("no ACME directory %q", acme.Clip(path)))
 				return
 			}
 		} else if r.PathValue("ca") == "" {
@@ -243,7 +251,11 @@ func (w *WFE) handle(pattern string, methods []string, h handlerFunc) {
 			return
 		}
 		if p == nil && r.PathValue("ca") == "" {
-			w.writeProblem(rw, r, nil, acme.NotFoundProblem("no default ACME profile is configured"))
+			detail := "no default ACME profile is configured"
+			if cfg := w.ra.Config(); cfg == nil || len(cfg.Profiles) == 0 {
+				detail = "no ACME profile is served yet: no AcmeProfile whose CertificateAuthority is Ready exists"
+			}
+			w.writeProblem(rw, r, nil, acme.NotFoundProblem("%s", detail))
 			return
 		}
 		if err := h(r.Context(), rw, r, p); err != nil {
@@ -256,15 +268,19 @@ func (w *WFE) handle(pattern string, methods []string, h handlerFunc) {
 func link(url, rel string) string { return "<" + url + ">;rel=\"" + rel + "\"" }
 
 // URL builders.
-func (w *WFE) profileURL(p *ra.Profile, path string) string {
+func (w *WFE) profileURL(p *profile.Profile, path string) string {
 	return w.base + "/acme/" + p.Path + "/" + path
 }
-func (w *WFE) dirURL(p *ra.Profile) string                { return w.profileURL(p, pathDirectory) }
-func (w *WFE) accountURL(p *ra.Profile, id string) string { return w.profileURL(p, pathAccount+id) }
-func (w *WFE) orderURL(p *ra.Profile, id string) string   { return w.profileURL(p, pathOrder+id) }
-func (w *WFE) authzURL(p *ra.Profile, id string) string   { return w.profileURL(p, pathAuthz+id) }
-func (w *WFE) challURL(p *ra.Profile, id string) string   { return w.profileURL(p, pathChallenge+id) }
-func (w *WFE) certURL(p *ra.Profile, id string) string    { return w.profileURL(p, pathCert+id) }
+func (w *WFE) dirURL(p *profile.Profile) string { return w.profileURL(p, pathDirectory) }
+func (w *WFE) accountURL(p *profile.Profile, id string) string {
+	return w.profileURL(p, pathAccount+id)
+}
+func (w *WFE) orderURL(p *profile.Profile, id string) string { return w.profileURL(p, pathOrder+id) }
+func (w *WFE) authzURL(p *profile.Profile, id string) string { return w.profileURL(p, pathAuthz+id) }
+func (w *WFE) challURL(p *profile.Profile, id string) string {
+	return w.profileURL(p, pathChallenge+id)
+}
+func (w *WFE) certURL(p *profile.Profile, id string) string { return w.profileURL(p, pathCert+id) }
 
 // writeJSON writes v with status.
 func (w *WFE) writeJSON(rw http.ResponseWriter, status int, v any) {
@@ -285,13 +301,21 @@ func (w *WFE) writeJSON(rw http.ResponseWriter, status int, v any) {
 // come back once it is over.
 const UnavailableRetryAfter = 3 * time.Second
 
+// QuotaRetryAfter is the Retry-After of a request refused because a quota
+// of the store (a ResourceQuota on the account's namespace) is used up:
+// room comes back as retention deletes old objects, on the scale of hours.
+const QuotaRetryAfter = time.Hour
+
 // writeProblem writes an RFC 7807 problem; internal causes go to the log only.
-func (w *WFE) writeProblem(rw http.ResponseWriter, r *http.Request, p *ra.Profile, prob *acme.Problem) {
+func (w *WFE) writeProblem(rw http.ResponseWriter, r *http.Request, p *profile.Profile, prob *acme.Problem) {
 	if prob.Status == 0 {
 		prob.Status = http.StatusBadRequest
 	}
 	if prob.Status == http.StatusInternalServerError && storage.IsUnavailable(prob) {
 		prob = acme.UnavailableProblem(prob, UnavailableRetryAfter)
+	}
+	if prob.Status == http.StatusInternalServerError && storage.IsQuotaExceeded(prob) {
+		prob = acme.QuotaProblem(prob, QuotaRetryAfter)
 	}
 	w.Metrics.Problem(string(prob.Type))
 	switch {
@@ -316,7 +340,7 @@ func (w *WFE) writeProblem(rw http.ResponseWriter, r *http.Request, p *ra.Profil
 }
 
 // directory serves RFC 8555 §7.1.1.
-func (w *WFE) directory(_ context.Context, rw http.ResponseWriter, _ *http.Request, p *ra.Profile) error {
+func (w *WFE) directory(_ context.Context, rw http.ResponseWriter, _ *http.Request, p *profile.Profile) error {
 	meta := &acme.DirectoryMeta{
 		TermsOfService: p.Spec.TermsOfService, Website: p.Spec.Website, CAAIdentities: p.Spec.CAAIdentities,
 		ExternalAccountRequired: p.EABRequired(), Profiles: map[string]string{},
@@ -337,7 +361,7 @@ func (w *WFE) directory(_ context.Context, rw http.ResponseWriter, _ *http.Reque
 }
 
 // newNonce serves RFC 8555 §7.2: HEAD 200, GET 204, POST-as-GET 200.
-func (w *WFE) newNonce(ctx context.Context, rw http.ResponseWriter, r *http.Request, p *ra.Profile) error {
+func (w *WFE) newNonce(ctx context.Context, rw http.ResponseWriter, r *http.Request, p *profile.Profile) error {
 	if r.Method == "POST" {
 		if _, err := w.verifyPOST(ctx, r, p, authKID); err != nil {
 			return err

@@ -147,13 +147,13 @@ type CASecretReference struct {
 
 // CRLSpec configures the CRL of a CA.
 type CRLSpec struct {
-	// DistributionPointURL is written into issued certificates. The server
-	// serves the CRL at /crl/<ca-name>; point this at that path as clients
-	// see it.
-	// +required
-	// +kubebuilder:validation:MinLength=1
+	// DistributionPointURL is written into issued certificates. Default: the
+	// server's PKI URL (kacme standalone/server --pki-url; plain HTTP when
+	// the server has --http-listen) followed by /crl/<ca-name>, where the
+	// server serves it. Set it when relying parties reach the CRL elsewhere.
+	// +optional
 	// +kubebuilder:validation:MaxLength=2048
-	DistributionPointURL string `json:"distributionPointURL"`
+	DistributionPointURL string `json:"distributionPointURL,omitempty"`
 	// Validity is the interval between thisUpdate and nextUpdate. Default 24h.
 	// +optional
 	Validity *metav1.Duration `json:"validity,omitempty"`
@@ -307,30 +307,48 @@ type AcmeProfileSpec struct {
 	// information are served until then. Default 720h (30 days).
 	// +optional
 	CertificateRetention *metav1.Duration `json:"certificateRetention,omitempty"`
-	// RateLimits bound what one client may do per hour; answered with
-	// rateLimited and Retry-After. Unset or 0: unlimited.
+	// RateLimits bound what one client may do; answered with rateLimited
+	// (429) and Retry-After. Unset fields take the defaults below (on by
+	// default, so that an open directory cannot be used to fill the store —
+	// in a cluster, etcd); 0 turns a limit off.
 	// +optional
 	RateLimits RateLimitSpec `json:"rateLimits,omitempty"`
 }
 
-// RateLimitSpec are per-hour limits (sliding window over the stored objects,
-// so they hold across replicas and restarts).
+// Default rate limits: far above what one cert-manager Issuer or certbot
+// host does, low enough that one client cannot flood the store.
+const (
+	DefaultNewAccountsPerIP                = 100
+	DefaultNewOrdersPerAccount             = 1000
+	DefaultPendingAuthorizationsPerAccount = 1000
+)
+
+// RateLimitSpec are the per-profile limits. Per-hour limits are sliding
+// windows over the stored objects, so they hold across replicas and
+// restarts.
 type RateLimitSpec struct {
-	// NewOrdersPerAccount: orders an account may create per hour.
+	// NewOrdersPerAccount: orders an account may create per hour. Default 1000.
 	// +optional
 	// +kubebuilder:validation:Minimum=0
-	NewOrdersPerAccount int `json:"newOrdersPerAccount,omitempty"`
+	NewOrdersPerAccount *int32 `json:"newOrdersPerAccount,omitempty"`
+	// PendingAuthorizationsPerAccount: authorizations of an account that may
+	// be pending (neither validated, failed, deactivated nor expired) at
+	// once; a new order that would pass it is refused. Default 1000.
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	PendingAuthorizationsPerAccount *int32 `json:"pendingAuthorizationsPerAccount,omitempty"`
 	// FailedValidationsPerAccount: once this many of an account's
 	// authorizations created in the last hour have failed, its new orders are
-	// refused until the oldest of them is an hour old.
+	// refused until the oldest of them is an hour old. Default 0 (off).
 	// +optional
 	// +kubebuilder:validation:Minimum=0
-	FailedValidationsPerAccount int `json:"failedValidationsPerAccount,omitempty"`
+	FailedValidationsPerAccount *int32 `json:"failedValidationsPerAccount,omitempty"`
 	// NewAccountsPerIP: accounts one client address (the peer address the
-	// server sees) may register per hour.
+	// server sees) may register per hour. Default 100. Accounts bound to a
+	// pre-registration (EAB) do not count.
 	// +optional
 	// +kubebuilder:validation:Minimum=0
-	NewAccountsPerIP int `json:"newAccountsPerIP,omitempty"`
+	NewAccountsPerIP *int32 `json:"newAccountsPerIP,omitempty"`
 }
 
 // ExternalAccountBindingPolicy says whether accounts must be bound to a

@@ -30,6 +30,7 @@ func addKnownTypes(s *runtime.Scheme) error {
 		&AcmeOrder{}, &AcmeOrderList{},
 		&AcmeChallenge{}, &AcmeChallengeList{},
 		&AcmeCertificate{}, &AcmeCertificateList{},
+		&KubernetesSigner{}, &KubernetesSignerList{},
 	)
 	metaAddToGroupVersion(s)
 	return nil

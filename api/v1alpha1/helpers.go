@@ -72,3 +72,10 @@ func (c *CertificateAuthority) BundleKey() string {
 	}
 	return "ca.crt"
 }
+
+// EABKeyLabel is the value of LabelEABKeyID under which a pre-provisioned
+// account is found by its EAB key ID (hashed: key IDs are not label-safe).
+func EABKeyLabel(keyID string) string {
+	sum := sha256.Sum256([]byte(keyID))
+	return hex.EncodeToString(sum[:20])
+}

@@ -27,9 +27,19 @@ const (
 	LabelClientIP = "acme.kacme.io/client-ip"
 	// LabelTrustBundleOf names the CertificateAuthority whose trust bundle a ConfigMap carries.
 	LabelTrustBundleOf = "acme.kacme.io/trust-bundle-of"
+	// LabelEABSecret marks an EAB Secret outside the operator's namespace
+	// that kacme controller watches (it sets it on the Secrets it mints; add
+	// it to a Secret you supply to have its changes seen at once). Other
+	// Secrets there never enter the controller's cache.
+	LabelEABSecret = "acme.kacme.io/eab-secret"
 )
 
 // AnnotationInjectCAFromProfile on a cert-manager Issuer or ClusterIssuer
 // names the AcmeProfile whose CA trust bundle the controller keeps in the
 // issuer's spec.acme.caBundle.
 const AnnotationInjectCAFromProfile = "acme.kacme.io/inject-ca-from-profile"
+
+// ConditionReady is the condition type every kacme kind reports: True when
+// the object is in use (a CA can sign, a profile is served, an account may
+// register or order).
+const ConditionReady = "Ready"

@@ -15,9 +15,6 @@ import (
 	_ "net/http/pprof" // served only with --debug-addr
 	"os"
 	"os/signal"
-	"path/filepath"
-	"sort"
-	"strings"
 	"syscall"
 	"time"
 
@@ -26,12 +23,16 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"github.com/kacme/kacme/acmeserver/dashboard"
 	"github.com/kacme/kacme/acmeserver/metrics"
 	"github.com/kacme/kacme/acmeserver/standalone"
 )
 
-var version = "dev"
+// version is the release (the chart's appVersion) and revision the commit,
+// set by make (-X main.version, -X main.revision).
+var (
+	version  = "dev"
+	revision = "unknown"
+)
 
 func main() {
 	if len(os.Args) < 2 {
@@ -56,7 +57,7 @@ func main() {
 			os.Exit(1)
 		}
 	case "version", "--version":
-		fmt.Println("kacme", version)
+		fmt.Printf("kacme %s (revision %s)\n", version, revision)
 	case "help", "-h", "--help":
 		usage()
 	default:
@@ -85,6 +86,8 @@ func runStandalone(args []string) error {
 	configDir := fs.String("config-dir", "", "directory of AcmeProfile, CertificateAuthority, AcmeAccount and Secret manifests (default: built-in profile)")
 	listen := fs.String("listen", "127.0.0.1:8443", "HTTPS listen address")
 	external := fs.String("external-url", "", "base URL clients use (default https://<listen>)")
+	httpListen := fs.String("http-listen", "", "also serve CRLs and CA certificates (only those) over plain HTTP here, as relying parties fetch them (e.g. 127.0.0.1:8080; make run uses that)")
+	pkiURL := fs.String("pki-url", "", "base URL issued certificates name for their CRL (<url>/crl/<ca>) and issuer certificate (<url>/ca/<ca>) (default http://<--http-listen>, else the external URL)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	quiet := fs.Bool("quiet", false, "do not print the getting-started banner")
 	metricsAddr := fs.String("metrics-addr", "", "serve Prometheus metrics at http://<addr>/metrics (e.g. 127.0.0.1:9090)")
@@ -102,7 +105,7 @@ func runStandalone(args []string) error {
 	defer stop()
 	m := serveMetrics(*metricsAddr, log)
 	srv, err := standalone.Start(ctx, standalone.Options{DataDir: *dataDir, ConfigDir: *configDir, Listen: *listen,
-		ExternalURL: *external, Log: log, Metrics: m, ShutdownDelay: *shutdownDelay})
+		ExternalURL: *external, Log: log, Metrics: m, ShutdownDelay: *shutdownDelay, HTTPListen: *httpListen, PKIURL: *pkiURL})
 	if err != nil {
 		return err
 	}
@@ -110,7 +113,7 @@ func runStandalone(args []string) error {
 		go func() { log.Error("debug server", "err", http.ListenAndServe(*debugAddr, nil)) }() //nolint:gosec // opt-in, loopback
 	}
 	if !*quiet {
-		printBanner(srv, *dataDir)
+		fmt.Print(srv.Banner(*dataDir))
 	}
 	go func() {
 		<-ctx.Done()
@@ -134,49 +137,4 @@ func serveMetrics(addr string, log *slog.Logger) *metrics.Metrics {
 	ms := &http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go func() { log.Error("metrics server", "err", ms.ListenAndServe()) }()
 	return m
-}
-
-func printBanner(srv *standalone.Server, dataDir string) {
-	abs, _ := filepath.Abs(dataDir)
-	p := srv.Config.Profiles[srv.Config.DefaultProfile]
-	port := p.Validation.HTTPPort
-	if port == 0 {
-		port = 80
-	}
-	var profiles []string
-	for name := range srv.Config.Profiles {
-		profiles = append(profiles, fmt.Sprintf("%s/acme/%s/directory", srv.URL, name))
-	}
-	sort.Strings(profiles)
-	fmt.Printf(`
-kacme standalone is running.
-
-  ACME directory : %s
-  profiles       : %s
-  CA root        : %s   (trust this to verify kacme and its certificates)
-  data           : %s   (stop with Ctrl-C; a restart keeps everything)
-
-Get a certificate with certbot (http-01 on port %d; names under .localhost resolve to this machine):
-
-  REQUESTS_CA_BUNDLE=%s certbot certonly --standalone \
-    --http-01-address 127.0.0.1 --http-01-port %d \
-    --server %s \
-    --agree-tos --register-unsafely-without-email --non-interactive \
-    --config-dir %s/clients/certbot --work-dir %s/clients/certbot/work --logs-dir %s/clients/certbot/logs \
-    -d app.localhost
-
-or with lego:
-
-  LEGO_CA_CERTIFICATES=%s lego --server %s \
-    --accept-tos --email admin@example.com --path %s/clients/lego \
-    --http --http.port 127.0.0.1:%d --domains app.localhost run
-
-`, srv.DirectoryURL, strings.Join(profiles, ", "), srv.RootPath, abs, port,
-		srv.RootPath, port, srv.DirectoryURL, abs, abs, abs,
-		srv.RootPath, srv.DirectoryURL, abs, port)
-	token := "the token in " + filepath.Join(abs, dashboard.TokenFile) + " (printed at the first start)"
-	if srv.DashboardTokenCreated {
-		token = srv.DashboardToken + "   (shown this once; also in " + filepath.Join(abs, dashboard.TokenFile) + ")"
-	}
-	fmt.Printf("Dashboard: %s   sign in with %s\n\n", srv.DashboardURL, token)
 }

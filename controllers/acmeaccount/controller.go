@@ -17,7 +17,9 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
+	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -38,7 +40,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/kacme/kacme/acmeserver/acme"
-	"github.com/kacme/kacme/acmeserver/ra"
 	"github.com/kacme/kacme/api/v1alpha1"
 )
 
@@ -49,8 +50,16 @@ const (
 	ReasonAwaitingBinding  = "AwaitingBinding"
 	ReasonDeactivated      = "Deactivated"
 	ReasonEABSecretInvalid = "EABSecretInvalid"
-	ConditionReady         = "Ready"
+	// ReasonEABNamespaceNotAllowed: the controller runs with Secret rights in
+	// a list of namespaces (--eab-namespaces) that does not include this one.
+	ReasonEABNamespaceNotAllowed = "EABNamespaceNotAllowed"
+	ConditionReady               = "Ready"
 )
+
+// UnlabelledRecheck is how often a user-supplied EAB Secret without the
+// acme.kacme.io/eab-secret label (which the controller does not watch) is
+// read again while its account waits for a binding.
+const UnlabelledRecheck = 2 * time.Minute
 
 // Labels on the EAB key copies in the operator's namespace.
 const (
@@ -69,6 +78,13 @@ type Reconciler struct {
 	Recorder events.EventRecorder
 	// Namespace is the operator's namespace, where the EAB key copies live.
 	Namespace string
+	// APIReader reads, by name and uncached, a user-supplied EAB Secret that
+	// is not labelled (the manager's cache holds only labelled ones outside
+	// Namespace: setup.SecretCache). Nil: the client's cache only.
+	APIReader client.Reader
+	// EABNamespaces, when set, are the only namespaces (besides Namespace)
+	// where the controller may read and mint EAB Secrets.
+	EABNamespaces []string
 }
 
 // metaOf is the metadata-only form of a kind: counting needs labels only,
@@ -80,9 +96,16 @@ func metaOf(kind string) *metav1.PartialObjectMetadata {
 // accountIndex indexes metadata-only objects by their account label.
 const accountIndex = "label:" + v1alpha1.LabelAccount
 
-// +kubebuilder:rbac:groups=acme.kacme.io,resources=acmeaccounts,verbs=get;list;watch;update
+// +kubebuilder:rbac:groups=acme.kacme.io,resources=acmeaccounts,verbs=get;list;watch;patch
 // +kubebuilder:rbac:groups=acme.kacme.io,resources=acmeorders;acmecertificates,verbs=get;list;watch
-// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create;update;delete
+// EAB Secrets in the accounts' namespaces: create to mint; get, list and
+// watch for the cache of labelled ones and for reading a supplied one. No
+// update or delete: an existing Secret is never changed, and a minted one is
+// owned by its account (garbage-collected with it). The chart's namespaced
+// mode grants these in listed namespaces only (RoleBindings), not here.
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create
+// The key copies the server reads live in the operator's namespace:
+// +kubebuilder:rbac:groups="",namespace=kacme-system,resources=secrets,verbs=get;list;watch;create;update;delete
 
 // SetupWithManager registers the controller and the index the counts are
 // read through.
@@ -134,7 +157,8 @@ func delayedByLabel(d time.Duration) handler.EventHandler {
 }
 
 // Reconcile mints and mirrors the EAB key and writes counts and conditions;
-// the account is written at most once, and only when something changed.
+// the account is patched at most once, only when something changed, and only
+// in the fields this controller owns (ownedFieldsPatch).
 func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	var a v1alpha1.AcmeAccount
 	if err := r.Client.Get(ctx, req.NamespacedName, &a); err != nil {
@@ -144,6 +168,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		return ctrl.Result{}, err
 	}
 	want := a.DeepCopy()
+	var result ctrl.Result
 	// No observedGeneration: without a status subresource every write,
 	// status included, bumps the generation.
 	ready := metav1.Condition{Type: ConditionReady, Status: metav1.ConditionTrue, Reason: ReasonValid,
@@ -159,19 +184,12 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 			return ctrl.Result{}, err
 		}
 	case a.Spec.ExternalAccountBinding != nil:
-		ref := a.Spec.ExternalAccountBinding
-		if want.Labels == nil {
-			want.Labels = map[string]string{}
-		}
-		want.Labels[v1alpha1.LabelEABKeyID] = ra.EABKeyLabel(ref.KeyID)
-		want.Labels[v1alpha1.LabelProfile] = a.Spec.Profile
-		ready.Status, ready.Reason = metav1.ConditionFalse, ReasonAwaitingBinding
-		ready.Message = fmt.Sprintf("waiting for an ACME client to register with EAB key ID %q (HMAC key in secret %s, key %q)",
-			ref.KeyID, ref.SecretName, ref.DataKey())
-		if msg, err := r.ensureKey(ctx, &a); err != nil {
+		recheck, err := r.preRegistration(ctx, &a, want, &ready)
+		if err != nil {
 			return ctrl.Result{}, err
-		} else if msg != "" {
-			ready.Reason, ready.Message = ReasonEABSecretInvalid, msg
+		}
+		if recheck {
+			result.RequeueAfter = UnlabelledRecheck
 		}
 	default:
 		ready.Status, ready.Reason, ready.Message = metav1.ConditionFalse, ReasonAwaitingBinding,
@@ -183,21 +201,89 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	}
 	want.Status.Orders, want.Status.Certificates = orders, certs
 	if cur := meta.FindStatusCondition(a.Status.Conditions, ConditionReady); cur == nil || cur.Reason != ready.Reason {
-		if ready.Reason == ReasonEABSecretInvalid {
+		if ready.Reason == ReasonEABSecretInvalid || ready.Reason == ReasonEABNamespaceNotAllowed {
 			r.Recorder.Eventf(&a, nil, corev1.EventTypeWarning, ready.Reason, "Reconcile", "%s", ready.Message)
 		}
 	}
 	meta.SetStatusCondition(&want.Status.Conditions, ready)
 	if equality.Semantic.DeepEqual(want.Labels, a.Labels) && equality.Semantic.DeepEqual(want.Status, a.Status) {
-		return ctrl.Result{}, nil
+		return result, nil
 	}
-	if err := r.Client.Update(ctx, want); err != nil {
-		if apierrors.IsConflict(err) {
+	patch, err := ownedFieldsPatch(&a, want)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	if err := r.Client.Patch(ctx, &a, client.RawPatch(types.MergePatchType, patch)); err != nil {
+		if apierrors.IsConflict(err) || apierrors.IsNotFound(err) {
 			return ctrl.Result{}, nil // written meanwhile: that change is an event that reconciles again
 		}
 		return ctrl.Result{}, err
 	}
-	return ctrl.Result{}, nil
+	return result, nil
+}
+
+// ownedFieldsPatch is a JSON merge patch of exactly the fields this
+// controller decides on an AcmeAccount — the EAB key ID and profile labels
+// of a pre-registration, status.conditions, status.orders and
+// status.certificates — with the resourceVersion it decided from as a
+// precondition (a write meanwhile makes it a conflict, and the event of that
+// write reconciles again). Everything else belongs to the ACME server (its
+// status: key, binding, status; its spec: contact, deactivation) or to whoever
+// declared the account (spec), and is never sent.
+func ownedFieldsPatch(cur, want *v1alpha1.AcmeAccount) ([]byte, error) {
+	md := map[string]any{"resourceVersion": cur.ResourceVersion}
+	labels := map[string]string{}
+	for _, k := range []string{v1alpha1.LabelEABKeyID, v1alpha1.LabelProfile} {
+		if v, ok := want.Labels[k]; ok && cur.Labels[k] != v {
+			labels[k] = v
+		}
+	}
+	if len(labels) > 0 {
+		md["labels"] = labels
+	}
+	return json.Marshal(map[string]any{
+		"metadata": md,
+		"status": map[string]any{"conditions": want.Status.Conditions, "orders": want.Status.Orders,
+			"certificates": want.Status.Certificates},
+	})
+}
+
+// preRegistration handles an account pre-registered with an EAB key ID
+// that no client has bound yet: its lookup labels (on want), its EAB Secret
+// and the server's copy of the key, and its Ready condition (awaiting the
+// binding, or why it cannot happen). recheck asks for another look later.
+func (r *Reconciler) preRegistration(ctx context.Context, a, want *v1alpha1.AcmeAccount, ready *metav1.Condition) (recheck bool, err error) {
+	ref := a.Spec.ExternalAccountBinding
+	if want.Labels == nil {
+		want.Labels = map[string]string{}
+	}
+	want.Labels[v1alpha1.LabelEABKeyID] = v1alpha1.EABKeyLabel(ref.KeyID)
+	want.Labels[v1alpha1.LabelProfile] = a.Spec.Profile
+	ready.Status, ready.Reason = metav1.ConditionFalse, ReasonAwaitingBinding
+	ready.Message = fmt.Sprintf("waiting for an ACME client to register with EAB key ID %q (HMAC key in secret %s, key %q)",
+		ref.KeyID, ref.SecretName, ref.DataKey())
+	if !r.eabAllowed(a.Namespace) {
+		ready.Reason = ReasonEABNamespaceNotAllowed
+		ready.Message = fmt.Sprintf("kacme controller may not read or create Secrets in namespace %s: it manages EAB Secrets only in %s "+
+			"(Helm value controller.eabNamespaces; flag --eab-namespaces)", a.Namespace, strings.Join(r.EABNamespaces, ", "))
+		if err := r.deleteMirror(ctx, a.Namespace, a.Name); err != nil {
+			return false, err
+		}
+		return false, nil
+	}
+	msg, recheck, err := r.ensureKey(ctx, a)
+	if err != nil {
+		return false, err
+	}
+	if msg != "" {
+		ready.Reason, ready.Message = ReasonEABSecretInvalid, msg
+	}
+	return recheck, nil
+}
+
+// eabAllowed reports whether the controller manages EAB Secrets in ns.
+func (r *Reconciler) eabAllowed(ns string) bool {
+	return len(r.EABNamespaces) == 0 || ns == r.Namespace || slices.Contains(r.EABNamespaces, ns)
 }
 
 // counts are the account's orders and certificates, from the cache's index.
@@ -215,28 +301,50 @@ func (r *Reconciler) counts(ctx context.Context, a *v1alpha1.AcmeAccount) (int, 
 
 // ensureKey mints the EAB Secret when it is missing (an existing Secret is
 // never changed) and keeps the server's copy of the key current. A non-empty
-// message says why the key is unusable.
-func (r *Reconciler) ensureKey(ctx context.Context, a *v1alpha1.AcmeAccount) (string, error) {
+// message says why the key is unusable; recheck asks for another look later
+// (a supplied Secret without the label is not watched).
+func (r *Reconciler) ensureKey(ctx context.Context, a *v1alpha1.AcmeAccount) (msg string, recheck bool, err error) {
 	ref := a.Spec.ExternalAccountBinding
-	var sec corev1.Secret
-	err := r.Client.Get(ctx, client.ObjectKey{Namespace: a.Namespace, Name: ref.SecretName}, &sec)
-	switch {
-	case apierrors.IsNotFound(err):
-		if sec, err = r.mint(ctx, a); err != nil {
-			return "", err
+	sec, unwatched, err := r.eabSecret(ctx, a)
+	if err != nil {
+		return "", false, err
+	}
+	if sec == nil {
+		minted, err := r.mint(ctx, a)
+		if err != nil {
+			return "", false, err
 		}
-	case err != nil:
-		return "", err
+		sec = &minted
 	}
 	key, ok := sec.Data[ref.DataKey()]
 	if !ok {
-		return fmt.Sprintf("secret %s has no key %q", ref.SecretName, ref.DataKey()), r.deleteMirror(ctx, a.Namespace, a.Name)
+		return fmt.Sprintf("secret %s has no key %q", ref.SecretName, ref.DataKey()), unwatched, r.deleteMirror(ctx, a.Namespace, a.Name)
 	}
 	if mac, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(strings.TrimSpace(string(key)), "=")); err != nil || len(mac) < 32 {
 		return fmt.Sprintf("secret %s key %q must be a base64url HMAC key of at least 256 bits", ref.SecretName, ref.DataKey()),
-			r.deleteMirror(ctx, a.Namespace, a.Name)
+			unwatched, r.deleteMirror(ctx, a.Namespace, a.Name)
 	}
-	return "", r.mirror(ctx, a, key)
+	return "", unwatched, r.mirror(ctx, a, key)
+}
+
+// eabSecret reads the account's EAB Secret: from the cache (the ones kacme
+// minted or that carry the label), else, once, by name from the API — a
+// Secret a team supplied without the label, which then stays out of the
+// cache (unwatched). Nil when it does not exist.
+func (r *Reconciler) eabSecret(ctx context.Context, a *v1alpha1.AcmeAccount) (sec *corev1.Secret, unwatched bool, err error) {
+	key := client.ObjectKey{Namespace: a.Namespace, Name: a.Spec.ExternalAccountBinding.SecretName}
+	var s corev1.Secret
+	err = r.Client.Get(ctx, key, &s)
+	if err == nil {
+		return &s, false, nil
+	}
+	if !apierrors.IsNotFound(err) || r.APIReader == nil {
+		return nil, false, client.IgnoreNotFound(err)
+	}
+	if err := r.APIReader.Get(ctx, key, &s); err != nil {
+		return nil, false, client.IgnoreNotFound(err)
+	}
+	return &s, true, nil
 }
 
 func (r *Reconciler) mint(ctx context.Context, a *v1alpha1.AcmeAccount) (corev1.Secret, error) {
@@ -247,7 +355,7 @@ func (r *Reconciler) mint(ctx context.Context, a *v1alpha1.AcmeAccount) (corev1.
 	}
 	sec := corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{Namespace: a.Namespace, Name: ref.SecretName,
-			Labels: map[string]string{"app.kubernetes.io/managed-by": "kacme", v1alpha1.LabelAccount: a.Name}},
+			Labels: map[string]string{"app.kubernetes.io/managed-by": "kacme", v1alpha1.LabelAccount: a.Name, v1alpha1.LabelEABSecret: "minted"}},
 		Type: corev1.SecretTypeOpaque,
 		Data: map[string][]byte{ref.DataKey(): []byte(base64.RawURLEncoding.EncodeToString(mac)), "keyID": []byte(ref.KeyID)},
 	}

@@ -14,7 +14,6 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/kacme/kacme/acmeserver/ra"
 	"github.com/kacme/kacme/api/v1alpha1"
 	"github.com/kacme/kacme/controllers/acmeaccount"
 	kenvtest "github.com/kacme/kacme/test/envtest"
@@ -117,7 +116,7 @@ func TestPreRegistration(t *testing.T) {
 	kenvtest.WaitFor(t, "the pre-registration labels", func() bool {
 		return c.Get(ctx, client.ObjectKey{Namespace: teamNS, Name: "minted"}, &a) == nil && a.Labels[v1alpha1.LabelEABKeyID] != ""
 	})
-	if a.Labels[v1alpha1.LabelEABKeyID] != ra.EABKeyLabel("team-a") || a.Labels[v1alpha1.LabelProfile] != "default" {
+	if a.Labels[v1alpha1.LabelEABKeyID] != v1alpha1.EABKeyLabel("team-a") || a.Labels[v1alpha1.LabelProfile] != "default" {
 		t.Fatalf("pre-registration labels = %v", a.Labels)
 	}
 

@@ -14,9 +14,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/kacme/kacme/acmeserver/ca"
-	"github.com/kacme/kacme/acmeserver/ra"
+	"github.com/kacme/kacme/acmeserver/ca/kubeca"
+	"github.com/kacme/kacme/acmeserver/profile"
 	"github.com/kacme/kacme/api/v1alpha1"
-	"github.com/kacme/kacme/controllers/certificateauthority"
 )
 
 // Reconcile implements reconcile.Reconciler.
@@ -41,7 +41,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	}
 	if !equality.Semantic.DeepEqual(&obj.Status, st) {
 		obj.Status = *st
-		if err := r.Client.Status().Update(ctx, &obj); err != nil {
+		// A conflict: the object changed since this copy was read, and that
+		// change reconciles it again (not an error to log).
+		if err := r.Client.Status().Update(ctx, &obj); err != nil && !apierrors.IsConflict(err) {
 			return ctrl.Result{}, err
 		}
 	}
@@ -61,27 +63,27 @@ func (r *Reconciler) check(ctx context.Context, obj *v1alpha1.AcmeProfile) (meta
 	} else if err != nil {
 		return "", "", "", err
 	}
-	if c := meta.FindStatusCondition(caObj.Status.Conditions, certificateauthority.ConditionReady); c == nil || c.Status != metav1.ConditionTrue {
+	if !kubeca.Ready(&caObj) {
 		return metav1.ConditionFalse, ReasonCertificateAuthorityNotReady,
 			fmt.Sprintf("CertificateAuthority %q is not ready", obj.Spec.CertificateAuthority), nil
 	}
-	auth, err := certificateauthority.Load(ctx, r.Client, r.Namespace, &caObj)
+	auth, err := kubeca.Load(ctx, r.Client, r.Namespace, &caObj)
 	if err != nil {
 		return metav1.ConditionFalse, ReasonCertificateAuthorityNotReady,
 			fmt.Sprintf("CertificateAuthority %q cannot be loaded: %v", obj.Spec.CertificateAuthority, err), nil
 	}
 	// The same validation the server applies when it loads the profile.
-	if _, err := ra.NewProfile(obj, map[string]*ca.Authority{caObj.Name: auth}); err != nil {
+	if _, err := profile.NewProfile(obj, map[string]*ca.Authority{caObj.Name: auth}); err != nil {
 		return metav1.ConditionFalse, ReasonInvalidSpec, err.Error(), nil
 	}
-	// As in ra.NewConfig: of profiles sharing a path, the first by name serves it.
+	// As in profile.NewConfig: of profiles sharing a path, the first by name serves it.
 	var all v1alpha1.AcmeProfileList
 	if err := r.Client.List(ctx, &all); err != nil {
 		return "", "", "", err
 	}
 	for _, other := range all.Items {
 		if other.Name < obj.Name && other.Path() == obj.Path() {
-			return metav1.ConditionFalse, ReasonInvalidSpec, ra.PathConflictError(obj.Path(), other.Name).Error(), nil
+			return metav1.ConditionFalse, ReasonInvalidSpec, profile.PathConflictError(obj.Path(), other.Name).Error(), nil
 		}
 	}
 	return metav1.ConditionTrue, ReasonReady, fmt.Sprintf("serving %s/acme/%s/directory", r.ExternalURL, obj.Path()), nil

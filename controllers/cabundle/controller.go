@@ -16,7 +16,6 @@ import (
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
@@ -26,8 +25,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
+	"github.com/kacme/kacme/acmeserver/ca/kubeca"
 	"github.com/kacme/kacme/api/v1alpha1"
-	"github.com/kacme/kacme/controllers/certificateauthority"
 	"github.com/kacme/kacme/controllers/trustbundle"
 )
 
@@ -201,7 +200,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		if client.IgnoreNotFound(err) != nil {
 			return ctrl.Result{}, err
 		}
-		if err != nil || ca.Status.Chain == "" || !meta.IsStatusConditionTrue(ca.Status.Conditions, certificateauthority.ConditionReady) {
+		if err != nil || ca.Status.Chain == "" || !kubeca.Ready(&ca) {
 			r.warn(iss, ReasonCANotReady, "CertificateAuthority %q (of AcmeProfile %q or the server's HTTPS certificate) is not ready", name, profileName)
 			return ctrl.Result{}, nil
 		}

@@ -42,7 +42,8 @@ type Reconciler struct {
 
 // +kubebuilder:rbac:groups=acme.kacme.io,resources=certificateauthorities,verbs=get;list;watch
 // +kubebuilder:rbac:groups=acme.kacme.io,resources=certificateauthorities/status,verbs=get;update;patch
-// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create;update
+// CA keys live in the operator's namespace only:
+// +kubebuilder:rbac:groups="",namespace=kacme-system,resources=secrets,verbs=get;list;watch;create;update
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
 // SetupWithManager registers the controller: CAs, their Secrets, and the

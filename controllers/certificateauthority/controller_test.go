@@ -17,6 +17,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/kacme/kacme/acmeserver/ca"
+	"github.com/kacme/kacme/acmeserver/ca/kubeca"
 	"github.com/kacme/kacme/api/v1alpha1"
 	"github.com/kacme/kacme/controllers/certificateauthority"
 	kenvtest "github.com/kacme/kacme/test/envtest"
@@ -181,7 +182,7 @@ func TestRotation(t *testing.T) {
 		t.Fatal("ca.crt is not the new root")
 	}
 	must(t, c.Get(ctx, req.NamespacedName, obj))
-	auth, err := certificateauthority.Load(ctx, c, ns, obj)
+	auth, err := kubeca.Load(ctx, c, ns, obj)
 	must(t, err)
 	if auth.Previous == nil || !auth.Previous.Cert.Equal(first) || !auth.CRLPerKey {
 		t.Fatalf("loaded CA: previous %v, CRL per key %v", auth.Previous != nil, auth.CRLPerKey)

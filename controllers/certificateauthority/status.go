@@ -9,14 +9,15 @@ import (
 	"fmt"
 
 	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/kacme/kacme/api/v1alpha1"
 )
 
-// ConditionReady is the condition type that says a CA can sign.
-const ConditionReady = "Ready"
+// ConditionReady is the condition type that says a CA can sign (kubeca.Ready reads it).
+const ConditionReady = v1alpha1.ConditionReady
 
 func readyReason(obj *v1alpha1.CertificateAuthority) string {
 	if c := meta.FindStatusCondition(obj.Status.Conditions, ConditionReady); c != nil && c.Status == metav1.ConditionTrue {
@@ -47,5 +48,11 @@ func (r *Reconciler) updateStatus(ctx context.Context, obj *v1alpha1.Certificate
 		return nil
 	}
 	obj.Status = *st
-	return r.Client.Status().Update(ctx, obj)
+	// A conflict means the object changed since the cache's copy was read (a
+	// second reconcile overtaking the first's write): that change is an event
+	// that reconciles it again, with the fresh copy. Not an error to log.
+	if err := r.Client.Status().Update(ctx, obj); err != nil && !apierrors.IsConflict(err) {
+		return err
+	}
+	return nil
 }

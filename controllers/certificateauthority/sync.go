@@ -16,6 +16,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
 	"github.com/kacme/kacme/acmeserver/ca"
+	"github.com/kacme/kacme/acmeserver/ca/kubeca"
 	"github.com/kacme/kacme/api/v1alpha1"
 )
 
@@ -149,26 +150,7 @@ func (r *Reconciler) issuer(ctx context.Context, name string) (*ca.Authority, er
 	if readyReason(&iss) != ReasonReady {
 		return nil, errNotReady
 	}
-	return Load(ctx, r.Client, r.Namespace, &iss)
-}
-
-// Load reads a CA's key and chain from its Secret (the server uses it too).
-func Load(ctx context.Context, c client.Reader, namespace string, obj *v1alpha1.CertificateAuthority) (*ca.Authority, error) {
-	name := obj.KeySecretName()
-	if obj.Spec.SecretRef != nil {
-		name = obj.Spec.SecretRef.Name
-	}
-	var sec corev1.Secret
-	if err := c.Get(ctx, client.ObjectKey{Namespace: namespace, Name: name}, &sec); err != nil {
-		return nil, err
-	}
-	a, err := ca.FromTLSSecret(obj.Name, sec.Data)
-	if err != nil {
-		return nil, err
-	}
-	a.ConfigureCRL(obj.Spec.CRL)
-	a.CRLPerKey = obj.Spec.RotationPolicy == v1alpha1.RotationAlways && obj.Spec.SecretRef == nil
-	return a, nil
+	return kubeca.Load(ctx, r.Client, r.Namespace, &iss)
 }
 
 // newKey generates a key and certificate per spec: a root, or an

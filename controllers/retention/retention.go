@@ -1,19 +1,22 @@
 // Package retention deletes expired orders and their authorizations after
 // each AcmeProfile's spec.retention, and expired certificates after its
-// spec.certificateRetention (ra.Sweep), in the cluster: one sweep
-// every ra.SweepInterval by the elected controller replica, reading through
+// spec.certificateRetention (acmeserver/retention), in the cluster: one sweep
+// every sweep.SweepInterval by the elected controller replica, reading through
 // the API (paged lists off the request path) rather than keeping every order
 // in an informer.
 package retention
 
 import (
 	"context"
+	"log/slog"
 	"time"
 
 	"github.com/go-logr/logr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/kacme/kacme/acmeserver/ra"
+	"github.com/kacme/kacme/acmeserver/audit"
+	"github.com/kacme/kacme/acmeserver/profile"
+	sweep "github.com/kacme/kacme/acmeserver/retention"
 	"github.com/kacme/kacme/acmeserver/storage/kube"
 	"github.com/kacme/kacme/api/v1alpha1"
 )
@@ -25,7 +28,7 @@ type Sweeper struct {
 	// Client writes (deletes) and reads profiles; APIReader lists orders.
 	Client    client.Client
 	APIReader client.Reader
-	// Interval between sweeps; default ra.SweepInterval.
+	// Interval between sweeps; default sweep.SweepInterval.
 	Interval time.Duration
 	Log      logr.Logger
 	// Now is the clock (tests).
@@ -38,12 +41,13 @@ func (s *Sweeper) NeedLeaderElection() bool { return true }
 // Start sweeps now and every Interval until ctx ends.
 func (s *Sweeper) Start(ctx context.Context) error {
 	if s.Interval <= 0 {
-		s.Interval = ra.SweepInterval
+		s.Interval = sweep.SweepInterval
 	}
 	if s.Now == nil {
 		s.Now = time.Now
 	}
 	store := kube.New(s.Client, s.APIReader)
+	aud := audit.New(slog.New(logr.ToSlogHandler(s.Log)))
 	t := time.NewTicker(s.Interval)
 	defer t.Stop()
 	for {
@@ -53,7 +57,7 @@ func (s *Sweeper) Start(ctx context.Context) error {
 		}
 		for i := range profiles.Items {
 			p := &profiles.Items[i]
-			orders, certs, err := ra.Sweep(ctx, store, p.Name, ra.RetentionOf(p), s.Now())
+			orders, certs, err := sweep.Sweep(ctx, store, p.Name, profile.RetentionOf(p), s.Now(), aud)
 			if err != nil && ctx.Err() == nil {
 				s.Log.Error(err, "retention sweep", "profile", p.Name)
 			}

@@ -18,19 +18,19 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/kacme/kacme/acmeserver/ca"
+	"github.com/kacme/kacme/acmeserver/ca/kubeca"
 	"github.com/kacme/kacme/api/v1alpha1"
-	"github.com/kacme/kacme/controllers/certificateauthority"
 	"github.com/kacme/kacme/controllers/trustbundle"
 )
 
@@ -86,10 +86,10 @@ func (r *Reconciler) Reconcile(ctx context.Context, _ ctrl.Request) (ctrl.Result
 	if err := r.Client.Get(ctx, client.ObjectKey{Name: r.CAName}, &caObj); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err) // created later: the watch brings it
 	}
-	if caObj.Status.Chain == "" || !meta.IsStatusConditionTrue(caObj.Status.Conditions, certificateauthority.ConditionReady) {
+	if caObj.Status.Chain == "" || !kubeca.Ready(&caObj) {
 		return ctrl.Result{}, nil
 	}
-	auth, err := certificateauthority.Load(ctx, r.Client, r.Namespace, &caObj) // generated or imported (secretRef)
+	auth, err := kubeca.Load(ctx, r.Client, r.Namespace, &caObj) // generated or imported (secretRef)
 	if err != nil {
 		r.Recorder.Eventf(&caObj, nil, corev1.EventTypeWarning, ReasonIssueError, "Reconcile", "CA key: %v", err)
 		return ctrl.Result{}, nil
@@ -102,6 +102,14 @@ func (r *Reconciler) Reconcile(ctx context.Context, _ ctrl.Request) (ctrl.Result
 	exists := err == nil
 	if exists {
 		if due, ok := r.current(sec.Data[corev1.TLSCertKey], auth); ok {
+			if !ownedBy(&sec, &caObj) { // written before kacme set owners
+				if err := r.own(&caObj, &sec); err != nil {
+					return ctrl.Result{}, err
+				}
+				if err := r.Client.Update(ctx, &sec); client.IgnoreNotFound(err) != nil && !apierrors.IsConflict(err) {
+					return ctrl.Result{}, err
+				}
+			}
 			return ctrl.Result{RequeueAfter: due.Sub(r.now()) + time.Second}, nil
 		}
 	}
@@ -119,12 +127,17 @@ func (r *Reconciler) Reconcile(ctx context.Context, _ ctrl.Request) (ctrl.Result
 		corev1.TLSPrivateKeyKey: keyPEM,
 		"ca.crt":                trustbundle.Root(caObj.Status.Chain),
 	}
+	if !exists {
+		sec = corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: r.Namespace, Name: r.SecretName,
+			Labels: map[string]string{"app.kubernetes.io/managed-by": "kacme"}}, Type: corev1.SecretTypeTLS}
+	}
+	sec.Data = data
+	if err := r.own(&caObj, &sec); err != nil {
+		return ctrl.Result{}, err
+	}
 	if exists {
-		sec.Data = data
 		err = r.Client.Update(ctx, &sec)
 	} else {
-		sec = corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: r.Namespace, Name: r.SecretName,
-			Labels: map[string]string{"app.kubernetes.io/managed-by": "kacme"}}, Type: corev1.SecretTypeTLS, Data: data}
 		err = r.Client.Create(ctx, &sec)
 	}
 	if apierrors.IsConflict(err) || apierrors.IsAlreadyExists(err) {
@@ -137,6 +150,21 @@ func (r *Reconciler) Reconcile(ctx context.Context, _ ctrl.Request) (ctrl.Result
 		"issued the ACME server's HTTPS certificate into Secret %s/%s (valid until %s)", r.Namespace, r.SecretName,
 		cert.Leaf.NotAfter.UTC().Format(time.RFC3339))
 	return ctrl.Result{RequeueAfter: ca.RenewAt(cert.Leaf).Sub(r.now()) + time.Second}, nil
+}
+
+// own makes the CA an owner of the Secret: when the CA goes (the chart's
+// serving CA, at helm uninstall), the garbage collector removes the Secret.
+func (r *Reconciler) own(caObj *v1alpha1.CertificateAuthority, sec *corev1.Secret) error {
+	return controllerutil.SetOwnerReference(caObj, sec, r.Client.Scheme())
+}
+
+func ownedBy(o metav1.Object, owner metav1.Object) bool {
+	for _, ref := range o.GetOwnerReferences() {
+		if ref.UID == owner.GetUID() {
+			return true
+		}
+	}
+	return false
 }
 
 // current reports whether the PEM chain's leaf was signed by auth's

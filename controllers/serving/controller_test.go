@@ -70,6 +70,27 @@ func TestServingCertificate(t *testing.T) {
 	if want := []string{"kacme.kacme-system.svc", "kacme.kacme-system.svc.cluster.local", "localhost"}; !slices.Equal(first.DNSNames, want) {
 		t.Fatalf("names %v, want %v", first.DNSNames, want)
 	}
+	// The CA owns the Secret: the garbage collector removes it with the
+	// chart's serving CA at helm uninstall.
+	var servingCA v1alpha1.CertificateAuthority
+	var sec corev1.Secret
+	if err := c.Get(ctx, client.ObjectKey{Name: "serving"}, &servingCA); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Get(ctx, client.ObjectKey{Namespace: operatorNS, Name: "kacme-serving-tls"}, &sec); err != nil {
+		t.Fatal(err)
+	}
+	if len(sec.OwnerReferences) != 1 || sec.OwnerReferences[0].UID != servingCA.UID {
+		t.Fatalf("serving Secret owners = %+v, want the CertificateAuthority serving", sec.OwnerReferences)
+	}
+	// A Secret written without an owner (by an older kacme) gets one.
+	sec.OwnerReferences = nil
+	if err := c.Update(ctx, &sec); err != nil {
+		t.Fatal(err)
+	}
+	kenvtest.WaitFor(t, "the serving Secret to get its owner back", func() bool {
+		return c.Get(ctx, client.ObjectKey{Namespace: operatorNS, Name: "kacme-serving-tls"}, &sec) == nil && len(sec.OwnerReferences) == 1
+	})
 
 	// A second reconciler, called directly with its own clock and names, on its own Secret.
 	direct := newReconciler(c, "direct-tls")

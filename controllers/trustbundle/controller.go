@@ -1,7 +1,10 @@
 // Package trustbundle publishes CertificateAuthority trust bundles: for a CA
 // with spec.trustBundle, the root of its chain (and, after a rotation, the
 // previous roots until they expire) goes into a ConfigMap in every namespace
-// the selector matches, and leaves the namespaces it stops matching.
+// the selector matches, and leaves the namespaces it stops matching. The CA
+// owns its ConfigMaps: when it is deleted (also while no controller runs,
+// e.g. the chart's serving CA at helm uninstall), the garbage collector
+// removes them.
 package trustbundle
 
 import (
@@ -21,6 +24,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
@@ -150,6 +154,9 @@ func (r *Reconciler) publish(ctx context.Context, ca *v1alpha1.CertificateAuthor
 		cm = corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: map[string]string{
 			v1alpha1.LabelTrustBundleOf: ca.Name, "app.kubernetes.io/managed-by": "kacme"}},
 			Data: map[string]string{key: string(bundle)}}
+		if err := controllerutil.SetOwnerReference(ca, &cm, r.Client.Scheme()); err != nil {
+			return false, err
+		}
 		if err := r.Client.Create(ctx, &cm); err != nil {
 			if apierrors.IsAlreadyExists(err) { // someone else's ConfigMap (outside the cache): leave it
 				r.Recorder.Eventf(ca, nil, corev1.EventTypeWarning, ReasonConfigMapTaken, "Reconcile",
@@ -163,10 +170,14 @@ func (r *Reconciler) publish(ctx context.Context, ca *v1alpha1.CertificateAuthor
 	if err != nil {
 		return false, err
 	}
-	if len(cm.Data) == 1 && cm.Data[key] == string(bundle) {
+	owned := slices.ContainsFunc(cm.OwnerReferences, func(o metav1.OwnerReference) bool { return o.UID == ca.UID })
+	if len(cm.Data) == 1 && cm.Data[key] == string(bundle) && owned {
 		return false, nil
 	}
 	cm.Data = map[string]string{key: string(bundle)}
+	if err := controllerutil.SetOwnerReference(ca, &cm, r.Client.Scheme()); err != nil {
+		return false, err
+	}
 	return true, r.Client.Update(ctx, &cm)
 }
 
@@ -174,6 +185,20 @@ func (r *Reconciler) publish(ctx context.Context, ca *v1alpha1.CertificateAuthor
 // bundles carried before (a rotated root stays trusted while leaves it
 // signed may still be in use, and every namespace gets the same bundle).
 func withPreviousRoots(current []byte, published []corev1.ConfigMap, now time.Time) []byte {
+	var bundles [][]byte
+	for _, cm := range published {
+		for _, v := range cm.Data {
+			bundles = append(bundles, []byte(v))
+		}
+	}
+	return WithPreviousRoots(current, bundles, now)
+}
+
+// WithPreviousRoots is current followed by the unexpired certificates of
+// the bundles published before, newest expiry first, each once: after a
+// root rotation, the old root stays in the bundle until it expires. The
+// ConfigMap bundles and the ClusterTrustBundles are kept this way.
+func WithPreviousRoots(current []byte, published [][]byte, now time.Time) []byte {
 	cur, _ := pem.Decode(current)
 	if cur == nil {
 		return current
@@ -181,16 +206,14 @@ func withPreviousRoots(current []byte, published []corev1.ConfigMap, now time.Ti
 	out := append([]byte{}, current...)
 	seen := map[string]bool{string(cur.Bytes): true}
 	var previous []*x509.Certificate
-	for _, cm := range published {
-		for _, v := range cm.Data {
-			for _, b := range pemBlocks([]byte(v)) {
-				c, err := x509.ParseCertificate(b.Bytes)
-				if err != nil || seen[string(b.Bytes)] || !now.Before(c.NotAfter) {
-					continue
-				}
-				seen[string(b.Bytes)] = true
-				previous = append(previous, c)
+	for _, bundle := range published {
+		for _, b := range pemBlocks(bundle) {
+			c, err := x509.ParseCertificate(b.Bytes)
+			if err != nil || seen[string(b.Bytes)] || !now.Before(c.NotAfter) {
+				continue
 			}
+			seen[string(b.Bytes)] = true
+			previous = append(previous, c)
 		}
 	}
 	slices.SortFunc(previous, func(a, b *x509.Certificate) int { return b.NotAfter.Compare(a.NotAfter) })

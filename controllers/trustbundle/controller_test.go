@@ -69,6 +69,19 @@ func TestTrustBundle(t *testing.T) {
 	if _, ok := bundle("team-b"); ok {
 		t.Fatal("bundle published to an unselected namespace")
 	}
+	// The CA owns its bundles (the garbage collector removes them with it,
+	// also when no controller runs: the chart's serving CA at uninstall).
+	var issuing v1alpha1.CertificateAuthority
+	var cm corev1.ConfigMap
+	if err := c.Get(ctx, client.ObjectKey{Name: "issuing"}, &issuing); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Get(ctx, client.ObjectKey{Namespace: "team-a", Name: "issuing-ca-bundle"}, &cm); err != nil {
+		t.Fatal(err)
+	}
+	if len(cm.OwnerReferences) != 1 || cm.OwnerReferences[0].UID != issuing.UID || cm.OwnerReferences[0].Kind != "CertificateAuthority" {
+		t.Fatalf("bundle owners = %+v, want the CertificateAuthority issuing", cm.OwnerReferences)
+	}
 	relabel := func(ns, value string) {
 		t.Helper()
 		err := retry.RetryOnConflict(retry.DefaultRetry, func() error {

@@ -66,26 +66,9 @@ func run() error {
 	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: kenvtest.OperatorNamespace}}); err != nil {
 		return err
 	}
-	kubeconfigs := map[string]string{}
-	for _, u := range []crenvtest.User{{Name: "admin", Groups: []string{"system:masters"}}, {Name: "kacme-server"}, {Name: "kacme-controller"}} {
-		if u.Name != "admin" {
-			if err := kenvtest.BindGeneratedRBAC(ctx, c, strings.TrimPrefix(u.Name, "kacme-"), u.Name); err != nil {
-				return err
-			}
-		}
-		au, err := env.AddUser(u, nil)
-		if err != nil {
-			return err
-		}
-		kc, err := au.KubeConfig()
-		if err != nil {
-			return err
-		}
-		path, _ := filepath.Abs(filepath.Join(*dir, strings.TrimPrefix(u.Name, "kacme-")+".kubeconfig"))
-		if err := os.WriteFile(path, kc, 0o600); err != nil {
-			return err
-		}
-		kubeconfigs[u.Name] = path
+	kubeconfigs, err := writeKubeconfigs(ctx, env, c, *dir)
+	if err != nil {
+		return err
 	}
 	if err := applyDir(ctx, c, *samples); err != nil {
 		return err
@@ -119,6 +102,44 @@ func run() error {
 	if kubectl == "" {
 		kubectl = "kubectl"
 	}
+	printInstructions(url, caPath, kubeconfigs["admin"], *dir, kubectl, string(eab.Data["key"]), *metricsAddr)
+	sig, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	<-sig.Done()
+	fmt.Println("\nstopping …")
+	return nil
+}
+
+// writeKubeconfigs adds the admin, kacme-server and kacme-controller users
+// (the last two bound to the generated RBAC) and writes a kubeconfig for each
+// into dir; it returns their paths by user name.
+func writeKubeconfigs(ctx context.Context, env *crenvtest.Environment, c client.Client, dir string) (map[string]string, error) {
+	kubeconfigs := map[string]string{}
+	for _, u := range []crenvtest.User{{Name: "admin", Groups: []string{"system:masters"}}, {Name: "kacme-server"}, {Name: "kacme-controller"}} {
+		if u.Name != "admin" {
+			if err := kenvtest.BindGeneratedRBAC(ctx, c, strings.TrimPrefix(u.Name, "kacme-"), u.Name); err != nil {
+				return nil, err
+			}
+		}
+		au, err := env.AddUser(u, nil)
+		if err != nil {
+			return nil, err
+		}
+		kc, err := au.KubeConfig()
+		if err != nil {
+			return nil, err
+		}
+		path, _ := filepath.Abs(filepath.Join(dir, strings.TrimPrefix(u.Name, "kacme-")+".kubeconfig"))
+		if err := os.WriteFile(path, kc, 0o600); err != nil {
+			return nil, err
+		}
+		kubeconfigs[u.Name] = path
+	}
+	return kubeconfigs, nil
+}
+
+// printInstructions says what runs where and how to try it.
+func printInstructions(url, caPath, adminKubeconfig, dir, kubectl, eabKey, metricsAddr string) {
 	fmt.Printf(`
 kacme runs in cluster mode on a local control plane (kube-apiserver v1.37.2 + etcd v3.7.3):
   directory      %[1]s/acme/directory   (profiles: default, teams)
@@ -141,12 +162,7 @@ Try it:
   %[5]s get acmeaccounts,acmeorders,acmecertificates -n team-a
 
 Ctrl-C stops the server, the controller and the control plane.
-`, url, caPath, kubeconfigs["admin"], *dir, kubectl, kenvtest.OperatorNamespace, eab.Data["key"], *metricsAddr)
-	sig, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	<-sig.Done()
-	fmt.Println("\nstopping …")
-	return nil
+`, url, caPath, adminKubeconfig, dir, kubectl, kenvtest.OperatorNamespace, eabKey, metricsAddr)
 }
 
 // start runs "kacme <cmd>" with its output in <dir>/<cmd>.log.
@@ -199,12 +215,47 @@ func applyDir(ctx context.Context, c client.Client, dir string) error {
 			if (u.GetKind() == "Namespace") != first {
 				continue
 			}
+			if err := onThisMachine(u); err != nil {
+				return err
+			}
 			if err := c.Create(ctx, u); err != nil {
 				return fmt.Errorf("apply %s %s: %w", u.GetKind(), u.GetName(), err)
 			}
 		}
 	}
 	return nil
+}
+
+// onThisMachine adapts the cluster samples to a control plane without nodes:
+// the ACME clients run on this machine, unprivileged, so profiles validate
+// http-01 on port 5002 and tls-alpn-01 on 5001, and allow names under
+// localhost (always this machine) and loopback addresses; the team account
+// may also order payments.localhost.
+func onThisMachine(u *unstructured.Unstructured) error {
+	switch u.GetKind() {
+	case "AcmeProfile":
+		if err := unstructured.SetNestedField(u.Object, int64(5002), "spec", "validation", "http01Port"); err != nil {
+			return err
+		}
+		if err := unstructured.SetNestedField(u.Object, int64(5001), "spec", "validation", "tlsALPN01Port"); err != nil {
+			return err
+		}
+		return appendStrings(u, "localhost", "spec", "identifiers", "allowedDNSSuffixes")
+	case "AcmeAccount":
+		if u.GetName() == "payments" {
+			return appendStrings(u, "payments.localhost", "spec", "allowedIdentifiers")
+		}
+	}
+	return nil
+}
+
+// appendStrings adds v to the string list at path when there is one.
+func appendStrings(u *unstructured.Unstructured, v string, path ...string) error {
+	list, found, err := unstructured.NestedStringSlice(u.Object, path...)
+	if err != nil || !found {
+		return err
+	}
+	return unstructured.SetNestedStringSlice(u.Object, append(list, v), path...)
 }
 
 // waitReady waits until every CertificateAuthority and AcmeProfile is Ready.

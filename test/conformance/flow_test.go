@@ -24,6 +24,7 @@ import (
 	xacme "golang.org/x/crypto/acme"
 
 	"github.com/kacme/kacme/acmeserver/acme"
+	"github.com/kacme/kacme/acmeserver/profile"
 	"github.com/kacme/kacme/acmeserver/ra"
 	"github.com/kacme/kacme/acmeserver/standalone"
 	"github.com/kacme/kacme/api/v1alpha1"
@@ -161,8 +162,20 @@ func TestGoClientFullFlow(t *testing.T) {
 	if !found {
 		t.Fatalf("REV-09: serial %x with reason 1 not on the CRL", leaf.SerialNumber)
 	}
-	if crl2 := e.crl("test-ca"); crl2.Number.Cmp(crl.Number) <= 0 {
-		t.Fatalf("CRL-01: cRLNumber did not rise")
+	// An unchanged CRL is served again (within ra.CRLReuse) rather than signed
+	// for every fetch of this public endpoint.
+	if crl2 := e.crl("test-ca"); crl2.Number.Cmp(crl.Number) != 0 {
+		t.Fatalf("an unchanged CRL was signed again for the next fetch")
+	}
+	// CRL-01: a revocation makes the next CRL a new one, with a higher number.
+	ders2, _ := e.issue(ctx, c, []xacme.AuthzID{{Type: "dns", Value: "second.localhost"}})
+	if err := c.RevokeCert(ctx, nil, ders2[0], xacme.CRLReasonSuperseded); err != nil {
+		t.Fatal(err)
+	}
+	crl3 := e.crl("test-ca")
+	if crl3.Number.Cmp(crl.Number) <= 0 || len(crl3.RevokedCertificateEntries) != len(crl.RevokedCertificateEntries)+1 {
+		t.Fatalf("CRL-01: after another revocation the CRL number went %v → %v with %d → %d entries",
+			crl.Number, crl3.Number, len(crl.RevokedCertificateEntries), len(crl3.RevokedCertificateEntries))
 	}
 	// ARI-06: a revoked certificate should be renewed now.
 	if win := e.renewalInfo(certID); !win.end.Before(time.Now()) {
@@ -353,7 +366,7 @@ func TestRestartKeepsState(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfgDir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(cfgDir, "kacme.yaml"), []byte(configYAML(e.resp.port)), 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(cfgDir, "kacme.yaml"), []byte(configYAML(e.resp.port, e.dns.port)), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	srv, err := standalone.Start(ctx, standalone.Options{DataDir: dataDir, ConfigDir: cfgDir, Listen: "127.0.0.1:0",
@@ -626,7 +639,7 @@ func TestRetiredProfile(t *testing.T) {
 	}
 	// Retire "short" from the served configuration.
 	cfg := *e.srv.RA.Config()
-	profiles := map[string]*ra.Profile{}
+	profiles := map[string]*profile.Profile{}
 	for name, p := range cfg.Profiles {
 		cp := *p
 		cp.Issuance = map[string]v1alpha1.IssuanceProfile{}

@@ -1,6 +1,6 @@
 // Package conformance runs kacme standalone in-process and speaks raw HTTP
-// with hand-built JWS to it. Test names carry the checklist IDs of
-// ../shared/acme-server-checklist.md.
+// with hand-built JWS to it. Test names carry the checklist IDs (each
+// resolved in docs/conformance.md, "Checklist IDs").
 package conformance
 
 import (
@@ -52,10 +52,21 @@ const (
 
 // responder serves http-01 key authorizations for every test.
 type responder struct {
-	mu    sync.Mutex
-	keys  map[string]string
-	port  int
-	delay atomic.Int64 // answer this many nanoseconds late
+	mu        sync.Mutex
+	keys      map[string]string
+	redirects map[string]string // token → where to redirect
+	port      int
+	delay     atomic.Int64 // answer this many nanoseconds late
+}
+
+// redirect makes the challenge of token answer 302 to location.
+func (r *responder) redirect(token, location string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.redirects == nil {
+		r.redirects = map[string]string{}
+	}
+	r.redirects[token] = location
 }
 
 func (r *responder) set(token, ka string) {
@@ -66,8 +77,14 @@ func (r *responder) set(token, ka string) {
 
 func (r *responder) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	r.mu.Lock()
-	ka, ok := r.keys[strings.TrimPrefix(req.URL.Path, "/.well-known/acme-challenge/")]
+	token := strings.TrimPrefix(req.URL.Path, "/.well-known/acme-challenge/")
+	ka, ok := r.keys[token]
+	to := r.redirects[token]
 	r.mu.Unlock()
+	if to != "" {
+		http.Redirect(w, req, to, http.StatusFound)
+		return
+	}
 	if !ok {
 		http.NotFound(w, req)
 		return
@@ -82,12 +99,14 @@ type env struct {
 	http *http.Client
 	dir  map[string]acme.Directory
 	resp *responder
+	dns  *testDNS
 	reg  *prometheus.Registry
+	opts standalone.Options // what the server was started with (restart)
 	// skew moves the server's clock forward (expiry tests).
 	skew atomic.Int64
 }
 
-func configYAML(httpPort int) string {
+func configYAML(httpPort, dnsPort int) string {
 	return fmt.Sprintf(`
 apiVersion: acme.kacme.io/v1alpha1
 kind: CertificateAuthority
@@ -112,7 +131,7 @@ spec:
     allowedDNSSuffixes: [localhost]
     deniedNames: [blocked.localhost, "*.denied.localhost"]
     allowedCIDRs: [127.0.0.0/8]
-  validation: {http01Port: %d, challengeTypes: [http-01, dns-01, tls-alpn-01], timeout: 5s}
+  validation: {http01Port: %d, challengeTypes: [http-01, dns-01, tls-alpn-01], timeout: 5s, resolvers: ["127.0.0.1:%d"]}
   issuanceProfiles:
   - {name: default, description: 90 days, certificateLifetime: 2160h}
   - {name: short, description: 1 day, certificateLifetime: 24h, disallowIP: true}
@@ -147,7 +166,7 @@ apiVersion: v1
 kind: Secret
 metadata: {name: team-a-eab}
 stringData: {key: %s}
-`, httpPort, httpPort, httpPort, eabKID, eabHMAC)
+`, httpPort, dnsPort, httpPort, httpPort, eabKID, eabHMAC)
 }
 
 // newEnv starts a server with a fresh data directory.
@@ -161,8 +180,9 @@ func newEnv(t *testing.T, opts ...func(*standalone.Options)) *env {
 	hs := &http.Server{Handler: resp, ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = hs.Serve(ln) }()
 	t.Cleanup(func() { _ = hs.Close() })
+	dnsSrv := startDNS(t)
 	cfgDir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(cfgDir, "kacme.yaml"), []byte(configYAML(resp.port)), 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(cfgDir, "kacme.yaml"), []byte(configYAML(resp.port, dnsSrv.port)), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -170,13 +190,14 @@ func newEnv(t *testing.T, opts ...func(*standalone.Options)) *env {
 		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	}
 	reg := prometheus.NewRegistry()
-	e := &env{t: t, resp: resp, dir: map[string]acme.Directory{}, reg: reg}
+	e := &env{t: t, resp: resp, dns: dnsSrv, dir: map[string]acme.Directory{}, reg: reg}
 	o := standalone.Options{DataDir: t.TempDir(), ConfigDir: cfgDir,
 		Listen: "127.0.0.1:0", Log: log, Metrics: metrics.New(reg),
 		Now: func() time.Time { return time.Now().Add(time.Duration(e.skew.Load())) }}
 	for _, f := range opts {
 		f(&o)
 	}
+	e.opts = o
 	srv, err := standalone.Start(context.Background(), o)
 	if err != nil {
 		t.Fatal(err)

@@ -16,7 +16,8 @@ import (
 // server serves; once Close begins, /readyz answers 503 while requests are
 // still served for the shutdown delay; a request in flight when the
 // listener closes (a challenge POST waiting for a slow http-01 answer)
-// completes with its result; Wait returns only after the drain.
+// completes with its result; Wait returns only after the drain. Answers
+// while draining close their connection.
 func TestHealthAndGracefulShutdown(t *testing.T) {
 	const delay = 1500 * time.Millisecond
 	e := newEnv(t, func(o *standalone.Options) { o.ShutdownDelay = delay })
@@ -81,6 +82,18 @@ func TestHealthAndGracefulShutdown(t *testing.T) {
 	}
 	if got := status("/acme/directory"); got != http.StatusOK {
 		t.Errorf("the directory during the shutdown delay = %d, want 200 (still served)", got)
+	}
+	// Each answer while draining is its connection's last: the client's next
+	// request opens a new connection, which a Service sends to a replica that
+	// is not shutting down (a kept-alive one would stay with this one).
+	if r, err := e.http.Get(e.srv.URL + "/acme/directory"); err != nil {
+		t.Error(err)
+	} else {
+		_, _ = io.Copy(io.Discard, r.Body)
+		r.Body.Close()
+		if !r.Close {
+			t.Errorf("an answer while draining keeps its connection open (Connection: %q)", r.Header.Get("Connection"))
+		}
 	}
 	time.Sleep(delay) // past the delay: the listener is closed, the POST still waits for its validation
 	if got := status("/healthz"); got != 0 {

@@ -19,6 +19,7 @@ import (
 	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
 	"github.com/go-logr/logr"
 
+	certv1 "k8s.io/api/certificates/v1"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	eventsv1 "k8s.io/api/events/v1"
@@ -45,6 +46,7 @@ func Scheme() *k8sruntime.Scheme {
 	_ = eventsv1.AddToScheme(s)
 	_ = rbacv1.AddToScheme(s)
 	_ = discoveryv1.AddToScheme(s)
+	_ = certv1.AddToScheme(s)
 	_ = cmapi.AddToScheme(s)
 	_ = cmacme.AddToScheme(s)
 	return s
@@ -160,7 +162,20 @@ func CertManagerCRDs(t *testing.T) string {
 	return filepath.Join(string(bytes.TrimSpace(out)), "deploy", "crds")
 }
 
+// StartWithAPIServerFlags is Start with kube-apiserver flags set (e.g.
+// runtime-config to switch an API off).
+func StartWithAPIServerFlags(t *testing.T, flags map[string]string) (*rest.Config, client.Client) {
+	t.Helper()
+	cfg, c, _ := startWith(t, flags)
+	return cfg, c
+}
+
 func start(t *testing.T, crdDirs ...string) (*rest.Config, client.Client, *crenvtest.Environment) {
+	t.Helper()
+	return startWith(t, nil, crdDirs...)
+}
+
+func startWith(t *testing.T, flags map[string]string, crdDirs ...string) (*rest.Config, client.Client, *crenvtest.Environment) {
 	t.Helper()
 	assets := os.Getenv("KUBEBUILDER_ASSETS")
 	if assets == "" {
@@ -173,6 +188,9 @@ func start(t *testing.T, crdDirs ...string) (*rest.Config, client.Client, *crenv
 		CRDDirectoryPaths:     append([]string{filepath.Join(RepoRoot(), "config", "crd", "bases")}, crdDirs...),
 		ErrorIfCRDPathMissing: true,
 		BinaryAssetsDirectory: assets,
+	}
+	for k, v := range flags {
+		env.ControlPlane.GetAPIServer().Configure().Set(k, v)
 	}
 	cfg, err := env.Start()
 	if err != nil {

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
@@ -81,7 +82,7 @@ func TestTemplateDryRun(t *testing.T) {
 		}
 		kinds[u.GetKind()]++
 	}
-	want := map[string]int{"Deployment": 2, "Service": 1, "ServiceAccount": 2, "ClusterRole": 2, "ClusterRoleBinding": 2, "Role": 1, "RoleBinding": 1}
+	want := map[string]int{"Deployment": 2, "Service": 1, "ServiceAccount": 2, "ClusterRole": 2, "ClusterRoleBinding": 2, "Role": 2, "RoleBinding": 2}
 	for k, n := range want {
 		if kinds[k] != n {
 			t.Fatalf("rendered %v, want %v", kinds, want)
@@ -108,7 +109,7 @@ func TestKustomizeDefault(t *testing.T) {
 		}
 		kinds[u.GetKind()]++
 	}
-	want := map[string]int{"Namespace": 1, "CustomResourceDefinition": 6, "Deployment": 2, "Service": 1, "CertificateAuthority": 1}
+	want := map[string]int{"Namespace": 1, "CustomResourceDefinition": 7, "Deployment": 2, "Service": 1, "CertificateAuthority": 1}
 	for k, n := range want {
 		if kinds[k] != n {
 			t.Fatalf("config/default has %v, want at least %v", kinds, want)
@@ -149,4 +150,45 @@ func kustomizeResources(t *testing.T, dir string) []*unstructured.Unstructured {
 		out = append(out, objs...)
 	}
 	return out
+}
+
+// TestInstallNotes (issue 14): helm install prints what to do next — the
+// profile to apply, the in-cluster directory URL, where clients find the
+// server's root (a ConfigMap in every namespace, published from the serving
+// CA the chart creates) — instead of nothing.
+func TestInstallNotes(t *testing.T) {
+	h := helm(t)
+	_, _, kc := kenvtest.StartWithKubeconfig(t)
+	// Release "demo" (fullname demo-kacme): the test control plane already
+	// holds the generated RBAC under kacme-* names.
+	cmd := exec.Command(h, "install", "demo", "charts/kacme", "--namespace", kenvtest.OperatorNamespace, "--dry-run=client", "--kubeconfig", kc.Admin)
+	cmd.Dir = kenvtest.RepoRoot()
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("helm install --dry-run: %v\n%s", err, out)
+	}
+	notes := string(out)
+	if i := strings.Index(notes, "NOTES:"); i >= 0 {
+		notes = notes[i:]
+	} else {
+		t.Fatalf("helm install prints no NOTES:\n%s", out)
+	}
+	for _, want := range []string{"kubectl apply -f config/samples/cluster/", "https://demo-kacme.kacme-system.svc/acme/<profile>/directory",
+		"demo-kacme-server-ca", "acme.kacme.io/inject-ca-from-profile", "http://demo-kacme.kacme-system.svc/crl/<ca>"} {
+		if !strings.Contains(notes, want) {
+			t.Errorf("the NOTES do not say %q:\n%s", want, notes)
+		}
+	}
+	objs, err := kenvtest.DecodeManifests(run(t, h, "template", "kacme", "charts/kacme", "--namespace", kenvtest.OperatorNamespace))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range objs {
+		if o.GetKind() == "CertificateAuthority" {
+			name, _, _ := unstructured.NestedString(o.Object, "spec", "trustBundle", "configMapName")
+			if name != "kacme-server-ca" {
+				t.Fatalf("the serving CA publishes no trust bundle (configMapName %q)", name)
+			}
+		}
+	}
 }

@@ -2,6 +2,7 @@ package integration
 
 import (
 	"context"
+	"strings"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
@@ -21,7 +22,7 @@ func TestControllerProcess(t *testing.T) {
 	ctx := context.Background()
 	const ns = kenvtest.OperatorNamespace
 	bin := harness.BuildKacme(t)
-	harness.Start(t, []string{"KUBECONFIG=" + kc.Controller}, bin, "controller", "--namespace", ns, "--external-url", "https://acme.example.test", "--leader-elect")
+	proc := harness.Start(t, []string{"KUBECONFIG=" + kc.Controller}, bin, "controller", "--namespace", ns, "--external-url", "https://acme.example.test", "--leader-elect")
 	for _, o := range []client.Object{
 		&v1alpha1.CertificateAuthority{ObjectMeta: metav1.ObjectMeta{Name: "root"},
 			Spec: v1alpha1.CertificateAuthoritySpec{SelfSigned: &v1alpha1.SelfSignedCA{KeyAlgorithm: v1alpha1.KeyECDSAP384}}},
@@ -46,5 +47,25 @@ func TestControllerProcess(t *testing.T) {
 	var sec corev1.Secret
 	if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: "issuing-ca"}, &sec); err != nil {
 		t.Fatalf("intermediate secret: %v", err)
+	}
+	// Issue 14: leader election records its core Event (the RBAC allowed only
+	// events.k8s.io), and an install logs no error: two reconciles racing to
+	// write a status is not one (it logged "Reconciler error" for each).
+	kenvtest.WaitFor(t, "the LeaderElection Event", func() bool {
+		var evs corev1.EventList
+		if err := c.List(ctx, &evs, client.InNamespace(ns)); err != nil {
+			return false
+		}
+		for _, e := range evs.Items {
+			if e.Reason == "LeaderElection" {
+				return true
+			}
+		}
+		return false
+	})
+	for _, line := range strings.Split(proc.Output(), "\n") {
+		if strings.Contains(line, `"level":"ERROR"`) || strings.Contains(line, "forbidden") || strings.HasPrefix(line, "E") && strings.Contains(line, "]") {
+			t.Errorf("the controller logged an error on a clean install: %s", line)
+		}
 	}
 }

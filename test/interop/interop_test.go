@@ -1,5 +1,6 @@
-// Package interop drives real ACME clients (certbot and lego from Debian)
-// against a real kacme process on loopback, with BIND 9 on loopback as the
+// Package interop drives real ACME clients (certbot and lego from Debian,
+// the smallstep CLI built from its Go module) against a real kacme process
+// on loopback, with BIND 9 on loopback as the
 // DNS server the clients update with nsupdate for dns-01.
 //
 // Set KACME_INTEROP=required (make test does) to fail instead of skip when a
@@ -320,6 +321,18 @@ func TestClients(t *testing.T) {
 		if err == nil || !strings.Contains(string(out), "already been used") {
 			t.Fatalf("a second registration with a used EAB key was not refused: %v\n%s", err, harness.Tail(string(out), 2000))
 		}
+	})
+	t.Run("step/http-01", func(t *testing.T) {
+		// The smallstep CLI (built by hack/tools.sh step) sends notBefore and
+		// notAfter as the zero time when none is asked for (issue 13).
+		w.t = t
+		step := harness.Tool(t, "KACME_STEP", "step")
+		dir := filepath.Join(w.dir, "step")
+		crt, key := filepath.Join(dir, "step.crt"), filepath.Join(dir, "step.key")
+		must(t, os.MkdirAll(dir, 0o700))
+		w.run([]string{"STEPPATH=" + filepath.Join(dir, "config")}, step, "ca", "certificate", "step.kacme.test", crt, key,
+			"--acme", w.dirURL("default"), "--standalone", "--http-listen", httpPort, "--root", w.root, "--force")
+		w.readCert(crt, "step.kacme.test")
 	})
 	t.Run("go-client/key-rollover", func(t *testing.T) {
 		w.t = t

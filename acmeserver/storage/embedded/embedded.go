@@ -12,7 +12,9 @@ package embedded
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"log/slog"
 	"strconv"
 	"strings"
 	"sync"
@@ -50,9 +52,16 @@ type Store struct {
 	closed chan struct{}
 	once   sync.Once
 	err    error
+	// sending guards queue against Close: writers send under the read lock,
+	// Close marks the store closed under the write lock, so a write that
+	// comes after Close fails with ErrClosed instead of panicking.
+	sending  sync.RWMutex
+	isClosed bool
 
 	mu    sync.RWMutex
 	kinds map[string]*kindIndex
+
+	quarantined []Quarantined
 }
 
 // writeReq is one write waiting for the group commit. fn runs inside the
@@ -70,9 +79,34 @@ type change struct {
 
 var _ storage.Store = (*Store)(nil)
 
+// Options of OpenWith.
+type Options struct {
+	// Log receives what Open quarantined (default slog.Default()).
+	Log *slog.Logger
+}
+
+// Quarantined is a stored record Open could not load: moved, bytes intact,
+// to the bucket "quarantine" under "<kind>/<key>", out of the server's way.
+type Quarantined struct {
+	Kind, Key, Reason string
+}
+
+// bucketQuarantine holds records that did not load, as they were.
+var bucketQuarantine = []byte("quarantine")
+
 // Open opens (creating if needed) the store file at path and loads every
 // object into memory.
-func Open(path string) (*Store, error) {
+func Open(path string) (*Store, error) { return OpenWith(path, Options{}) }
+
+// OpenWith is Open with options. A record that does not decode, or whose
+// key is not its namespace/name, does not stop the store from opening: it
+// is moved to the quarantine bucket and logged (one bad write, a disk
+// error or a hand edit would otherwise keep the server down); a bucket of a
+// kind this version does not know (a newer kacme's) is left as it is.
+func OpenWith(path string, o Options) (*Store, error) {
+	if o.Log == nil {
+		o.Log = slog.Default()
+	}
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second, NoFreelistSync: true, FreelistType: bolt.FreelistMapType})
 	if err != nil {
 		return nil, fmt.Errorf("open store %s: %w (is another kacme running on this data directory?)", path, err)
@@ -91,20 +125,33 @@ func Open(path string) (*Store, error) {
 		if err := mb.Delete(legacyIndexVersion); err != nil {
 			return err
 		}
-		return tx.ForEach(func(bn []byte, b *bolt.Bucket) error {
+		var bad []Quarantined
+		err = tx.ForEach(func(bn []byte, b *bolt.Bucket) error {
 			kind, ok := strings.CutPrefix(string(bn), bucketPrefix)
 			if !ok {
 				return nil
 			}
+			if _, err := storage.NewObject(kind); err != nil {
+				o.Log.Warn("store: skipping records of an unknown kind (written by another kacme version?)", "kind", kind)
+				return nil
+			}
 			return b.ForEach(func(k, v []byte) error {
 				obj, err := decodeNew(kind, v)
+				if err == nil && string(k) != string(objKey(obj.GetNamespace(), obj.GetName())) {
+					err = fmt.Errorf("stored under %q but names %s/%s", k, obj.GetNamespace(), obj.GetName())
+				}
 				if err != nil {
-					return fmt.Errorf("%s %s: %w", kind, k, err)
+					bad = append(bad, Quarantined{Kind: kind, Key: string(k), Reason: err.Error()})
+					return nil
 				}
 				s.kind(kind).put(string(k), obj)
 				return nil
 			})
 		})
+		if err != nil {
+			return err
+		}
+		return s.quarantine(tx, bad, o.Log)
 	})
 	if err != nil {
 		_ = db.Close()
@@ -114,10 +161,46 @@ func Open(path string) (*Store, error) {
 	return s, nil
 }
 
-// Close stops the writer and closes the file.
+// quarantine moves the records that did not load to the quarantine bucket.
+func (s *Store) quarantine(tx *bolt.Tx, bad []Quarantined, log *slog.Logger) error {
+	if len(bad) == 0 {
+		return nil
+	}
+	qb, err := tx.CreateBucketIfNotExists(bucketQuarantine)
+	if err != nil {
+		return err
+	}
+	for _, q := range bad {
+		b := tx.Bucket(bucketName(q.Kind))
+		// Copy: a value is only valid while the transaction lasts, and Put
+		// into another bucket before Delete keeps it whole.
+		v := append([]byte(nil), b.Get([]byte(q.Key))...)
+		if err := qb.Put([]byte(q.Kind+"/"+q.Key), v); err != nil {
+			return err
+		}
+		if err := b.Delete([]byte(q.Key)); err != nil {
+			return err
+		}
+		log.Error("store: a record could not be loaded; moved to the quarantine bucket, the server starts without it",
+			"kind", q.Kind, "key", q.Key, "reason", q.Reason, "bytes", len(v))
+	}
+	s.quarantined = append(s.quarantined, bad...)
+	return nil
+}
+
+// Quarantined lists the records this Open moved to quarantine.
+func (s *Store) Quarantined() []Quarantined { return append([]Quarantined(nil), s.quarantined...) }
+
+// ErrClosed is the error of a write to a closed store.
+var ErrClosed = errors.New("the store is closed")
+
+// Close stops the writer (after the writes already queued) and closes the file.
 func (s *Store) Close() error {
 	s.once.Do(func() {
+		s.sending.Lock()
+		s.isClosed = true
 		close(s.queue)
+		s.sending.Unlock()
 		<-s.closed
 		s.err = s.db.Close()
 	})
@@ -129,7 +212,13 @@ func (s *Store) Close() error {
 // concurrent writers share one fsync instead of queueing for one each.
 func (s *Store) write(fn func(*bolt.Tx) (*change, error)) error {
 	req := &writeReq{fn: fn, done: make(chan error, 1)}
+	s.sending.RLock()
+	if s.isClosed {
+		s.sending.RUnlock()
+		return ErrClosed
+	}
 	s.queue <- req
+	s.sending.RUnlock()
 	return <-req.done
 }
 

@@ -38,10 +38,11 @@ func TestMapErrUnavailable(t *testing.T) {
 		{"exists", apierrors.NewAlreadyExists(gr, "o"), storage.ErrAlreadyExists},
 		{"invalid", apierrors.NewBadRequest("spec.x: Invalid value"), nil},
 		{"forbidden", apierrors.NewForbidden(gr, "o", errors.New("RBAC")), nil},
+		{"quota", apierrors.NewForbidden(gr, "o", errors.New("exceeded quota: acme, requested: count/acmeorders.acme.kacme.io=1, used: count/acmeorders.acme.kacme.io=500, limited: count/acmeorders.acme.kacme.io=500")), storage.ErrQuotaExceeded},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got := mapErr(tc.err, "AcmeOrder", "ns", "o")
-			for _, sentinel := range []error{storage.ErrUnavailable, storage.ErrConflict, storage.ErrNotFound, storage.ErrAlreadyExists} {
+			for _, sentinel := range []error{storage.ErrUnavailable, storage.ErrConflict, storage.ErrNotFound, storage.ErrAlreadyExists, storage.ErrQuotaExceeded} {
 				if errors.Is(got, sentinel) != (sentinel == tc.want) {
 					t.Errorf("mapErr(%v) = %v: errors.Is(%v) = %v", tc.err, got, sentinel, !(sentinel == tc.want))
 				}

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -83,6 +84,10 @@ func mapErr(err error, kind, ns, name string) error {
 		return fmt.Errorf("%s %s/%s: %w", kind, ns, name, storage.ErrAlreadyExists)
 	case unavailable(err):
 		return fmt.Errorf("%s %s/%s: %w: %w", kind, ns, name, storage.ErrUnavailable, err)
+	case apierrors.IsForbidden(err) && strings.Contains(err.Error(), "exceeded quota"):
+		// The ResourceQuota admission plugin's refusal (a namespace's object
+		// count is used up), not RBAC.
+		return fmt.Errorf("%s %s/%s: %w: %w", kind, ns, name, storage.ErrQuotaExceeded, err)
 	}
 	return fmt.Errorf("%s %s/%s: %w", kind, ns, name, err)
 }

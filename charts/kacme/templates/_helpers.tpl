@@ -24,6 +24,10 @@ app.kubernetes.io/component: {{ .component }}
 {{ .Values.image.repository }}:{{ .Values.image.tag | default .Chart.AppVersion }}
 {{- end -}}
 
+{{- define "kacme.pkiURL" -}}
+{{- .Values.pkiURL | default (printf "http://%s.%s.svc%s" (include "kacme.fullname" .) .Release.Namespace (ternary "" (printf ":%v" .Values.service.httpPort) (eq (int .Values.service.httpPort) 80))) -}}
+{{- end -}}
+
 {{- define "kacme.externalURL" -}}
 {{- .Values.externalURL | default (printf "https://%s.%s.svc" (include "kacme.fullname" .) .Release.Namespace) -}}
 {{- end -}}

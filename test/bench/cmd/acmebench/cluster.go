@@ -73,7 +73,8 @@ func startKacmeCluster(bin, dir string, httpPort int) (*server, error) {
 		&v1alpha1.CertificateAuthority{ObjectMeta: metav1.ObjectMeta{Name: "bench"}, Spec: v1alpha1.CertificateAuthoritySpec{
 			Intermediate: &v1alpha1.IntermediateCA{Issuer: "bench-root", Subject: v1alpha1.CASubject{CommonName: "kacme bench"}, KeyAlgorithm: v1alpha1.KeyECDSAP256}}},
 		&v1alpha1.AcmeProfile{ObjectMeta: metav1.ObjectMeta{Name: "default"}, Spec: v1alpha1.AcmeProfileSpec{CertificateAuthority: "bench",
-			Identifiers: v1alpha1.IdentifierPolicy{AllowedCIDRs: []string{"127.0.0.0/8"}}, Validation: v1alpha1.ValidationSpec{HTTP01Port: httpPort}}},
+			Identifiers: v1alpha1.IdentifierPolicy{AllowedCIDRs: []string{"127.0.0.0/8"}}, Validation: v1alpha1.ValidationSpec{HTTP01Port: httpPort},
+			RateLimits: benchLimits()}},
 	}
 	for _, o := range objs {
 		if err := c.Create(ctx, o); err != nil {
@@ -149,6 +150,11 @@ func dashboardViewerToken(ctx context.Context, c client.Client) (string, error) 
 
 // apiRequests reads kacme_kube_api_requests_total from a /metrics page, by verb.
 func apiRequests(metricsURL string) (map[string]float64, error) {
+	return metricByLabel(metricsURL, "kacme_kube_api_requests_total", "verb")
+}
+
+// metricByLabel sums a counter of a /metrics page by the value of one label.
+func metricByLabel(metricsURL, name, label string) (map[string]float64, error) {
 	r, err := http.Get(metricsURL) //nolint:gosec // loopback URL built by this program
 	if err != nil {
 		return nil, err
@@ -158,10 +164,10 @@ func apiRequests(metricsURL string) (map[string]float64, error) {
 	sc := bufio.NewScanner(r.Body)
 	for sc.Scan() {
 		line := sc.Text()
-		if !strings.HasPrefix(line, "kacme_kube_api_requests_total{") {
+		if !strings.HasPrefix(line, name+"{") {
 			continue
 		}
-		labels, value, ok := strings.Cut(strings.TrimPrefix(line, "kacme_kube_api_requests_total{"), "} ")
+		labels, value, ok := strings.Cut(strings.TrimPrefix(line, name+"{"), "} ")
 		if !ok {
 			continue
 		}
@@ -170,7 +176,7 @@ func apiRequests(metricsURL string) (map[string]float64, error) {
 			return nil, fmt.Errorf("metrics line %q: %w", line, err)
 		}
 		for _, kv := range strings.Split(labels, ",") {
-			if k, v, ok := strings.Cut(kv, "="); ok && k == "verb" {
+			if k, v, ok := strings.Cut(kv, "="); ok && k == label {
 				out[strings.Trim(v, `"`)] += n
 			}
 		}
@@ -241,3 +247,14 @@ func selfCPU() float64 {
 
 // clockTicks is USER_HZ, 100 on Linux.
 const clockTicks = 100
+
+// benchLimit is every rate limit of the benchmarked profiles: kacme's
+// defaults (1000 orders per account per hour, ...) would refuse a load
+// generator's single client within seconds; limits stay on, so each new
+// order still pays for counting, but nothing is refused.
+const benchLimit = 100000000
+
+func benchLimits() v1alpha1.RateLimitSpec {
+	n := int32(benchLimit)
+	return v1alpha1.RateLimitSpec{NewOrdersPerAccount: &n, PendingAuthorizationsPerAccount: &n, NewAccountsPerIP: &n}
+}

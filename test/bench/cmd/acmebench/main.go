@@ -76,11 +76,14 @@ func main() {
 	kacmeBin := flag.String("kacme", "bin/kacme", "kacme binary")
 	pebbleBin := flag.String("pebble", "", "pebble binary")
 	stepBin := flag.String("step-ca", "", "step-ca binary")
+	stepCLI := flag.String("step", "", "step CLI binary (step ca init configures step-ca)")
 	out := flag.String("out", "docs/benchmarks.md", "report file")
 	levelsFlag := flag.String("levels", "1,4,8,16,32", "concurrency levels")
 	duration := flag.Duration("duration", 10*time.Second, "measuring time per level")
 	warmup := flag.Duration("warmup", 2*time.Second, "unmeasured warm-up per level")
-	only := flag.String("targets", "kacme,pebble,step-ca,kacme-cluster", "servers to run (the report needs all four)")
+	only := flag.String("targets", "kacme,pebble,step-ca,kacme-cluster,pod-certificates", "what to run (the report needs all five)")
+	podRates := flag.String("pod-cert-rates", "10,25,50,100,0", "offered PodCertificateRequests per second (0: as fast as possible)")
+	podDuration := flag.Duration("pod-cert-duration", 10*time.Second, "how long each pod certificate level offers requests")
 	dashSamples := flag.Int("dashboard-samples", 20, "timed loads per dashboard page (0: skip the dashboard benchmark)")
 	flag.StringVar(&kacmeExtraArgs, "kacme-args", "", "extra flags for kacme standalone and kacme server (e.g. --debug-addr 127.0.0.1:6060)")
 	flag.Parse()
@@ -108,7 +111,7 @@ func main() {
 	targets := []target{
 		{"kacme", func(d string) (*server, error) { return startKacme(*kacmeBin, d, httpPort) }},
 		{"pebble", func(d string) (*server, error) { return startPebble(*pebbleBin, d, httpPort) }},
-		{"step-ca", func(d string) (*server, error) { return startStepCA(*stepBin, d) }},
+		{"step-ca", func(d string) (*server, error) { return startStepCA(*stepBin, *stepCLI, d) }},
 		{"kacme-cluster", func(d string) (*server, error) { return startKacmeCluster(*kacmeBin, d, httpPort) }},
 	}
 	results := map[string][]levelResult{}
@@ -145,7 +148,21 @@ func main() {
 		s.stop()
 		_ = os.RemoveAll(dir)
 	}
-	report := render(levels, results, versions, *duration) + renderDashboard(dashboards, versions)
+	var pods *podCertResult
+	if strings.Contains(","+*only+",", ",pod-certificates,") {
+		var rates []int
+		for _, f := range strings.Split(*podRates, ",") {
+			r, err := strconv.Atoi(strings.TrimSpace(f))
+			if err != nil || r < 0 {
+				fatal(fmt.Errorf("bad -pod-cert-rates %q", *podRates))
+			}
+			rates = append(rates, r)
+		}
+		if pods, err = podCertBench(*kacmeBin, rates, *podDuration); err != nil {
+			fatal(err)
+		}
+	}
+	report := render(levels, results, versions, *duration) + renderDashboard(dashboards, versions) + renderPodCerts(pods)
 	if err := os.WriteFile(*out, []byte(report), 0o644); err != nil {
 		fatal(err)
 	}
@@ -350,7 +367,7 @@ func render(levels []int, results map[string][]levelResult, versions map[string]
 		"runs a warm-up, then %s of measurement; a flow counts when it ends inside the measurement (a failure ending later\n"+
 		"counts as an error: the client's timeout is 60 s); latency is per flow.\n\n", d)
 	fmt.Fprintf(&b, "Servers: kacme %s (standalone, bbolt store, P-256 intermediate CA); Pebble %s (in-memory, `PEBBLE_VA_NOSLEEP=1`, no random nonce rejection);\n"+
-		"step-ca %s (bbolt store, ACME provisioner, P-256 intermediate).\n\n", versions["kacme"], versions["pebble"], versions["step-ca"])
+		"step-ca %s as `step ca init --acme` configures it (its default badgerv2 store, ACME provisioner, P-256 intermediate).\n\n", versions["kacme"], versions["pebble"], versions["step-ca"])
 	b.WriteString("| server | clients | flows | errors | flows/s | p50 | p90 | p99 |\n|---|---:|---:|---:|---:|---:|---:|---:|\n")
 	names := []string{"kacme", "pebble", "step-ca"}
 	peak := map[string]float64{}

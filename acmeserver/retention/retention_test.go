@@ -1,7 +1,10 @@
-package ra_test
+package retention_test
 
 import (
+	"bytes"
 	"context"
+	"log/slog"
+	"path/filepath"
 	"sort"
 	"strings"
 	"testing"
@@ -9,8 +12,11 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/kacme/kacme/acmeserver/ra"
+	"github.com/kacme/kacme/acmeserver/audit"
+	"github.com/kacme/kacme/acmeserver/profile"
+	"github.com/kacme/kacme/acmeserver/retention"
 	"github.com/kacme/kacme/acmeserver/storage"
+	"github.com/kacme/kacme/acmeserver/storage/embedded"
 	"github.com/kacme/kacme/api/v1alpha1"
 )
 
@@ -42,7 +48,7 @@ func TestSweep(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	ret := ra.Retention{Orders: 24 * time.Hour, Certificates: 72 * time.Hour}
+	ret := profile.Retention{Orders: 24 * time.Hour, Certificates: 72 * time.Hour}
 	mk("ns1", "old", "p", at(-48*time.Hour), at(-47*time.Hour), at(-30*time.Hour)) // deleted
 	mk("ns2", "old-other-ns", "p", at(-48*time.Hour), at(-47*time.Hour))           // deleted
 	mk("ns1", "young", "p", at(-2*time.Hour), at(-2*time.Hour))                    // kept: expired within retention
@@ -70,9 +76,16 @@ func TestSweep(t *testing.T) {
 	if err := store.Create(ctx, acct); err != nil {
 		t.Fatal(err)
 	}
-	orders, certs, err := ra.Sweep(ctx, store, "p", ret, now)
+	var logged bytes.Buffer
+	aud := audit.New(slog.New(slog.NewJSONHandler(&logged, nil)))
+	orders, certs, err := retention.Sweep(ctx, store, "p", ret, now, aud)
 	if err != nil || orders != 2 || certs != 2 {
 		t.Fatalf("Sweep = %d orders, %d certificates, %v; want 2 and 2", orders, certs, err)
+	}
+	// One audit record for the sweep, with the counts.
+	if rec := aud.Recent(10); len(rec) != 1 || rec[0].Event != audit.RetentionSwept ||
+		!strings.Contains(logged.String(), `"orders":2,"certificates":2`) {
+		t.Fatalf("audit after a sweep that deleted: %v\n%s", rec, logged.String())
 	}
 	var ol v1alpha1.AcmeOrderList
 	var azs v1alpha1.AcmeChallengeList
@@ -104,7 +117,20 @@ func TestSweep(t *testing.T) {
 	if len(al.Items) != 1 {
 		t.Fatal("the deactivated account was deleted")
 	}
-	if orders, certs, err := ra.Sweep(ctx, store, "p", ret, now); err != nil || orders+certs != 0 {
+	if orders, certs, err := retention.Sweep(ctx, store, "p", ret, now, aud); err != nil || orders+certs != 0 {
 		t.Fatalf("second sweep = %d, %d, %v; want nothing left to delete", orders, certs, err)
 	}
+	if n := len(aud.Recent(10)); n != 1 {
+		t.Fatalf("a sweep that deleted nothing wrote an audit record (%d)", n)
+	}
+}
+
+func openStore(t *testing.T) *embedded.Store {
+	t.Helper()
+	db, err := embedded.Open(filepath.Join(t.TempDir(), "kacme.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = db.Close() })
+	return db
 }

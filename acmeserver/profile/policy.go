@@ -1,4 +1,4 @@
-package ra
+package profile
 
 import (
 	"net/netip"
@@ -7,9 +7,19 @@ import (
 	"github.com/kacme/kacme/acmeserver/acme"
 )
 
-// checkPolicy applies the profile's identifier policy to a normalised
+// Allows reports why the profile would refuse an order for id (nil: it
+// would take it): syntax, then the identifier policy.
+func (p *Profile) Allows(id acme.Identifier) *acme.Problem {
+	n, pr := acme.NormalizeIdentifier(id)
+	if pr != nil {
+		return pr
+	}
+	return p.CheckPolicy(n)
+}
+
+// CheckPolicy applies the profile's identifier policy to a normalised
 // identifier; a refusal is rejectedIdentifier naming the identifier.
-func (p *Profile) checkPolicy(id acme.Identifier) *acme.Problem {
+func (p *Profile) CheckPolicy(id acme.Identifier) *acme.Problem {
 	reject := func(format string, args ...any) *acme.Problem {
 		pr := acme.RejectedIdentifierProblem(format, args...)
 		idc := id
@@ -59,39 +69,4 @@ func (p *Profile) checkPolicy(id acme.Identifier) *acme.Problem {
 		return reject("%s is not under a domain this profile allows (%s)", name, strings.Join(sfx, ", "))
 	}
 	return reject("unsupported identifier")
-}
-
-// checkAccountAllowList applies an account's spec.allowedIdentifiers to a
-// normalised identifier; a refusal is rejectedIdentifier naming it.
-func checkAccountAllowList(allowed []string, id acme.Identifier) *acme.Problem {
-	if len(allowed) == 0 {
-		return nil
-	}
-	for _, pat := range allowed {
-		if allowListMatches(strings.ToLower(strings.TrimSuffix(pat, ".")), id) {
-			return nil
-		}
-	}
-	pr := acme.RejectedIdentifierProblem("%s is not among the identifiers this account may order", id.Value)
-	idc := id
-	pr.Identifier = &idc
-	return pr
-}
-
-func allowListMatches(pat string, id acme.Identifier) bool {
-	if id.Type == acme.IdentifierIP {
-		a := netip.MustParseAddr(id.Value)
-		if pfx, err := netip.ParsePrefix(pat); err == nil {
-			return pfx.Contains(a)
-		}
-		if b, err := netip.ParseAddr(pat); err == nil {
-			return b.Unmap() == a
-		}
-		return false
-	}
-	if sub, ok := strings.CutPrefix(pat, "*."); ok {
-		base := strings.TrimPrefix(id.Value, "*.")
-		return strings.HasSuffix(base, "."+sub) || (strings.HasPrefix(id.Value, "*.") && base == sub)
-	}
-	return id.Value == pat
 }

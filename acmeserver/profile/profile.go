@@ -1,4 +1,8 @@
-package ra
+// Package profile turns AcmeProfile objects and loaded CAs into the
+// configuration the ACME server serves: defaults applied, fields checked
+// (errors name the field, for a status condition), the CA resolved. The
+// server (ra) and the AcmeProfile controller both build profiles here.
+package profile
 
 import (
 	"fmt"
@@ -6,10 +10,11 @@ import (
 	"strings"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
 	"github.com/kacme/kacme/acmeserver/ca"
 	"github.com/kacme/kacme/acmeserver/va"
 	"github.com/kacme/kacme/api/v1alpha1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
 // Profile is an AcmeProfile with defaults applied and its CA resolved.
@@ -30,6 +35,8 @@ type Profile struct {
 	AllowedCIDRs    []netip.Prefix
 	MaxIdentifiers  int
 	MinRSABits      int
+	// Limits are spec.rateLimits with defaults applied.
+	Limits Limits
 }
 
 // EABRequired reports whether new accounts need an external account binding.
@@ -151,6 +158,7 @@ func NewProfile(obj *v1alpha1.AcmeProfile, authorities map[string]*ca.Authority)
 		Retention:      RetentionOf(obj),
 		MaxIdentifiers: s.Identifiers.MaxIdentifiers,
 		MinRSABits:     s.Keys.MinRSABits,
+		Limits:         LimitsOf(s.RateLimits),
 	}
 	if p.MaxIdentifiers == 0 {
 		p.MaxIdentifiers = 100
@@ -213,4 +221,28 @@ func NewProfile(obj *v1alpha1.AcmeProfile, authorities map[string]*ca.Authority)
 		return nil, fmt.Errorf("spec.defaultIssuanceProfile: %q is not among spec.issuanceProfiles", p.DefaultIssuance)
 	}
 	return p, nil
+}
+
+// Limits are a profile's rate limits with the defaults applied; 0 is off.
+type Limits struct {
+	NewAccountsPerIP                int
+	NewOrdersPerAccount             int
+	PendingAuthorizationsPerAccount int
+	FailedValidationsPerAccount     int
+}
+
+// LimitsOf applies the defaults to spec.rateLimits.
+func LimitsOf(s v1alpha1.RateLimitSpec) Limits {
+	or := func(v *int32, def int) int {
+		if v == nil {
+			return def
+		}
+		return int(*v)
+	}
+	return Limits{
+		NewAccountsPerIP:                or(s.NewAccountsPerIP, v1alpha1.DefaultNewAccountsPerIP),
+		NewOrdersPerAccount:             or(s.NewOrdersPerAccount, v1alpha1.DefaultNewOrdersPerAccount),
+		PendingAuthorizationsPerAccount: or(s.PendingAuthorizationsPerAccount, v1alpha1.DefaultPendingAuthorizationsPerAccount),
+		FailedValidationsPerAccount:     or(s.FailedValidationsPerAccount, 0),
+	}
 }

@@ -1,0 +1,78 @@
+package conformance
+
+import (
+	"net"
+	"sync"
+	"testing"
+
+	"github.com/miekg/dns"
+)
+
+// testDNS is the resolver of the test profiles: a DNS server on loopback
+// answering TXT records tests publish, or whatever a test's answer hook says
+// (hostile answers).
+type testDNS struct {
+	port int
+
+	mu     sync.Mutex
+	txt    map[string][]string
+	answer func(q dns.Question) *dns.Msg // nil: answer from txt
+}
+
+func startDNS(t *testing.T) *testDNS {
+	t.Helper()
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := &testDNS{port: pc.LocalAddr().(*net.UDPAddr).Port, txt: map[string][]string{}}
+	srv := &dns.Server{PacketConn: pc, Handler: dns.HandlerFunc(d.serve)}
+	go func() { _ = srv.ActivateAndServe() }()
+	t.Cleanup(func() { _ = srv.Shutdown() })
+	return d
+}
+
+// setTXT publishes TXT values at name.
+func (d *testDNS) setTXT(name string, values ...string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.txt[dns.CanonicalName(name)] = values
+}
+
+// setAnswer makes every answer come from f (nil: back to the TXT records).
+func (d *testDNS) setAnswer(f func(q dns.Question) *dns.Msg) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.answer = f
+}
+
+func (d *testDNS) serve(w dns.ResponseWriter, r *dns.Msg) {
+	q := r.Question[0]
+	d.mu.Lock()
+	answer, values := d.answer, d.txt[dns.CanonicalName(q.Name)]
+	d.mu.Unlock()
+	if answer != nil {
+		m := answer(q)
+		if m == nil {
+			return // no answer at all
+		}
+		m.Id, m.Response = r.Id, true
+		if m.Question == nil {
+			m.Question = r.Question
+		}
+		_ = w.WriteMsg(m)
+		return
+	}
+	m := new(dns.Msg)
+	m.SetReply(r)
+	if values == nil {
+		m.Rcode = dns.RcodeNameError
+	}
+	for _, v := range values {
+		if q.Qtype == dns.TypeTXT {
+			m.Answer = append(m.Answer, &dns.TXT{Hdr: dns.RR_Header{Name: q.Name, Rrtype: dns.TypeTXT, Class: dns.ClassINET, Ttl: 5},
+				Txt: []string{v}})
+		}
+	}
+	_ = w.WriteMsg(m)
+}
