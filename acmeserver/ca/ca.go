@@ -3,6 +3,7 @@
 package ca
 
 import (
+	"bytes"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
@@ -96,6 +97,21 @@ func (a *Authority) Chains() [][]*x509.Certificate {
 	withoutRoot := append([]*x509.Certificate{a.Cert}, a.Parents[:len(a.Parents)-1]...)
 	withRoot := append([]*x509.Certificate{a.Cert}, a.Parents...)
 	return [][]*x509.Certificate{withoutRoot, withRoot}
+}
+
+// Signed is the authority (this one or one of its Previous) whose key
+// signed leaf: matched by the leaf's authority key identifier and checked by
+// its signature. It is false when none of the keys this CA still holds did.
+func (a *Authority) Signed(leaf *x509.Certificate) (*Authority, bool) {
+	for c := a; c != nil; c = c.Previous {
+		if len(leaf.AuthorityKeyId) > 0 && len(c.Cert.SubjectKeyId) > 0 && !bytes.Equal(leaf.AuthorityKeyId, c.Cert.SubjectKeyId) {
+			continue
+		}
+		if leaf.CheckSignatureFrom(c.Cert) == nil {
+			return c, true
+		}
+	}
+	return nil, false
 }
 
 // IssueRequest is a vetted request for a leaf certificate.

@@ -39,9 +39,13 @@ func (d *Dashboard) certificatePEM(ctx context.Context, w http.ResponseWriter, r
 	if err := d.o.Store.Get(ctx, ns, name, &c); err != nil {
 		return err
 	}
+	chains, err := d.o.RA.Chains(&c)
+	if err != nil {
+		return err
+	}
 	w.Header().Set("Content-Type", "application/pem-certificate-chain")
 	w.Header().Set("Content-Disposition", fmt.Sprintf("attachment; filename=%q", c.Name+".pem"))
-	_, err := w.Write([]byte(c.Spec.Chain))
+	_, err = w.Write(chains[0])
 	return err
 }
 

@@ -29,6 +29,7 @@ import (
 	"github.com/kacme/kacme/acmeserver/audit"
 	"github.com/kacme/kacme/acmeserver/profile"
 	"github.com/kacme/kacme/acmeserver/storage"
+	"github.com/kacme/kacme/api/v1alpha1"
 )
 
 //go:embed templates/*.html
@@ -39,6 +40,7 @@ type Authority interface {
 	Config() *profile.Config
 	RevokeAsAdmin(ctx context.Context, ns, name string, reason int, by string) (bool, error)
 	DeactivateAsAdmin(ctx context.Context, ns, name, by string) (bool, error)
+	Chains(c *v1alpha1.AcmeCertificate) ([][]byte, error)
 }
 
 // Options configure the dashboard.

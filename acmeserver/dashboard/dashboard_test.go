@@ -13,6 +13,7 @@ import (
 	"github.com/kacme/kacme/acmeserver/profile"
 	"github.com/kacme/kacme/acmeserver/storage/embedded"
 	"github.com/kacme/kacme/acmeserver/storage/storagetest"
+	"github.com/kacme/kacme/api/v1alpha1"
 )
 
 type noRA struct{}
@@ -23,6 +24,9 @@ func (noRA) RevokeAsAdmin(context.Context, string, string, int, string) (bool, e
 }
 func (noRA) DeactivateAsAdmin(context.Context, string, string, string) (bool, error) {
 	return false, nil
+}
+func (noRA) Chains(c *v1alpha1.AcmeCertificate) ([][]byte, error) {
+	return [][]byte{[]byte(c.Spec.Certificate)}, nil
 }
 
 // TestOrderPagesPartitionTheOrders: orders created within the same second

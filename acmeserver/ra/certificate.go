@@ -40,43 +40,58 @@ func (r *RA) Certificate(ctx context.Context, a *v1alpha1.AcmeAccount, id string
 	return &c, nil
 }
 
-// AlternateChain returns the PEM of chain n (1-based alternates) for c, or
-// false when there is no such chain (RFC 8555 §7.4.2).
-func (r *RA) AlternateChain(c *v1alpha1.AcmeCertificate, n int) ([]byte, bool) {
-	auth, ok := r.Config().Authorities[c.Spec.CertificateAuthority]
-	if !ok {
-		return nil, false
+// LeafPEM is the stored leaf (PEM). A certificate stored before kacme kept
+// the leaf only holds its whole chain in spec.chain, leaf first.
+func LeafPEM(c *v1alpha1.AcmeCertificate) []byte {
+	if c.Spec.Certificate != "" {
+		return []byte(c.Spec.Certificate)
 	}
-	chains := auth.Chains()
-	if n < 1 || n >= len(chains) {
-		return nil, false
+	b, _ := pem.Decode([]byte(c.Spec.Chain))
+	if b == nil {
+		return nil
 	}
-	leaf, _ := pem.Decode([]byte(c.Spec.Chain))
-	if leaf == nil {
-		return nil, false
-	}
-	out := pem.EncodeToMemory(leaf)
-	for _, cert := range chains[n] {
-		out = append(out, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Raw})...)
-	}
-	return out, true
-}
-
-// ChainCount is how many chains the certificate's CA offers.
-func (r *RA) ChainCount(c *v1alpha1.AcmeCertificate) int {
-	if auth, ok := r.Config().Authorities[c.Spec.CertificateAuthority]; ok {
-		return len(auth.Chains())
-	}
-	return 1
+	return pem.EncodeToMemory(b)
 }
 
 // LeafOf parses the stored leaf.
 func LeafOf(c *v1alpha1.AcmeCertificate) (*x509.Certificate, error) {
-	b, _ := pem.Decode([]byte(c.Spec.Chain))
+	b, _ := pem.Decode(LeafPEM(c))
 	if b == nil {
-		return nil, fmt.Errorf("certificate %s: stored chain is empty", c.Name)
+		return nil, fmt.Errorf("certificate %s: no certificate is stored", c.Name)
 	}
 	return x509.ParseCertificate(b.Bytes)
+}
+
+// Chains returns the PEM chains served for c (RFC 8555 §7.4.2), the default
+// first, each leaf first. They are built from the CA key that signed the
+// leaf (its authority key identifier and signature), so that after a key
+// rotation an earlier leaf still comes with the issuer that verifies it. A
+// leaf none of the CA's held keys signed is served as it was stored.
+func (r *RA) Chains(c *v1alpha1.AcmeCertificate) ([][]byte, error) {
+	leaf, err := LeafOf(c)
+	if err != nil {
+		return nil, err
+	}
+	leafPEM := LeafPEM(c)
+	var signer *ca.Authority
+	if auth, ok := r.Config().Authorities[c.Spec.CertificateAuthority]; ok {
+		signer, _ = auth.Signed(leaf)
+	}
+	if signer == nil {
+		if c.Spec.Chain != "" {
+			return [][]byte{[]byte(c.Spec.Chain)}, nil
+		}
+		return [][]byte{leafPEM}, nil
+	}
+	var out [][]byte
+	for _, chain := range signer.Chains() {
+		b := append([]byte{}, leafPEM...)
+		for _, cert := range chain {
+			b = append(b, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Raw})...)
+		}
+		out = append(out, b)
+	}
+	return out, nil
 }
 
 // RevocationReason is an RFC 5280 CRLReason code with its name.

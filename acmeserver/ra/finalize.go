@@ -166,15 +166,12 @@ func (r *RA) sign(ctx context.Context, p *profile.Profile, o *v1alpha1.AcmeOrder
 	if err != nil {
 		return nil, false, err
 	}
-	chain := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
-	for _, c := range p.CA.Chains()[0] {
-		chain = append(chain, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})...)
-	}
+	leafPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
 	cert = &v1alpha1.AcmeCertificate{
 		ObjectMeta: metav1.ObjectMeta{Namespace: o.Namespace, Name: serial, Labels: map[string]string{
 			v1alpha1.LabelAccount: o.Spec.Account, v1alpha1.LabelOrder: o.Name, v1alpha1.LabelProfile: p.Name}},
 		Spec: v1alpha1.AcmeCertificateSpec{Account: o.Spec.Account, Order: o.Name, Profile: p.Name,
-			IssuanceProfile: o.Spec.IssuanceProfile, CertificateAuthority: p.CA.Name, Serial: serial, Names: certNames(leaf), Chain: string(chain),
+			IssuanceProfile: o.Spec.IssuanceProfile, CertificateAuthority: p.CA.Name, Serial: serial, Names: certNames(leaf), Certificate: string(leafPEM),
 			NotBefore: metav1.NewTime(leaf.NotBefore), NotAfter: metav1.NewTime(leaf.NotAfter)},
 	}
 	if err := r.store.Create(ctx, cert); err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/x509"
 	"encoding/hex"
+	"encoding/pem"
 	"math/big"
 	"strings"
 	"testing"
@@ -149,12 +150,138 @@ func rotate(t *testing.T, r *ra.RA, old *ca.Authority) (*ca.Authority, *profile.
 		t.Fatal(err)
 	}
 	rotated.Previous, rotated.CRLURL, rotated.CRLPerKey = old, old.CRLURL, old.CRLPerKey
-	cfg, errs := profile.NewConfig(map[string]*ca.Authority{"root": rotated}, []v1alpha1.AcmeProfile{{ObjectMeta: metav1.ObjectMeta{Name: "default"},
+	return rotated, serveCA(t, r, rotated)
+}
+
+// serveCA makes auth the CA "root" of profile "default" and returns the profile.
+func serveCA(t *testing.T, r *ra.RA, auth *ca.Authority) *profile.Profile {
+	t.Helper()
+	cfg, errs := profile.NewConfig(map[string]*ca.Authority{"root": auth}, []v1alpha1.AcmeProfile{{ObjectMeta: metav1.ObjectMeta{Name: "default"},
 		Spec: v1alpha1.AcmeProfileSpec{CertificateAuthority: "root", Identifiers: v1alpha1.IdentifierPolicy{AllowedDNSSuffixes: []string{"example"}}}}})
 	if len(errs) > 0 {
 		t.Fatal(errs)
 	}
 	r.SetConfig(cfg)
 	p, _ := r.Profile("default")
-	return rotated, p
+	return p
+}
+
+// TestRotatedIntermediateChains (issue 17): a certificate is stored as its
+// leaf only, and the chains served with it are built from the CA key that
+// signed it. After the intermediate CA's key is rotated (rotationPolicy
+// Always), the earlier leaf's default chain (leaf, old intermediate) and its
+// alternate (leaf, old intermediate, root) both verify against the root, and
+// a new leaf comes with the new intermediate.
+func TestRotatedIntermediateChains(t *testing.T) {
+	r, store, _, a, o := readyOrder(t)
+	ctx := context.Background()
+	rootKey, rootChain, err := ca.GenerateSelfSigned("top", v1alpha1.SelfSignedCA{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	root, err := ca.New("top", rootChain[0], rootKey, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	intermediate := func() *ca.Authority {
+		key, chain, err := ca.GenerateIntermediate("root", v1alpha1.IntermediateCA{Issuer: "top"}, root)
+		if err != nil {
+			t.Fatal(err)
+		}
+		auth, err := ca.New("root", chain[0], key, chain[1:])
+		if err != nil {
+			t.Fatal(err)
+		}
+		return auth
+	}
+	old := intermediate()
+	p := serveCA(t, r, old)
+	done, err := r.Finalize(ctx, p, a, o.Name, csrFor(t, "www.example"))
+	if err != nil || done.Status.Status != acme.StatusValid {
+		t.Fatalf("finalize: %v %v", done, err)
+	}
+	stored := certificates(t, store)
+	if len(stored) != 1 || stored[0].Spec.Chain != "" || strings.Count(stored[0].Spec.Certificate, "BEGIN CERTIFICATE") != 1 {
+		t.Fatalf("stored %d certificates; want one holding its leaf only: %+v", len(stored), stored)
+	}
+	c, err := r.Certificate(ctx, a, done.Status.Certificate)
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	roots.AddCert(root.Cert)
+	verify := func(what string, chain []byte, issuer *x509.Certificate, wantLen int) {
+		t.Helper()
+		certs := parsePEMChain(t, chain)
+		if len(certs) != wantLen || !certs[1].Equal(issuer) {
+			t.Fatalf("%s: %d certificates, second %q; want %d with the issuer that signed the leaf", what, len(certs), certs[1].Subject, wantLen)
+		}
+		inter := x509.NewCertPool()
+		for _, x := range certs[1:] {
+			inter.AddCert(x)
+		}
+		if _, err := certs[0].Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter, DNSName: "www.example"}); err != nil {
+			t.Fatalf("%s does not verify: %v", what, err)
+		}
+	}
+	chains := func() [][]byte {
+		t.Helper()
+		out, err := r.Chains(c)
+		if err != nil || len(out) != 2 {
+			t.Fatalf("chains: %d, %v; want the default and an alternate with the root", len(out), err)
+		}
+		return out
+	}
+	before := chains()
+	verify("default chain before the rotation", before[0], old.Cert, 2)
+	verify("alternate chain before the rotation", before[1], old.Cert, 3)
+
+	rotated := intermediate()
+	rotated.Previous = old
+	p = serveCA(t, r, rotated)
+	after := chains()
+	verify("the earlier leaf's default chain after the rotation", after[0], old.Cert, 2)
+	verify("the earlier leaf's alternate chain after the rotation", after[1], old.Cert, 3)
+	// The current intermediate does not verify the earlier leaf: the chain
+	// must come from the key that signed it.
+	leaf := parsePEMChain(t, after[0])[0]
+	inter := x509.NewCertPool()
+	inter.AddCert(rotated.Cert)
+	if _, err := leaf.Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter}); err == nil {
+		t.Fatal("the rotated intermediate verifies the earlier leaf; the test cannot tell the chains apart")
+	}
+
+	o2, err := r.NewOrder(ctx, p, a, acme.NewOrderRequest{Identifiers: []acme.Identifier{{Type: "dns", Value: "www.example"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := r.RespondChallenge(ctx, p, a, ra.ChallengeID(o2.Status.Authorizations[0], 0)); err != nil {
+		t.Fatal(err)
+	}
+	done2, err := r.Finalize(ctx, p, a, o2.Name, csrFor(t, "www.example"))
+	if err != nil || done2.Status.Status != acme.StatusValid {
+		t.Fatalf("finalize after the rotation: %v %v", done2, err)
+	}
+	if c, err = r.Certificate(ctx, a, done2.Status.Certificate); err != nil {
+		t.Fatal(err)
+	}
+	fresh := chains()
+	verify("the new leaf's default chain", fresh[0], rotated.Cert, 2)
+	verify("the new leaf's alternate chain", fresh[1], rotated.Cert, 3)
+}
+
+func parsePEMChain(t *testing.T, b []byte) []*x509.Certificate {
+	t.Helper()
+	var out []*x509.Certificate
+	for {
+		var blk *pem.Block
+		if blk, b = pem.Decode(b); blk == nil {
+			return out
+		}
+		c, err := x509.ParseCertificate(blk.Bytes)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, c)
+	}
 }

@@ -23,20 +23,20 @@ func (w *WFE) certificate(ctx context.Context, rw http.ResponseWriter, r *http.R
 	if err != nil {
 		return err
 	}
-	body := []byte(c.Spec.Chain)
+	chains, err := w.ra.Chains(c)
+	if err != nil {
+		return err
+	}
 	chain := 0
 	if s := r.PathValue("chain"); s != "" {
 		n, err := strconv.Atoi(s)
-		if err != nil {
+		if err != nil || n < 1 || n >= len(chains) {
 			return acme.NotFoundProblem("no such chain")
 		}
-		alt, ok := w.ra.AlternateChain(c, n)
-		if !ok {
-			return acme.NotFoundProblem("no such chain")
-		}
-		body, chain = alt, n
+		chain = n
 	}
-	for i := 0; i < w.ra.ChainCount(c); i++ {
+	body := chains[chain]
+	for i := range chains {
 		if i == chain {
 			continue
 		}

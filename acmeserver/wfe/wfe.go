@@ -44,8 +44,7 @@ type Authority interface {
 	RespondChallenge(ctx context.Context, p *profile.Profile, a *v1alpha1.AcmeAccount, id string) (*v1alpha1.AcmeChallenge, int, error)
 	Finalize(ctx context.Context, p *profile.Profile, a *v1alpha1.AcmeAccount, orderID string, csr []byte) (*v1alpha1.AcmeOrder, error)
 	Certificate(ctx context.Context, a *v1alpha1.AcmeAccount, id string) (*v1alpha1.AcmeCertificate, error)
-	AlternateChain(c *v1alpha1.AcmeCertificate, n int) ([]byte, bool)
-	ChainCount(c *v1alpha1.AcmeCertificate) int
+	Chains(c *v1alpha1.AcmeCertificate) ([][]byte, error)
 	Revoke(ctx context.Context, p *profile.Profile, who ra.Revoker, der []byte, reason *int) error
 	RenewalInfo(ctx context.Context, certID string) (ra.RenewalWindow, error)
 	CRL(ctx context.Context, caName, keyID string) ([]byte, error)

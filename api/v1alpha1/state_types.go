@@ -340,8 +340,17 @@ type AcmeCertificateSpec struct {
 	// +optional
 	// +kubebuilder:validation:MaxItems=1000
 	Names []string `json:"names,omitempty"`
-	// Chain is the PEM chain served to the client: leaf first.
-	Chain string `json:"chain"`
+	// Certificate is the issued leaf certificate (PEM). The chains served
+	// with it are built when it is downloaded, from the CA key that signed it.
+	// +optional
+	// +kubebuilder:validation:MaxLength=65536
+	Certificate string `json:"certificate,omitempty"`
+	// Chain is what kacme stored before it kept the leaf only: the PEM chain,
+	// leaf first. It is read (its first certificate) when Certificate is
+	// empty and never written.
+	// +optional
+	// +kubebuilder:validation:MaxLength=131072
+	Chain string `json:"chain,omitempty"`
 	// NotBefore and NotAfter of the leaf.
 	NotBefore metav1.Time `json:"notBefore"`
 	NotAfter  metav1.Time `json:"notAfter"`
