@@ -49,7 +49,7 @@ func watchAdminEdits(ctx context.Context, c cache.Cache, r *ra.RA, rec events.Ev
 			obj: &v1alpha1.AcmeCertificate{},
 			pending: func(obj any) (client.Object, bool) {
 				cert, ok := obj.(*v1alpha1.AcmeCertificate)
-				return cert, ok && cert.Spec.RevocationReason != nil && cert.Status.Revocation == nil
+				return cert, ok && cert.Spec.RevocationReason != nil && cert.Spec.Revocation == nil
 			},
 			apply: func(ctx context.Context, o client.Object) (bool, error) {
 				return r.RevokeRequested(ctx, o.GetNamespace(), o.GetName())
@@ -64,7 +64,7 @@ func watchAdminEdits(ctx context.Context, c cache.Cache, r *ra.RA, rec events.Ev
 			obj: &v1alpha1.AcmeAccount{},
 			pending: func(obj any) (client.Object, bool) {
 				a, ok := obj.(*v1alpha1.AcmeAccount)
-				return a, ok && a.Spec.Deactivated && a.Status.Status == acme.StatusValid
+				return a, ok && a.Spec.Deactivated && a.Spec.State == acme.StatusValid
 			},
 			apply: func(ctx context.Context, o client.Object) (bool, error) {
 				return r.DeactivateRequested(ctx, o.GetNamespace(), o.GetName())

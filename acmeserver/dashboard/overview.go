@@ -31,7 +31,7 @@ func (d *Dashboard) overview(ctx context.Context, w http.ResponseWriter, _ *http
 		if age := now.Sub(c.CreationTimestamp.Time); age >= 0 && age < 24*time.Hour {
 			perHour[23-int(age/time.Hour)]++
 		}
-		if left := c.Spec.NotAfter.Sub(now); left >= 0 && left < 30*24*time.Hour && c.Status.Revocation == nil {
+		if left := c.Spec.NotAfter.Sub(now); left >= 0 && left < 30*24*time.Hour && c.Spec.Revocation == nil {
 			expiring[int(left/(24*time.Hour))]++
 		}
 	}

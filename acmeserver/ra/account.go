@@ -68,7 +68,7 @@ func ValidateContacts(contacts []string) *acme.Problem {
 // AccountKey parses the account's stored public key.
 func AccountKey(a *v1alpha1.AcmeAccount) (*jose.JSONWebKey, error) {
 	var k jose.JSONWebKey
-	if err := k.UnmarshalJSON([]byte(a.Status.Key)); err != nil {
+	if err := k.UnmarshalJSON([]byte(a.Spec.Key)); err != nil {
 		return nil, fmt.Errorf("account %s: stored key: %w", a.Name, err)
 	}
 	return &k, nil
@@ -93,7 +93,7 @@ func (r *RA) Account(ctx context.Context, p *profile.Profile, id string) (*v1alp
 		}
 		return nil, err
 	}
-	if a.Spec.Profile != p.Name || a.Status.Key == "" {
+	if a.Spec.Profile != p.Name || a.Spec.Key == "" {
 		return nil, acme.AccountDoesNotExistProblem("account does not exist")
 	}
 	return &a, nil
@@ -127,8 +127,8 @@ func (r *RA) NewAccount(ctx context.Context, p *profile.Profile, key *jose.JSONW
 		return nil, false, err
 	}
 	if existing != nil {
-		if existing.Status.Status != acme.StatusValid || existing.Spec.Deactivated {
-			return nil, false, acme.UnauthorizedProblem("the account for this key is %s", existing.Status.Status)
+		if existing.Spec.State != acme.StatusValid || existing.Spec.Deactivated {
+			return nil, false, acme.UnauthorizedProblem("the account for this key is %s", existing.Spec.State)
 		}
 		return existing, false, nil
 	}
@@ -162,9 +162,8 @@ func (r *RA) NewAccount(ctx context.Context, p *profile.Profile, key *jose.JSONW
 	a := &v1alpha1.AcmeAccount{
 		ObjectMeta: metav1.ObjectMeta{Namespace: r.accountNamespace(p), Name: acme.NewID(), Labels: map[string]string{
 			v1alpha1.LabelKeyThumbprint: tp, v1alpha1.LabelProfile: p.Name}},
-		Spec: v1alpha1.AcmeAccountSpec{Profile: p.Name, Contact: req.Contact},
-		Status: v1alpha1.AcmeAccountStatus{Status: acme.StatusValid, Key: string(keyJSON), KeyThumbprint: thumbprint(string(keyJSON)),
-			TermsOfServiceAgreed: req.TermsOfServiceAgreed, CreatedAt: &now},
+		Spec: v1alpha1.AcmeAccountSpec{Profile: p.Name, Contact: req.Contact, State: acme.StatusValid, Key: string(keyJSON),
+			KeyThumbprint: thumbprint(string(keyJSON)), TermsOfServiceAgreed: req.TermsOfServiceAgreed, CreatedAt: &now},
 	}
 	if ip != "" {
 		a.Labels[v1alpha1.LabelClientIP] = ClientIPLabel(ip)
@@ -214,7 +213,7 @@ func (r *RA) bindAccount(ctx context.Context, p *profile.Profile, b Binding, tp,
 		return nil, acme.UnauthorizedProblem("the external account binding does not verify: its key ID is unknown, or its MAC " +
 			"was not made with that key ID's HMAC key (HS384 and HS512 need keys of at least 48 and 64 bytes; use HS256 with a 32-byte key)")
 	}
-	if a.Status.Key != "" || a.Status.Status != "" {
+	if a.Spec.Key != "" || a.Spec.State != "" {
 		return nil, acme.UnauthorizedProblem("external account binding key %q has already been used", b.KeyID())
 	}
 	now := metav1.NewTime(r.nowUTC())
@@ -227,8 +226,8 @@ func (r *RA) bindAccount(ctx context.Context, p *profile.Profile, b Binding, tp,
 		a.Spec.Contact = req.Contact
 	}
 	// Field by field: the controller's counts and conditions stay.
-	a.Status.Status, a.Status.Key, a.Status.KeyThumbprint = acme.StatusValid, keyJSON, thumbprint(keyJSON)
-	a.Status.TermsOfServiceAgreed, a.Status.Binding, a.Status.BoundAt, a.Status.CreatedAt = req.TermsOfServiceAgreed, b.Raw(), &now, &now
+	a.Spec.State, a.Spec.Key, a.Spec.KeyThumbprint = acme.StatusValid, keyJSON, thumbprint(keyJSON)
+	a.Spec.TermsOfServiceAgreed, a.Spec.Binding, a.Spec.BoundAt, a.Spec.CreatedAt = req.TermsOfServiceAgreed, b.Raw(), &now, &now
 	if err := r.store.Update(ctx, a); err != nil {
 		if storage.IsConflict(err) {
 			return nil, acme.UnauthorizedProblem("external account binding key %q has already been used", b.KeyID())
@@ -287,14 +286,14 @@ func (r *RA) UpdateAccount(ctx context.Context, a *v1alpha1.AcmeAccount, req acm
 		if err := r.get(ctx, a.Namespace, a.Name, &cur, "account"); err != nil {
 			return err
 		}
-		if cur.Status.Status != acme.StatusValid {
-			return acme.DeactivatedProblem("account is %s", cur.Status.Status)
+		if cur.Spec.State != acme.StatusValid {
+			return acme.DeactivatedProblem("account is %s", cur.Spec.State)
 		}
 		if req.Contact != nil {
 			cur.Spec.Contact = *req.Contact
 		}
 		if deactivate {
-			cur.Status.Status = acme.StatusDeactivated
+			cur.Spec.State = acme.StatusDeactivated
 		}
 		if err := r.store.Update(ctx, &cur); err != nil {
 			return err
@@ -342,10 +341,10 @@ func (r *RA) deactivateStored(ctx context.Context, ns, name, by string, want fun
 		if err := r.get(ctx, ns, name, &cur, "account"); err != nil {
 			return err
 		}
-		if cur.Status.Status != acme.StatusValid || !want(&cur) {
+		if cur.Spec.State != acme.StatusValid || !want(&cur) {
 			return nil
 		}
-		cur.Status.Status = acme.StatusDeactivated
+		cur.Spec.State = acme.StatusDeactivated
 		if err := r.store.Update(ctx, &cur); err != nil {
 			return err
 		}
@@ -401,10 +400,10 @@ func (r *RA) ChangeKey(ctx context.Context, p *profile.Profile, a *v1alpha1.Acme
 		if err := r.get(ctx, a.Namespace, a.Name, &latest, "account"); err != nil {
 			return err
 		}
-		if latest.Status.Key != a.Status.Key {
+		if latest.Spec.Key != a.Spec.Key {
 			return acme.MalformedProblem("the account key changed concurrently")
 		}
-		latest.Status.Key, latest.Status.KeyThumbprint = string(keyJSON), thumbprint(string(keyJSON))
+		latest.Spec.Key, latest.Spec.KeyThumbprint = string(keyJSON), thumbprint(string(keyJSON))
 		latest.Labels[v1alpha1.LabelKeyThumbprint] = newTP
 		return r.store.Update(ctx, &latest)
 	})

@@ -173,14 +173,14 @@ func (r *RA) markRevoked(ctx context.Context, ns, name string, reason func(*v1al
 		if err := r.get(ctx, ns, name, &cur, "certificate"); err != nil {
 			return err
 		}
-		if cur.Status.Revocation != nil {
+		if cur.Spec.Revocation != nil {
 			return nil
 		}
 		var err error
 		if rc, err = reason(&cur); err != nil || rc < 0 {
 			return err
 		}
-		cur.Status.Revocation = &v1alpha1.Revocation{Reason: rc, RevokedAt: metav1.NewTime(r.nowUTC())}
+		cur.Spec.Revocation = &v1alpha1.Revocation{Reason: rc, RevokedAt: metav1.NewTime(r.nowUTC())}
 		if cur.Labels == nil {
 			cur.Labels = map[string]string{}
 		}
@@ -289,7 +289,7 @@ func (r *RA) CRL(ctx context.Context, caName, keyID string) ([]byte, error) {
 	var entries []ca.RevokedEntry
 	for i := range list.Items {
 		c := &list.Items[i]
-		if c.Spec.CertificateAuthority != caName || c.Status.Revocation == nil {
+		if c.Spec.CertificateAuthority != caName || c.Spec.Revocation == nil {
 			continue
 		}
 		if current.Previous != nil && !signedBy(c, auth) {
@@ -299,7 +299,7 @@ func (r *RA) CRL(ctx context.Context, caName, keyID string) ([]byte, error) {
 		if !ok {
 			continue
 		}
-		entries = append(entries, ca.RevokedEntry{Serial: serial, RevokedAt: c.Status.Revocation.RevokedAt.Time, Reason: c.Status.Revocation.Reason})
+		entries = append(entries, ca.RevokedEntry{Serial: serial, RevokedAt: c.Spec.Revocation.RevokedAt.Time, Reason: c.Spec.Revocation.Reason})
 	}
 	return r.crls.get(auth, entries, r.now(), func() ([]byte, error) { return auth.CRL(entries) })
 }
@@ -389,7 +389,7 @@ func (r *RA) RenewalInfo(ctx context.Context, certID string) (RenewalWindow, err
 	if pr != nil {
 		return RenewalWindow{}, pr
 	}
-	if c.Status.Revocation != nil {
+	if c.Spec.Revocation != nil {
 		now := r.nowUTC()
 		return RenewalWindow{Start: now.Add(-2 * time.Hour), End: now.Add(-time.Hour)}, nil // renew now (ARI-06)
 	}

@@ -333,6 +333,12 @@ func (r *RA) authorizations(ctx context.Context, o *v1alpha1.AcmeOrder) ([]*v1al
 
 // expire applies an authorization's expiry (RFC 8555 §7.1.6).
 func (r *RA) expire(az *v1alpha1.AcmeChallenge) {
+	if az.Status.Status == "" {
+		// Restored without its status (a backup that drops status): its
+		// challenges and expiry are gone, so it cannot be used any more.
+		az.Status.Status = acme.StatusExpired
+		return
+	}
 	if (az.Status.Status == acme.StatusPending || az.Status.Status == acme.StatusValid) && r.now().After(az.Status.Expires.Time) {
 		az.Status.Status = acme.StatusExpired
 	}
@@ -342,6 +348,15 @@ func (r *RA) expire(az *v1alpha1.AcmeChallenge) {
 // pending → ready / invalid from its authorizations. Only pending, valid and
 // invalid are stored; reads never write.
 func (r *RA) refresh(o *v1alpha1.AcmeOrder, azs []*v1alpha1.AcmeChallenge) {
+	if o.Status.Status == "" {
+		// Restored without its status (a backup that drops status): its
+		// authorizations and certificate link are gone; clients start a new
+		// order, as they do for an expired one.
+		o.Status.Status = acme.StatusInvalid
+		o.Status.Error = &v1alpha1.Problem{Type: string(acme.Malformed), Status: 403,
+			Detail: "the order's state was not restored from backup; place a new order"}
+		return
+	}
 	if o.Status.Status != acme.StatusPending {
 		return
 	}

@@ -60,7 +60,7 @@ func TestSweep(t *testing.T) {
 			Labels: map[string]string{v1alpha1.LabelOrder: "old", v1alpha1.LabelProfile: profile}},
 			Spec: v1alpha1.AcmeCertificateSpec{Order: "old", NotAfter: notAfter}}
 		if revoked {
-			c.Status.Revocation = &v1alpha1.Revocation{RevokedAt: at(-100 * time.Hour)}
+			c.Spec.Revocation = &v1alpha1.Revocation{RevokedAt: at(-100 * time.Hour)}
 		}
 		if err := store.Create(ctx, c); err != nil {
 			t.Fatal(err)

@@ -311,7 +311,10 @@ func provisionAccounts(ctx context.Context, store storage.Store, m *Manifests) e
 		a := m.Accounts[i].DeepCopy()
 		a.Namespace = Namespace
 		a.ResourceVersion, a.UID, a.CreationTimestamp = "", "", metav1.Time{}
-		a.Status = v1alpha1.AcmeAccountStatus{} // server-owned: never taken from a manifest
+		// Server-owned: never taken from a manifest.
+		a.Status = v1alpha1.AcmeAccountStatus{}
+		a.Spec.State, a.Spec.Key, a.Spec.KeyThumbprint, a.Spec.TermsOfServiceAgreed = "", "", "", false
+		a.Spec.Binding, a.Spec.BoundAt, a.Spec.CreatedAt = "", nil, nil
 		if a.Labels == nil {
 			a.Labels = map[string]string{}
 		}
@@ -348,7 +351,7 @@ func refreshDeclaredAccount(ctx context.Context, store storage.Store, declared *
 	}
 	cur.Spec.AllowedIdentifiers = declared.Spec.AllowedIdentifiers
 	cur.Spec.ExternalAccountBinding = declared.Spec.ExternalAccountBinding
-	if cur.Status.Key == "" {
+	if cur.Spec.Key == "" {
 		cur.Labels[v1alpha1.LabelEABKeyID] = declared.Labels[v1alpha1.LabelEABKeyID]
 	}
 	return store.Update(ctx, &cur)

@@ -14,10 +14,10 @@ import (
 )
 
 func (w *WFE) accountJSON(p *profile.Profile, a *v1alpha1.AcmeAccount) acme.Account {
-	out := acme.Account{Status: a.Status.Status, Contact: a.Spec.Contact, TermsOfServiceAgreed: a.Status.TermsOfServiceAgreed,
-		Orders: w.accountURL(p, a.Name) + "/orders", Key: json.RawMessage(a.Status.Key)}
-	if a.Status.Binding != "" {
-		out.ExternalAccountBinding = json.RawMessage(a.Status.Binding)
+	out := acme.Account{Status: a.Spec.State, Contact: a.Spec.Contact, TermsOfServiceAgreed: a.Spec.TermsOfServiceAgreed,
+		Orders: w.accountURL(p, a.Name) + "/orders", Key: json.RawMessage(a.Spec.Key)}
+	if a.Spec.Binding != "" {
+		out.ExternalAccountBinding = json.RawMessage(a.Spec.Binding)
 	}
 	return out
 }

@@ -85,7 +85,7 @@ func (w *WFE) verifyPOST(ctx context.Context, r *http.Request, p *profile.Profil
 	if prob != nil {
 		return nil, prob
 	}
-	if req.account != nil && (req.account.Status.Status != acme.StatusValid || req.account.Spec.Deactivated) {
+	if req.account != nil && (req.account.Spec.State != acme.StatusValid || req.account.Spec.Deactivated) {
 		return nil, acme.DeactivatedProblem("account is deactivated")
 	}
 	if !parsed.HasNonce || parsed.Nonce == "" {

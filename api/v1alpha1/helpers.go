@@ -79,3 +79,45 @@ func EABKeyLabel(keyID string) string {
 	sum := sha256.Sum256([]byte(keyID))
 	return hex.EncodeToString(sum[:20])
 }
+
+// MoveLegacyFields moves what earlier kacme versions wrote into status and
+// nothing can recompute (an account's key, state and binding; a
+// certificate's revocation) to where it is kept now, in spec. Stores call it
+// on every object they read, so the first write after an upgrade persists
+// the new layout; it reports whether it changed obj.
+func MoveLegacyFields(obj any) bool {
+	switch o := obj.(type) {
+	case *AcmeAccount:
+		st, sp := &o.Status, &o.Spec
+		if st.LegacyKey == "" && st.LegacyStatus == "" && st.LegacyBinding == "" && st.LegacyBoundAt == nil && st.LegacyCreatedAt == nil {
+			return false
+		}
+		if sp.Key == "" && sp.State == "" {
+			sp.State, sp.Key, sp.KeyThumbprint, sp.TermsOfServiceAgreed = st.LegacyStatus, st.LegacyKey, st.LegacyKeyThumbprint, st.LegacyTermsOfServiceAgreed
+			sp.Binding, sp.BoundAt, sp.CreatedAt = st.LegacyBinding, st.LegacyBoundAt, st.LegacyCreatedAt
+		}
+		st.LegacyStatus, st.LegacyKey, st.LegacyKeyThumbprint, st.LegacyTermsOfServiceAgreed = "", "", "", false
+		st.LegacyBinding, st.LegacyBoundAt, st.LegacyCreatedAt = "", nil, nil
+		return true
+	case *AcmeCertificate:
+		if o.Status.LegacyRevocation == nil {
+			return false
+		}
+		if o.Spec.Revocation == nil {
+			o.Spec.Revocation = o.Status.LegacyRevocation
+		}
+		o.Status.LegacyRevocation = nil
+		return true
+	}
+	return false
+}
+
+// WithLegacyFieldsMoved is a cache transform: next (e.g. one that strips
+// managedFields) after MoveLegacyFields, so every cached object has the
+// current layout.
+func WithLegacyFieldsMoved(next func(any) (any, error)) func(any) (any, error) {
+	return func(in any) (any, error) {
+		MoveLegacyFields(in)
+		return next(in)
+	}
+}

@@ -70,21 +70,31 @@ type AcmeAccountSpec struct {
 	// further ACME request signed by it fails with unauthorized (RFC 8555 §7.3.6).
 	// +optional
 	Deactivated bool `json:"deactivated,omitempty"`
-}
 
-// AcmeAccountStatus is the server-owned state of an account.
-type AcmeAccountStatus struct {
-	// Status: valid, deactivated or revoked; empty while a pre-provisioned account is unbound.
+	// The fields below are written by the ACME server. They are in spec,
+	// not status, because nothing can recompute them: a restore that drops
+	// status (Velero's default, GitOps tools) keeps the account.
+
+	// State is the ACME account status (RFC 8555 §7.1.2): valid,
+	// deactivated (by its client) or revoked; empty while a pre-provisioned
+	// account is unbound.
 	// +optional
-	Status string `json:"status,omitempty"`
+	// +kubebuilder:validation:Enum=valid;deactivated;revoked
+	State string `json:"state,omitempty"`
 	// Key is the account's public JWK (JSON).
 	// +optional
+	// +kubebuilder:validation:MaxLength=4096
 	Key string `json:"key,omitempty"`
+	// KeyThumbprint is the RFC 7638 SHA-256 thumbprint (base64url) of Key.
+	// +optional
+	// +kubebuilder:validation:MaxLength=64
+	KeyThumbprint string `json:"keyThumbprint,omitempty"`
 	// TermsOfServiceAgreed as sent by the client.
 	// +optional
 	TermsOfServiceAgreed bool `json:"termsOfServiceAgreed,omitempty"`
 	// Binding is the verified externalAccountBinding JWS, echoed to the client (RFC 8555 §7.3.4).
 	// +optional
+	// +kubebuilder:validation:MaxLength=16384
 	Binding string `json:"binding,omitempty"`
 	// BoundAt is when a client bound a pre-provisioned account.
 	// +optional
@@ -92,9 +102,26 @@ type AcmeAccountStatus struct {
 	// CreatedAt is when the ACME account came into being.
 	// +optional
 	CreatedAt *metav1.Time `json:"createdAt,omitempty"`
-	// KeyThumbprint is the RFC 7638 SHA-256 thumbprint (base64url) of Key.
+}
+
+// AcmeAccountStatus is what the controller derives for an account.
+type AcmeAccountStatus struct {
+	// Legacy* are where kacme kept the server's fields before they moved to
+	// spec. They are read once (MoveLegacyFields) and never written.
 	// +optional
-	KeyThumbprint string `json:"keyThumbprint,omitempty"`
+	LegacyStatus string `json:"status,omitempty"`
+	// +optional
+	LegacyKey string `json:"key,omitempty"`
+	// +optional
+	LegacyTermsOfServiceAgreed bool `json:"termsOfServiceAgreed,omitempty"`
+	// +optional
+	LegacyBinding string `json:"binding,omitempty"`
+	// +optional
+	LegacyBoundAt *metav1.Time `json:"boundAt,omitempty"`
+	// +optional
+	LegacyCreatedAt *metav1.Time `json:"createdAt,omitempty"`
+	// +optional
+	LegacyKeyThumbprint string `json:"keyThumbprint,omitempty"`
 	// Orders is how many orders the account has (counted by the controller).
 	// +optional
 	Orders int `json:"orders,omitempty"`
@@ -113,7 +140,7 @@ type AcmeAccountStatus struct {
 // +kubebuilder:object:root=true
 // +kubebuilder:resource:shortName=aacct,categories=acme
 // +kubebuilder:printcolumn:name="Profile",type=string,JSONPath=`.spec.profile`
-// +kubebuilder:printcolumn:name="Status",type=string,JSONPath=`.status.status`
+// +kubebuilder:printcolumn:name="Status",type=string,JSONPath=`.spec.state`
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`,priority=1
 // +kubebuilder:printcolumn:name="Orders",type=integer,JSONPath=`.status.orders`
@@ -357,26 +384,32 @@ type AcmeCertificateSpec struct {
 	// RevocationReason, set by an administrator (kubectl edit, GitOps),
 	// revokes the certificate with this RFC 5280 reason code: 0 unspecified,
 	// 1 keyCompromise, 3 affiliationChanged, 4 superseded, 5
-	// cessationOfOperation. The server records status.revocation, an audit
+	// cessationOfOperation. The server records spec.revocation, an audit
 	// record and an Event; the CRL lists it and ARI asks for renewal now.
 	// +optional
 	// +kubebuilder:validation:Enum=0;1;3;4;5
 	RevocationReason *int `json:"revocationReason,omitempty"`
+	// Revocation is written by the server once the certificate is revoked
+	// (in spec: a restore that drops status must not un-revoke it).
+	// +optional
+	Revocation *Revocation `json:"revocation,omitempty"`
 }
 
 // Revocation records a revoked certificate.
 type Revocation struct {
 	// Reason is the RFC 5280 CRLReason code; 0 is written as no reason.
+	// +kubebuilder:validation:Enum=0;1;3;4;5
 	Reason int `json:"reason"`
 	// RevokedAt is when the revocation happened.
 	RevokedAt metav1.Time `json:"revokedAt"`
 }
 
-// AcmeCertificateStatus is the mutable part of a certificate.
+// AcmeCertificateStatus holds nothing kacme writes today.
 type AcmeCertificateStatus struct {
-	// Revocation, once revoked.
+	// LegacyRevocation is where kacme recorded a revocation before it moved
+	// to spec; it is read once (MoveLegacyFields) and never written.
 	// +optional
-	Revocation *Revocation `json:"revocation,omitempty"`
+	LegacyRevocation *Revocation `json:"revocation,omitempty"`
 }
 
 // AcmeCertificate is an issued certificate. Its name is the serial in hex.
@@ -385,8 +418,8 @@ type AcmeCertificateStatus struct {
 // +kubebuilder:printcolumn:name="Account",type=string,JSONPath=`.spec.account`
 // +kubebuilder:printcolumn:name="Names",type=string,JSONPath=`.spec.names`
 // +kubebuilder:printcolumn:name="NotAfter",type=string,JSONPath=`.spec.notAfter`
-// +kubebuilder:printcolumn:name="Revoked",type=string,JSONPath=`.status.revocation.revokedAt`
-// +kubebuilder:printcolumn:name="Reason",type=integer,JSONPath=`.status.revocation.reason`,priority=1
+// +kubebuilder:printcolumn:name="Revoked",type=string,JSONPath=`.spec.revocation.revokedAt`
+// +kubebuilder:printcolumn:name="Reason",type=integer,JSONPath=`.spec.revocation.reason`,priority=1
 // +kubebuilder:printcolumn:name="Order",type=string,JSONPath=`.spec.order`,priority=1
 type AcmeCertificate struct {
 	metav1.TypeMeta   `json:",inline"`

@@ -174,12 +174,12 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	ready := metav1.Condition{Type: ConditionReady, Status: metav1.ConditionTrue, Reason: ReasonValid,
 		Message: "the account can order certificates"}
 	switch {
-	case a.Spec.Deactivated || a.Status.Status == acme.StatusDeactivated || a.Status.Status == acme.StatusRevoked:
+	case a.Spec.Deactivated || a.Spec.State == acme.StatusDeactivated || a.Spec.State == acme.StatusRevoked:
 		ready.Status, ready.Reason, ready.Message = metav1.ConditionFalse, ReasonDeactivated, "the account is deactivated"
 		if err := r.deleteMirror(ctx, a.Namespace, a.Name); err != nil {
 			return ctrl.Result{}, err
 		}
-	case a.Status.Key != "":
+	case a.Spec.Key != "":
 		if err := r.deleteMirror(ctx, a.Namespace, a.Name); err != nil { // the binding key is used up
 			return ctrl.Result{}, err
 		}

@@ -122,7 +122,7 @@ func TestPreRegistration(t *testing.T) {
 
 	// The server binds the account (as RA.bindAccount does): the copy of
 	// the used key goes away and the account becomes Ready.
-	update(t, c, "minted", func(a *v1alpha1.AcmeAccount) { a.Status.Status, a.Status.Key = "valid", `{"kty":"EC"}` })
+	update(t, c, "minted", func(a *v1alpha1.AcmeAccount) { a.Spec.State, a.Spec.Key = "valid", `{"kty":"EC"}` })
 	waitReason(t, c, "minted", acmeaccount.ReasonValid)
 	kenvtest.WaitFor(t, "the used key's copy to be deleted", func() bool {
 		var m corev1.Secret
@@ -180,7 +180,7 @@ func TestCounts(t *testing.T) {
 	c := start(t)
 	ctx := context.Background()
 	a := &v1alpha1.AcmeAccount{ObjectMeta: metav1.ObjectMeta{Namespace: teamNS, Name: "acct"},
-		Spec: v1alpha1.AcmeAccountSpec{Profile: "default"}, Status: v1alpha1.AcmeAccountStatus{Status: "valid", Key: `{"kty":"EC"}`}}
+		Spec: v1alpha1.AcmeAccountSpec{Profile: "default", State: "valid", Key: `{"kty":"EC"}`}}
 	if err := c.Create(ctx, a); err != nil {
 		t.Fatal(err)
 	}

@@ -103,7 +103,7 @@ func NewManager(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 		// Nothing reads managedFields: the cache does not keep them (they are
 		// a large share of every cached object; an Update without them leaves
 		// the API server's unchanged).
-		Cache: cache.Options{DefaultTransform: cache.TransformStripManagedFields(), ByObject: map[client.Object]cache.ByObject{
+		Cache: cache.Options{DefaultTransform: v1alpha1.WithLegacyFieldsMoved(cache.TransformStripManagedFields()), ByObject: map[client.Object]cache.ByObject{
 			&corev1.ConfigMap{}: trustbundle.CacheOptions(),
 			&corev1.Secret{}:    SecretCache(o.Namespace, o.EABNamespaces),
 		}},

@@ -145,8 +145,8 @@ func TestDashboardStandalone(t *testing.T) {
 		t.Fatalf("revoke without signing in: %d, want 303 to sign in", code)
 	}
 	var cert v1alpha1.AcmeCertificate
-	if err := e.srv.Store.Get(ctx, standalone.Namespace, serial, &cert); err != nil || cert.Status.Revocation != nil {
-		t.Fatalf("a refused action changed the certificate: %+v %v", cert.Status.Revocation, err)
+	if err := e.srv.Store.Get(ctx, standalone.Namespace, serial, &cert); err != nil || cert.Spec.Revocation != nil {
+		t.Fatalf("a refused action changed the certificate: %+v %v", cert.Spec.Revocation, err)
 	}
 	_, confirm := page(t, b, revokeURL)
 	m := csrfField.FindStringSubmatch(confirm)
@@ -156,8 +156,8 @@ func TestDashboardStandalone(t *testing.T) {
 	if code := postForm(t, b, revokeURL, url.Values{"reason": {"4"}, "csrf": {m[1]}}); code != http.StatusSeeOther {
 		t.Fatalf("revoke: %d", code)
 	}
-	if err := e.srv.Store.Get(ctx, standalone.Namespace, serial, &cert); err != nil || cert.Status.Revocation == nil || cert.Status.Revocation.Reason != 4 {
-		t.Fatalf("after the dashboard's revocation: %+v %v", cert.Status.Revocation, err)
+	if err := e.srv.Store.Get(ctx, standalone.Namespace, serial, &cert); err != nil || cert.Spec.Revocation == nil || cert.Spec.Revocation.Reason != 4 {
+		t.Fatalf("after the dashboard's revocation: %+v %v", cert.Spec.Revocation, err)
 	}
 	der, err := e.srv.RA.CRL(ctx, e.srv.Config.Profiles["default"].CA.Name, "")
 	if err != nil {

@@ -80,7 +80,7 @@ func TestConcurrentRevocation(t *testing.T) {
 	}
 	revoked := 0
 	for _, c := range certs.Items {
-		if c.Status.Revocation != nil {
+		if c.Spec.Revocation != nil {
 			revoked++
 		}
 	}

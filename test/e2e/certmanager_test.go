@@ -131,8 +131,8 @@ func TestCertManager(t *testing.T) {
 	verify(t, api, teamRoot, "api.payments.internal.example")
 	var acct v1alpha1.AcmeAccount
 	must(t, c.Get(ctx, client.ObjectKey{Namespace: "team-a", Name: "payments"}, &acct))
-	if acct.Status.Status != "valid" {
-		t.Fatalf("AcmeAccount team-a/payments is %q, want valid (bound by cert-manager's Issuer)", acct.Status.Status)
+	if acct.Spec.State != "valid" {
+		t.Fatalf("AcmeAccount team-a/payments is %q, want valid (bound by cert-manager's Issuer)", acct.Spec.State)
 	}
 	var certs v1alpha1.AcmeCertificateList
 	must(t, c.List(ctx, &certs, client.InNamespace("team-a")))

@@ -71,7 +71,7 @@ func newClusterEnv(t *testing.T, withDNS bool) *clusterEnv {
 		e.dns = harness.StartBIND(t, t.TempDir(), zone)
 		validation.Resolvers = []string{e.dns.Resolver()}
 	}
-	harness.Start(t, []string{"KUBECONFIG=" + kc.Controller}, e.bin, "controller", "--namespace", clusterNS, "--external-url", e.serverURL)
+	e.startController(t)
 	ids := v1alpha1.IdentifierPolicy{AllowedDNSSuffixes: []string{"localhost", zone, "svc.cluster.local"}}
 	for _, o := range []client.Object{
 		&v1alpha1.CertificateAuthority{ObjectMeta: metav1.ObjectMeta{Name: "root"},
@@ -85,12 +85,7 @@ func newClusterEnv(t *testing.T, withDNS bool) *clusterEnv {
 			t.Fatal(err)
 		}
 	}
-	for _, name := range []string{"default", "teams"} {
-		kenvtest.WaitFor(t, "profile "+name+" to become ready", func() bool {
-			var p v1alpha1.AcmeProfile
-			return c.Get(ctx, client.ObjectKey{Name: name}, &p) == nil && meta.IsStatusConditionTrue(p.Status.Conditions, "Ready")
-		})
-	}
+	e.waitProfiles(t, "default", "teams")
 	var sec corev1.Secret
 	if err := c.Get(ctx, client.ObjectKey{Namespace: clusterNS, Name: "root-ca"}, &sec); err != nil {
 		t.Fatal(err)
@@ -102,6 +97,23 @@ func newClusterEnv(t *testing.T, withDNS bool) *clusterEnv {
 	e.pool = x509.NewCertPool()
 	e.pool.AppendCertsFromPEM(sec.Data["ca.crt"])
 	return e
+}
+
+// startController runs "kacme controller" under its generated RBAC.
+func (e *clusterEnv) startController(t *testing.T) *harness.Process {
+	t.Helper()
+	return harness.Start(t, []string{"KUBECONFIG=" + e.kc.Controller}, e.bin, "controller", "--namespace", clusterNS, "--external-url", e.serverURL)
+}
+
+// waitProfiles waits until each named AcmeProfile is Ready.
+func (e *clusterEnv) waitProfiles(t *testing.T, names ...string) {
+	t.Helper()
+	for _, name := range names {
+		kenvtest.WaitFor(t, "profile "+name+" to become ready", func() bool {
+			var p v1alpha1.AcmeProfile
+			return e.c.Get(context.Background(), client.ObjectKey{Name: name}, &p) == nil && meta.IsStatusConditionTrue(p.Status.Conditions, "Ready")
+		})
+	}
 }
 
 func (e *clusterEnv) httpClient() *http.Client {
@@ -285,8 +297,8 @@ func TestClusterModeIssuance(t *testing.T) {
 		t.Fatalf("%s: %d accounts, %d orders, %d challenges, %d certificates, want 1, 2, 2, 2", clusterNS,
 			len(accounts.Items), len(orders.Items), len(challenges.Items), len(certs.Items))
 	}
-	if a := accounts.Items[0]; a.Status.Status != "valid" || a.Status.KeyThumbprint == "" {
-		t.Fatalf("account status %q, thumbprint %q", a.Status.Status, a.Status.KeyThumbprint)
+	if a := accounts.Items[0]; a.Spec.State != "valid" || a.Spec.KeyThumbprint == "" {
+		t.Fatalf("account status %q, thumbprint %q", a.Spec.State, a.Spec.KeyThumbprint)
 	}
 	certNames := map[string]bool{}
 	for _, cert := range certs.Items {
@@ -324,8 +336,8 @@ func TestClusterModeIssuance(t *testing.T) {
 		t.Fatalf("%s: %d accounts, %d orders, %d challenges, %d certificates, want 1 each", teamNS,
 			len(accounts.Items), len(orders.Items), len(challenges.Items), len(certs.Items))
 	}
-	if a := accounts.Items[0]; a.Name != "builder" || a.Status.Status != "valid" || a.Status.Binding == "" {
-		t.Fatalf("pre-registered account %s: status %q, binding %q", a.Name, a.Status.Status, a.Status.Binding)
+	if a := accounts.Items[0]; a.Name != "builder" || a.Spec.State != "valid" || a.Spec.Binding == "" {
+		t.Fatalf("pre-registered account %s: status %q, binding %q", a.Name, a.Spec.State, a.Spec.Binding)
 	}
 	if orders.Items[0].Status.Status != "valid" || challenges.Items[0].Spec.Identifier.Value != "app.team-a."+zone {
 		t.Fatalf("team order %s, authorization for %s", orders.Items[0].Status.Status, challenges.Items[0].Spec.Identifier.Value)
@@ -411,7 +423,7 @@ func TestClusterModeRestart(t *testing.T) {
 		var cur v1alpha1.AcmeAccount
 		var o v1alpha1.AcmeOrder
 		var evs eventsv1.EventList
-		if e.c.Get(ctx, client.ObjectKeyFromObject(&a), &cur) != nil || cur.Status.Status != "deactivated" ||
+		if e.c.Get(ctx, client.ObjectKeyFromObject(&a), &cur) != nil || cur.Spec.State != "deactivated" ||
 			e.c.Get(ctx, client.ObjectKey{Namespace: clusterNS, Name: path.Base(pending.URI)}, &o) != nil || o.Status.Status != "invalid" ||
 			e.c.List(ctx, &evs, client.InNamespace(clusterNS)) != nil {
 			return false

@@ -146,8 +146,8 @@ func TestClusterModeDashboardRBAC(t *testing.T) {
 		t.Fatalf("revoke by a viewer: %d, want 403", r.StatusCode)
 	}
 	var got v1alpha1.AcmeCertificate
-	if err := e.c.Get(ctx, client.ObjectKeyFromObject(cert), &got); err != nil || got.Status.Revocation != nil {
-		t.Fatalf("the refused revocation changed the certificate: %+v %v", got.Status.Revocation, err)
+	if err := e.c.Get(ctx, client.ObjectKeyFromObject(cert), &got); err != nil || got.Spec.Revocation != nil {
+		t.Fatalf("the refused revocation changed the certificate: %+v %v", got.Spec.Revocation, err)
 	}
 	// The overview says which profiles are served, and why one is not.
 	orphan := &v1alpha1.AcmeProfile{ObjectMeta: metav1.ObjectMeta{Name: "orphan"}, Spec: v1alpha1.AcmeProfileSpec{CertificateAuthority: "missing"}}

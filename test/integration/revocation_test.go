@@ -105,8 +105,8 @@ func TestClusterModeRevocation(t *testing.T) {
 		t.Fatalf("openssl does not show the keyCompromise reason:\n%s", out)
 	}
 	// The resource, its Event, and ARI.
-	if err := e.c.Get(ctx, client.ObjectKeyFromObject(&c), &c); err != nil || c.Status.Revocation == nil || c.Status.Revocation.Reason != 1 {
-		t.Fatalf("status.revocation = %+v (%v)", c.Status.Revocation, err)
+	if err := e.c.Get(ctx, client.ObjectKeyFromObject(&c), &c); err != nil || c.Spec.Revocation == nil || c.Spec.Revocation.Reason != 1 {
+		t.Fatalf("status.revocation = %+v (%v)", c.Spec.Revocation, err)
 	}
 	kenvtest.WaitFor(t, "the Revoked Event", func() bool {
 		var evs eventsv1.EventList

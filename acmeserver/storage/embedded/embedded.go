@@ -450,6 +450,7 @@ func decodeNew(kind string, v []byte) (storage.Object, error) {
 	if err := json.Unmarshal(v, obj); err != nil {
 		return nil, fmt.Errorf("decode stored object: %w", err)
 	}
+	v1alpha1.MoveLegacyFields(obj)
 	return obj, nil
 }
 

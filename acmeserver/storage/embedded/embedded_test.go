@@ -38,7 +38,7 @@ func TestReopenKeepsEverything(t *testing.T) {
 	}
 	ctx := context.Background()
 	a := &v1alpha1.AcmeAccount{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "a1",
-		Labels: map[string]string{v1alpha1.LabelKeyThumbprint: "tp"}}, Status: v1alpha1.AcmeAccountStatus{Status: "valid"}}
+		Labels: map[string]string{v1alpha1.LabelKeyThumbprint: "tp"}}, Spec: v1alpha1.AcmeAccountSpec{State: "valid"}}
 	if err := s.Create(ctx, a); err != nil {
 		t.Fatal(err)
 	}
@@ -54,7 +54,7 @@ func TestReopenKeepsEverything(t *testing.T) {
 	if err := s.List(ctx, "default", &list, storage.ListOptions{Labels: map[string]string{v1alpha1.LabelKeyThumbprint: "tp"}}); err != nil {
 		t.Fatal(err)
 	}
-	if len(list.Items) != 1 || list.Items[0].Status.Status != "valid" || list.Items[0].ResourceVersion != a.ResourceVersion {
+	if len(list.Items) != 1 || list.Items[0].Spec.State != "valid" || list.Items[0].ResourceVersion != a.ResourceVersion {
 		t.Fatalf("after reopen: %+v", list.Items)
 	}
 	// A second writer on the same file must fail clearly instead of corrupting it.

@@ -24,6 +24,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/kacme/kacme/acmeserver/storage"
+	"github.com/kacme/kacme/api/v1alpha1"
 )
 
 // Store implements storage.Store over the Kubernetes API.
@@ -63,7 +64,11 @@ func (s *Store) WithAPIReader(api client.Reader) *Store {
 func (s *Store) apiGet(ctx context.Context, ns, name string, obj storage.Object) error {
 	ctx, cancel := context.WithTimeout(ctx, RequestTimeout)
 	defer cancel()
-	return s.api.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, obj)
+	if err := s.api.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, obj); err != nil {
+		return err
+	}
+	v1alpha1.MoveLegacyFields(obj) // as the cache's transform does
+	return nil
 }
 
 // askAPI reports whether a miss may be read from the API server.
