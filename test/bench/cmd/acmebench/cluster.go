@@ -215,24 +215,38 @@ func procCPU(exes map[string]string) map[string]float64 {
 			if !strings.HasPrefix(strings.Join(args, " "), prefix) {
 				continue
 			}
-			stat, err := os.ReadFile(filepath.Join("/proc", pid, "stat"))
-			if err != nil {
-				continue
-			}
-			// Fields after the command name in parentheses: utime is the 14th and stime the 15th field.
-			rest := string(stat)
-			if i := strings.LastIndexByte(rest, ')'); i >= 0 {
-				rest = rest[i+2:]
-			}
-			f := strings.Fields(rest)
-			if len(f) > 12 {
-				ut, _ := strconv.ParseFloat(f[11], 64)
-				st, _ := strconv.ParseFloat(f[12], 64)
-				out[name] += (ut + st) / clockTicks
-			}
+			n, _ := strconv.Atoi(pid)
+			out[name] += pidCPU(n)
 		}
 	}
 	return out
+}
+
+// pid is the server process's ID (0 when it is not running).
+func (s *server) pid() int {
+	if s.cmd == nil || s.cmd.Process == nil {
+		return 0
+	}
+	return s.cmd.Process.Pid
+}
+
+// pidCPU is a process's user+system CPU seconds, from /proc/<pid>/stat.
+func pidCPU(pid int) float64 {
+	stat, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
+	if pid <= 0 || err != nil {
+		return 0
+	}
+	rest := string(stat)
+	if i := strings.LastIndexByte(rest, ')'); i >= 0 {
+		rest = rest[i+2:]
+	}
+	f := strings.Fields(rest)
+	if len(f) <= 12 {
+		return 0
+	}
+	ut, _ := strconv.ParseFloat(f[11], 64)
+	st, _ := strconv.ParseFloat(f[12], 64)
+	return (ut + st) / clockTicks
 }
 
 // selfCPU is this process's (the load generator's) CPU seconds.

@@ -60,6 +60,11 @@ type levelResult struct {
 	apiCounted          bool
 	// cores is the CPU each process used during the level, in cores (cluster mode).
 	cores map[string]float64
+	// serverCPU and clientCPU are CPU seconds per issuance of the server
+	// process and of this process (the clients and the http-01 responder),
+	// over every flow since registration; serverRSS is the server's resident
+	// memory at the end of the level, in MiB.
+	serverCPU, clientCPU, serverRSS float64
 }
 
 func (l levelResult) throughput() float64 { return float64(l.flows) / l.elapsed.Seconds() }
@@ -78,7 +83,7 @@ func main() {
 	stepBin := flag.String("step-ca", "", "step-ca binary")
 	stepCLI := flag.String("step", "", "step CLI binary (step ca init configures step-ca)")
 	out := flag.String("out", "docs/benchmarks.md", "report file")
-	levelsFlag := flag.String("levels", "1,4,8,16,32", "concurrency levels")
+	levelsFlag := flag.String("levels", "1,4,8,16,32,64,128", "concurrency levels")
 	duration := flag.Duration("duration", 10*time.Second, "measuring time per level")
 	warmup := flag.Duration("warmup", 2*time.Second, "unmeasured warm-up per level")
 	only := flag.String("targets", "kacme,pebble,step-ca,kacme-cluster,pod-certificates", "what to run (the report needs all five)")
@@ -234,7 +239,8 @@ func runLevel(s *server, resp *responder, c int, warmup, measure time.Duration) 
 	}
 	registered.Wait()
 	// Registration is not measured: restart the clock once every client has
-	// an account, and count API requests from here.
+	// an account, and count API requests and CPU from here.
+	serverBefore, clientBefore := pidCPU(s.pid()), selfCPU()
 	var apiBefore, cpuBefore map[string]float64
 	if s.metricsURL != "" {
 		var err error
@@ -248,6 +254,11 @@ func runLevel(s *server, resp *responder, c int, warmup, measure time.Duration) 
 	measureFrom, stopAt = start.Add(warmup), start.Add(warmup+measure)
 	close(ready)
 	wg.Wait()
+	if res.allFlows > 0 {
+		res.serverCPU = (pidCPU(s.pid()) - serverBefore) / float64(res.allFlows)
+		res.clientCPU = (selfCPU() - clientBefore) / float64(res.allFlows)
+	}
+	res.serverRSS = rssMiB(s.pid())
 	if apiBefore != nil {
 		after, err := apiRequests(s.metricsURL)
 		if err != nil {
@@ -368,33 +379,45 @@ func render(levels []int, results map[string][]levelResult, versions map[string]
 		"counts as an error: the client's timeout is 60 s); latency is per flow.\n\n", d)
 	fmt.Fprintf(&b, "Servers: kacme %s (standalone, bbolt store, P-256 intermediate CA); Pebble %s (in-memory, `PEBBLE_VA_NOSLEEP=1`, no random nonce rejection);\n"+
 		"step-ca %s as `step ca init --acme` configures it (its default badgerv2 store, ACME provisioner, P-256 intermediate).\n\n", versions["kacme"], versions["pebble"], versions["step-ca"])
-	b.WriteString("| server | clients | flows | errors | flows/s | p50 | p90 | p99 |\n|---|---:|---:|---:|---:|---:|---:|---:|\n")
+	b.WriteString("Server CPU is the server process's user+system time (from /proc) per issuance; client CPU is this load generator's\n" +
+		"(the ACME clients and the http-01 responder); both over every flow from registration to the end of the level. RSS is\n" +
+		"the server's resident memory at the end of the level.\n\n")
+	b.WriteString("| server | clients | flows | errors | flows/s | p50 | p90 | p99 | server CPU / issuance | client CPU / issuance | server RSS |\n" +
+		"|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	names := []string{"kacme", "pebble", "step-ca"}
 	peak := map[string]float64{}
 	median8 := map[string]time.Duration{}
+	rate8, cpu32 := map[string]float64{}, map[string]float64{}
 	for _, n := range names {
 		for _, r := range results[n] {
-			fmt.Fprintf(&b, "| %s | %d | %d | %d | %.1f | %s | %s | %s |\n", n, r.concurrency, r.flows, r.errors, r.throughput(),
-				ms(r.pct(0.5)), ms(r.pct(0.9)), ms(r.pct(0.99)))
+			fmt.Fprintf(&b, "| %s | %d | %d | %d | %.1f | %s | %s | %s | %.2f ms | %.2f ms | %s |\n", n, r.concurrency, r.flows, r.errors, r.throughput(),
+				ms(r.pct(0.5)), ms(r.pct(0.9)), ms(r.pct(0.99)), r.serverCPU*1000, r.clientCPU*1000, mib(r.serverRSS))
 			if r.throughput() > peak[n] {
 				peak[n] = r.throughput()
 			}
 			if r.concurrency == 8 {
-				median8[n] = r.pct(0.5)
+				median8[n], rate8[n] = r.pct(0.5), r.throughput()
+			}
+			if r.concurrency == 32 {
+				cpu32[n] = r.serverCPU
 			}
 		}
 	}
-	b.WriteString("\n## Summary\n\n| server | peak flows/s | median latency at 8 clients |\n|---|---:|---:|\n")
+	b.WriteString("\n## Summary\n\n| server | peak flows/s | flows/s at 8 clients | median latency at 8 clients | server CPU / issuance at 32 clients |\n|---|---:|---:|---:|---:|\n")
 	for _, n := range names {
-		fmt.Fprintf(&b, "| %s | %.1f | %s |\n", n, peak[n], ms(median8[n]))
+		fmt.Fprintf(&b, "| %s | %.1f | %.1f | %s | %.2f ms |\n", n, peak[n], rate8[n], ms(median8[n]), cpu32[n]*1000)
 	}
 	if peak["step-ca"] > 0 {
 		fmt.Fprintf(&b, "\nkacme peak throughput is **%.2f×** step-ca's (target ≥ 2.5×)", peak["kacme"]/peak["step-ca"])
-		if median8["step-ca"] > 0 && median8["kacme"] > 0 {
-			fmt.Fprintf(&b, "; at 8 clients kacme's median latency is %s against step-ca's %s (target: below)", ms(median8["kacme"]), ms(median8["step-ca"]))
+		if rate8["step-ca"] > 0 {
+			fmt.Fprintf(&b, "; at 8 clients %.2f×", rate8["kacme"]/rate8["step-ca"])
 		}
-		b.WriteString(".\n")
+		if median8["step-ca"] > 0 && median8["kacme"] > 0 {
+			fmt.Fprintf(&b, ", and kacme's median latency is %s against step-ca's %s (target: below)", ms(median8["kacme"]), ms(median8["step-ca"]))
+		}
+		fmt.Fprintf(&b, ". kacme's server CPU per issuance at 32 clients: %.2f ms (target ≤ 2.5 ms).\n", cpu32["kacme"]*1000)
 	}
+	fmt.Fprintf(&b, "\nLoad average (1, 5, 15 min) when the report was written: %s.\n", loadAvg())
 	if rs := results["kacme-cluster"]; len(rs) > 0 {
 		fmt.Fprintf(&b, "\n## Cluster mode\n\nkacme %s in cluster mode: `kacme server` and `kacme controller` on a real kube-apiserver %s + etcd %s\n"+
 			"(built by hack/envtest.sh, on this machine too), every order, authorization, challenge and certificate stored as a custom resource;\n"+
@@ -438,6 +461,26 @@ func render(levels []int, results map[string][]levelResult, versions map[string]
 		}
 	}
 	return b.String()
+}
+
+// mib formats a size in MiB ("-" when unknown).
+func mib(n float64) string {
+	if n <= 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.0f MiB", n)
+}
+
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "unknown"
+	}
+	return strings.Join(f[:3], ", ")
 }
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d.Microseconds())/1000) }
