@@ -30,7 +30,7 @@ import (
 // over ACME and one revoked by an administrator setting
 // spec.revocationReason both appear in the served CRL, read by Go's x509
 // parser (signature checked against the CA) and by openssl; the edited one
-// gets status.revocation, an Event, and an ARI window that says renew now.
+// gets spec.revocation, an Event, and an ARI window that says renew now.
 func TestClusterModeRevocation(t *testing.T) {
 	harness.Need(t, "openssl")
 	e := newClusterEnv(t, false)
@@ -106,7 +106,7 @@ func TestClusterModeRevocation(t *testing.T) {
 	}
 	// The resource, its Event, and ARI.
 	if err := e.c.Get(ctx, client.ObjectKeyFromObject(&c), &c); err != nil || c.Spec.Revocation == nil || c.Spec.Revocation.Reason != 1 {
-		t.Fatalf("status.revocation = %+v (%v)", c.Spec.Revocation, err)
+		t.Fatalf("spec.revocation = %+v (%v)", c.Spec.Revocation, err)
 	}
 	kenvtest.WaitFor(t, "the Revoked Event", func() bool {
 		var evs eventsv1.EventList
