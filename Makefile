@@ -16,7 +16,7 @@ E2E_FLAGS   ?= -count=1 -timeout 45m
 # Debian packages the interop tests drive (command:package).
 TEST_DEBS := certbot:certbot lego:lego named:bind9 nsupdate:bind9-dnsutils dig:bind9-dnsutils openssl:openssl
 
-.PHONY: all build image node run run-local helm-lint test test-e2e screenshots unit lint vet manifests generate verify-generated envtest docs-kubectl bench fuzz clean help
+.PHONY: all build image node run run-local helm-lint test test-e2e screenshots unit lint vet manifests generate verify-generated envtest docs-kubectl bench bench-scale fuzz clean help
 
 all: build
 
@@ -115,6 +115,12 @@ docs-kubectl: ## refresh the real kubectl output in docs/kubernetes.md (builds k
 bench: build ## load test kacme vs Pebble vs step-ca, and kacme in cluster mode; writes docs/benchmarks.md
 	KUBEBUILDER_ASSETS="$$(hack/envtest.sh)" $(GO) run ./test/bench/cmd/acmebench -kacme bin/kacme \
 	  -pebble "$$(hack/tools.sh pebble)" -step-ca "$$(hack/tools.sh step-ca)" -step "$$(hack/tools.sh step)" -out docs/benchmarks.md
+
+SCALE ?= 100000
+SCALE_STEADY ?= 10m
+
+bench-scale: build ## store SCALE (100000) issuances in kacme standalone, restart it, measure RSS, dashboard and issuance; writes docs/benchmarks-scale.md
+	$(GO) run ./test/bench/cmd/acmebench -kacme bin/kacme -targets none -scale $(SCALE) -scale-steady $(SCALE_STEADY) -out docs/benchmarks-scale.md
 
 FUZZTIME ?= 10m
 FUZZ_TARGETS := ./acmeserver/jws:FuzzParse ./acmeserver/jws:FuzzParseEAB ./acmeserver/ra:FuzzParseCSR ./acmeserver/va:FuzzCNAMEWalk

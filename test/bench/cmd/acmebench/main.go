@@ -90,6 +90,8 @@ func main() {
 	podRates := flag.String("pod-cert-rates", "10,25,50,100,0", "offered PodCertificateRequests per second (0: as fast as possible)")
 	podDuration := flag.Duration("pod-cert-duration", 10*time.Second, "how long each pod certificate level offers requests")
 	dashSamples := flag.Int("dashboard-samples", 20, "timed loads per dashboard page (0: skip the dashboard benchmark)")
+	scaleN := flag.Int("scale", 0, "stored-issuances benchmark: store this many issuances in kacme standalone and measure it (0: skip; make bench-scale: 100000)")
+	scaleSteady := flag.Duration("scale-steady", 10*time.Minute, "how long the stored-issuances benchmark issues on the full store")
 	flag.StringVar(&kacmeExtraArgs, "kacme-args", "", "extra flags for kacme standalone and kacme server (e.g. --debug-addr 127.0.0.1:6060)")
 	flag.Parse()
 	var levels []int
@@ -167,7 +169,25 @@ func main() {
 			fatal(err)
 		}
 	}
-	report := render(levels, results, versions, *duration) + renderDashboard(dashboards, versions) + renderPodCerts(pods)
+	var scale *scaleResult
+	if *scaleN > 0 {
+		if scale, err = benchScale(*kacmeBin, resp, *scaleN, *scaleSteady, *dashSamples); err != nil {
+			fatal(err)
+		}
+		if versions["kacme"] == "" {
+			out, _ := exec.Command(*kacmeBin, "version").Output()
+			versions["kacme"] = strings.TrimPrefix(strings.TrimSpace(string(out)), "kacme ")
+		}
+	}
+	if len(results) == 0 && scale != nil { // make bench-scale: its own report
+		report := renderScale(scale, versions["kacme"])
+		if err := os.WriteFile(*out, []byte(report), 0o644); err != nil {
+			fatal(err)
+		}
+		fmt.Print(report)
+		return
+	}
+	report := render(levels, results, versions, *duration) + renderDashboard(dashboards, versions) + renderPodCerts(pods) + renderScale(scale, versions["kacme"])
 	if err := os.WriteFile(*out, []byte(report), 0o644); err != nil {
 		fatal(err)
 	}

@@ -1,0 +1,199 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/kacme/kacme/acmeserver/acme"
+	"github.com/kacme/kacme/acmeserver/storage"
+	"github.com/kacme/kacme/acmeserver/storage/embedded"
+	"github.com/kacme/kacme/api/v1alpha1"
+)
+
+// The stored-issuances benchmark (issue 17): what a large store costs kacme
+// standalone. It measures issuance at 8 clients on an empty store, fills the
+// store with n issuances (each an order, its authorization and its
+// certificate, cloned from a real issuance with fresh names, written straight
+// into the bbolt file while the server is stopped), restarts the server on
+// it, and reports its startup time and RSS, the dashboard's page times, and
+// issuance at 8 clients for the steady duration with the RSS after it.
+type scaleResult struct {
+	stored                  int
+	fill, startup           time.Duration
+	rssRestart, rssSteady   float64
+	emptyRate, fullRate     float64
+	emptyP50, fullP50       time.Duration
+	steady                  time.Duration
+	dash                    *dashboardResult
+	emptyErrors, fullErrors int
+}
+
+func benchScale(bin string, resp *responder, n int, steady time.Duration, samples int) (*scaleResult, error) {
+	res := &scaleResult{steady: steady}
+	dir, err := os.MkdirTemp("", "acmebench-scale")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	s, err := startKacme(bin, dir, 80)
+	if err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(os.Stderr, "scale: issuing at 8 clients on an empty store for %s...\n", min(steady, time.Minute))
+	empty := runLevel(s, resp, 8, 2*time.Second, min(steady, time.Minute))
+	res.emptyRate, res.emptyP50, res.emptyErrors = empty.throughput(), empty.pct(0.5), empty.errors
+	s.stop()
+
+	t0 := time.Now()
+	fmt.Fprintf(os.Stderr, "scale: storing %d issuances...\n", n)
+	if err := cloneIssuances(filepath.Join(dir, "data", "kacme.db"), n); err != nil {
+		return nil, err
+	}
+	res.fill, res.stored = time.Since(t0), n
+
+	t0 = time.Now()
+	if s, err = startKacme(bin, dir, 80); err != nil {
+		return nil, err
+	}
+	defer s.stop()
+	res.startup = time.Since(t0)
+	time.Sleep(5 * time.Second)
+	res.rssRestart = rssMiB(s.pid())
+	if samples > 0 {
+		s.orders.Store(int64(n)) // already above what benchDashboard fills to
+		if res.dash, err = benchDashboard(s, resp, samples); err != nil {
+			return nil, err
+		}
+	}
+	fmt.Fprintf(os.Stderr, "scale: issuing at 8 clients on the full store for %s...\n", steady)
+	full := runLevel(s, resp, 8, 2*time.Second, steady)
+	res.fullRate, res.fullP50, res.fullErrors = full.throughput(), full.pct(0.5), full.errors
+	res.rssSteady = rssMiB(s.pid())
+	return res, nil
+}
+
+// cloneIssuances writes n copies of a stored valid order, its authorization
+// and its certificate into the store file at path, each with fresh names,
+// labels and serial, so that the store looks like n more issuances.
+func cloneIssuances(path string, n int) error {
+	st, err := embedded.Open(path)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	ctx := context.Background()
+	var orders v1alpha1.AcmeOrderList
+	if err := st.List(ctx, storage.AllNamespaces, &orders, storage.ListOptions{}); err != nil {
+		return err
+	}
+	var tmpl *v1alpha1.AcmeOrder
+	for i := range orders.Items {
+		if o := &orders.Items[i]; o.Status.Status == acme.StatusValid && len(o.Status.Authorizations) == 1 {
+			tmpl = o
+			break
+		}
+	}
+	if tmpl == nil {
+		return fmt.Errorf("scale: no valid order to clone among %d", len(orders.Items))
+	}
+	var az v1alpha1.AcmeChallenge
+	var cert v1alpha1.AcmeCertificate
+	if err := st.Get(ctx, tmpl.Namespace, tmpl.Status.Authorizations[0], &az); err != nil {
+		return err
+	}
+	if err := st.Get(ctx, tmpl.Namespace, tmpl.Status.Certificate, &cert); err != nil {
+		return err
+	}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	var firstErr atomic.Value
+	for range 64 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for next.Add(1) <= int64(n) {
+				if err := cloneOne(ctx, st, tmpl, &az, &cert); err != nil {
+					firstErr.CompareAndSwap(nil, err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if err, _ := firstErr.Load().(error); err != nil {
+		return err
+	}
+	return nil
+}
+
+func cloneOne(ctx context.Context, st storage.Store, tmpl *v1alpha1.AcmeOrder, az *v1alpha1.AcmeChallenge, cert *v1alpha1.AcmeCertificate) error {
+	orderName, azName := acme.NewID(), acme.NewID()
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	b[0] &= 0x7f
+	serial := strings.TrimLeft(hex.EncodeToString(b[:]), "0")
+	fresh := func(m *map[string]string) {
+		out := map[string]string{}
+		for k, v := range *m {
+			out[k] = v
+		}
+		if _, ok := out[v1alpha1.LabelOrder]; ok {
+			out[v1alpha1.LabelOrder] = orderName
+		}
+		*m = out
+	}
+	o := tmpl.DeepCopy()
+	o.Name, o.ResourceVersion, o.UID = orderName, "", ""
+	fresh(&o.Labels)
+	o.Status.Authorizations, o.Status.Certificate = []string{azName}, serial
+	a := az.DeepCopy()
+	a.Name, a.ResourceVersion, a.UID, a.OwnerReferences = azName, "", "", nil
+	fresh(&a.Labels)
+	a.Spec.Order = orderName
+	c := cert.DeepCopy()
+	c.Name, c.ResourceVersion, c.UID = serial, "", ""
+	fresh(&c.Labels)
+	c.Spec.Order, c.Spec.Serial = orderName, serial
+	for _, obj := range []storage.Object{o, a, c} {
+		if err := st.Create(ctx, obj); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func renderScale(r *scaleResult, version string) string {
+	if r == nil {
+		return ""
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "# Stored issuances\n\nGenerated by `make bench-scale` (test/bench/cmd/acmebench -scale) on %s; load average (1, 5, 15 min) at the end: %s.\n\n"+
+		"## %d issuances in standalone mode\n\n", time.Now().UTC().Format("2006-01-02 15:04 MST"), loadAvg(), r.stored)
+	fmt.Fprintf(&b, "kacme %s standalone, same CA and profile as above. Issuance at 8 clients on an empty store; then %d issuances\n"+
+		"(an order, its authorization and its certificate each, cloned from a real issuance with fresh names) are written into\n"+
+		"the stopped server's bbolt file (in %s); the server is started on it again, and after 5 s idle its RSS is read; then\n"+
+		"the dashboard's pages are timed, and issuance at 8 clients runs for %s on the full store.\n\n",
+		version, r.stored, r.fill.Round(time.Second), r.steady)
+	b.WriteString("| measure | empty store | full store | target |\n|---|---:|---:|---|\n")
+	fmt.Fprintf(&b, "| flows/s at 8 clients | %.1f | %.1f (%+.0f%%) | within 10%% |\n", r.emptyRate, r.fullRate, 100*(r.fullRate/r.emptyRate-1))
+	fmt.Fprintf(&b, "| p50 at 8 clients | %s | %s | |\n", ms(r.emptyP50), ms(r.fullP50))
+	fmt.Fprintf(&b, "| errors | %d | %d | 0 |\n", r.emptyErrors, r.fullErrors)
+	fmt.Fprintf(&b, "| start until the directory answers | | %s | |\n", r.startup.Round(time.Millisecond))
+	fmt.Fprintf(&b, "| server RSS after the restart | | %s | ≤ 1024 MiB |\n", mib(r.rssRestart))
+	fmt.Fprintf(&b, "| server RSS after %s of issuing | | %s | ≤ 1024 MiB |\n", r.steady, mib(r.rssSteady))
+	if r.dash != nil {
+		for _, p := range r.dash.pages {
+			fmt.Fprintf(&b, "| dashboard %s p95 | | %s | ≤ 100 ms |\n", p.name, ms(p.pct(0.95)))
+		}
+	}
+	b.WriteString("\nCluster mode at this size is not measured yet.\n")
+	return b.String()
+}
