@@ -100,11 +100,16 @@ func (a *Authority) Chains() [][]*x509.Certificate {
 }
 
 // Signed is the authority (this one or one of its Previous) whose key
-// signed leaf: matched by the leaf's authority key identifier and checked by
-// its signature. It is false when none of the keys this CA still holds did.
+// signed leaf: the one whose subject key identifier is the leaf's authority
+// key identifier (a hash of the CA key, so it names one key), or, for
+// certificates without those identifiers, the one whose signature verifies.
+// It is false when none of the keys this CA still holds did.
 func (a *Authority) Signed(leaf *x509.Certificate) (*Authority, bool) {
 	for c := a; c != nil; c = c.Previous {
-		if len(leaf.AuthorityKeyId) > 0 && len(c.Cert.SubjectKeyId) > 0 && !bytes.Equal(leaf.AuthorityKeyId, c.Cert.SubjectKeyId) {
+		if len(leaf.AuthorityKeyId) > 0 && len(c.Cert.SubjectKeyId) > 0 {
+			if bytes.Equal(leaf.AuthorityKeyId, c.Cert.SubjectKeyId) {
+				return c, true
+			}
 			continue
 		}
 		if leaf.CheckSignatureFrom(c.Cert) == nil {

@@ -64,7 +64,7 @@ func LeafOf(c *v1alpha1.AcmeCertificate) (*x509.Certificate, error) {
 
 // Chains returns the PEM chains served for c (RFC 8555 §7.4.2), the default
 // first, each leaf first. They are built from the CA key that signed the
-// leaf (its authority key identifier and signature), so that after a key
+// leaf (by its authority key identifier), so that after a key
 // rotation an earlier leaf still comes with the issuer that verifies it. A
 // leaf none of the CA's held keys signed is served as it was stored.
 func (r *RA) Chains(c *v1alpha1.AcmeCertificate) ([][]byte, error) {

@@ -236,10 +236,10 @@ func (r *RA) finishValidation(ctx context.Context, job *validationJob, res va.Re
 				az.Status.Expires = metav1.NewTime(now.Add(r.authzLifetime(job.spec.Profile)))
 			} else {
 				c.Status = acme.StatusInvalid
-				c.Error = &v1alpha1.Problem{Type: string(res.Problem.Type), Detail: res.Problem.Detail, Status: res.Problem.Status}
+				c.Error = (&v1alpha1.Problem{Type: string(res.Problem.Type), Detail: res.Problem.Detail, Status: res.Problem.Status}).Bounded()
 				az.Status.Status = acme.StatusInvalid
 			}
-			az.Status.Records = res.Records
+			az.Status.Records = v1alpha1.BoundRecords(res.Records)
 			delete(az.Labels, v1alpha1.LabelState)
 			if err := r.store.Update(ctx, &az); err != nil {
 				return err

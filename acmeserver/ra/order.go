@@ -408,7 +408,7 @@ func (r *RA) failOrder(ctx context.Context, ns, id string, prob *v1alpha1.Proble
 		if o.Status.Status != acme.StatusPending {
 			return nil
 		}
-		o.Status.Status, o.Status.Error = acme.StatusInvalid, prob
+		o.Status.Status, o.Status.Error = acme.StatusInvalid, prob.Bounded()
 		if err := r.store.Update(ctx, &o); err != nil {
 			return err
 		}

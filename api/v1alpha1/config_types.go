@@ -165,6 +165,7 @@ type CertificateAuthorityStatus struct {
 	// +optional
 	// +listType=map
 	// +listMapKey=type
+	// +kubebuilder:validation:MaxItems=16
 	Conditions []metav1.Condition `json:"conditions,omitempty"`
 	// Subject of the CA certificate.
 	// +optional
@@ -480,6 +481,7 @@ type AcmeProfileStatus struct {
 	// +optional
 	// +listType=map
 	// +listMapKey=type
+	// +kubebuilder:validation:MaxItems=16
 	Conditions []metav1.Condition `json:"conditions,omitempty"`
 	// DirectoryURL where clients find this profile.
 	// +optional

@@ -3,6 +3,7 @@ package v1alpha1
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"unicode/utf8"
 )
 
 // ErrSourceCount is the message for a CertificateAuthority without exactly one
@@ -120,4 +121,58 @@ func WithLegacyFieldsMoved(next func(any) (any, error)) func(any) (any, error) {
 		MoveLegacyFields(in)
 		return next(in)
 	}
+}
+
+// Bounds the CRDs put on what the server stores from a validation (the
+// markers on Problem and ValidationRecord say the same numbers). A hostile
+// DNS answer or HTTP response must not make a write fail, or grow an object.
+const (
+	MaxProblemDetail     = 4096
+	MaxValidationRecords = 16
+	MaxRecordAddresses   = 64
+	maxRecordURL         = 2048
+	maxRecordQuery       = 512
+	maxRecordResolver    = 256
+)
+
+// Bounded is p with its detail cut to MaxProblemDetail bytes.
+func (p *Problem) Bounded() *Problem {
+	if p == nil {
+		return nil
+	}
+	out := *p
+	out.Detail = cut(p.Detail, MaxProblemDetail)
+	return &out
+}
+
+// BoundRecords keeps the first MaxValidationRecords records, each with its
+// first MaxRecordAddresses addresses and its strings cut to their bounds.
+func BoundRecords(in []ValidationRecord) []ValidationRecord {
+	if len(in) > MaxValidationRecords {
+		in = in[:MaxValidationRecords]
+	}
+	out := make([]ValidationRecord, len(in))
+	for i, r := range in {
+		if len(r.AddressesResolved) > MaxRecordAddresses {
+			r.AddressesResolved = r.AddressesResolved[:MaxRecordAddresses]
+		}
+		r.URL, r.Query, r.Resolver = cut(r.URL, maxRecordURL), cut(r.Query, maxRecordQuery), cut(r.Resolver, maxRecordResolver)
+		r.Hostname = cut(r.Hostname, 253)
+		out[i] = r
+	}
+	return out
+}
+
+// cut shortens s to at most n bytes without splitting a UTF-8 sequence,
+// ending in "…" when it cut.
+func cut(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	const ellipsis = "…"
+	i := n - len(ellipsis)
+	for i > 0 && !utf8.RuneStart(s[i]) {
+		i--
+	}
+	return s[:i] + ellipsis
 }

@@ -2,7 +2,9 @@ package v1alpha1_test
 
 import (
 	"encoding/json"
+	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/kacme/kacme/api/v1alpha1"
 )
@@ -39,5 +41,32 @@ func TestMoveLegacyFields(t *testing.T) {
 	}
 	if !v1alpha1.MoveLegacyFields(&c) || c.Spec.Revocation == nil || c.Spec.Revocation.Reason != 1 || c.Status.LegacyRevocation != nil {
 		t.Fatalf("moved certificate: %+v / %+v", c.Spec, c.Status)
+	}
+}
+
+// TestBounds: what a hostile validation target makes the server store fits
+// the CRD's bounds (a write over them would be refused, losing the result).
+func TestBounds(t *testing.T) {
+	long := strings.Repeat("é", 5000) // two bytes each: cuts must not split one
+	p := (&v1alpha1.Problem{Type: "t", Detail: long}).Bounded()
+	if len(p.Detail) > v1alpha1.MaxProblemDetail || !utf8.ValidString(p.Detail) || !strings.HasSuffix(p.Detail, "…") {
+		t.Fatalf("detail of %d bytes, valid UTF-8 %v", len(p.Detail), utf8.ValidString(p.Detail))
+	}
+	if short := (&v1alpha1.Problem{Detail: "ok"}).Bounded(); short.Detail != "ok" {
+		t.Fatalf("a short detail changed: %q", short.Detail)
+	}
+	recs := make([]v1alpha1.ValidationRecord, 100)
+	for i := range recs {
+		recs[i].URL = "http://x/" + long
+		for j := 0; j < 1000; j++ {
+			recs[i].AddressesResolved = append(recs[i].AddressesResolved, "192.0.2.1")
+		}
+	}
+	out := v1alpha1.BoundRecords(recs)
+	if len(out) != v1alpha1.MaxValidationRecords || len(out[0].AddressesResolved) != v1alpha1.MaxRecordAddresses || len(out[0].URL) > 2048 {
+		t.Fatalf("%d records, %d addresses, URL of %d bytes", len(out), len(out[0].AddressesResolved), len(out[0].URL))
+	}
+	if len(recs[0].AddressesResolved) != 1000 {
+		t.Fatal("the input was changed")
 	}
 }

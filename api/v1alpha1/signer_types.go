@@ -123,6 +123,7 @@ type KubernetesSignerStatus struct {
 	// +optional
 	// +listType=map
 	// +listMapKey=type
+	// +kubebuilder:validation:MaxItems=16
 	Conditions []metav1.Condition `json:"conditions,omitempty"`
 	// SignerName is the name pods and CSRs ask for.
 	// +optional

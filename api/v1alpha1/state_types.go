@@ -20,12 +20,16 @@ type Identifier struct {
 // Problem is a stored RFC 7807 problem document.
 type Problem struct {
 	// Type URN, e.g. urn:ietf:params:acme:error:incorrectResponse.
+	// +kubebuilder:validation:MaxLength=256
 	Type string `json:"type"`
-	// Detail for humans.
+	// Detail for humans (MaxProblemDetail bytes at most; the server cuts longer ones).
 	// +optional
+	// +kubebuilder:validation:MaxLength=4096
 	Detail string `json:"detail,omitempty"`
 	// Status is the HTTP status the problem maps to.
 	// +optional
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=599
 	Status int `json:"status,omitempty"`
 }
 
@@ -47,13 +51,17 @@ type ExternalAccountKey struct {
 // AcmeAccountSpec is what the account was created with. A platform team may
 // pre-provision an account with an ExternalAccountBinding key; the first ACME
 // client to register with that key binds it.
+// +kubebuilder:validation:XValidation:rule="self.profile == oldSelf.profile",message="profile is immutable"
+// +kubebuilder:validation:XValidation:rule="!has(oldSelf.state) || oldSelf.state == 'valid' || (has(self.state) && self.state == oldSelf.state)",message="a deactivated or revoked account stays so"
 type AcmeAccountSpec struct {
 	// Profile is the AcmeProfile (directory) the account belongs to.
 	// +required
+	// +kubebuilder:validation:MaxLength=253
 	Profile string `json:"profile"`
 	// Contact URLs (mailto:).
 	// +optional
 	// +kubebuilder:validation:MaxItems=10
+	// +kubebuilder:validation:items:MaxLength=1024
 	Contact []string `json:"contact,omitempty"`
 	// ExternalAccountBinding key for a pre-provisioned account.
 	// +optional
@@ -133,6 +141,7 @@ type AcmeAccountStatus struct {
 	// +optional
 	// +listType=map
 	// +listMapKey=type
+	// +kubebuilder:validation:MaxItems=16
 	Conditions []metav1.Condition `json:"conditions,omitempty"`
 }
 
@@ -164,12 +173,16 @@ type AcmeAccountList struct {
 }
 
 // AcmeOrderSpec is what the client asked for; immutable once created.
+// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="an order's spec is immutable"
 type AcmeOrderSpec struct {
 	// Account that placed the order.
+	// +kubebuilder:validation:MaxLength=253
 	Account string `json:"account"`
 	// Profile (AcmeProfile) the order was placed on.
+	// +kubebuilder:validation:MaxLength=253
 	Profile string `json:"profile"`
 	// IssuanceProfile selected with the order's "profile" field.
+	// +kubebuilder:validation:MaxLength=63
 	IssuanceProfile string `json:"issuanceProfile"`
 	// Identifiers ordered, normalised and de-duplicated.
 	// +kubebuilder:validation:MaxItems=1000
@@ -182,6 +195,7 @@ type AcmeOrderSpec struct {
 	NotAfter *metav1.Time `json:"notAfter,omitempty"`
 	// Replaces is the ARI certID of the certificate this order replaces (RFC 9773 §5).
 	// +optional
+	// +kubebuilder:validation:MaxLength=512
 	Replaces string `json:"replaces,omitempty"`
 }
 
@@ -190,18 +204,23 @@ type AcmeOrderSpec struct {
 type ChallengeData struct {
 	// Path the http-01 file is fetched from on port 80.
 	// +optional
+	// +kubebuilder:validation:MaxLength=256
 	Path string `json:"path,omitempty"`
 	// Content of the http-01 file: the key authorization.
 	// +optional
+	// +kubebuilder:validation:MaxLength=256
 	Content string `json:"content,omitempty"`
 	// RecordName of the dns-01 TXT record.
 	// +optional
+	// +kubebuilder:validation:MaxLength=253
 	RecordName string `json:"recordName,omitempty"`
 	// RecordValue of the dns-01 TXT record: base64url(SHA-256(key authorization)).
 	// +optional
+	// +kubebuilder:validation:MaxLength=64
 	RecordValue string `json:"recordValue,omitempty"`
 	// Digest is the tls-alpn-01 acmeIdentifier extension value: hex SHA-256 of the key authorization.
 	// +optional
+	// +kubebuilder:validation:MaxLength=64
 	Digest string `json:"digest,omitempty"`
 }
 
@@ -210,8 +229,10 @@ type AcmeChallengeState struct {
 	// Type of the challenge.
 	Type ChallengeType `json:"type"`
 	// Token chosen by the server (≥128 bits).
+	// +kubebuilder:validation:MaxLength=128
 	Token string `json:"token"`
 	// Status: pending, processing, valid or invalid.
+	// +kubebuilder:validation:Enum=pending;processing;valid;invalid
 	Status string `json:"status"`
 	// Data the client must deploy.
 	Data ChallengeData `json:"data"`
@@ -228,14 +249,18 @@ type AcmeOrderStatus struct {
 	// Status as stored: pending, valid or invalid. "ready" is not written:
 	// the server derives it from the order's AcmeChallenges (RFC 8555 §7.1.6),
 	// which saves one API write per issuance.
+	// +kubebuilder:validation:Enum=pending;ready;processing;valid;invalid
 	Status string `json:"status"`
 	// Expires is when the order stops being usable.
 	Expires metav1.Time `json:"expires"`
 	// Authorizations of the order, one per identifier: the names of their
 	// AcmeChallenge objects (the ACME authorization IDs).
+	// +kubebuilder:validation:MaxItems=1000
+	// +kubebuilder:validation:items:MaxLength=253
 	Authorizations []string `json:"authorizations"`
 	// Certificate is the name (serial) of the issued AcmeCertificate.
 	// +optional
+	// +kubebuilder:validation:MaxLength=64
 	Certificate string `json:"certificate,omitempty"`
 	// Error explains why the order is invalid.
 	// +optional
@@ -271,34 +296,46 @@ type AcmeOrderList struct {
 type ValidationRecord struct {
 	// URL fetched (http-01).
 	// +optional
+	// +kubebuilder:validation:MaxLength=2048
 	URL string `json:"url,omitempty"`
 	// Hostname or address validated.
 	// +optional
+	// +kubebuilder:validation:MaxLength=253
 	Hostname string `json:"hostname,omitempty"`
 	// Port connected to.
 	// +optional
+	// +kubebuilder:validation:MaxLength=5
 	Port string `json:"port,omitempty"`
-	// AddressesResolved for the hostname.
+	// AddressesResolved for the hostname (MaxRecordAddresses at most; the server keeps the first).
 	// +optional
+	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:items:MaxLength=64
 	AddressesResolved []string `json:"addressesResolved,omitempty"`
 	// AddressUsed for the connection.
 	// +optional
+	// +kubebuilder:validation:MaxLength=64
 	AddressUsed string `json:"addressUsed,omitempty"`
 	// Query made (dns-01), e.g. "TXT _acme-challenge.example.com.".
 	// +optional
+	// +kubebuilder:validation:MaxLength=512
 	Query string `json:"query,omitempty"`
 	// Resolver asked.
 	// +optional
+	// +kubebuilder:validation:MaxLength=256
 	Resolver string `json:"resolver,omitempty"`
 }
 
 // AcmeChallengeSpec names the identifier an authorization is for.
+// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="an authorization's spec is immutable"
 type AcmeChallengeSpec struct {
 	// Account whose key authorizes the challenges.
+	// +kubebuilder:validation:MaxLength=253
 	Account string `json:"account"`
 	// Order the authorization belongs to.
+	// +kubebuilder:validation:MaxLength=253
 	Order string `json:"order"`
 	// Profile (AcmeProfile) whose validation settings apply.
+	// +kubebuilder:validation:MaxLength=253
 	Profile string `json:"profile"`
 	// Identifier to validate (without "*." for wildcards).
 	Identifier Identifier `json:"identifier"`
@@ -310,13 +347,16 @@ type AcmeChallengeSpec struct {
 // AcmeChallengeStatus is the authorization's state and its challenges.
 type AcmeChallengeStatus struct {
 	// Status of the authorization: pending, valid, invalid, deactivated, expired or revoked.
+	// +kubebuilder:validation:Enum=pending;valid;invalid;deactivated;expired;revoked
 	Status string `json:"status"`
 	// Expires is when the authorization stops being usable.
 	Expires metav1.Time `json:"expires"`
 	// Challenges offered, each with the data a client must deploy.
+	// +kubebuilder:validation:MaxItems=8
 	Challenges []AcmeChallengeState `json:"challenges"`
-	// Records of what the validator queried and fetched.
+	// Records of what the validator queried and fetched (MaxValidationRecords at most; the server keeps the first).
 	// +optional
+	// +kubebuilder:validation:MaxItems=16
 	Records []ValidationRecord `json:"records,omitempty"`
 }
 
@@ -350,22 +390,34 @@ type AcmeChallengeList struct {
 	Items           []AcmeChallenge `json:"items"`
 }
 
-// AcmeCertificateSpec records an issued certificate.
+// AcmeCertificateSpec records an issued certificate. What was issued is
+// immutable; only the revocation fields change, and a revocation is final.
+// +kubebuilder:validation:XValidation:rule="self.account == oldSelf.account && self.order == oldSelf.order && self.serial == oldSelf.serial && self.certificateAuthority == oldSelf.certificateAuthority && self.notBefore == oldSelf.notBefore && self.notAfter == oldSelf.notAfter",message="an issued certificate's fields are immutable"
+// +kubebuilder:validation:XValidation:rule="has(self.certificate) == has(oldSelf.certificate) && (!has(self.certificate) || self.certificate == oldSelf.certificate)",message="certificate is immutable"
+// +kubebuilder:validation:XValidation:rule="!has(oldSelf.revocation) || (has(self.revocation) && self.revocation == oldSelf.revocation)",message="a revocation is final"
 type AcmeCertificateSpec struct {
 	// Account that ordered it.
+	// +kubebuilder:validation:MaxLength=253
 	Account string `json:"account"`
 	// Order it was issued for.
+	// +kubebuilder:validation:MaxLength=253
 	Order string `json:"order"`
 	// Profile (AcmeProfile) and IssuanceProfile it was issued under.
-	Profile         string `json:"profile"`
+	// +kubebuilder:validation:MaxLength=253
+	Profile string `json:"profile"`
+	// +kubebuilder:validation:MaxLength=63
 	IssuanceProfile string `json:"issuanceProfile,omitempty"`
 	// CertificateAuthority that signed it.
+	// +kubebuilder:validation:MaxLength=253
 	CertificateAuthority string `json:"certificateAuthority"`
 	// Serial in lowercase hex.
+	// +kubebuilder:validation:MaxLength=64
+	// +kubebuilder:validation:Pattern=`^[0-9a-f]+$`
 	Serial string `json:"serial"`
 	// Names in the certificate: its DNS names, then its IP addresses.
 	// +optional
 	// +kubebuilder:validation:MaxItems=1000
+	// +kubebuilder:validation:items:MaxLength=253
 	Names []string `json:"names,omitempty"`
 	// Certificate is the issued leaf certificate (PEM). The chains served
 	// with it are built when it is downloaded, from the CA key that signed it.

@@ -65,7 +65,7 @@ func TestCRDValidation(t *testing.T) {
 		{"order identifier type", &v1alpha1.AcmeOrder{ObjectMeta: nsMeta("o"), Spec: v1alpha1.AcmeOrderSpec{Account: "a", Profile: "ok",
 			Identifiers: []v1alpha1.Identifier{{Type: "email", Value: "a@b"}}},
 			Status: v1alpha1.AcmeOrderStatus{Status: "pending", Expires: metav1.Now(), Authorizations: []string{}}},
-			`AcmeOrder.acme.kacme.io "o" is invalid: spec.identifiers[0].type: Unsupported value: "email": supported values: "dns", "ip"`},
+			`AcmeOrder.acme.kacme.io "o" is invalid: [spec.identifiers[0].type: Unsupported value: "email": supported values: "dns", "ip"` + celSkipped},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -282,7 +282,7 @@ func testConcurrentCAS(t *testing.T, s storage.Store, ns string) {
 						errs <- err
 						return
 					}
-					cur.Spec.Identifiers = append(cur.Spec.Identifiers, v1alpha1.Identifier{Type: "dns", Value: "x"})
+					cur.Status.Authorizations = append(cur.Status.Authorizations, "x") // (an order's spec is immutable)
 					err := s.Update(ctx, &cur)
 					if err == nil {
 						break
@@ -303,7 +303,7 @@ func testConcurrentCAS(t *testing.T, s storage.Store, ns string) {
 	}
 	var got v1alpha1.AcmeOrder
 	must(t, s.Get(ctx, ns, "counter", &got))
-	if n := len(got.Spec.Identifiers) - 1; n != writers*each {
+	if n := len(got.Status.Authorizations) - 1; n != writers*each {
 		t.Fatalf("lost updates: %d increments stored, want %d", n, writers*each)
 	}
 	if conflicts.Load() == 0 {

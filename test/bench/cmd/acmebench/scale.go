@@ -42,7 +42,7 @@ func benchScale(bin string, resp *responder, n int, steady time.Duration, sample
 	if err != nil {
 		return nil, err
 	}
-	defer os.RemoveAll(dir)
+	defer func() { _ = os.RemoveAll(dir) }()
 	s, err := startKacme(bin, dir, 80)
 	if err != nil {
 		return nil, err
