@@ -53,6 +53,8 @@ type Signer struct {
 	Audit     *audit.Logger
 	// Now is the clock (tests).
 	Now func() time.Time
+	// cas keeps each CA parsed until its Secret changes.
+	cas kubeca.Cache
 }
 
 // PodCertificates issues the certificates of podCertificate volumes.
@@ -295,7 +297,7 @@ func (r *Signer) issue(ctx context.Context, s *v1alpha1.KubernetesSigner, pub an
 	if !kubeca.Ready(&caObj) {
 		return nil, &caNotReady{s.Name, s.Spec.CertificateAuthority, "its Ready condition is not True"}
 	}
-	auth, err := kubeca.Load(ctx, r.Client, r.Namespace, &caObj)
+	auth, err := r.cas.Load(ctx, r.Client, r.Namespace, &caObj)
 	if err != nil {
 		return nil, &caNotReady{s.Name, s.Spec.CertificateAuthority, err.Error()}
 	}
