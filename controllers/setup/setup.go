@@ -131,16 +131,37 @@ func NewManager(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 	return mgr, nil
 }
 
+// APIReadTimeout bounds each read the controllers make straight from the
+// API server (not from the cache): a slow or stuck API server must not hold
+// a reconcile, and a pod certificate request behind it, forever.
+const APIReadTimeout = 10 * time.Second
+
+// deadlineReader is a client.Reader whose every call has APIReadTimeout.
+type deadlineReader struct{ client.Reader }
+
+func (r deadlineReader) Get(ctx context.Context, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
+	ctx, cancel := context.WithTimeout(ctx, APIReadTimeout)
+	defer cancel()
+	return r.Reader.Get(ctx, key, obj, opts...)
+}
+
+func (r deadlineReader) List(ctx context.Context, list client.ObjectList, opts ...client.ListOption) error {
+	ctx, cancel := context.WithTimeout(ctx, APIReadTimeout)
+	defer cancel()
+	return r.Reader.List(ctx, list, opts...)
+}
+
 func register(mgr ctrl.Manager, o Options) error {
 	rec := mgr.GetEventRecorder("kacme-controller")
 	c := mgr.GetClient()
+	apiReader := deadlineReader{mgr.GetAPIReader()}
 	if err := (&certificateauthority.Reconciler{Client: c, Namespace: o.Namespace, Recorder: rec}).SetupWithManager(mgr); err != nil {
 		return err
 	}
 	if err := (&acmeprofile.Reconciler{Client: c, Namespace: o.Namespace, Recorder: rec, ExternalURL: o.ExternalURL}).SetupWithManager(mgr); err != nil {
 		return err
 	}
-	if err := (&acmeaccount.Reconciler{Client: c, APIReader: mgr.GetAPIReader(), Recorder: rec, Namespace: o.Namespace,
+	if err := (&acmeaccount.Reconciler{Client: c, APIReader: apiReader, Recorder: rec, Namespace: o.Namespace,
 		EABNamespaces: o.EABNamespaces}).SetupWithManager(mgr); err != nil {
 		return err
 	}
@@ -154,7 +175,7 @@ func register(mgr ctrl.Manager, o Options) error {
 		}
 	}
 	aud := audit.New(slog.New(logr.ToSlogHandler(o.Log)))
-	if err := signer.Setup(mgr, &signer.Signer{Client: c, APIReader: mgr.GetAPIReader(), Namespace: o.Namespace, Recorder: rec,
+	if err := signer.Setup(mgr, &signer.Signer{Client: c, APIReader: apiReader, Namespace: o.Namespace, Recorder: rec,
 		Audit: aud}, o.Log.WithName("signer")); err != nil {
 		return err
 	}
@@ -171,6 +192,8 @@ func register(mgr ctrl.Manager, o Options) error {
 	})); err != nil {
 		return err
 	}
+	// Retention reads through the kube store, which bounds each of its API
+	// requests itself (kube.RequestTimeout).
 	return mgr.Add(&retention.Sweeper{Client: c, APIReader: mgr.GetAPIReader(), Log: o.Log.WithName("retention")})
 }
 
