@@ -11,6 +11,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/kacme/kacme/acmeserver/dashboard"
+	"github.com/kacme/kacme/acmeserver/storage/kube"
 	"github.com/kacme/kacme/api/v1alpha1"
 )
 
@@ -24,6 +25,8 @@ type podCertificates struct{ r client.Reader }
 
 func (p podCertificates) PodCertificates(ctx context.Context, token string, limit int) ([]dashboard.PodCertificate, string, error) {
 	var list certv1.PodCertificateRequestList
+	ctx, cancel := context.WithTimeout(ctx, kube.RequestTimeout) // a page view must not wait on a stuck API server
+	defer cancel()
 	if err := p.r.List(ctx, &list, client.Limit(int64(limit)), client.Continue(token)); err != nil {
 		return nil, "", err
 	}
