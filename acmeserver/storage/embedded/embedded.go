@@ -302,59 +302,10 @@ func (s *Store) apply(changes ...*change) {
 func (s *Store) kind(kind string) *kindIndex {
 	ix := s.kinds[kind]
 	if ix == nil {
-		ix = &kindIndex{objs: map[string]storage.Object{}, sets: map[string]map[string]struct{}{}}
+		ix = newKindIndex()
 		s.kinds[kind] = ix
 	}
 	return ix
-}
-
-// kindIndex holds the stored objects of one kind by "namespace/name", and
-// sets of those keys by namespace, by name and by each label.
-type kindIndex struct {
-	// objs are shared with readers that asked for it: replaced on write, never changed.
-	objs map[string]storage.Object
-	sets map[string]map[string]struct{}
-}
-
-// Set names: labels are "k=v"; namespace and name use characters a label
-// key cannot start with.
-func nsSet(ns string) string      { return "\x01ns=" + ns }
-func nameSet(name string) string  { return "\x01name=" + name }
-func labelSet(k, v string) string { return k + "=" + v }
-
-func setsOf(obj storage.Object) []string {
-	out := []string{nsSet(obj.GetNamespace()), nameSet(obj.GetName())}
-	for k, v := range obj.GetLabels() {
-		out = append(out, labelSet(k, v))
-	}
-	return out
-}
-
-func (ix *kindIndex) put(key string, obj storage.Object) {
-	ix.remove(key)
-	ix.objs[key] = obj
-	for _, n := range setsOf(obj) {
-		set := ix.sets[n]
-		if set == nil {
-			set = map[string]struct{}{}
-			ix.sets[n] = set
-		}
-		set[key] = struct{}{}
-	}
-}
-
-func (ix *kindIndex) remove(key string) {
-	old := ix.objs[key]
-	if old == nil {
-		return
-	}
-	delete(ix.objs, key)
-	for _, n := range setsOf(old) {
-		delete(ix.sets[n], key)
-		if len(ix.sets[n]) == 0 {
-			delete(ix.sets, n)
-		}
-	}
 }
 
 // Get implements storage.Reader.
@@ -367,13 +318,9 @@ func (s *Store) Get(_ context.Context, ns, name string, obj storage.Object) erro
 	s.mu.RLock()
 	if ix := s.kinds[kind]; ix != nil {
 		if ns != storage.AllNamespaces {
-			stored = ix.objs[ns+"/"+name]
+			stored = ix.get(ns + "/" + name)
 		} else {
-			// Names derive from random IDs: at most one namespace has it.
-			for k := range ix.sets[nameSet(name)] {
-				stored = ix.objs[k]
-				break
-			}
+			stored = ix.byName(name) // names derive from random IDs: at most one namespace has it
 		}
 	}
 	s.mu.RUnlock()
@@ -393,35 +340,11 @@ func (s *Store) List(_ context.Context, ns string, list storage.ObjectList, opts
 	var items []runtime.Object
 	s.mu.RLock()
 	if ix := s.kinds[kind]; ix != nil {
-		// Walk the smallest set that every match belongs to.
-		var keys map[string]struct{}
-		all := true
-		consider := func(n string) {
-			set := ix.sets[n]
-			if all || len(set) < len(keys) {
-				keys, all = set, false
-			}
-		}
-		if ns != storage.AllNamespaces {
-			consider(nsSet(ns))
-		}
-		for k, v := range opts.Labels {
-			consider(labelSet(k, v))
-		}
-		match := func(obj storage.Object) {
+		ix.list(ns, opts.Labels, func(obj storage.Object) {
 			if (ns == storage.AllNamespaces || obj.GetNamespace() == ns) && matches(obj.GetLabels(), opts.Labels) {
 				items = append(items, obj)
 			}
-		}
-		if all {
-			for _, obj := range ix.objs {
-				match(obj)
-			}
-		} else {
-			for k := range keys {
-				match(ix.objs[k])
-			}
-		}
+		})
 	}
 	s.mu.RUnlock()
 	if !opts.Shared {
