@@ -55,9 +55,13 @@ func LeafPEM(c *v1alpha1.AcmeCertificate) []byte {
 
 // LeafOf parses the stored leaf.
 func LeafOf(c *v1alpha1.AcmeCertificate) (*x509.Certificate, error) {
-	b, _ := pem.Decode(LeafPEM(c))
+	return parseLeaf(c.Name, LeafPEM(c))
+}
+
+func parseLeaf(name string, leafPEM []byte) (*x509.Certificate, error) {
+	b, _ := pem.Decode(leafPEM)
 	if b == nil {
-		return nil, fmt.Errorf("certificate %s: no certificate is stored", c.Name)
+		return nil, fmt.Errorf("certificate %s: no certificate is stored", name)
 	}
 	return x509.ParseCertificate(b.Bytes)
 }
@@ -68,11 +72,11 @@ func LeafOf(c *v1alpha1.AcmeCertificate) (*x509.Certificate, error) {
 // rotation an earlier leaf still comes with the issuer that verifies it. A
 // leaf none of the CA's held keys signed is served as it was stored.
 func (r *RA) Chains(c *v1alpha1.AcmeCertificate) ([][]byte, error) {
-	leaf, err := LeafOf(c)
+	leafPEM := LeafPEM(c)
+	leaf, err := parseLeaf(c.Name, leafPEM)
 	if err != nil {
 		return nil, err
 	}
-	leafPEM := LeafPEM(c)
 	var signer *ca.Authority
 	if auth, ok := r.Config().Authorities[c.Spec.CertificateAuthority]; ok {
 		signer, _ = auth.Signed(leaf)

@@ -1,8 +1,10 @@
 package conformance
 
 import (
+	"bytes"
 	"context"
 	"crypto/x509"
+	"encoding/pem"
 	"fmt"
 	"io"
 	"net/http"
@@ -171,6 +173,17 @@ func TestDashboardStandalone(t *testing.T) {
 	if !listed {
 		t.Fatal("the CRL does not list the certificate revoked in the dashboard")
 	}
+	// The certificates page shows the revocation (spec.revocation); the PEM
+	// download is the leaf followed by the chain of the key that signed it.
+	code, body = page(t, b, base+"/certificates")
+	if code != http.StatusOK || !strings.Contains(body, serial) || !strings.Contains(body, "status-revoked") {
+		t.Fatalf("the certificates page (%d) does not show %s as revoked:\n%s", code, serial, body)
+	}
+	code, body = page(t, b, base+"/certificates/"+standalone.Namespace+"/"+serial+"/pem")
+	first, rest := pem.Decode([]byte(body))
+	if code != http.StatusOK || first == nil || !bytes.Equal(first.Bytes, leaf.Raw) || !strings.Contains(string(rest), "BEGIN CERTIFICATE") {
+		t.Fatalf("the PEM download (%d) is not the leaf followed by its chain:\n%s", code, body)
+	}
 	code, body = page(t, b, base+"/audit")
 	if code != http.StatusOK || !strings.Contains(body, "certificate.revoked") || !strings.Contains(body, "by=dashboard:admin") ||
 		!strings.Contains(body, "challenge.failed") {
@@ -183,6 +196,9 @@ func TestDashboardStandalone(t *testing.T) {
 		t.Fatal(err)
 	}
 	deactURL := base + "/accounts/" + standalone.Namespace + "/" + path.Base(acct.URI) + "/deactivate"
+	if _, body := page(t, b, base+"/accounts"); !strings.Contains(body, strings.TrimPrefix(deactURL, base)) {
+		t.Fatal("the accounts page offers no deactivation for a valid account (spec.state)")
+	}
 	_, confirm = page(t, b, deactURL)
 	m = csrfField.FindStringSubmatch(confirm)
 	if m == nil || postForm(t, b, deactURL, url.Values{"csrf": {m[1]}}) != http.StatusSeeOther {
