@@ -4,24 +4,25 @@ import (
 	"context"
 	"net/http"
 	"strings"
-	"time"
 
+	"github.com/kacme/kacme/acmeserver/storage"
 	"github.com/kacme/kacme/api/v1alpha1"
 )
 
 func (d *Dashboard) accounts(ctx context.Context, w http.ResponseWriter, r *http.Request, s *session) error {
-	var all v1alpha1.AcmeAccountList
-	if err := d.list(ctx, &all); err != nil {
+	items, err := d.summaries(ctx, s, "AcmeAccount", "acmeaccounts")
+	if err != nil {
 		return err
 	}
-	items := visible(ctx, d, s, "acmeaccounts", all.Items, func(a *v1alpha1.AcmeAccount) string { return a.Namespace })
-	rows := make([]*v1alpha1.AcmeAccount, len(items))
+	rows := make([]*storage.Summary, len(items))
 	for i := range items {
 		rows[i] = &items[i]
 	}
-	sortRows(rows, func(a *v1alpha1.AcmeAccount) time.Time { return a.CreationTimestamp.Time }, true)
-	pg, rows := paginate(r, rows, d.o.PageSize, len(items), "accounts")
-	return d.render(w, "accounts", s, map[string]any{"Accounts": rows, "Pager": pg})
+	pg, accounts, err := pageOf[v1alpha1.AcmeAccount](ctx, d, r, rows, len(items), "accounts", created, true)
+	if err != nil {
+		return err
+	}
+	return d.render(w, "accounts", s, map[string]any{"Accounts": accounts, "Pager": pg})
 }
 
 func (d *Dashboard) confirmDeactivate(ctx context.Context, w http.ResponseWriter, r *http.Request, s *session) error {

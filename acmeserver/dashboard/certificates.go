@@ -9,25 +9,28 @@ import (
 	"time"
 
 	"github.com/kacme/kacme/acmeserver/ra"
+	"github.com/kacme/kacme/acmeserver/storage"
 	"github.com/kacme/kacme/api/v1alpha1"
 )
 
 func (d *Dashboard) certificates(ctx context.Context, w http.ResponseWriter, r *http.Request, s *session) error {
-	var all v1alpha1.AcmeCertificateList
-	if err := d.list(ctx, &all); err != nil {
+	items, err := d.summaries(ctx, s, "AcmeCertificate", "acmecertificates")
+	if err != nil {
 		return err
 	}
-	items := visible(ctx, d, s, "acmecertificates", all.Items, func(c *v1alpha1.AcmeCertificate) string { return c.Namespace })
 	q := r.URL.Query().Get("name")
-	var rows []*v1alpha1.AcmeCertificate
+	var rows []*storage.Summary
 	for i := range items {
-		if c := &items[i]; q == "" || c.Name == q || strings.Contains(strings.Join(c.Spec.Names, " "), q) {
+		if c := &items[i]; q == "" || c.Name == q || strings.Contains(c.Text, q) {
 			rows = append(rows, c)
 		}
 	}
-	sortRows(rows, func(c *v1alpha1.AcmeCertificate) time.Time { return c.Spec.NotAfter.Time }, false)
-	pg, rows := paginate(r, rows, d.o.PageSize, len(items), "certificates")
-	return d.render(w, "certificates", s, map[string]any{"Certificates": rows, "Pager": pg, "Query": q})
+	notAfter := func(c *storage.Summary) time.Time { return c.At }
+	pg, certs, err := pageOf[v1alpha1.AcmeCertificate](ctx, d, r, rows, len(items), "certificates", notAfter, false)
+	if err != nil {
+		return err
+	}
+	return d.render(w, "certificates", s, map[string]any{"Certificates": certs, "Pager": pg, "Query": q})
 }
 
 func (d *Dashboard) certificatePEM(ctx context.Context, w http.ResponseWriter, r *http.Request, s *session) error {

@@ -239,12 +239,6 @@ func (d *Dashboard) render(w http.ResponseWriter, page string, s *session, data 
 	return err
 }
 
-// list lists every object of a kind without copying it (pages only read):
-// from memory in both modes, so a page costs no decoding and no API request.
-func (d *Dashboard) list(ctx context.Context, l storage.ObjectList) error {
-	return d.o.Store.List(ctx, storage.AllNamespaces, l, storage.ListOptions{Shared: true})
-}
-
 // action guards a confirmed POST on an object {ns}/{name} of resource: the
 // form must carry the session's CSRF token and the user must have update
 // on resource in ns.

@@ -17,27 +17,30 @@ type filter struct{ Status, Profile, Namespace, Identifier string }
 func (d *Dashboard) orders(ctx context.Context, w http.ResponseWriter, r *http.Request, s *session) error {
 	q := r.URL.Query()
 	f := filter{Status: q.Get("status"), Profile: q.Get("profile"), Namespace: q.Get("namespace"), Identifier: q.Get("identifier")}
-	var all v1alpha1.AcmeOrderList
-	if err := d.list(ctx, &all); err != nil {
+	items, err := d.summaries(ctx, s, "AcmeOrder", "acmeorders")
+	if err != nil {
 		return err
 	}
-	items := visible(ctx, d, s, "acmeorders", all.Items, func(o *v1alpha1.AcmeOrder) string { return o.Namespace })
-	var rows []*v1alpha1.AcmeOrder // pointers: sorting moves 8 bytes per swap, not the whole order
+	var rows []*storage.Summary // pointers: sorting moves 8 bytes per swap
 	for i := range items {
 		o := &items[i]
-		if (f.Status == "" || o.Status.Status == f.Status) && (f.Profile == "" || o.Spec.Profile == f.Profile) &&
-			(f.Namespace == "" || o.Namespace == f.Namespace) && (f.Identifier == "" || hasIdentifier(o, f.Identifier)) {
+		if (f.Status == "" || o.Status == f.Status) && (f.Profile == "" || o.Profile == f.Profile) &&
+			(f.Namespace == "" || o.Namespace == f.Namespace) && (f.Identifier == "" || hasIdentifier(o.Text, f.Identifier)) {
 			rows = append(rows, o)
 		}
 	}
-	sortRows(rows, func(o *v1alpha1.AcmeOrder) time.Time { return o.CreationTimestamp.Time }, true)
-	pg, rows := paginate(r, rows, d.o.PageSize, len(items), "orders")
-	return d.render(w, "orders", s, map[string]any{"Orders": rows, "Filter": f, "Pager": pg})
+	pg, orders, err := pageOf[v1alpha1.AcmeOrder](ctx, d, r, rows, len(items), "orders", created, true)
+	if err != nil {
+		return err
+	}
+	return d.render(w, "orders", s, map[string]any{"Orders": orders, "Filter": f, "Pager": pg})
 }
 
-func hasIdentifier(o *v1alpha1.AcmeOrder, s string) bool {
-	for _, id := range o.Spec.Identifiers {
-		if strings.Contains(id.Value, s) {
+// hasIdentifier reports whether one of the space-separated identifiers
+// contains s.
+func hasIdentifier(identifiers, s string) bool {
+	for id := range strings.FieldsSeq(identifiers) {
+		if strings.Contains(id, s) {
 			return true
 		}
 	}

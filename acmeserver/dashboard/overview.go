@@ -7,31 +7,30 @@ import (
 	"time"
 
 	"github.com/kacme/kacme/acmeserver/storage"
-	"github.com/kacme/kacme/api/v1alpha1"
 )
 
 func (d *Dashboard) overview(ctx context.Context, w http.ResponseWriter, _ *http.Request, s *session) error {
-	var accounts v1alpha1.AcmeAccountList
-	var orders v1alpha1.AcmeOrderList
-	var certs v1alpha1.AcmeCertificateList
-	for _, l := range []storage.ObjectList{&accounts, &orders, &certs} {
-		if err := d.list(ctx, l); err != nil {
-			return err
-		}
+	accts, err := d.summaries(ctx, s, "AcmeAccount", "acmeaccounts")
+	if err != nil {
+		return err
 	}
-	nsOf := func(o *v1alpha1.AcmeOrder) string { return o.Namespace }
-	ords := visible(ctx, d, s, "acmeorders", orders.Items, nsOf)
-	crts := visible(ctx, d, s, "acmecertificates", certs.Items, func(c *v1alpha1.AcmeCertificate) string { return c.Namespace })
-	accts := visible(ctx, d, s, "acmeaccounts", accounts.Items, func(a *v1alpha1.AcmeAccount) string { return a.Namespace })
+	ords, err := d.summaries(ctx, s, "AcmeOrder", "acmeorders")
+	if err != nil {
+		return err
+	}
+	crts, err := d.summaries(ctx, s, "AcmeCertificate", "acmecertificates")
+	if err != nil {
+		return err
+	}
 	now := time.Now()
 	perHour := make([]int, 24)  // issuances per hour over the last day, oldest first
 	expiring := make([]int, 30) // certificates expiring per day over the next 30 days
 	for i := range crts {
 		c := &crts[i]
-		if age := now.Sub(c.CreationTimestamp.Time); age >= 0 && age < 24*time.Hour {
+		if age := now.Sub(c.Created); age >= 0 && age < 24*time.Hour {
 			perHour[23-int(age/time.Hour)]++
 		}
-		if left := c.Spec.NotAfter.Sub(now); left >= 0 && left < 30*24*time.Hour && c.Spec.Revocation == nil {
+		if left := c.At.Sub(now); left >= 0 && left < 30*24*time.Hour && c.Status != storage.StatusRevoked {
 			expiring[int(left/(24*time.Hour))]++
 		}
 	}

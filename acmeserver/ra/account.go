@@ -417,13 +417,13 @@ func (r *RA) ChangeKey(ctx context.Context, p *profile.Profile, a *v1alpha1.Acme
 // cancelPendingOrders invalidates the pending and ready orders of a
 // deactivated account (RFC 8555 §7.3.6 SHOULD); issued certificates stay valid.
 func (r *RA) cancelPendingOrders(ctx context.Context, a *v1alpha1.AcmeAccount) {
-	var list v1alpha1.AcmeOrderList
-	if err := r.store.List(ctx, a.Namespace, &list, storage.ListOptions{Labels: map[string]string{v1alpha1.LabelAccount: a.Name}}); err != nil {
+	orders, err := storage.ListSummaries(ctx, r.store, a.Namespace, "AcmeOrder", map[string]string{v1alpha1.LabelAccount: a.Name})
+	if err != nil {
 		r.log.Error("list orders of a deactivated account", "account", a.Name, "err", err)
 		return
 	}
-	for i := range list.Items {
-		if o := &list.Items[i]; o.Status.Status == acme.StatusPending {
+	for _, o := range orders {
+		if o.Status == acme.StatusPending {
 			r.failOrder(ctx, a.Namespace, o.Name, &v1alpha1.Problem{Type: string(acme.Unauthorized), Status: 403,
 				Detail: "the account was deactivated"})
 		}

@@ -254,19 +254,16 @@ func (r *RA) mayRevoke(ctx context.Context, who Revoker, c *v1alpha1.AcmeCertifi
 	for _, ip := range leaf.IPAddresses {
 		need["ip:"+ip.String()] = true
 	}
-	var azs v1alpha1.AcmeChallengeList
-	if err := r.store.List(ctx, who.Account.Namespace, &azs, storage.ListOptions{Labels: map[string]string{v1alpha1.LabelAccount: who.Account.Name}}); err != nil {
+	// Summaries: an account with many authorizations costs no decoding.
+	azs, err := storage.ListSummaries(ctx, r.store, who.Account.Namespace, "AcmeChallenge",
+		map[string]string{v1alpha1.LabelAccount: who.Account.Name})
+	if err != nil {
 		return acme.InternalProblem(err, "could not check authorizations")
 	}
-	for i := range azs.Items {
-		az := &azs.Items[i]
-		r.expire(az)
-		if az.Status.Status == acme.StatusValid {
-			name := az.Spec.Identifier.Value
-			if az.Spec.Wildcard {
-				name = "*." + name
-			}
-			delete(need, az.Spec.Identifier.Type+":"+name)
+	now := r.now()
+	for _, az := range azs {
+		if az.Status == acme.StatusValid && !now.After(az.At) { // valid and not expired (as r.expire)
+			delete(need, az.Text)
 		}
 	}
 	if len(need) == 0 {

@@ -189,34 +189,33 @@ func (r *RA) checkOrderLimits(ctx context.Context, p *profile.Profile, a *v1alph
 }
 
 // countUsage counts an account's orders of the last hour, its pending
-// authorizations and the creation times of its failed ones, from the store
-// (Shared lists: nothing is copied).
+// authorizations and the creation times of its failed ones, from the
+// store's summaries (no object is read).
 func (r *RA) countUsage(ctx context.Context, a *v1alpha1.AcmeAccount, now time.Time) (*accountUsage, []time.Time, error) {
-	opts := storage.ListOptions{Labels: map[string]string{v1alpha1.LabelAccount: a.Name}, Shared: true}
-	var orders v1alpha1.AcmeOrderList
-	if err := r.store.List(ctx, a.Namespace, &orders, opts); err != nil {
+	byAccount := map[string]string{v1alpha1.LabelAccount: a.Name}
+	orders, err := storage.ListSummaries(ctx, r.store, a.Namespace, "AcmeOrder", byAccount)
+	if err != nil {
 		return nil, nil, err
 	}
 	u := &accountUsage{counted: now}
-	for i := range orders.Items {
-		if t := orders.Items[i].CreationTimestamp.Time; now.Sub(t) < rateWindow {
-			u.orders = append(u.orders, t)
+	for _, o := range orders {
+		if now.Sub(o.Created) < rateWindow {
+			u.orders = append(u.orders, o.Created)
 		}
 	}
-	var azs v1alpha1.AcmeChallengeList
-	if err := r.store.List(ctx, a.Namespace, &azs, opts); err != nil {
+	azs, err := storage.ListSummaries(ctx, r.store, a.Namespace, "AcmeChallenge", byAccount)
+	if err != nil {
 		return nil, nil, err
 	}
 	var failed []time.Time
-	for i := range azs.Items {
-		az := &azs.Items[i]
+	for _, az := range azs {
 		switch {
-		case az.Status.Status == acme.StatusInvalid:
-			failed = append(failed, az.CreationTimestamp.Time)
-		case az.Status.Status == acme.StatusPending && now.Before(az.Status.Expires.Time):
+		case az.Status == acme.StatusInvalid:
+			failed = append(failed, az.Created)
+		case az.Status == acme.StatusPending && now.Before(az.At):
 			u.pending++
-			if u.soonest.IsZero() || az.Status.Expires.Time.Before(u.soonest) {
-				u.soonest = az.Status.Expires.Time
+			if u.soonest.IsZero() || az.At.Before(u.soonest) {
+				u.soonest = az.At
 			}
 		}
 	}

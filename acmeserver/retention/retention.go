@@ -38,52 +38,80 @@ func Sweep(ctx context.Context, store storage.Store, profileName string, ret pro
 				slog.Time("ordersExpiredBefore", now.Add(-ret.Orders)), slog.Time("certificatesExpiredBefore", now.Add(-ret.Certificates)))
 		}
 	}()
-	byProfile := storage.ListOptions{Labels: map[string]string{v1alpha1.LabelProfile: profileName}}
+	// Summaries: a sweep decides from memory and reads only what it deletes.
+	byProfile := map[string]string{v1alpha1.LabelProfile: profileName}
 	cutoff := now.Add(-ret.Orders)
-	var ol v1alpha1.AcmeOrderList
-	if err := store.List(ctx, storage.AllNamespaces, &ol, byProfile); err != nil {
+	ol, err := storage.ListSummaries(ctx, store, storage.AllNamespaces, "AcmeOrder", byProfile)
+	if err != nil {
 		return 0, 0, fmt.Errorf("retention: list orders of profile %s: %w", profileName, err)
 	}
-	for i := range ol.Items {
-		o := &ol.Items[i]
-		if !o.Status.Expires.Time.Before(cutoff) {
+	for _, o := range ol {
+		if !o.At.Before(cutoff) {
 			continue
 		}
-		var azs v1alpha1.AcmeChallengeList
-		if err := store.List(ctx, o.Namespace, &azs, storage.ListOptions{Labels: map[string]string{v1alpha1.LabelOrder: o.Name}}); err != nil {
+		azs, err := storage.ListSummaries(ctx, store, o.Namespace, "AcmeChallenge", map[string]string{v1alpha1.LabelOrder: o.Name})
+		if err != nil {
 			return orders, 0, fmt.Errorf("retention: list authorizations of order %s/%s: %w", o.Namespace, o.Name, err)
 		}
 		keep := false
-		for j := range azs.Items {
-			keep = keep || !azs.Items[j].Status.Expires.Time.Before(cutoff)
+		for _, az := range azs {
+			keep = keep || !az.At.Before(cutoff)
 		}
 		if keep {
 			continue
 		}
-		for j := range azs.Items {
-			if err := store.Delete(ctx, &azs.Items[j]); err != nil && !storage.IsNotFound(err) {
-				return orders, 0, fmt.Errorf("retention: delete authorization %s/%s: %w", o.Namespace, azs.Items[j].Name, err)
+		for _, az := range azs {
+			if _, err := deleteIf(ctx, store, &v1alpha1.AcmeChallenge{}, az.Namespace, az.Name, func(a *v1alpha1.AcmeChallenge) bool {
+				return a.Status.Expires.Time.Before(cutoff)
+			}); err != nil {
+				return orders, 0, fmt.Errorf("retention: delete authorization %s/%s: %w", az.Namespace, az.Name, err)
 			}
 		}
-		if err := store.Delete(ctx, o); err != nil && !storage.IsNotFound(err) {
+		deleted, err := deleteIf(ctx, store, &v1alpha1.AcmeOrder{}, o.Namespace, o.Name, func(x *v1alpha1.AcmeOrder) bool {
+			return x.Status.Expires.Time.Before(cutoff)
+		})
+		if err != nil {
 			return orders, 0, fmt.Errorf("retention: delete order %s/%s: %w", o.Namespace, o.Name, err)
 		}
-		orders++
+		if deleted {
+			orders++
+		}
 	}
 	certCutoff := now.Add(-ret.Certificates)
-	var cl v1alpha1.AcmeCertificateList
-	if err := store.List(ctx, storage.AllNamespaces, &cl, byProfile); err != nil {
+	cl, err := storage.ListSummaries(ctx, store, storage.AllNamespaces, "AcmeCertificate", byProfile)
+	if err != nil {
 		return orders, 0, fmt.Errorf("retention: list certificates of profile %s: %w", profileName, err)
 	}
-	for i := range cl.Items {
-		c := &cl.Items[i]
-		if !c.Spec.NotAfter.Time.Before(certCutoff) {
+	for _, c := range cl {
+		if !c.At.Before(certCutoff) {
 			continue
 		}
-		if err := store.Delete(ctx, c); err != nil && !storage.IsNotFound(err) {
+		deleted, err := deleteIf(ctx, store, &v1alpha1.AcmeCertificate{}, c.Namespace, c.Name, func(x *v1alpha1.AcmeCertificate) bool {
+			return x.Spec.NotAfter.Time.Before(certCutoff)
+		})
+		if err != nil {
 			return orders, certs, fmt.Errorf("retention: delete certificate %s/%s: %w", c.Namespace, c.Name, err)
 		}
-		certs++
+		if deleted {
+			certs++
+		}
 	}
 	return orders, certs, nil
+}
+
+// deleteIf reads the object ns/name and deletes that version if expired
+// still says so (compare-and-swap: a write in between keeps it), and
+// reports whether it deleted it. Gone already is not an error.
+func deleteIf[P storage.Object](ctx context.Context, store storage.Store, obj P, ns, name string, expired func(P) bool) (bool, error) {
+	err := store.Get(ctx, ns, name, obj)
+	if err != nil || !expired(obj) {
+		if storage.IsNotFound(err) {
+			err = nil
+		}
+		return false, err
+	}
+	if err := store.Delete(ctx, obj); err != nil && !storage.IsNotFound(err) {
+		return false, err
+	}
+	return true, nil
 }

@@ -1,12 +1,16 @@
 // Package embedded is the standalone store: one bbolt file, durable on every
 // write (bbolt fsyncs each committed transaction; concurrent writes share
-// one commit), and an in-memory copy of every stored object, indexed by
-// namespace, name and label, that serves every read. The copy is the
+// one commit), and an in-memory index of every stored object (its key, its
+// namespace, name and labels, and a storage.Summary) with a bounded cache of
+// decoded objects, the recently written and read ones. The index is the
 // standalone counterpart of cluster mode's informer cache, except that it is
 // never stale: it changes right after the commit that changed the file, and
-// before the writer is told the write is done. Reads decode nothing and take
-// no file lock; the price is memory for every stored object (decoded once
-// when the store opens).
+// before the writer is told the write is done. A read of a cached object
+// decodes nothing and takes no file lock; any other object is read from the
+// file and decoded. Memory grows by a few hundred bytes per stored object
+// (the index), not by the object; the file's pages the process mapped are
+// given back to the kernel's page cache after the store opens and then every
+// 15 seconds of writing (see dropMapped), so that they do not stay in its resident set.
 package embedded
 
 import (
@@ -60,6 +64,11 @@ type Store struct {
 
 	mu    sync.RWMutex
 	kinds map[string]*kindIndex
+	// cacheLimit is how many decoded objects of each kind stay in memory.
+	cacheLimit int
+	// dropped is when the mapped file's pages were last given back.
+	dropped time.Time
+	log     *slog.Logger
 
 	quarantined []Quarantined
 }
@@ -71,10 +80,12 @@ type writeReq struct {
 	done chan error
 }
 
-// change is one committed write: obj stored under key, or deleted (nil).
+// change is one committed write: obj stored under key, or deleted (nil);
+// old are the labels of the version it replaced.
 type change struct {
 	kind, key string
 	obj       storage.Object
+	old       map[string]string
 }
 
 var _ storage.Store = (*Store)(nil)
@@ -83,7 +94,17 @@ var _ storage.Store = (*Store)(nil)
 type Options struct {
 	// Log receives what Open quarantined (default slog.Default()).
 	Log *slog.Logger
+	// CachedObjects is how many decoded objects of each kind stay in
+	// memory, the most recently written or read (0: DefaultCachedObjects;
+	// negative: none, every read decodes from the file).
+	CachedObjects int
 }
+
+// DefaultCachedObjects is the decoded objects of each kind the store keeps
+// in memory by default: far more than the flows in progress at once (a
+// flow reads and writes an order, its authorizations and a certificate within
+// seconds), and a few MiB per kind.
+const DefaultCachedObjects = 4096
 
 // Quarantined is a stored record Open could not load: moved, bytes intact,
 // to the bucket "quarantine" under "<kind>/<key>", out of the server's way.
@@ -111,7 +132,15 @@ func OpenWith(path string, o Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open store %s: %w (is another kacme running on this data directory?)", path, err)
 	}
-	s := &Store{db: db, queue: make(chan *writeReq, 1024), closed: make(chan struct{}), kinds: map[string]*kindIndex{}}
+	limit := o.CachedObjects
+	switch {
+	case limit == 0:
+		limit = DefaultCachedObjects
+	case limit < 0:
+		limit = 0
+	}
+	s := &Store{db: db, queue: make(chan *writeReq, 1024), closed: make(chan struct{}), kinds: map[string]*kindIndex{},
+		cacheLimit: limit, log: o.Log}
 	err = db.Update(func(tx *bolt.Tx) error {
 		mb, err := tx.CreateBucketIfNotExists(bucketMeta)
 		if err != nil {
@@ -144,7 +173,7 @@ func OpenWith(path string, o Options) (*Store, error) {
 					bad = append(bad, Quarantined{Kind: kind, Key: string(k), Reason: err.Error()})
 					return nil
 				}
-				s.kind(kind).put(string(k), obj)
+				s.kind(kind).put(string(k), obj, nil, false)
 				return nil
 			})
 		})
@@ -157,6 +186,7 @@ func OpenWith(path string, o Options) (*Store, error) {
 		_ = db.Close()
 		return nil, err
 	}
+	s.dropMapped() // Open read every page
 	go s.commitLoop()
 	return s, nil
 }
@@ -278,6 +308,30 @@ func (s *Store) commitLoop() {
 		for i, r := range batch {
 			r.done <- results[i]
 		}
+		if time.Since(s.dropped) >= dropEvery {
+			s.dropMapped()
+		}
+	}
+}
+
+// dropEvery is how often the writer gives the mapped file's pages back.
+const dropEvery = 15 * time.Second
+
+// dropMapped gives the pages of the store file that the process has mapped
+// back to the kernel (madvise MADV_DONTNEED on bbolt's read-only shared
+// mapping; the page cache keeps them as the kernel sees fit, and a later read
+// maps them again). Opening the store reads every page, and writes of random
+// keys touch pages all over the file, so without this the resident set grows
+// with the file. Only the writer (or Open, before it starts) calls it: bbolt
+// remaps the file only while committing.
+func (s *Store) dropMapped() {
+	s.dropped = time.Now()
+	var size int64
+	if err := s.db.View(func(tx *bolt.Tx) error { size = tx.Size(); return nil }); err != nil {
+		return
+	}
+	if err := releaseMapped(s.db.Info().Data, size); err != nil {
+		s.log.Debug("store: could not release mapped pages", "err", err)
 	}
 }
 
@@ -291,9 +345,9 @@ func (s *Store) apply(changes ...*change) {
 		}
 		ix := s.kind(c.kind)
 		if c.obj == nil {
-			ix.remove(c.key)
+			ix.remove(c.key, c.old)
 		} else {
-			ix.put(c.key, c.obj)
+			ix.put(c.key, c.obj, c.old, true)
 		}
 	}
 }
@@ -302,7 +356,7 @@ func (s *Store) apply(changes ...*change) {
 func (s *Store) kind(kind string) *kindIndex {
 	ix := s.kinds[kind]
 	if ix == nil {
-		ix = newKindIndex()
+		ix = newKindIndex(s.cacheLimit)
 		s.kinds[kind] = ix
 	}
 	return ix
@@ -314,21 +368,68 @@ func (s *Store) Get(_ context.Context, ns, name string, obj storage.Object) erro
 	if err != nil {
 		return err
 	}
-	var stored storage.Object
+	var (
+		stored  storage.Object
+		key     string
+		id, gen uint32
+		found   bool
+	)
 	s.mu.RLock()
-	if ix := s.kinds[kind]; ix != nil {
+	ix := s.kinds[kind]
+	if ix != nil {
 		if ns != storage.AllNamespaces {
-			stored = ix.get(ns + "/" + name)
+			id, found = ix.lookup(ns + "/" + name)
 		} else {
-			stored = ix.byName(name) // names derive from random IDs: at most one namespace has it
+			id, found = ix.byName(name) // names derive from random IDs: at most one namespace has it
+		}
+		if found {
+			sl := &ix.slots[id]
+			stored, key, gen = sl.obj, sl.key, sl.gen
 		}
 	}
 	s.mu.RUnlock()
-	if stored == nil {
+	if !found {
 		return fmt.Errorf("%s %s/%s: %w", kind, ns, name, storage.ErrNotFound)
+	}
+	if stored == nil {
+		read, err := s.readFile(kind, []string{key})
+		if err != nil {
+			return err
+		}
+		if stored = read[0]; stored == nil { // deleted since the lookup
+			return fmt.Errorf("%s %s/%s: %w", kind, ns, name, storage.ErrNotFound)
+		}
+		s.mu.Lock()
+		ix.cacheRead(id, gen, stored)
+		s.mu.Unlock()
 	}
 	storage.CopyInto(obj, stored)
 	return nil
+}
+
+// readFile reads and decodes the objects of kind stored under keys (nil
+// for a key no longer stored), in one read transaction.
+func (s *Store) readFile(kind string, keys []string) ([]storage.Object, error) {
+	out := make([]storage.Object, len(keys))
+	err := s.db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketName(kind))
+		if b == nil {
+			return nil
+		}
+		for i, k := range keys {
+			v := b.Get([]byte(k))
+			if v == nil {
+				continue
+			}
+			obj, err := decodeNew(kind, v)
+			if err != nil {
+				return fmt.Errorf("read %s %s: %w", kind, k, err)
+			}
+			out[i] = obj
+		}
+		return nil
+	})
+	return out, err
 }
 
 // List implements storage.Reader.
@@ -338,11 +439,14 @@ func (s *Store) List(_ context.Context, ns string, list storage.ObjectList, opts
 		return err
 	}
 	var items []runtime.Object
+	var cold []string
 	s.mu.RLock()
 	if ix := s.kinds[kind]; ix != nil {
-		ix.list(ns, opts.Labels, func(obj storage.Object) {
-			if (ns == storage.AllNamespaces || obj.GetNamespace() == ns) && matches(obj.GetLabels(), opts.Labels) {
-				items = append(items, obj)
+		ix.match(ns, opts.Labels, func(id uint32) {
+			if sl := &ix.slots[id]; sl.obj != nil {
+				items = append(items, sl.obj)
+			} else {
+				cold = append(cold, sl.key)
 			}
 		})
 	}
@@ -352,17 +456,39 @@ func (s *Store) List(_ context.Context, ns string, list storage.ObjectList, opts
 			items[i] = it.DeepCopyObject()
 		}
 	}
+	if len(cold) > 0 {
+		// Decoded for this caller alone: nothing to copy, and not cached
+		// (a list of many old objects would push out the ones in use).
+		read, err := s.readFile(kind, cold)
+		if err != nil {
+			return err
+		}
+		for _, obj := range read {
+			if obj != nil {
+				items = append(items, obj)
+			}
+		}
+	}
 	return meta.SetList(list, items)
 }
 
-func matches(have, want map[string]string) bool {
-	for k, v := range want {
-		if hv, ok := have[k]; !ok || hv != v {
-			return false
-		}
+// ListSummaries implements storage.SummaryLister from memory.
+func (s *Store) ListSummaries(_ context.Context, ns, kind string, labels map[string]string) ([]storage.Summary, error) {
+	if _, err := storage.NewObject(kind); err != nil {
+		return nil, err
 	}
-	return true
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	ix := s.kinds[kind]
+	if ix == nil {
+		return nil, nil
+	}
+	var out []storage.Summary
+	ix.match(ns, labels, func(id uint32) { out = append(out, ix.summary(id)) })
+	return out, nil
 }
+
+var _ storage.SummaryLister = (*Store)(nil)
 
 // decodeNew decodes a stored object of kind.
 func decodeNew(kind string, v []byte) (storage.Object, error) {
@@ -445,24 +571,25 @@ func put(tx *bolt.Tx, b *bolt.Bucket, kind string, obj storage.Object, create bo
 }
 
 // checkVersion checks the caller's version against the one in the file (in
-// this transaction: an earlier write of the same batch counts).
-func checkVersion(b *bolt.Bucket, kind string, obj storage.Object) error {
+// this transaction: an earlier write of the same batch counts), and returns
+// the stored version's labels (the index drops them).
+func checkVersion(b *bolt.Bucket, kind string, obj storage.Object) (map[string]string, error) {
 	ns, name := obj.GetNamespace(), obj.GetName()
 	var v []byte
 	if b != nil {
 		v = b.Get(objKey(ns, name))
 	}
 	if v == nil {
-		return fmt.Errorf("%s %s/%s: %w", kind, ns, name, storage.ErrNotFound)
+		return nil, fmt.Errorf("%s %s/%s: %w", kind, ns, name, storage.ErrNotFound)
 	}
 	var stored metav1.PartialObjectMetadata
 	if err := json.Unmarshal(v, &stored); err != nil {
-		return fmt.Errorf("decode stored object: %w", err)
+		return nil, fmt.Errorf("decode stored object: %w", err)
 	}
 	if rv := obj.GetResourceVersion(); rv != "" && rv != stored.ResourceVersion {
-		return fmt.Errorf("%s %s/%s at version %s, stored %s: %w", kind, ns, name, rv, stored.ResourceVersion, storage.ErrConflict)
+		return nil, fmt.Errorf("%s %s/%s at version %s, stored %s: %w", kind, ns, name, rv, stored.ResourceVersion, storage.ErrConflict)
 	}
-	return nil
+	return stored.Labels, nil
 }
 
 // Update implements storage.Writer.
@@ -477,12 +604,12 @@ func (s *Store) Update(_ context.Context, obj storage.Object) error {
 	var stored storage.Object
 	err = s.write(func(tx *bolt.Tx) (*change, error) {
 		b := tx.Bucket(bucketName(kind))
-		if err := checkVersion(b, kind, obj); err != nil {
+		old, err := checkVersion(b, kind, obj)
+		if err != nil {
 			return nil, err
 		}
-		var err error
 		stored, err = put(tx, b, kind, obj, false)
-		return &change{kind: kind, key: obj.GetNamespace() + "/" + obj.GetName(), obj: stored}, err
+		return &change{kind: kind, key: obj.GetNamespace() + "/" + obj.GetName(), obj: stored, old: old}, err
 	})
 	if err != nil {
 		return err
@@ -499,9 +626,10 @@ func (s *Store) Delete(_ context.Context, obj storage.Object) error {
 	}
 	return s.write(func(tx *bolt.Tx) (*change, error) {
 		b := tx.Bucket(bucketName(kind))
-		if err := checkVersion(b, kind, obj); err != nil {
+		old, err := checkVersion(b, kind, obj)
+		if err != nil {
 			return nil, err
 		}
-		return &change{kind: kind, key: obj.GetNamespace() + "/" + obj.GetName()}, b.Delete(objKey(obj.GetNamespace(), obj.GetName()))
+		return &change{kind: kind, key: obj.GetNamespace() + "/" + obj.GetName(), old: old}, b.Delete(objKey(obj.GetNamespace(), obj.GetName()))
 	})
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"path/filepath"
 	"strings"
@@ -20,14 +21,20 @@ import (
 )
 
 func TestConformance(t *testing.T) {
-	storagetest.Run(t, func(t *testing.T) (storage.Store, string) {
-		s, err := embedded.Open(filepath.Join(t.TempDir(), "kacme.db"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = s.Close() })
-		return s, "default"
-	})
+	// The default cache, one object per kind (most reads go to the file),
+	// and none (every read does).
+	for _, limit := range []int{0, 1, -1} {
+		t.Run(fmt.Sprintf("cache=%d", limit), func(t *testing.T) {
+			storagetest.Run(t, func(t *testing.T) (storage.Store, string) {
+				s, err := embedded.OpenWith(filepath.Join(t.TempDir(), "kacme.db"), embedded.Options{CachedObjects: limit})
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { _ = s.Close() })
+				return s, "default"
+			})
+		})
+	}
 }
 
 func TestReopenKeepsEverything(t *testing.T) {

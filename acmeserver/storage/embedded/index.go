@@ -1,26 +1,63 @@
 package embedded
 
 import (
+	"strings"
+	"time"
+
 	"github.com/kacme/kacme/acmeserver/storage"
 )
 
-// kindIndex holds the stored objects of one kind and the sets of them by
-// namespace, by name and by each label value. Each object has a small
-// integer id; a set holds ids, and the many sets of one member (a name, an
-// order label) hold it inline instead of in a map of their own, so that the
-// index costs a few hundred bytes per object rather than a map per label
-// value (issue 17: the index was a quarter of the standalone server's heap).
+// kindIndex is what the store keeps in memory about the objects of one
+// kind: each object's key and summary, the sets of objects by namespace, by
+// name and by each label value, and a bounded cache of decoded objects (the
+// recently written and read ones); an object out of the cache is read from
+// the file when asked for. Each object has a small integer id; a set holds
+// ids, and the many sets of one member (a name, an order label) hold it
+// inline instead of in a map of their own. So memory grows by a few hundred
+// bytes per stored object, not by the object (issue 17: 100,000 issuances
+// in 1 GiB).
 type kindIndex struct {
 	ids    map[string]uint32 // "namespace/name" → id
-	objs   []storage.Object  // by id; nil for a free id. Shared with readers: replaced on write, never changed.
+	slots  []slot            // by id; key "" for a free id
 	free   []uint32
 	ns     map[string]idSet
 	names  map[string]idSet
 	labels map[string]map[string]idSet // label key → value → ids
+
+	// The cache: at most limit slots hold their decoded object; fifo holds
+	// (id, gen) in the order objects entered it, the oldest leaving first.
+	// An entry whose slot has since changed (another gen) is stale and skipped.
+	limit  int
+	cached int
+	fifo   []cacheRef
+	intern map[string]string
 }
 
-func newKindIndex() *kindIndex {
-	return &kindIndex{ids: map[string]uint32{}, ns: map[string]idSet{}, names: map[string]idSet{}, labels: map[string]map[string]idSet{}}
+type slot struct {
+	key string
+	// obj is the decoded object while it is cached. Shared with readers:
+	// replaced on write, never changed.
+	obj storage.Object
+	// gen changes on every write of the slot, so that a reader that decoded
+	// the object from the file caches it only if it is still current.
+	gen uint32
+	sum summary
+}
+
+type cacheRef struct{ id, gen uint32 }
+
+// summary is storage.Summary without the namespace and name (in the key),
+// with times in seconds (what the store keeps of them) and the few-valued
+// strings interned.
+type summary struct {
+	created, at     int64
+	status, profile string
+	text            string
+}
+
+func newKindIndex(limit int) *kindIndex {
+	return &kindIndex{ids: map[string]uint32{}, ns: map[string]idSet{}, names: map[string]idSet{},
+		labels: map[string]map[string]idSet{}, limit: limit, intern: map[string]string{}}
 }
 
 // idSet is a set of ids: one inline, more in a map.
@@ -34,6 +71,14 @@ func (s idSet) len() int {
 		return len(s.many)
 	}
 	return 1
+}
+
+func (s idSet) has(id uint32) bool {
+	if s.many == nil {
+		return s.one == id
+	}
+	_, ok := s.many[id]
+	return ok
 }
 
 func (s idSet) each(fn func(uint32)) {
@@ -84,40 +129,92 @@ func del(m map[string]idSet, k string, id uint32) {
 	m[k] = s
 }
 
-func (ix *kindIndex) get(key string) storage.Object {
-	if id, ok := ix.ids[key]; ok {
-		return ix.objs[id]
-	}
-	return nil
+// splitKey returns a key's namespace and name.
+func splitKey(key string) (ns, name string) {
+	ns, name, _ = strings.Cut(key, "/")
+	return ns, name
 }
 
-func (ix *kindIndex) byName(name string) storage.Object {
+func (ix *kindIndex) lookup(key string) (uint32, bool) {
+	id, ok := ix.ids[key]
+	return id, ok
+}
+
+// byName returns the id of an object called name in any namespace.
+func (ix *kindIndex) byName(name string) (uint32, bool) {
 	set, ok := ix.names[name]
 	if !ok {
-		return nil
+		return 0, false
 	}
-	var out storage.Object
+	var out uint32
+	found := false
 	set.each(func(id uint32) {
-		if out == nil {
-			out = ix.objs[id]
+		if !found {
+			out, found = id, true
 		}
 	})
+	return out, found
+}
+
+// internStr returns the index's copy of a few-valued string (a status, a
+// profile), so that 100,000 summaries share a handful of them.
+func (ix *kindIndex) internStr(s string) string {
+	if v, ok := ix.intern[s]; ok {
+		return v
+	}
+	if len(ix.intern) < 4096 {
+		ix.intern[s] = s
+	}
+	return s
+}
+
+func (ix *kindIndex) summarize(obj storage.Object) summary {
+	s := storage.Summarize(obj)
+	sum := summary{created: s.Created.Unix(), status: ix.internStr(s.Status), profile: ix.internStr(s.Profile), text: s.Text}
+	if !s.At.IsZero() {
+		sum.at = s.At.Unix()
+	}
+	return sum
+}
+
+func (ix *kindIndex) summary(id uint32) storage.Summary {
+	sl := &ix.slots[id]
+	ns, name := splitKey(sl.key)
+	out := storage.Summary{Namespace: ns, Name: name, Created: time.Unix(sl.sum.created, 0).UTC(),
+		Status: sl.sum.status, Profile: sl.sum.profile, Text: sl.sum.text}
+	if sl.sum.at != 0 {
+		out.At = time.Unix(sl.sum.at, 0).UTC()
+	}
 	return out
 }
 
-func (ix *kindIndex) put(key string, obj storage.Object) {
-	ix.remove(key)
-	var id uint32
-	if n := len(ix.free); n > 0 {
-		id, ix.free = ix.free[n-1], ix.free[:n-1]
-		ix.objs[id] = obj
+// put records the object stored under key; old are the labels of the
+// version it replaces (nil for a new object). With cache, the decoded
+// object stays in memory (it was just written: likely read next).
+func (ix *kindIndex) put(key string, obj storage.Object, old map[string]string, cache bool) {
+	id, ok := ix.ids[key]
+	if ok {
+		ix.dropLabels(id, old)
 	} else {
-		id = uint32(len(ix.objs))
-		ix.objs = append(ix.objs, obj)
+		if n := len(ix.free); n > 0 {
+			id, ix.free = ix.free[n-1], ix.free[:n-1]
+		} else {
+			id = uint32(len(ix.slots))
+			ix.slots = append(ix.slots, slot{})
+		}
+		ix.ids[key] = id
+		ns, name := splitKey(key)
+		add(ix.ns, ix.internStr(ns), id)
+		add(ix.names, name, id)
+		ix.slots[id].key = key
 	}
-	ix.ids[key] = id
-	add(ix.ns, obj.GetNamespace(), id)
-	add(ix.names, obj.GetName(), id)
+	sl := &ix.slots[id]
+	sl.gen++
+	sl.sum = ix.summarize(obj)
+	ix.setCached(id, nil)
+	if cache {
+		ix.setCached(id, obj)
+	}
 	for k, v := range obj.GetLabels() {
 		vals := ix.labels[k]
 		if vals == nil {
@@ -128,15 +225,8 @@ func (ix *kindIndex) put(key string, obj storage.Object) {
 	}
 }
 
-func (ix *kindIndex) remove(key string) {
-	id, ok := ix.ids[key]
-	if !ok {
-		return
-	}
-	old := ix.objs[id]
-	del(ix.ns, old.GetNamespace(), id)
-	del(ix.names, old.GetName(), id)
-	for k, v := range old.GetLabels() {
+func (ix *kindIndex) dropLabels(id uint32, labels map[string]string) {
+	for k, v := range labels {
 		if vals := ix.labels[k]; vals != nil {
 			del(vals, v, id)
 			if len(vals) == 0 {
@@ -144,42 +234,109 @@ func (ix *kindIndex) remove(key string) {
 			}
 		}
 	}
+}
+
+// remove forgets the object stored under key; old are its labels.
+func (ix *kindIndex) remove(key string, old map[string]string) {
+	id, ok := ix.ids[key]
+	if !ok {
+		return
+	}
+	ns, name := splitKey(key)
+	del(ix.ns, ns, id)
+	del(ix.names, name, id)
+	ix.dropLabels(id, old)
+	ix.setCached(id, nil)
 	delete(ix.ids, key)
-	ix.objs[id] = nil
+	gen := ix.slots[id].gen + 1
+	ix.slots[id] = slot{gen: gen}
 	ix.free = append(ix.free, id)
 }
 
-// list calls fn with every object of the smallest set each match belongs
-// to (the namespace's, or a label value's), or every object when there is
-// no such set; fn still checks the match.
-func (ix *kindIndex) list(ns string, labels map[string]string, fn func(storage.Object)) {
-	var best idSet
-	found, empty := false, false
-	consider := func(s idSet, ok bool) {
-		switch {
-		case !ok:
-			empty = true // nothing has this namespace or label value
-		case !found || s.len() < best.len():
-			best, found = s, true
+// setCached puts obj in id's slot (nil: takes it out) and evicts the
+// oldest cached objects over the limit.
+func (ix *kindIndex) setCached(id uint32, obj storage.Object) {
+	sl := &ix.slots[id]
+	switch {
+	case obj == nil && sl.obj != nil:
+		ix.cached--
+	case obj != nil && sl.obj == nil:
+		ix.cached++
+	}
+	sl.obj = obj
+	if obj == nil {
+		return
+	}
+	ix.fifo = append(ix.fifo, cacheRef{id: id, gen: sl.gen})
+	for ix.cached > ix.limit && len(ix.fifo) > 0 {
+		ref := ix.fifo[0]
+		ix.fifo = ix.fifo[1:]
+		if s := &ix.slots[ref.id]; s.gen == ref.gen && s.obj != nil {
+			s.obj = nil
+			ix.cached--
 		}
 	}
+	if len(ix.fifo) > 4*ix.limit+64 {
+		// Mostly stale entries (objects written again or removed since):
+		// keep the live ones, in order, in a fresh array.
+		live := make([]cacheRef, 0, ix.cached)
+		for _, ref := range ix.fifo {
+			if s := &ix.slots[ref.id]; s.gen == ref.gen && s.obj != nil {
+				live = append(live, ref)
+			}
+		}
+		ix.fifo = live
+	}
+}
+
+// cacheRead keeps an object a reader decoded from the file, if its slot is
+// still the version the reader looked up (gen).
+func (ix *kindIndex) cacheRead(id, gen uint32, obj storage.Object) {
+	if int(id) < len(ix.slots) && ix.slots[id].gen == gen && ix.slots[id].obj == nil && ix.slots[id].key != "" {
+		ix.setCached(id, obj)
+	}
+}
+
+// match calls fn with the id of every object in namespace ns (or every
+// namespace) with all of labels: it walks the smallest of the sets that
+// constrain the match and checks the others by membership.
+func (ix *kindIndex) match(ns string, labels map[string]string, fn func(uint32)) {
+	var sets []idSet
 	if ns != storage.AllNamespaces {
 		s, ok := ix.ns[ns]
-		consider(s, ok)
+		if !ok {
+			return
+		}
+		sets = append(sets, s)
 	}
 	for k, v := range labels {
 		s, ok := ix.labels[k][v]
-		consider(s, ok)
+		if !ok {
+			return // nothing has this label value
+		}
+		sets = append(sets, s)
 	}
-	switch {
-	case empty:
-	case found:
-		best.each(func(id uint32) { fn(ix.objs[id]) })
-	default:
-		for _, obj := range ix.objs {
-			if obj != nil {
-				fn(obj)
+	if len(sets) == 0 {
+		for id := range ix.slots {
+			if ix.slots[id].key != "" {
+				fn(uint32(id))
 			}
 		}
+		return
 	}
+	best := 0
+	for i, s := range sets {
+		if s.len() < sets[best].len() {
+			best = i
+		}
+	}
+	sets[0], sets[best] = sets[best], sets[0]
+	sets[0].each(func(id uint32) {
+		for _, s := range sets[1:] {
+			if !s.has(id) {
+				return
+			}
+		}
+		fn(id)
+	})
 }

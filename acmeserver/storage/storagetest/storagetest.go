@@ -5,6 +5,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -41,6 +43,7 @@ func Run(t *testing.T, newStore Factory) {
 		{"FieldsClearedOnUpdate", testFieldsCleared},
 		{"AllNamespaces", testAllNamespaces},
 		{"ReadersGetCopies", testReadersGetCopies},
+		{"Summaries", testSummaries},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -377,5 +380,68 @@ func testReadersGetCopies(t *testing.T, s storage.Store, ns string) {
 	must(t, s.Get(ctx, storage.AllNamespaces, name, &got))
 	if got.Labels[v1alpha1.LabelAccount] != acct || got.Spec.Identifiers[0].Value != name+".example" {
 		t.Fatalf("Get after changes to earlier results: %+v", got)
+	}
+}
+
+// testSummaries: storage.ListSummaries agrees with Summarize over List, for
+// a label and a namespace, after updates that change labels and status and
+// after a delete.
+func testSummaries(t *testing.T, s storage.Store, ns string) {
+	ctx := context.Background()
+	acct := ns + "-sum"
+	var names []string
+	for i := range 4 {
+		o := Order(ns, fmt.Sprintf("%s-%d", acct, i), acct)
+		must(t, s.Create(ctx, o))
+		names = append(names, o.Name)
+	}
+	var o v1alpha1.AcmeOrder
+	must(t, s.Get(ctx, ns, names[1], &o))
+	o.Status.Status = "valid"
+	must(t, s.Update(ctx, &o))
+	must(t, s.Get(ctx, ns, names[2], &o))
+	o.Labels[v1alpha1.LabelAccount] = acct + "-moved"
+	must(t, s.Update(ctx, &o))
+	must(t, s.Get(ctx, ns, names[3], &o))
+	must(t, s.Delete(ctx, &o))
+	check := func(labels map[string]string, want ...string) {
+		t.Helper()
+		var list v1alpha1.AcmeOrderList
+		must(t, s.List(ctx, ns, &list, storage.ListOptions{Labels: labels}))
+		byName := map[string]storage.Summary{}
+		for i := range list.Items {
+			byName[list.Items[i].Name] = storage.Summarize(&list.Items[i])
+		}
+		got, err := storage.ListSummaries(ctx, s, ns, "AcmeOrder", labels)
+		must(t, err)
+		var gotNames []string
+		for _, sum := range got {
+			if !strings.HasPrefix(sum.Name, acct) {
+				continue
+			}
+			gotNames = append(gotNames, sum.Name)
+			w, ok := byName[sum.Name]
+			if !ok || !sum.Created.Equal(w.Created) || !sum.At.Equal(w.At) || sum.Created.IsZero() || sum.At.IsZero() {
+				t.Fatalf("summary %+v, listed object's %+v", sum, w)
+			}
+			sum.Created, sum.At, w.Created, w.At = time.Time{}, time.Time{}, time.Time{}, time.Time{}
+			if sum != w {
+				t.Fatalf("summary %+v, listed object's %+v", sum, w)
+			}
+		}
+		sort.Strings(gotNames)
+		if strings.Join(gotNames, ",") != strings.Join(want, ",") {
+			t.Fatalf("summaries of %v: %v, want %v", labels, gotNames, want)
+		}
+	}
+	check(map[string]string{v1alpha1.LabelAccount: acct}, names[0], names[1])
+	check(map[string]string{v1alpha1.LabelAccount: acct + "-moved"}, names[2])
+	check(nil, names[0], names[1], names[2])
+	got, err := storage.ListSummaries(ctx, s, ns, "AcmeOrder", map[string]string{v1alpha1.LabelAccount: acct})
+	must(t, err)
+	for _, sum := range got {
+		if sum.Name == names[1] && sum.Status != "valid" || sum.Profile != "default" || sum.Text != sum.Name+".example" {
+			t.Fatalf("summary %+v", sum)
+		}
 	}
 }

@@ -150,13 +150,17 @@ func benchDashboard(s *server, resp *responder, samples int) (*dashboardResult, 
 }
 
 // rssMiB reads a process's resident set size from /proc.
-func rssMiB(pid int) float64 {
+func rssMiB(pid int) float64 { return procStatusMiB(pid, "VmRSS") }
+
+// procStatusMiB reads a kB field of /proc/<pid>/status (VmRSS, RssAnon,
+// RssFile) in MiB; 0 when it cannot.
+func procStatusMiB(pid int, field string) float64 {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return 0
 	}
 	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+		if v, ok := strings.CutPrefix(line, field+":"); ok {
 			kb, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 64)
 			return kb / 1024
 		}

@@ -30,6 +30,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/time/rate"
+
 	xacme "golang.org/x/crypto/acme"
 )
 
@@ -91,7 +93,8 @@ func main() {
 	podDuration := flag.Duration("pod-cert-duration", 10*time.Second, "how long each pod certificate level offers requests")
 	dashSamples := flag.Int("dashboard-samples", 20, "timed loads per dashboard page (0: skip the dashboard benchmark)")
 	scaleN := flag.Int("scale", 0, "stored-issuances benchmark: store this many issuances in kacme standalone and measure it (0: skip; make bench-scale: 100000)")
-	scaleSteady := flag.Duration("scale-steady", 10*time.Minute, "how long the stored-issuances benchmark issues on the full store")
+	scaleSteady := flag.Duration("scale-steady", 10*time.Minute, "how long the stored-issuances benchmark issues at -scale-rate on the full store")
+	scaleRate := flag.Float64("scale-rate", 20, "issuances per second offered in the stored-issuances benchmark's steady phase")
 	flag.StringVar(&kacmeExtraArgs, "kacme-args", "", "extra flags for kacme standalone and kacme server (e.g. --debug-addr 127.0.0.1:6060)")
 	flag.Parse()
 	var levels []int
@@ -171,7 +174,7 @@ func main() {
 	}
 	var scale *scaleResult
 	if *scaleN > 0 {
-		if scale, err = benchScale(*kacmeBin, resp, *scaleN, *scaleSteady, *dashSamples); err != nil {
+		if scale, err = benchScale(*kacmeBin, resp, *scaleN, *scaleSteady, *scaleRate, *dashSamples); err != nil {
 			fatal(err)
 		}
 		if versions["kacme"] == "" {
@@ -201,6 +204,12 @@ func fatal(err error) {
 
 // runLevel runs c workers; each registers an account, then repeats full flows.
 func runLevel(s *server, resp *responder, c int, warmup, measure time.Duration) levelResult {
+	return runLevelAt(s, resp, c, warmup, measure, nil)
+}
+
+// runLevelAt is runLevel with the flows' starts limited to lim's rate (nil:
+// as fast as the c clients go): a fixed offered load.
+func runLevelAt(s *server, resp *responder, c int, warmup, measure time.Duration, lim *rate.Limiter) levelResult {
 	hc := s.httpClient(c)
 	ctx := context.Background()
 	var wg sync.WaitGroup
@@ -228,6 +237,11 @@ func runLevel(s *server, resp *responder, c int, warmup, measure time.Duration) 
 			<-ready
 			csr := benchCSR()
 			for time.Now().Before(stopAt) {
+				if lim != nil {
+					if err := lim.Wait(ctx); err != nil || !time.Now().Before(stopAt) {
+						break
+					}
+				}
 				t0 := time.Now()
 				err := flow(ctx, cl, resp, csr, &s.orders)
 				end := time.Now()

@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/time/rate"
+
 	"github.com/kacme/kacme/acmeserver/acme"
 	"github.com/kacme/kacme/acmeserver/storage"
 	"github.com/kacme/kacme/acmeserver/storage/embedded"
@@ -28,16 +30,20 @@ import (
 type scaleResult struct {
 	stored                  int
 	fill, startup           time.Duration
-	rssRestart, rssSteady   float64
+	rssRestart, rssSteady   rssSample
 	emptyRate, fullRate     float64
 	emptyP50, fullP50       time.Duration
 	steady                  time.Duration
 	dash                    *dashboardResult
 	emptyErrors, fullErrors int
+	// The steady phase: offered rate, achieved rate, median, errors.
+	rate, steadyRate float64
+	steadyP50        time.Duration
+	steadyErrors     int
 }
 
-func benchScale(bin string, resp *responder, n int, steady time.Duration, samples int) (*scaleResult, error) {
-	res := &scaleResult{steady: steady}
+func benchScale(bin string, resp *responder, n int, steady time.Duration, rateHz float64, samples int) (*scaleResult, error) {
+	res := &scaleResult{steady: steady, rate: rateHz}
 	dir, err := os.MkdirTemp("", "acmebench-scale")
 	if err != nil {
 		return nil, err
@@ -54,7 +60,8 @@ func benchScale(bin string, resp *responder, n int, steady time.Duration, sample
 
 	t0 := time.Now()
 	fmt.Fprintf(os.Stderr, "scale: storing %d issuances...\n", n)
-	if err := cloneIssuances(filepath.Join(dir, "data", "kacme.db"), n); err != nil {
+	dbPath := filepath.Join(dir, "data", "kacme.db")
+	if err := cloneIssuances(dbPath, n); err != nil {
 		return nil, err
 	}
 	res.fill, res.stored = time.Since(t0), n
@@ -66,17 +73,20 @@ func benchScale(bin string, resp *responder, n int, steady time.Duration, sample
 	defer s.stop()
 	res.startup = time.Since(t0)
 	time.Sleep(5 * time.Second)
-	res.rssRestart = rssMiB(s.pid())
+	res.rssRestart = sampleRSS(s.pid(), dbPath)
 	if samples > 0 {
 		s.orders.Store(int64(n)) // already above what benchDashboard fills to
 		if res.dash, err = benchDashboard(s, resp, samples); err != nil {
 			return nil, err
 		}
 	}
-	fmt.Fprintf(os.Stderr, "scale: issuing at 8 clients on the full store for %s...\n", steady)
-	full := runLevel(s, resp, 8, 2*time.Second, steady)
+	fmt.Fprintf(os.Stderr, "scale: issuing at 8 clients on the full store for %s...\n", min(steady, time.Minute))
+	full := runLevel(s, resp, 8, 2*time.Second, min(steady, time.Minute))
 	res.fullRate, res.fullP50, res.fullErrors = full.throughput(), full.pct(0.5), full.errors
-	res.rssSteady = rssMiB(s.pid())
+	fmt.Fprintf(os.Stderr, "scale: issuing %g/s on the full store for %s...\n", rateHz, steady)
+	st := runLevelAt(s, resp, 8, 0, steady, rate.NewLimiter(rate.Limit(rateHz), 1))
+	res.steadyRate, res.steadyP50, res.steadyErrors = st.throughput(), st.pct(0.5), st.errors
+	res.rssSteady = sampleRSS(s.pid(), dbPath)
 	return res, nil
 }
 
@@ -180,15 +190,19 @@ func renderScale(r *scaleResult, version string) string {
 	fmt.Fprintf(&b, "kacme %s standalone, same CA and profile as above. Issuance at 8 clients on an empty store; then %d issuances\n"+
 		"(an order, its authorization and its certificate each, cloned from a real issuance with fresh names) are written into\n"+
 		"the stopped server's bbolt file (in %s); the server is started on it again, and after 5 s idle its RSS is read; then\n"+
-		"the dashboard's pages are timed, and issuance at 8 clients runs for %s on the full store.\n\n",
-		version, r.stored, r.fill.Round(time.Second), r.steady)
+		"the dashboard's pages are timed; issuance at 8 clients runs for a minute on the full store (the rate compared with the\n"+
+		"empty store's), then at a steady offered %g issuances/s for %s, after which the RSS is read again.\n"+
+		"RSS is the kernel's VmRSS: the anonymous part (heap, stacks) and the file-backed part (the store file's pages the\n"+
+		"process has mapped, and the binary).\n\n",
+		version, r.stored, r.fill.Round(time.Second), r.rate, r.steady)
 	b.WriteString("| measure | empty store | full store | target |\n|---|---:|---:|---|\n")
 	fmt.Fprintf(&b, "| flows/s at 8 clients | %.1f | %.1f (%+.0f%%) | within 10%% |\n", r.emptyRate, r.fullRate, 100*(r.fullRate/r.emptyRate-1))
 	fmt.Fprintf(&b, "| p50 at 8 clients | %s | %s | |\n", ms(r.emptyP50), ms(r.fullP50))
 	fmt.Fprintf(&b, "| errors | %d | %d | 0 |\n", r.emptyErrors, r.fullErrors)
 	fmt.Fprintf(&b, "| start until the directory answers | | %s | |\n", r.startup.Round(time.Millisecond))
-	fmt.Fprintf(&b, "| server RSS after the restart | | %s | ≤ 1024 MiB |\n", mib(r.rssRestart))
-	fmt.Fprintf(&b, "| server RSS after %s of issuing | | %s | ≤ 1024 MiB |\n", r.steady, mib(r.rssSteady))
+	fmt.Fprintf(&b, "| steady phase: flows/s (offered %g), p50, errors | | %.1f, %s, %d | |\n", r.rate, r.steadyRate, ms(r.steadyP50), r.steadyErrors)
+	fmt.Fprintf(&b, "| server RSS after the restart | | %s | ≤ 1024 MiB |\n", r.rssRestart)
+	fmt.Fprintf(&b, "| server RSS after %s of issuing | | %s | ≤ 1024 MiB |\n", r.steady, r.rssSteady)
 	if r.dash != nil {
 		for _, p := range r.dash.pages {
 			fmt.Fprintf(&b, "| dashboard %s p95 | | %s | ≤ 100 ms |\n", p.name, ms(p.pct(0.95)))
@@ -196,4 +210,21 @@ func renderScale(r *scaleResult, version string) string {
 	}
 	b.WriteString("\nCluster mode at this size is not measured yet.\n")
 	return b.String()
+}
+
+// rssSample is a server's resident memory: the total, its anonymous part
+// (heap, stacks) and its file-backed part (the store file's mapped pages,
+// the binary), with the store file's size beside them.
+type rssSample struct{ total, anon, file, dbFile float64 }
+
+func sampleRSS(pid int, dbPath string) rssSample {
+	s := rssSample{total: rssMiB(pid), anon: procStatusMiB(pid, "RssAnon"), file: procStatusMiB(pid, "RssFile")}
+	if fi, err := os.Stat(dbPath); err == nil {
+		s.dbFile = float64(fi.Size()) / (1 << 20)
+	}
+	return s
+}
+
+func (s rssSample) String() string {
+	return fmt.Sprintf("%s (anonymous %s, file-backed %s; store file %s)", mib(s.total), mib(s.anon), mib(s.file), mib(s.dbFile))
 }

@@ -1,0 +1,97 @@
+package storage
+
+import (
+	"context"
+	"strings"
+	"time"
+
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/runtime"
+
+	"github.com/kacme/kacme/api/v1alpha1"
+)
+
+// Summary is the little of a stored object that counts, sorted pages and
+// periodic sweeps need, so that they do not have to read every object: a
+// backend that does not keep every object in memory keeps this for each.
+type Summary struct {
+	Namespace, Name string
+	// Created is the object's creation time.
+	Created time.Time
+	// Status: an order's or authorization's status, an account's state, and
+	// "revoked" for a revoked certificate ("" otherwise).
+	Status string
+	// Profile is the AcmeProfile the object belongs to.
+	Profile string
+	// At: when an order or authorization expires, when a certificate's
+	// validity ends (zero for accounts).
+	At time.Time
+	// Text: an order's identifiers (wildcards with their "*."), or a
+	// certificate's names, space-separated; an authorization's identifier
+	// as "<type>:<value>" ("dns:*.example.com" for a wildcard).
+	Text string
+}
+
+// StatusRevoked is a revoked certificate's Summary.Status.
+const StatusRevoked = "revoked"
+
+// Summarize returns what Summary keeps of obj.
+func Summarize(obj Object) Summary {
+	s := Summary{Namespace: obj.GetNamespace(), Name: obj.GetName(), Created: obj.GetCreationTimestamp().Time}
+	switch o := obj.(type) {
+	case *v1alpha1.AcmeOrder:
+		s.Status, s.Profile, s.At = o.Status.Status, o.Spec.Profile, o.Status.Expires.Time
+		ids := make([]string, len(o.Spec.Identifiers))
+		for i, id := range o.Spec.Identifiers {
+			ids[i] = id.Value
+		}
+		s.Text = strings.Join(ids, " ")
+	case *v1alpha1.AcmeChallenge:
+		s.Status, s.Profile, s.At = o.Status.Status, o.Spec.Profile, o.Status.Expires.Time
+		s.Text = o.Spec.Identifier.Value
+		if o.Spec.Wildcard {
+			s.Text = "*." + s.Text
+		}
+		s.Text = o.Spec.Identifier.Type + ":" + s.Text
+	case *v1alpha1.AcmeCertificate:
+		s.Profile, s.At, s.Text = o.Spec.Profile, o.Spec.NotAfter.Time, strings.Join(o.Spec.Names, " ")
+		if o.Spec.Revocation != nil {
+			s.Status = StatusRevoked
+		}
+	case *v1alpha1.AcmeAccount:
+		s.Status, s.Profile = o.Spec.State, o.Spec.Profile
+	}
+	return s
+}
+
+// SummaryLister is a Reader that answers ListSummaries without reading
+// every object (the embedded store keeps the summaries in memory).
+type SummaryLister interface {
+	// ListSummaries returns the summaries of the objects of kind in
+	// namespace (or AllNamespaces) with all of labels, in no particular order.
+	ListSummaries(ctx context.Context, namespace, kind string, labels map[string]string) ([]Summary, error)
+}
+
+// ListSummaries returns the summaries of the objects of kind ("AcmeOrder")
+// in namespace (or AllNamespaces) with all of labels: from r itself when it
+// is a SummaryLister, otherwise by summarizing a Shared List.
+func ListSummaries(ctx context.Context, r Reader, namespace, kind string, labels map[string]string) ([]Summary, error) {
+	if sl, ok := r.(SummaryLister); ok {
+		return sl.ListSummaries(ctx, namespace, kind, labels)
+	}
+	list, err := NewList(kind)
+	if err != nil {
+		return nil, err
+	}
+	if err := r.List(ctx, namespace, list, ListOptions{Labels: labels, Shared: true}); err != nil {
+		return nil, err
+	}
+	out := make([]Summary, 0, meta.LenList(list))
+	err = meta.EachListItem(list, func(o runtime.Object) error {
+		if obj, ok := o.(Object); ok {
+			out = append(out, Summarize(obj))
+		}
+		return nil
+	})
+	return out, err
+}
