@@ -10,11 +10,11 @@ import (
 )
 
 func (d *Dashboard) overview(ctx context.Context, w http.ResponseWriter, _ *http.Request, s *session) error {
-	accts, err := d.summaries(ctx, s, "AcmeAccount", "acmeaccounts")
+	accts, err := d.count(ctx, s, "AcmeAccount", "acmeaccounts")
 	if err != nil {
 		return err
 	}
-	ords, err := d.summaries(ctx, s, "AcmeOrder", "acmeorders")
+	ords, err := d.count(ctx, s, "AcmeOrder", "acmeorders")
 	if err != nil {
 		return err
 	}
@@ -56,8 +56,8 @@ func (d *Dashboard) overview(ctx context.Context, w http.ResponseWriter, _ *http
 		profiles = append(profiles, profileRow{Name: name, NotServed: err.Error()})
 	}
 	sort.Slice(profiles, func(i, j int) bool { return profiles[i].Name < profiles[j].Name })
-	return d.render(w, "overview", s, map[string]any{"CAs": cas, "Profiles": profiles, "Accounts": len(accts),
-		"Orders": len(ords), "Certificates": len(crts), "PerHour": bars(perHour), "Expiring": bars(expiring)})
+	return d.render(w, "overview", s, map[string]any{"CAs": cas, "Profiles": profiles, "Accounts": accts,
+		"Orders": ords, "Certificates": len(crts), "PerHour": bars(perHour), "Expiring": bars(expiring)})
 }
 
 // bar is one column of a chart drawn with plain HTML (no script).

@@ -95,3 +95,27 @@ func ListSummaries(ctx context.Context, r Reader, namespace, kind string, labels
 	})
 	return out, err
 }
+
+// Counter is a Reader that counts objects without listing them.
+type Counter interface {
+	// CountByNamespace returns how many objects of kind each namespace holds.
+	CountByNamespace(ctx context.Context, kind string) (map[string]int, error)
+}
+
+// CountByNamespace returns how many objects of kind ("AcmeOrder") each
+// namespace holds: from r itself when it is a Counter, otherwise from
+// ListSummaries.
+func CountByNamespace(ctx context.Context, r Reader, kind string) (map[string]int, error) {
+	if c, ok := r.(Counter); ok {
+		return c.CountByNamespace(ctx, kind)
+	}
+	all, err := ListSummaries(ctx, r, AllNamespaces, kind, nil)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]int{}
+	for i := range all {
+		out[all[i].Namespace]++
+	}
+	return out, nil
+}

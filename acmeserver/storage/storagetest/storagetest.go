@@ -444,4 +444,11 @@ func testSummaries(t *testing.T, s storage.Store, ns string) {
 			t.Fatalf("summary %+v", sum)
 		}
 	}
+	counts, err := storage.CountByNamespace(ctx, s, "AcmeOrder")
+	must(t, err)
+	var all v1alpha1.AcmeOrderList
+	must(t, s.List(ctx, ns, &all, storage.ListOptions{}))
+	if counts[ns] != len(all.Items) || len(all.Items) == 0 {
+		t.Fatalf("CountByNamespace says %d in %s, List finds %d", counts[ns], ns, len(all.Items))
+	}
 }
