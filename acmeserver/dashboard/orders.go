@@ -37,8 +37,12 @@ func (d *Dashboard) orders(ctx context.Context, w http.ResponseWriter, r *http.R
 }
 
 // hasIdentifier reports whether one of the space-separated identifiers
-// contains s.
+// contains s. An s without a space can only occur inside one identifier,
+// so one search of the whole string answers for it.
 func hasIdentifier(identifiers, s string) bool {
+	if !strings.Contains(s, " ") {
+		return strings.Contains(identifiers, s)
+	}
 	for id := range strings.FieldsSeq(identifiers) {
 		if strings.Contains(id, s) {
 			return true

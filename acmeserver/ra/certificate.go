@@ -10,7 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/big"
-	"sort"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -275,42 +275,65 @@ func (r *RA) mayRevoke(ctx context.Context, who Revoker, c *v1alpha1.AcmeCertifi
 // CRL returns the current CRL of a CA (RFC 5280): with keyID "" or the CA's
 // current subject key ID, signed by its current key; with the key ID of the
 // key it had before its last rotation, by that key, for the leaves that key
-// signed. The endpoint is public and unauthenticated, so a CRL is signed
-// again only when what it lists changed or it is older than CRLReuse: a
-// flood of fetches costs a list from memory each, not a signature each.
+// signed. The endpoint is public and unauthenticated, so a fetch decides from
+// the store's summaries whether the set of revoked certificates changed (a
+// revocation is final, so the set says it all): while it has not and the CRL
+// is younger than CRLReuse, the signed CRL is served again. A flood of
+// fetches costs a summary list each; reading the revoked certificates and
+// signing happen once per change or CRLReuse.
 func (r *RA) CRL(ctx context.Context, caName, keyID string) ([]byte, error) {
 	current, auth, err := r.caKey(caName, keyID)
 	if err != nil {
 		return nil, err
 	}
-	var list v1alpha1.AcmeCertificateList
-	if err := r.store.List(ctx, storage.AllNamespaces, &list, storage.ListOptions{Labels: map[string]string{v1alpha1.LabelState: stateRevoked}, Shared: true}); err != nil {
+	revoked := map[string]string{v1alpha1.LabelState: stateRevoked}
+	sums, err := storage.ListSummaries(ctx, r.store, storage.AllNamespaces, "AcmeCertificate", revoked)
+	if err != nil {
 		return nil, err
 	}
-	var entries []ca.RevokedEntry
-	for i := range list.Items {
-		c := &list.Items[i]
-		if c.Spec.CertificateAuthority != caName || c.Spec.Revocation == nil {
-			continue
-		}
-		if current.Previous != nil && !signedBy(c, auth) {
-			continue // another key's CRL lists it
-		}
-		serial, ok := new(big.Int).SetString(c.Spec.Serial, 16)
-		if !ok {
-			continue
-		}
-		entries = append(entries, ca.RevokedEntry{Serial: serial, RevokedAt: c.Spec.Revocation.RevokedAt.Time, Reason: c.Spec.Revocation.Reason})
+	names := make([]string, len(sums))
+	for i := range sums {
+		names[i] = sums[i].Namespace + "/" + sums[i].Name
 	}
-	return r.crls.get(auth, entries, r.now(), func() ([]byte, error) { return auth.CRL(entries) })
+	slices.Sort(names)
+	h := sha256.New()
+	h.Write(auth.Cert.Raw)
+	_, _ = fmt.Fprintf(h, "%d\n", auth.CRLValidity) // a hash.Hash never fails to write
+	for _, n := range names {
+		_, _ = fmt.Fprintf(h, "%s\n", n)
+	}
+	var fp [32]byte
+	copy(fp[:], h.Sum(nil))
+	return r.crls.get(auth, fp, r.now(), func() ([]byte, error) {
+		var list v1alpha1.AcmeCertificateList
+		if err := r.store.List(ctx, storage.AllNamespaces, &list, storage.ListOptions{Labels: revoked, Shared: true}); err != nil {
+			return nil, err
+		}
+		var entries []ca.RevokedEntry
+		for i := range list.Items {
+			c := &list.Items[i]
+			if c.Spec.CertificateAuthority != caName || c.Spec.Revocation == nil {
+				continue
+			}
+			if current.Previous != nil && !signedBy(c, auth) {
+				continue // another key's CRL lists it
+			}
+			serial, ok := new(big.Int).SetString(c.Spec.Serial, 16)
+			if !ok {
+				continue
+			}
+			entries = append(entries, ca.RevokedEntry{Serial: serial, RevokedAt: c.Spec.Revocation.RevokedAt.Time, Reason: c.Spec.Revocation.Reason})
+		}
+		return auth.CRL(entries)
+	})
 }
 
 // CRLReuse is how long a signed CRL is served again while what it lists is
 // unchanged (its nextUpdate is a day or more away).
 const CRLReuse = time.Minute
 
-// crlCache keeps the last CRL signed per CA key with a fingerprint of its
-// entries.
+// crlCache keeps the last CRL signed per CA key with a fingerprint of the
+// revoked set it was signed from.
 type crlCache struct {
 	mu sync.Mutex
 	m  map[string]signedCRL
@@ -322,17 +345,9 @@ type signedCRL struct {
 	at          time.Time
 }
 
-func (c *crlCache) get(auth *ca.Authority, entries []ca.RevokedEntry, now time.Time, sign func() ([]byte, error)) ([]byte, error) {
-	sorted := append([]ca.RevokedEntry(nil), entries...)
-	sort.Slice(sorted, func(i, j int) bool { return sorted[i].Serial.Cmp(sorted[j].Serial) < 0 })
-	h := sha256.New()
-	h.Write(auth.Cert.Raw)
-	_, _ = fmt.Fprintf(h, "%d\n", auth.CRLValidity) // a hash.Hash never fails to write
-	for _, e := range sorted {
-		_, _ = fmt.Fprintf(h, "%x %d %d\n", e.Serial, e.Reason, e.RevokedAt.UnixNano())
-	}
-	var fp [32]byte
-	copy(fp[:], h.Sum(nil))
+// get returns the CRL of auth signed from the revoked set fp, signing it
+// again (sign) when the set changed or the last one is CRLReuse old.
+func (c *crlCache) get(auth *ca.Authority, fp [32]byte, now time.Time, sign func() ([]byte, error)) ([]byte, error) {
 	key := string(auth.Cert.SubjectKeyId)
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -425,27 +426,45 @@ func (r *RA) failOrder(ctx context.Context, ns, id string, prob *v1alpha1.Proble
 	}
 }
 
-// Orders lists the URLs-to-be (names) of a's orders that are not invalid (RFC 8555 §7.1.2.1).
+// Orders lists the URLs-to-be (names) of a's orders that are not invalid
+// (RFC 8555 §7.1.2.1), oldest first. It decides from the store's summaries:
+// a stored valid or invalid order is final, an expired pending one is
+// invalid, and only the other pending orders (few: they expire within
+// days) are read with their authorizations to derive their status. So an
+// account with 100,000 orders costs a sort, not 100,000 reads.
 func (r *RA) Orders(ctx context.Context, a *v1alpha1.AcmeAccount) ([]string, error) {
-	var list v1alpha1.AcmeOrderList
-	if err := r.store.List(ctx, a.Namespace, &list, storage.ListOptions{Labels: map[string]string{v1alpha1.LabelAccount: a.Name}}); err != nil {
+	list, err := storage.ListSummaries(ctx, r.store, a.Namespace, "AcmeOrder", map[string]string{v1alpha1.LabelAccount: a.Name})
+	if err != nil {
 		return nil, err
 	}
-	sort.Slice(list.Items, func(i, j int) bool {
-		ti, tj := list.Items[i].CreationTimestamp, list.Items[j].CreationTimestamp
-		if !ti.Equal(&tj) {
-			return ti.Before(&tj)
+	slices.SortFunc(list, func(x, y storage.Summary) int {
+		if c := x.Created.Compare(y.Created); c != 0 {
+			return c
 		}
-		return list.Items[i].Name < list.Items[j].Name
+		return strings.Compare(x.Name, y.Name)
 	})
+	now := r.now()
 	var out []string
-	for i := range list.Items {
-		o := &list.Items[i]
-		azs, err := r.authorizations(ctx, o)
+	for _, sum := range list {
+		switch {
+		case sum.Status == acme.StatusValid:
+			out = append(out, sum.Name)
+			continue
+		case sum.Status == acme.StatusInvalid, sum.Status == "", sum.Status == acme.StatusPending && now.After(sum.At):
+			continue // invalid as stored, restored without status, or expired (refresh's rules)
+		}
+		var o v1alpha1.AcmeOrder
+		if err := r.store.Get(ctx, a.Namespace, sum.Name, &o); err != nil {
+			if storage.IsNotFound(err) {
+				continue
+			}
+			return nil, err
+		}
+		azs, err := r.authorizations(ctx, &o)
 		if err != nil {
 			return nil, err
 		}
-		r.refresh(o, azs)
+		r.refresh(&o, azs)
 		if o.Status.Status != acme.StatusInvalid {
 			out = append(out, o.Name)
 		}

@@ -228,13 +228,13 @@ func (r *RA) checkAccountLimit(ctx context.Context, p *profile.Profile, ip strin
 	if limit <= 0 || ip == "" {
 		return nil
 	}
-	var list v1alpha1.AcmeAccountList
-	if err := r.store.List(ctx, storage.AllNamespaces, &list, storage.ListOptions{Labels: map[string]string{v1alpha1.LabelClientIP: ClientIPLabel(ip)}, Shared: true}); err != nil {
+	list, err := storage.ListSummaries(ctx, r.store, storage.AllNamespaces, "AcmeAccount", map[string]string{v1alpha1.LabelClientIP: ClientIPLabel(ip)})
+	if err != nil {
 		return err
 	}
-	var times []time.Time
-	for i := range list.Items {
-		times = append(times, list.Items[i].CreationTimestamp.Time)
+	times := make([]time.Time, len(list))
+	for i := range list {
+		times[i] = list[i].Created
 	}
 	if pr := r.limited(limit, times, "new accounts from this address"); pr != nil {
 		r.metrics.RateLimited(p.Name, "newAccountsPerIP")

@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -738,5 +739,55 @@ func TestDirectoryPath(t *testing.T) {
 	r.Body.Close()
 	if r.StatusCode != http.StatusNotFound {
 		t.Fatalf("the profile's name is not a directory path: %d", r.StatusCode)
+	}
+}
+
+// TestOrdersList (ORD-09): an account's orders list holds its pending and
+// valid orders, not the invalid ones, and pages with Link rel="next" (100 a
+// page) until every order was listed once.
+func TestOrdersList(t *testing.T) {
+	e := newEnv(t)
+	k, kid := e.account("default")
+	var want []string
+	invalidURL, invalid := e.readyOrder(k, kid, "gone.localhost")
+	if r, b := e.signed(k, kid, invalid.Authorizations[0], `{"status":"deactivated"}`); r.StatusCode != 200 {
+		t.Fatalf("deactivate: %d %s", r.StatusCode, b)
+	}
+	validURL, ready := e.readyOrder(k, kid, "done.localhost")
+	der := csr(t, newKey(t, "ES256").signer, "done.localhost")
+	if r, b := e.signed(k, kid, ready.Finalize, fmt.Sprintf(`{"csr":%q}`, b64.EncodeToString(der))); r.StatusCode != 200 {
+		t.Fatalf("finalize: %d %s", r.StatusCode, b)
+	}
+	want = append(want, validURL)
+	for i := range 101 {
+		u, _ := e.order(k, kid, fmt.Sprintf("o%d.localhost", i))
+		want = append(want, u)
+	}
+	var got []string
+	next, pages := kid+"/orders", 0
+	for next != "" {
+		r, b := e.signed(k, kid, next, "")
+		if r.StatusCode != 200 {
+			t.Fatalf("ORD-09: %s answered %d %s", next, r.StatusCode, b)
+		}
+		var l struct{ Orders []string }
+		if err := json.Unmarshal(b, &l); err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, l.Orders...)
+		pages++
+		next = ""
+		for _, v := range r.Header.Values("Link") {
+			if u, ok := strings.CutSuffix(v, `>;rel="next"`); ok {
+				next = strings.TrimPrefix(u, "<")
+			}
+		}
+	}
+	// Oldest first, but orders of the same second are in name order: compare as sets.
+	slices.Sort(got)
+	slices.Sort(want)
+	if pages != 2 || !slices.Equal(got, want) {
+		t.Fatalf("ORD-09: %d pages listing %d orders; want 2 pages listing the valid order and 101 pending ones once each (the invalid %s not listed)",
+			pages, len(got), invalidURL)
 	}
 }
