@@ -8,7 +8,6 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -22,6 +21,7 @@ import (
 	"github.com/kacme/kacme/acmeserver/ra"
 	"github.com/kacme/kacme/acmeserver/storage"
 	"github.com/kacme/kacme/acmeserver/storage/embedded"
+	"github.com/kacme/kacme/acmeserver/storage/embedded/embeddedtest"
 	"github.com/kacme/kacme/acmeserver/va"
 	"github.com/kacme/kacme/api/v1alpha1"
 )
@@ -103,15 +103,7 @@ func readyOrder(t *testing.T) (*ra.RA, *failingStore, *profile.Profile, *v1alpha
 }
 
 // openStore opens an embedded store in a temporary directory.
-func openStore(t *testing.T) *embedded.Store {
-	t.Helper()
-	db, err := embedded.Open(filepath.Join(t.TempDir(), "kacme.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = db.Close() })
-	return db
-}
+func openStore(t *testing.T) *embedded.Store { return embeddedtest.Open(t, embedded.Options{}) }
 
 // testConfig serves profile "default" (names under "example") from a fresh root CA.
 func testConfig(t *testing.T) *profile.Config {

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"log/slog"
-	"path/filepath"
 	"sort"
 	"strings"
 	"testing"
@@ -17,6 +16,7 @@ import (
 	"github.com/kacme/kacme/acmeserver/retention"
 	"github.com/kacme/kacme/acmeserver/storage"
 	"github.com/kacme/kacme/acmeserver/storage/embedded"
+	"github.com/kacme/kacme/acmeserver/storage/embedded/embeddedtest"
 	"github.com/kacme/kacme/api/v1alpha1"
 )
 
@@ -125,12 +125,4 @@ func TestSweep(t *testing.T) {
 	}
 }
 
-func openStore(t *testing.T) *embedded.Store {
-	t.Helper()
-	db, err := embedded.Open(filepath.Join(t.TempDir(), "kacme.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = db.Close() })
-	return db
-}
+func openStore(t *testing.T) *embedded.Store { return embeddedtest.Open(t, embedded.Options{}) }

@@ -313,8 +313,7 @@ func provisionAccounts(ctx context.Context, store storage.Store, m *Manifests) e
 		a.ResourceVersion, a.UID, a.CreationTimestamp = "", "", metav1.Time{}
 		// Server-owned: never taken from a manifest.
 		a.Status = v1alpha1.AcmeAccountStatus{}
-		a.Spec.State, a.Spec.Key, a.Spec.KeyThumbprint, a.Spec.TermsOfServiceAgreed = "", "", "", false
-		a.Spec.Binding, a.Spec.BoundAt, a.Spec.CreatedAt = "", nil, nil
+		a.Spec.ClearServerFields()
 		if a.Labels == nil {
 			a.Labels = map[string]string{}
 		}

@@ -113,6 +113,16 @@ func MoveLegacyFields(obj any) bool {
 	return false
 }
 
+// ClearServerFields empties the account fields only the server writes
+// (state, key, its thumbprint, terms-of-service agreement, EAB binding,
+// boundAt, createdAt): what a declared (pre-provisioned) account's manifest
+// must not set. MoveLegacyFields moves exactly these from status;
+// TestServerFieldsAgree keeps the two lists the same.
+func (s *AcmeAccountSpec) ClearServerFields() {
+	s.State, s.Key, s.KeyThumbprint, s.TermsOfServiceAgreed = "", "", "", false
+	s.Binding, s.BoundAt, s.CreatedAt = "", nil, nil
+}
+
 // WithLegacyFieldsMoved is a cache transform: next (e.g. one that strips
 // managedFields) after MoveLegacyFields, so every cached object has the
 // current layout.

@@ -2,6 +2,7 @@ package v1alpha1_test
 
 import (
 	"encoding/json"
+	"reflect"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -69,4 +70,74 @@ func TestBounds(t *testing.T) {
 	if len(recs[0].AddressesResolved) != 1000 {
 		t.Fatal("the input was changed")
 	}
+}
+
+// TestServerFieldsAgree: the account spec fields MoveLegacyFields fills
+// from status are exactly those ClearServerFields empties, so that a field
+// added to one list and not the other fails here.
+func TestServerFieldsAgree(t *testing.T) {
+	var a v1alpha1.AcmeAccount
+	st := reflect.ValueOf(&a.Status).Elem()
+	for i := range st.NumField() { // every legacy field set to something
+		f := st.Field(i)
+		if !strings.HasPrefix(st.Type().Field(i).Name, "Legacy") {
+			continue
+		}
+		switch f.Kind() {
+		case reflect.String:
+			f.SetString("x")
+		case reflect.Bool:
+			f.SetBool(true)
+		case reflect.Pointer:
+			f.Set(reflect.New(f.Type().Elem()))
+		default:
+			t.Fatalf("legacy field %s of kind %s: extend this test", st.Type().Field(i).Name, f.Kind())
+		}
+	}
+	v1alpha1.MoveLegacyFields(&a)
+	moved := nonZero(a.Spec)
+	// What ClearServerFields empties of a spec with every field set.
+	var full v1alpha1.AcmeAccountSpec
+	sp := reflect.ValueOf(&full).Elem()
+	for i := range sp.NumField() {
+		f := sp.Field(i)
+		switch f.Kind() {
+		case reflect.String:
+			f.SetString("x")
+		case reflect.Bool:
+			f.SetBool(true)
+		case reflect.Pointer:
+			f.Set(reflect.New(f.Type().Elem()))
+		case reflect.Slice:
+			f.Set(reflect.MakeSlice(f.Type(), 1, 1))
+		default:
+			t.Fatalf("spec field %s of kind %s: extend this test", sp.Type().Field(i).Name, f.Kind())
+		}
+	}
+	before := nonZero(full)
+	full.ClearServerFields()
+	after := map[string]bool{}
+	for _, n := range nonZero(full) {
+		after[n] = true
+	}
+	var cleared []string
+	for _, n := range before {
+		if !after[n] {
+			cleared = append(cleared, n)
+		}
+	}
+	if len(moved) == 0 || strings.Join(moved, ",") != strings.Join(cleared, ",") {
+		t.Fatalf("MoveLegacyFields fills %v; ClearServerFields clears %v", moved, cleared)
+	}
+}
+
+func nonZero(v any) []string {
+	rv := reflect.ValueOf(v)
+	var out []string
+	for i := range rv.NumField() {
+		if !rv.Field(i).IsZero() {
+			out = append(out, rv.Type().Field(i).Name)
+		}
+	}
+	return out
 }

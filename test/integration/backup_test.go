@@ -2,16 +2,21 @@ package integration
 
 import (
 	"context"
+	"crypto"
 	"crypto/x509"
+	"encoding/json"
 	"encoding/pem"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
+	xacme "golang.org/x/crypto/acme"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -193,6 +198,39 @@ func TestBackupRestoreWithoutStatus(t *testing.T) {
 		t.Fatalf("restored AcmeCertificate %s: revocation %+v (%v)", name, goneObj.Spec.Revocation, err)
 	}
 
+	// An order and authorization restored without their status answer, to
+	// lego's own account key, as finished: the order invalid (its state was
+	// not restored), the authorization expired.
+	legoKey, legoKID := legoAccount(t, filepath.Join(dir, "lego"))
+	cl := &xacme.Client{Key: legoKey, KID: xacme.KeyID(legoKID), DirectoryURL: dirURL, HTTPClient: r.httpClient()}
+	var orders v1alpha1.AcmeOrderList
+	if err := r.c.List(context.Background(), &orders); err != nil {
+		t.Fatal(err)
+	}
+	base := strings.TrimSuffix(dirURL, "directory")
+	checked := 0
+	for _, o := range orders.Items {
+		if o.Spec.Account != path.Base(legoKID) {
+			continue
+		}
+		got, err := cl.GetOrder(context.Background(), base+"order/"+o.Name)
+		if err != nil || got.Status != xacme.StatusInvalid || got.Error == nil || !strings.Contains(got.Error.Detail, "not restored") {
+			t.Fatalf("restored order %s without status: %+v, error %v (%v); want invalid, not restored", o.Name, got, got.Error, err)
+		}
+		var azs v1alpha1.AcmeChallengeList
+		if err := r.c.List(context.Background(), &azs, client.InNamespace(o.Namespace), client.MatchingLabels{v1alpha1.LabelOrder: o.Name}); err != nil || len(azs.Items) == 0 {
+			t.Fatalf("authorizations of restored order %s: %d (%v)", o.Name, len(azs.Items), err)
+		}
+		z, err := cl.GetAuthorization(context.Background(), base+"authz/"+azs.Items[0].Name)
+		if err != nil || z.Status != xacme.StatusExpired {
+			t.Fatalf("restored authorization %s without status: %+v (%v); want expired", azs.Items[0].Name, z, err)
+		}
+		checked++
+	}
+	if checked == 0 {
+		t.Fatalf("no restored order of lego's account %s", legoKID)
+	}
+
 	// The same accounts renew and revoke.
 	certbot("renew", "--force-renewal", "--no-random-sleep-on-renew", "--cert-name", "cb.localhost")
 	lego("--domains", "lg.localhost", "renew", "--days", "100000", "--no-random-sleep")
@@ -205,4 +243,47 @@ func TestBackupRestoreWithoutStatus(t *testing.T) {
 	if !onCRL(cbAfter) || !onCRL(lgAfter) {
 		t.Fatal("a revocation after the restore is not on the CRL")
 	}
+}
+
+// legoAccount reads the account key and URL lego keeps under dir.
+func legoAccount(t *testing.T, dir string) (crypto.Signer, string) {
+	t.Helper()
+	accts, err := filepath.Glob(filepath.Join(dir, "accounts", "*", "*", "account.json"))
+	if err != nil || len(accts) != 1 {
+		t.Fatalf("lego accounts: %v (%v)", accts, err)
+	}
+	b, err := os.ReadFile(accts[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var a struct {
+		Registration struct {
+			URI string `json:"uri"`
+		} `json:"registration"`
+	}
+	if err := json.Unmarshal(b, &a); err != nil || a.Registration.URI == "" {
+		t.Fatalf("lego account.json: %s (%v)", b, err)
+	}
+	keys, err := filepath.Glob(filepath.Join(filepath.Dir(accts[0]), "keys", "*.key"))
+	if err != nil || len(keys) != 1 {
+		t.Fatalf("lego account keys: %v (%v)", keys, err)
+	}
+	pemBytes, err := os.ReadFile(keys[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	blk, _ := pem.Decode(pemBytes)
+	if blk == nil {
+		t.Fatalf("lego account key %s is not PEM", keys[0])
+	}
+	key, err := x509.ParseECPrivateKey(blk.Bytes)
+	if err != nil {
+		k8, err8 := x509.ParsePKCS8PrivateKey(blk.Bytes)
+		signer, ok := k8.(crypto.Signer)
+		if err8 != nil || !ok {
+			t.Fatalf("lego account key: %v / %v", err, err8)
+		}
+		return signer, a.Registration.URI
+	}
+	return key, a.Registration.URI
 }

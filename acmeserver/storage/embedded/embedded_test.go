@@ -16,6 +16,7 @@ import (
 
 	"github.com/kacme/kacme/acmeserver/storage"
 	"github.com/kacme/kacme/acmeserver/storage/embedded"
+	"github.com/kacme/kacme/acmeserver/storage/embedded/embeddedtest"
 	"github.com/kacme/kacme/acmeserver/storage/storagetest"
 	"github.com/kacme/kacme/api/v1alpha1"
 )
@@ -26,12 +27,7 @@ func TestConformance(t *testing.T) {
 	for _, limit := range []int{0, 1, -1} {
 		t.Run(fmt.Sprintf("cache=%d", limit), func(t *testing.T) {
 			storagetest.Run(t, func(t *testing.T) (storage.Store, string) {
-				s, err := embedded.OpenWith(filepath.Join(t.TempDir(), "kacme.db"), embedded.Options{CachedObjects: limit})
-				if err != nil {
-					t.Fatal(err)
-				}
-				t.Cleanup(func() { _ = s.Close() })
-				return s, "default"
+				return embeddedtest.Open(t, embedded.Options{CachedObjects: limit}), "default"
 			})
 		})
 	}
