@@ -49,6 +49,10 @@ func (s *server) stop() {
 		for _, f := range s.cleanup {
 			f()
 		}
+		if dir := os.Getenv("ACMEBENCH_SERVER_LOGS"); dir != "" && s.log != nil {
+			// For investigating a server's errors: its output, kept.
+			_ = os.WriteFile(filepath.Join(dir, s.name+".log"), s.log.Bytes(), 0o644)
+		}
 	}()
 	if s.cmd == nil || s.cmd.Process == nil {
 		return
