@@ -61,15 +61,11 @@ func Sweep(ctx context.Context, store storage.Store, profileName string, ret pro
 			continue
 		}
 		for _, az := range azs {
-			if _, err := deleteIf(ctx, store, &v1alpha1.AcmeChallenge{}, az.Namespace, az.Name, func(a *v1alpha1.AcmeChallenge) bool {
-				return a.Status.Expires.Time.Before(cutoff)
-			}); err != nil {
+			if _, err := deleteIf(ctx, store, &v1alpha1.AcmeChallenge{}, az.Namespace, az.Name, cutoff); err != nil {
 				return orders, 0, fmt.Errorf("retention: delete authorization %s/%s: %w", az.Namespace, az.Name, err)
 			}
 		}
-		deleted, err := deleteIf(ctx, store, &v1alpha1.AcmeOrder{}, o.Namespace, o.Name, func(x *v1alpha1.AcmeOrder) bool {
-			return x.Status.Expires.Time.Before(cutoff)
-		})
+		deleted, err := deleteIf(ctx, store, &v1alpha1.AcmeOrder{}, o.Namespace, o.Name, cutoff)
 		if err != nil {
 			return orders, 0, fmt.Errorf("retention: delete order %s/%s: %w", o.Namespace, o.Name, err)
 		}
@@ -86,9 +82,7 @@ func Sweep(ctx context.Context, store storage.Store, profileName string, ret pro
 		if !c.At.Before(certCutoff) {
 			continue
 		}
-		deleted, err := deleteIf(ctx, store, &v1alpha1.AcmeCertificate{}, c.Namespace, c.Name, func(x *v1alpha1.AcmeCertificate) bool {
-			return x.Spec.NotAfter.Time.Before(certCutoff)
-		})
+		deleted, err := deleteIf(ctx, store, &v1alpha1.AcmeCertificate{}, c.Namespace, c.Name, certCutoff)
 		if err != nil {
 			return orders, certs, fmt.Errorf("retention: delete certificate %s/%s: %w", c.Namespace, c.Name, err)
 		}
@@ -99,12 +93,13 @@ func Sweep(ctx context.Context, store storage.Store, profileName string, ret pro
 	return orders, certs, nil
 }
 
-// deleteIf reads the object ns/name and deletes that version if expired
-// still says so (compare-and-swap: a write in between keeps it), and
-// reports whether it deleted it. Gone already is not an error.
-func deleteIf[P storage.Object](ctx context.Context, store storage.Store, obj P, ns, name string, expired func(P) bool) (bool, error) {
+// deleteIf reads the object ns/name into obj and deletes that version if it
+// still ended before cutoff (its Summary.At: an order's or authorization's
+// expiry, a certificate's notAfter; compare-and-swap, so a write in between
+// keeps it), and reports whether it deleted it. Gone already is not an error.
+func deleteIf(ctx context.Context, store storage.Store, obj storage.Object, ns, name string, cutoff time.Time) (bool, error) {
 	err := store.Get(ctx, ns, name, obj)
-	if err != nil || !expired(obj) {
+	if err != nil || !storage.Summarize(obj).At.Before(cutoff) {
 		if storage.IsNotFound(err) {
 			err = nil
 		}

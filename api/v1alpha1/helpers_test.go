@@ -77,30 +77,33 @@ func TestBounds(t *testing.T) {
 // added to one list and not the other fails here.
 func TestServerFieldsAgree(t *testing.T) {
 	var a v1alpha1.AcmeAccount
-	st := reflect.ValueOf(&a.Status).Elem()
-	for i := range st.NumField() { // every legacy field set to something
-		f := st.Field(i)
-		if !strings.HasPrefix(st.Type().Field(i).Name, "Legacy") {
-			continue
-		}
-		switch f.Kind() {
-		case reflect.String:
-			f.SetString("x")
-		case reflect.Bool:
-			f.SetBool(true)
-		case reflect.Pointer:
-			f.Set(reflect.New(f.Type().Elem()))
-		default:
-			t.Fatalf("legacy field %s of kind %s: extend this test", st.Type().Field(i).Name, f.Kind())
-		}
-	}
+	setFields(t, reflect.ValueOf(&a.Status).Elem(), "Legacy") // every legacy field set to something
 	v1alpha1.MoveLegacyFields(&a)
 	moved := nonZero(a.Spec)
 	// What ClearServerFields empties of a spec with every field set.
 	var full v1alpha1.AcmeAccountSpec
-	sp := reflect.ValueOf(&full).Elem()
-	for i := range sp.NumField() {
-		f := sp.Field(i)
+	setFields(t, reflect.ValueOf(&full).Elem(), "")
+	full.ClearServerFields()
+	var cleared []string
+	for i := range reflect.TypeOf(full).NumField() {
+		if reflect.ValueOf(full).Field(i).IsZero() {
+			cleared = append(cleared, reflect.TypeOf(full).Field(i).Name)
+		}
+	}
+	if len(moved) == 0 || strings.Join(moved, ",") != strings.Join(cleared, ",") {
+		t.Fatalf("MoveLegacyFields fills %v; ClearServerFields clears %v", moved, cleared)
+	}
+}
+
+// setFields sets every field of the struct v whose name has prefix to a
+// non-zero value.
+func setFields(t *testing.T, v reflect.Value, prefix string) {
+	t.Helper()
+	for i := range v.NumField() {
+		f, name := v.Field(i), v.Type().Field(i).Name
+		if !strings.HasPrefix(name, prefix) {
+			continue
+		}
 		switch f.Kind() {
 		case reflect.String:
 			f.SetString("x")
@@ -111,23 +114,8 @@ func TestServerFieldsAgree(t *testing.T) {
 		case reflect.Slice:
 			f.Set(reflect.MakeSlice(f.Type(), 1, 1))
 		default:
-			t.Fatalf("spec field %s of kind %s: extend this test", sp.Type().Field(i).Name, f.Kind())
+			t.Fatalf("field %s of kind %s: extend setFields", name, f.Kind())
 		}
-	}
-	before := nonZero(full)
-	full.ClearServerFields()
-	after := map[string]bool{}
-	for _, n := range nonZero(full) {
-		after[n] = true
-	}
-	var cleared []string
-	for _, n := range before {
-		if !after[n] {
-			cleared = append(cleared, n)
-		}
-	}
-	if len(moved) == 0 || strings.Join(moved, ",") != strings.Join(cleared, ",") {
-		t.Fatalf("MoveLegacyFields fills %v; ClearServerFields clears %v", moved, cleared)
 	}
 }
 
