@@ -41,6 +41,9 @@ type Authority interface {
 	RevokeAsAdmin(ctx context.Context, ns, name string, reason int, by string) (bool, error)
 	DeactivateAsAdmin(ctx context.Context, ns, name, by string) (bool, error)
 	Chains(c *v1alpha1.AcmeCertificate) ([][]byte, error)
+	// OrderAuthorizations are an order's authorizations, stored or (while
+	// pending and unanswered) derived from the order.
+	OrderAuthorizations(ctx context.Context, o *v1alpha1.AcmeOrder) ([]*v1alpha1.AcmeChallenge, error)
 }
 
 // Options configure the dashboard.

@@ -28,6 +28,9 @@ func (noRA) DeactivateAsAdmin(context.Context, string, string, string) (bool, er
 func (noRA) Chains(c *v1alpha1.AcmeCertificate) ([][]byte, error) {
 	return [][]byte{[]byte(c.Spec.Certificate)}, nil
 }
+func (noRA) OrderAuthorizations(context.Context, *v1alpha1.AcmeOrder) ([]*v1alpha1.AcmeChallenge, error) {
+	return nil, nil
+}
 
 // TestOrderPagesPartitionTheOrders: orders created within the same second
 // (the resolution of creation timestamps), listed by a store in no

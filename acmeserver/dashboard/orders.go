@@ -83,14 +83,11 @@ func (d *Dashboard) order(ctx context.Context, w http.ResponseWriter, r *http.Re
 			ports[1] = p.Validation.TLSPort
 		}
 	}
-	for _, id := range o.Status.Authorizations {
-		var az v1alpha1.AcmeChallenge
-		if err := d.o.Store.Get(ctx, ns, id, &az); err != nil {
-			if storage.IsNotFound(err) {
-				continue
-			}
-			return err
-		}
+	stored, err := d.o.RA.OrderAuthorizations(ctx, &o)
+	if err != nil {
+		return err
+	}
+	for _, az := range stored {
 		v := authzView{Name: az.Name, Identifier: az.Spec.Identifier.Value, Status: az.Status.Status, Expires: az.Status.Expires.Time,
 			Records: az.Status.Records}
 		if az.Spec.Wildcard {

@@ -2,6 +2,7 @@ package ra
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"strings"
 	"time"
@@ -21,18 +22,27 @@ const stateValidating = "validating"
 
 // Challenge loads challenge id of account a: its authorization and index.
 func (r *RA) Challenge(ctx context.Context, a *v1alpha1.AcmeAccount, id string) (*v1alpha1.AcmeChallenge, int, error) {
+	az, ci, _, err := r.challenge(ctx, a, id)
+	return az, ci, err
+}
+
+// challenge is Challenge, and whether the authorization is stored.
+func (r *RA) challenge(ctx context.Context, a *v1alpha1.AcmeAccount, id string) (*v1alpha1.AcmeChallenge, int, bool, error) {
 	azID, ci, ok := SplitChallengeID(id)
 	if !ok {
-		return nil, 0, notFound("challenge")
+		return nil, 0, false, notFound("challenge")
 	}
-	az, err := r.Authorization(ctx, a, azID)
+	az, stored, err := r.authorization(ctx, a, azID)
 	if err != nil {
-		return nil, 0, notFound("challenge")
+		if _, isProblem := errors.AsType[*acme.Problem](err); isProblem {
+			return nil, 0, false, notFound("challenge")
+		}
+		return nil, 0, false, err
 	}
 	if ci >= len(az.Status.Challenges) {
-		return nil, 0, notFound("challenge")
+		return nil, 0, false, notFound("challenge")
 	}
-	return az, ci, nil
+	return az, ci, stored, nil
 }
 
 // validationJob is one validation running in this process.
@@ -43,7 +53,8 @@ type validationJob struct {
 	typ       v1alpha1.ChallengeType
 	token     string
 	keyAuth   string
-	done      chan struct{} // closed once the outcome is stored
+	pending   *v1alpha1.AcmeChallenge // the derived authorization, when it was not stored yet
+	done      chan struct{}           // closed once the outcome is stored
 }
 
 func (j *validationJob) key() string { return j.ns + "/" + j.authz }
@@ -58,7 +69,7 @@ func (r *RA) RespondChallenge(ctx context.Context, p *profile.Profile, a *v1alph
 	if err != nil {
 		return nil, 0, err
 	}
-	az, ci, err := r.Challenge(ctx, a, id)
+	az, ci, stored, err := r.challenge(ctx, a, id)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -75,8 +86,12 @@ func (r *RA) RespondChallenge(ctx context.Context, p *profile.Profile, a *v1alph
 	if err != nil {
 		return nil, 0, err
 	}
-	job := r.startValidation(&validationJob{ns: az.Namespace, authz: az.Name, ci: ci, spec: az.Spec,
-		typ: ch.Type, token: ch.Token, keyAuth: keyAuth, done: make(chan struct{})})
+	job := &validationJob{ns: az.Namespace, authz: az.Name, ci: ci, spec: az.Spec,
+		typ: ch.Type, token: ch.Token, keyAuth: keyAuth, done: make(chan struct{})}
+	if !stored {
+		job.pending = az.DeepCopy()
+	}
+	job = r.startValidation(job)
 	t := time.NewTimer(r.syncWait)
 	defer t.Stop()
 	select {
@@ -88,7 +103,7 @@ func (r *RA) RespondChallenge(ctx context.Context, p *profile.Profile, a *v1alph
 	// Still running: store "processing" before saying so.
 	var out *v1alpha1.AcmeChallenge
 	err = retry(ctx, func() error {
-		cur, _, err := r.Challenge(ctx, a, id)
+		cur, _, stored, err := r.challenge(ctx, a, id)
 		if err != nil {
 			return err
 		}
@@ -102,7 +117,7 @@ func (r *RA) RespondChallenge(ctx context.Context, p *profile.Profile, a *v1alph
 			cur.Labels = map[string]string{}
 		}
 		cur.Labels[v1alpha1.LabelState] = stateValidating
-		return r.store.Update(ctx, cur)
+		return r.storeAuthorization(ctx, cur, stored)
 	})
 	if err != nil {
 		return nil, 0, err
@@ -207,8 +222,9 @@ func (r *RA) validate(req va.Request) va.Result {
 // defaultValidationTimeout applies when a profile sets none (NewProfile sets 10 s).
 const defaultValidationTimeout = 10 * time.Second
 
-// finishValidation stores the outcome on the AcmeChallenge (one write) and,
-// when it failed, marks the order invalid.
+// finishValidation stores the outcome on the AcmeChallenge (one write: its
+// creation when the authorization was derived until now) and, when it
+// failed, marks the order invalid.
 func (r *RA) finishValidation(ctx context.Context, job *validationJob, res va.Result) {
 	now := metav1.NewTime(r.nowUTC())
 	var stored *v1alpha1.AcmeChallenge
@@ -216,7 +232,10 @@ func (r *RA) finishValidation(ctx context.Context, job *validationJob, res va.Re
 		return retry(ctx, func() error {
 			stored = nil
 			var az v1alpha1.AcmeChallenge
-			if err := r.get(ctx, job.ns, job.authz, &az, "authorization"); err != nil {
+			exists := true
+			if err := r.store.Get(storage.ExpectMiss(ctx), job.ns, job.authz, &az); storage.IsNotFound(err) && job.pending != nil {
+				az, exists = *job.pending.DeepCopy(), false // its first write
+			} else if err != nil {
 				return err
 			}
 			if job.ci >= len(az.Status.Challenges) {
@@ -241,7 +260,7 @@ func (r *RA) finishValidation(ctx context.Context, job *validationJob, res va.Re
 			}
 			az.Status.Records = v1alpha1.BoundRecords(res.Records)
 			delete(az.Labels, v1alpha1.LabelState)
-			if err := r.store.Update(ctx, &az); err != nil {
+			if err := r.storeAuthorization(ctx, &az, exists); err != nil {
 				return err
 			}
 			stored = &az

@@ -211,30 +211,50 @@ func TestConcurrentFinalize(t *testing.T) {
 	}
 }
 
-// TestNewOrderAuthorizationNotStored: an order whose authorization could not
-// be stored ends invalid at once instead of staying pending until it expires.
-func TestNewOrderAuthorizationNotStored(t *testing.T) {
+// TestAuthorizationDerivedUntilAnswered: a new order stores no
+// authorization; its pending authorization (challenges, tokens, data,
+// expiry) is derived from the order, and answering a challenge stores it
+// once, with the outcome. A refused first write leaves it pending, and
+// the client's retry validates and stores it.
+func TestAuthorizationDerivedUntilAnswered(t *testing.T) {
 	r, store, p, a, _ := readyOrder(t)
 	ctx := context.Background()
-	store.failAuthzCreates.Store(true)
-	if _, err := r.NewOrder(ctx, p, a, acme.NewOrderRequest{Identifiers: []acme.Identifier{{Type: "dns", Value: "two.example"}}}); err == nil {
-		t.Fatal("new order succeeded without its authorization")
-	}
-	var orders v1alpha1.AcmeOrderList
-	if err := store.List(ctx, storage.AllNamespaces, &orders, storage.ListOptions{}); err != nil {
+	o, err := r.NewOrder(ctx, p, a, acme.NewOrderRequest{Identifiers: []acme.Identifier{{Type: "dns", Value: "two.example"}}})
+	if err != nil {
 		t.Fatal(err)
 	}
-	found := false
-	for _, o := range orders.Items {
-		if o.Spec.Identifiers[0].Value == "two.example" {
-			found = true
-			if o.Status.Status != acme.StatusInvalid || o.Status.Error == nil {
-				t.Fatalf("order without its authorization is %s (error %v), want invalid", o.Status.Status, o.Status.Error)
-			}
-		}
+	name := o.Status.Authorizations[0]
+	var stored v1alpha1.AcmeChallenge
+	if err := store.Get(ctx, o.Namespace, name, &stored); !storage.IsNotFound(err) {
+		t.Fatalf("authorization stored with its order: %v", err)
 	}
-	if !found {
-		t.Fatal("the order was not stored")
+	az, err := r.Authorization(ctx, a, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if az.Status.Status != acme.StatusPending || !az.Status.Expires.Equal(&o.Status.Expires) || az.Spec.Identifier.Value != "two.example" ||
+		len(az.Status.Challenges) != len(o.Status.Offered[0].Challenges) || az.Status.Challenges[0].Token != o.Status.Offered[0].Challenges[0].Token ||
+		az.Status.Challenges[0].Data.Content == "" {
+		t.Fatalf("derived authorization %+v from offer %+v", az, o.Status.Offered[0])
+	}
+	if _, err := r.Authorization(ctx, a, o.Name+"-1"); err == nil {
+		t.Fatal("an authorization the order does not offer was found")
+	}
+	store.failAuthzCreates.Store(true)
+	got, _, err := r.RespondChallenge(ctx, p, a, ra.ChallengeID(name, 0))
+	if err != nil || got.Status.Status != acme.StatusPending {
+		t.Fatalf("answer with the write refused: %v %v, want still pending", got.Status.Status, err)
+	}
+	store.failAuthzCreates.Store(false)
+	if got, _, err = r.RespondChallenge(ctx, p, a, ra.ChallengeID(name, 0)); err != nil || got.Status.Status != acme.StatusValid {
+		t.Fatalf("retried answer: %v %v, want valid", got, err)
+	}
+	if err := store.Get(ctx, o.Namespace, name, &stored); err != nil || stored.Status.Status != acme.StatusValid ||
+		stored.Spec.Order != o.Name || stored.Labels[v1alpha1.LabelOrder] != o.Name {
+		t.Fatalf("stored authorization %+v: %v", stored, err)
+	}
+	if cur, err := r.Order(ctx, a, o.Name); err != nil || cur.Status.Status != acme.StatusReady {
+		t.Fatalf("order after validation: %v %v", cur.Status.Status, err)
 	}
 }
 

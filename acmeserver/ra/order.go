@@ -12,7 +12,6 @@ import (
 	"strings"
 	"time"
 
-	jose "github.com/go-jose/go-jose/v4"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/kacme/kacme/acmeserver/acme"
@@ -58,10 +57,6 @@ func (r *RA) NewOrder(ctx context.Context, p *profile.Profile, a *v1alpha1.AcmeA
 		}
 		replacesSerial = serial
 	}
-	key, err := AccountKey(a)
-	if err != nil {
-		return nil, err
-	}
 	expires := metav1.NewTime(now.Add(p.OrderLifetime))
 	o := &v1alpha1.AcmeOrder{
 		ObjectMeta: metav1.ObjectMeta{Namespace: a.Namespace, Name: acme.NewID(), Labels: map[string]string{
@@ -73,20 +68,18 @@ func (r *RA) NewOrder(ctx context.Context, p *profile.Profile, a *v1alpha1.AcmeA
 	if replacesSerial != "" {
 		o.Labels[v1alpha1.LabelReplaces] = replacesSerial
 	}
-	var azs []*v1alpha1.AcmeChallenge
-	for _, id := range ids {
+	for i, id := range ids {
 		o.Spec.Identifiers = append(o.Spec.Identifiers, v1alpha1.Identifier{Type: id.Type, Value: id.Value})
-		az, err := newAuthorization(p, o, id, expires, key)
-		if err != nil {
-			return nil, err
-		}
-		azs = append(azs, az)
-		o.Status.Authorizations = append(o.Status.Authorizations, az.Name)
+		oa := offer(p.ChallengeTypes, o.Name, i, id)
+		o.Status.Offered = append(o.Status.Offered, oa)
+		o.Status.Authorizations = append(o.Status.Authorizations, oa.Name)
 	}
-	if err := r.storeOrder(ctx, o, azs); err != nil {
-		return nil, err
+	// One write: the authorizations are derived from the order until one of
+	// their challenges is answered (authz.go).
+	if err := r.store.Create(ctx, o); err != nil {
+		return nil, fmt.Errorf("create order: %w", err)
 	}
-	r.usage.add(a.Namespace+"/"+a.Name, o.CreationTimestamp.Time, len(azs))
+	r.usage.add(a.Namespace+"/"+a.Name, o.CreationTimestamp.Time, len(ids))
 	r.audit.Record(ctx, audit.OrderCreated, slog.String("account", a.Name), slog.String("order", o.Name),
 		slog.String("profile", p.Name), slog.String("issuanceProfile", ipName), slog.Any("identifiers", o.Spec.Identifiers))
 	return o, nil
@@ -111,30 +104,6 @@ func issuanceProfile(p *profile.Profile, name string, ids []acme.Identifier) (st
 		}
 	}
 	return name, ip, nil
-}
-
-// storeOrder creates the order, then its authorizations. The order comes
-// first, so that its authorizations can name it as their owner (deleting an
-// order deletes them); each authorization is one AcmeChallenge.
-func (r *RA) storeOrder(ctx context.Context, o *v1alpha1.AcmeOrder, azs []*v1alpha1.AcmeChallenge) error {
-
-	if err := r.store.Create(ctx, o); err != nil {
-		return fmt.Errorf("create order: %w", err)
-	}
-	for _, az := range azs {
-		if o.UID != "" {
-			az.OwnerReferences = []metav1.OwnerReference{{APIVersion: v1alpha1.GroupVersion.String(), Kind: "AcmeOrder",
-				Name: o.Name, UID: o.UID}}
-		}
-		if err := r.store.Create(ctx, az); err != nil {
-			// The order cannot become ready without it: end it now rather
-			// than leave it pending until it expires.
-			r.failOrder(ctx, o.Namespace, o.Name, &v1alpha1.Problem{Type: string(acme.ServerInternal), Status: 500,
-				Detail: "the order's authorizations could not be stored; place a new order"})
-			return fmt.Errorf("create authorization: %w", err)
-		}
-	}
-	return nil
 }
 
 // checkIdentifiers normalises, de-duplicates and policy-checks identifiers;
@@ -181,35 +150,6 @@ func (r *RA) checkIdentifiers(p *profile.Profile, allowed []string, in []acme.Id
 	}
 	return nil, &acme.Problem{Type: typ, Status: http.StatusBadRequest,
 		Detail: "cannot issue for: " + strings.Join(details, "; "), Subproblems: subs}
-}
-
-// newAuthorization builds a pending authorization (an AcmeChallenge) with
-// the challenges the identifier allows: wildcards only dns-01 (BR), ip no
-// dns-01 (RFC 8738 §7); each carries the data the client must deploy.
-func newAuthorization(p *profile.Profile, o *v1alpha1.AcmeOrder, id acme.Identifier, expires metav1.Time, key *jose.JSONWebKey) (*v1alpha1.AcmeChallenge, error) {
-	az := &v1alpha1.AcmeChallenge{
-		ObjectMeta: metav1.ObjectMeta{Namespace: o.Namespace, Name: acme.NewID(), Labels: map[string]string{
-			v1alpha1.LabelAccount: o.Spec.Account, v1alpha1.LabelOrder: o.Name, v1alpha1.LabelProfile: p.Name}},
-		Spec: v1alpha1.AcmeChallengeSpec{Account: o.Spec.Account, Order: o.Name, Profile: p.Name,
-			Identifier: v1alpha1.Identifier{Type: id.Type, Value: id.Value}},
-		Status: v1alpha1.AcmeChallengeStatus{Status: acme.StatusPending, Expires: expires},
-	}
-	if base, ok := strings.CutPrefix(id.Value, "*."); ok {
-		az.Spec.Identifier.Value, az.Spec.Wildcard = base, true
-	}
-	for _, t := range p.ChallengeTypes {
-		if (az.Spec.Wildcard && t != v1alpha1.ChallengeDNS01) || (id.Type == acme.IdentifierIP && t == v1alpha1.ChallengeDNS01) {
-			continue
-		}
-		token := acme.NewToken()
-		keyAuth, err := acme.KeyAuthorization(token, key)
-		if err != nil {
-			return nil, err
-		}
-		az.Status.Challenges = append(az.Status.Challenges, v1alpha1.AcmeChallengeState{Type: t, Token: token,
-			Status: acme.StatusPending, Data: challengeData(t, az.Spec.Identifier.Value, token, keyAuth)})
-	}
-	return az, nil
 }
 
 // challengeData is what a client deploys for a challenge (RFC 8555 §8.3,
@@ -312,7 +252,9 @@ func (r *RA) order(ctx context.Context, a *v1alpha1.AcmeAccount, id string) (*v1
 	return &o, azs, nil
 }
 
-// authorizations loads an order's AcmeChallenges; one not (yet) visible is nil.
+// authorizations loads an order's stored AcmeChallenges; one not stored (a
+// pending authorization derived from the order, or one not visible yet) is
+// nil.
 func (r *RA) authorizations(ctx context.Context, o *v1alpha1.AcmeOrder) ([]*v1alpha1.AcmeChallenge, error) {
 	if o.Status.Status != acme.StatusPending {
 		return nil, nil // valid and invalid are stored: nothing to derive
@@ -320,7 +262,7 @@ func (r *RA) authorizations(ctx context.Context, o *v1alpha1.AcmeOrder) ([]*v1al
 	out := make([]*v1alpha1.AcmeChallenge, len(o.Status.Authorizations))
 	for i, name := range o.Status.Authorizations {
 		var az v1alpha1.AcmeChallenge
-		if err := r.store.Get(ctx, o.Namespace, name, &az); err != nil {
+		if err := r.store.Get(storage.ExpectMiss(ctx), o.Namespace, name, &az); err != nil {
 			if storage.IsNotFound(err) {
 				continue
 			}
@@ -491,17 +433,31 @@ func SplitChallengeID(id string) (az string, idx int, ok bool) {
 	return id[:i], n, true
 }
 
-// Authorization loads authorization id of account a.
+// Authorization loads authorization id of account a: stored, or derived
+// from its order while pending (authz.go).
 func (r *RA) Authorization(ctx context.Context, a *v1alpha1.AcmeAccount, id string) (*v1alpha1.AcmeChallenge, error) {
-	var az v1alpha1.AcmeChallenge
-	if err := r.get(ctx, a.Namespace, id, &az, "authorization"); err != nil {
-		return nil, err
+	az, _, err := r.authorization(ctx, a, id)
+	return az, err
+}
+
+// authorization is Authorization, and whether az is stored.
+func (r *RA) authorization(ctx context.Context, a *v1alpha1.AcmeAccount, id string) (az *v1alpha1.AcmeChallenge, stored bool, err error) {
+	key, err := AccountKey(a)
+	if err != nil {
+		return nil, false, err
+	}
+	az, stored, err = r.loadAuthorization(ctx, a.Namespace, id, nil, key)
+	if err != nil {
+		if storage.IsNotFound(err) {
+			return nil, false, notFound("authorization")
+		}
+		return nil, false, err
 	}
 	if az.Spec.Account != a.Name {
-		return nil, notFound("authorization")
+		return nil, false, notFound("authorization")
 	}
-	r.expire(&az)
-	return &az, nil
+	r.expire(az)
+	return az, stored, nil
 }
 
 // DeactivateAuthorization deactivates a pending or valid authorization
@@ -510,7 +466,7 @@ func (r *RA) Authorization(ctx context.Context, a *v1alpha1.AcmeAccount, id stri
 func (r *RA) DeactivateAuthorization(ctx context.Context, a *v1alpha1.AcmeAccount, id string) (*v1alpha1.AcmeChallenge, error) {
 	var out *v1alpha1.AcmeChallenge
 	err := retry(ctx, func() error {
-		az, err := r.Authorization(ctx, a, id)
+		az, stored, err := r.authorization(ctx, a, id)
 		if err != nil {
 			return err
 		}
@@ -518,7 +474,7 @@ func (r *RA) DeactivateAuthorization(ctx context.Context, a *v1alpha1.AcmeAccoun
 			return acme.MalformedProblem("authorization is %s and cannot be deactivated", az.Status.Status)
 		}
 		az.Status.Status = acme.StatusDeactivated
-		if err := r.store.Update(ctx, az); err != nil {
+		if err := r.storeAuthorization(ctx, az, stored); err != nil {
 			return err
 		}
 		out = az

@@ -198,9 +198,21 @@ func (r *RA) countUsage(ctx context.Context, a *v1alpha1.AcmeAccount, now time.T
 		return nil, nil, err
 	}
 	u := &accountUsage{counted: now}
+	pending := func(expires time.Time, n int) {
+		u.pending += n
+		if u.soonest.IsZero() || expires.Before(u.soonest) {
+			u.soonest = expires
+		}
+	}
+	// A pending order's authorizations that are not stored are pending:
+	// they are derived from the order until a challenge is answered.
+	unstored := map[string]int{}
 	for _, o := range orders {
 		if now.Sub(o.Created) < rateWindow {
 			u.orders = append(u.orders, o.Created)
+		}
+		if o.Offered > 0 && o.Status == acme.StatusPending && now.Before(o.At) {
+			unstored[o.Name] = o.Offered
 		}
 	}
 	azs, err := storage.ListSummaries(ctx, r.store, a.Namespace, "AcmeChallenge", byAccount)
@@ -209,14 +221,21 @@ func (r *RA) countUsage(ctx context.Context, a *v1alpha1.AcmeAccount, now time.T
 	}
 	var failed []time.Time
 	for _, az := range azs {
+		if order, _, ok := splitAuthzName(az.Name); ok {
+			if n, ok := unstored[order]; ok {
+				unstored[order] = n - 1
+			}
+		}
 		switch {
 		case az.Status == acme.StatusInvalid:
 			failed = append(failed, az.Created)
 		case az.Status == acme.StatusPending && now.Before(az.At):
-			u.pending++
-			if u.soonest.IsZero() || az.At.Before(u.soonest) {
-				u.soonest = az.At
-			}
+			pending(az.At, 1)
+		}
+	}
+	for _, o := range orders {
+		if n := unstored[o.Name]; n > 0 {
+			pending(o.At, n)
 		}
 	}
 	return u, failed, nil

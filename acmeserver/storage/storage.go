@@ -181,6 +181,22 @@ func Consistent(ctx context.Context) context.Context {
 	return context.WithValue(ctx, consistentKey{}, true)
 }
 
+type expectMissKey struct{}
+
+// ExpectMiss marks ctx for reads of objects that often do not exist (an
+// authorization that is derived until it is first stored): a backend that
+// reads from a cache takes the cache's "not found" as the answer instead of
+// asking the source of truth. A Consistent ctx still asks it.
+func ExpectMiss(ctx context.Context) context.Context {
+	return context.WithValue(ctx, expectMissKey{}, true)
+}
+
+// IsExpectMiss reports whether ctx says a cache miss is the answer.
+func IsExpectMiss(ctx context.Context) bool {
+	v, _ := ctx.Value(expectMissKey{}).(bool)
+	return v
+}
+
 // IsConsistent reports whether ctx asks for consistent reads.
 func IsConsistent(ctx context.Context) bool {
 	v, _ := ctx.Value(consistentKey{}).(bool)

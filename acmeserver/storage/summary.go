@@ -30,6 +30,9 @@ type Summary struct {
 	// certificate's names, space-separated; an authorization's identifier
 	// as "<type>:<value>" ("dns:*.example.com" for a wildcard).
 	Text string
+	// Offered: how many authorizations an order offers that are derived
+	// from it until they are stored (len(status.offered)).
+	Offered int
 }
 
 // StatusRevoked is a revoked certificate's Summary.Status.
@@ -41,6 +44,7 @@ func Summarize(obj Object) Summary {
 	switch o := obj.(type) {
 	case *v1alpha1.AcmeOrder:
 		s.Status, s.Profile, s.At = o.Status.Status, o.Spec.Profile, o.Status.Expires.Time
+		s.Offered = len(o.Status.Offered)
 		ids := make([]string, len(o.Spec.Identifiers))
 		for i, id := range o.Spec.Identifiers {
 			ids[i] = id.Value

@@ -244,6 +244,32 @@ type AcmeChallengeState struct {
 	Error *Problem `json:"error,omitempty"`
 }
 
+// OfferedAuthorization is what a pending authorization that is not stored
+// yet is derived from.
+type OfferedAuthorization struct {
+	// Name of the authorization (the AcmeChallenge it is stored as): the
+	// order's name, "-", and the authorization's index in the order.
+	// +kubebuilder:validation:MaxLength=253
+	Name string `json:"name"`
+	// Identifier to validate (without "*." for wildcards).
+	Identifier Identifier `json:"identifier"`
+	// Wildcard is true when the order asked for "*." + identifier.
+	// +optional
+	Wildcard bool `json:"wildcard,omitempty"`
+	// Challenges offered, in the order the client sees them.
+	// +kubebuilder:validation:MaxItems=8
+	Challenges []OfferedChallenge `json:"challenges"`
+}
+
+// OfferedChallenge is a challenge's type and token.
+type OfferedChallenge struct {
+	// Type of the challenge.
+	Type ChallengeType `json:"type"`
+	// Token chosen by the server (≥128 bits).
+	// +kubebuilder:validation:MaxLength=128
+	Token string `json:"token"`
+}
+
 // AcmeOrderStatus is the server-owned state of an order.
 type AcmeOrderStatus struct {
 	// Status as stored: pending, valid or invalid. "ready" is not written:
@@ -258,6 +284,16 @@ type AcmeOrderStatus struct {
 	// +kubebuilder:validation:MaxItems=1000
 	// +kubebuilder:validation:items:MaxLength=253
 	Authorizations []string `json:"authorizations"`
+	// Offered lists, per authorization, the challenges it offers (type and
+	// token). An authorization is stored as an AcmeChallenge only when one of
+	// its challenges is answered or it is deactivated, with that outcome;
+	// until then the server derives the pending authorization from the order
+	// (this entry, the order's account and expiry), which saves one API write
+	// per identifier. Empty for orders whose authorizations were all stored
+	// when the order was created.
+	// +optional
+	// +kubebuilder:validation:MaxItems=1000
+	Offered []OfferedAuthorization `json:"offered,omitempty"`
 	// Certificate is the name (serial) of the issued AcmeCertificate.
 	// +optional
 	// +kubebuilder:validation:MaxLength=64

@@ -544,6 +544,19 @@ func TestStateMachine(t *testing.T) {
 	if code, typ := finalize(o, "deact.localhost"); code != 403 || typ != acme.OrderNotReady {
 		t.Fatalf("AUTHZ-06: finalize answered %d %s", code, typ)
 	}
+	// AUTHZ-05/06 for a pending authorization no challenge of which was
+	// answered (derived from its order until this, its first write).
+	pu, po := e.order(k, kid, "deact-pending.localhost")
+	r, b = e.signed(k, kid, po.Authorizations[0], `{"status":"deactivated"}`)
+	if r.StatusCode != 200 || !strings.Contains(string(b), `"deactivated"`) {
+		t.Fatalf("AUTHZ-05 (pending): %d %s", r.StatusCode, b)
+	}
+	if s := statusOf(po.Authorizations[0]); s != "deactivated" {
+		t.Fatalf("AUTHZ-05 (pending): authorization is %s after deactivation", s)
+	}
+	if s := statusOf(pu); s != "invalid" {
+		t.Fatalf("AUTHZ-06 (pending): order is %s after its authorization was deactivated", s)
+	}
 	// ORD-07/AUTHZ-08: past expiry a pending order is invalid and its authorization expired.
 	pendingURL, pending := e.order(k, kid, "late.localhost")
 	readyURL, ready := e.readyOrder(k, kid, "ready-late.localhost")

@@ -53,6 +53,7 @@ type summary struct {
 	created, at     int64
 	status, profile string
 	text            string
+	offered         int32
 }
 
 func newKindIndex(limit int) *kindIndex {
@@ -170,7 +171,7 @@ func (ix *kindIndex) internStr(s string) string {
 
 func (ix *kindIndex) summarize(obj storage.Object) summary {
 	s := storage.Summarize(obj)
-	sum := summary{created: s.Created.Unix(), status: ix.internStr(s.Status), profile: ix.internStr(s.Profile), text: s.Text}
+	sum := summary{created: s.Created.Unix(), status: ix.internStr(s.Status), profile: ix.internStr(s.Profile), text: s.Text, offered: int32(s.Offered)}
 	if !s.At.IsZero() {
 		sum.at = s.At.Unix()
 	}
@@ -181,7 +182,7 @@ func (ix *kindIndex) summary(id uint32) storage.Summary {
 	sl := &ix.slots[id]
 	ns, name := splitKey(sl.key)
 	out := storage.Summary{Namespace: ns, Name: name, Created: time.Unix(sl.sum.created, 0).UTC(),
-		Status: sl.sum.status, Profile: sl.sum.profile, Text: sl.sum.text}
+		Status: sl.sum.status, Profile: sl.sum.profile, Text: sl.sum.text, Offered: int(sl.sum.offered)}
 	if sl.sum.at != 0 {
 		out.At = time.Unix(sl.sum.at, 0).UTC()
 	}

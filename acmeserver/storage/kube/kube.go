@@ -160,7 +160,7 @@ func (s *Store) Get(ctx context.Context, ns, name string, obj storage.Object) er
 		storage.CopyInto(obj, e.obj)
 		return nil
 	}
-	if cerr != nil && e == nil && s.askAPI() {
+	if cerr != nil && e == nil && !storage.IsExpectMiss(ctx) && s.askAPI() {
 		cerr = s.apiGet(ctx, ns, name, cached)
 	}
 	if cerr != nil {

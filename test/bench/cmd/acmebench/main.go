@@ -488,9 +488,10 @@ func render(levels []int, results map[string][]levelResult, versions map[string]
 			}
 			fmt.Fprintf(&b, " %.2f |\n", total)
 		}
-		fmt.Fprintf(&b, "\nPeak **%.1f issuances/s** (target ≥ 60); at most **%.2f API writes** (target ≤ 5) and **%.2f API reads** (target 0) per issuance.\n"+
+		fmt.Fprintf(&b, "\nPeak **%.1f issuances/s** (target ≥ 90); at most **%.2f API writes** (target ≤ 4) and **%.2f API reads** (target 0) per issuance.\n"+
 			"The writes of one single-name issuance: create the order, create its authorization (an AcmeChallenge holding every\n"+
-			"challenge's data), store the validation outcome on it, create the AcmeCertificate, mark the order valid (docs/architecture.md).\n",
+			"challenge's data) with the validation outcome when the client answers, create the AcmeCertificate, mark the order\n"+
+			"valid (docs/architecture.md: the authorization is derived from the order until then).\n",
 			peakC, maxW, maxR)
 	}
 	b.WriteString("\nHow each server answers: kacme validates asynchronously but holds the challenge request until the validation has\n" +
