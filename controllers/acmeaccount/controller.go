@@ -21,6 +21,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -85,6 +86,8 @@ type Reconciler struct {
 	// EABNamespaces, when set, are the only namespaces (besides Namespace)
 	// where the controller may read and mint EAB Secrets.
 	EABNamespaces []string
+
+	countsWritten sync.Map // types.NamespacedName → time.Time of the last status write
 }
 
 // metaOf is the metadata-only form of a kind: counting needs labels only,
@@ -163,6 +166,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	var a v1alpha1.AcmeAccount
 	if err := r.Client.Get(ctx, req.NamespacedName, &a); err != nil {
 		if apierrors.IsNotFound(err) {
+			r.countsWritten.Delete(req.NamespacedName)
 			return ctrl.Result{}, r.deleteMirror(ctx, req.Namespace, req.Name)
 		}
 		return ctrl.Result{}, err
@@ -209,6 +213,16 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	if equality.Semantic.DeepEqual(want.Labels, a.Labels) && equality.Semantic.DeepEqual(want.Status, a.Status) {
 		return result, nil
 	}
+	if wait := r.countsWait(req.NamespacedName, &a, want); wait > 0 {
+		// Only the counts changed, and they were written less than
+		// CountDelay ago: write them when that is over. (The account's own
+		// update event reconciles at once, so without this every write of
+		// counts on a busy account would be followed by another.)
+		if result.RequeueAfter == 0 || wait < result.RequeueAfter {
+			result.RequeueAfter = wait
+		}
+		return result, nil
+	}
 	patch, err := ownedFieldsPatch(&a, want)
 	if err != nil {
 		return ctrl.Result{}, err
@@ -219,7 +233,22 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		}
 		return ctrl.Result{}, err
 	}
+	r.countsWritten.Store(req.NamespacedName, time.Now())
 	return result, nil
+}
+
+// countsWait is how long to wait before writing want when it differs from
+// the account a only in its counts: what is left of CountDelay since this
+// process last wrote the account's status (0: write now).
+func (r *Reconciler) countsWait(key types.NamespacedName, a, want *v1alpha1.AcmeAccount) time.Duration {
+	if !equality.Semantic.DeepEqual(want.Labels, a.Labels) || !equality.Semantic.DeepEqual(want.Status.Conditions, a.Status.Conditions) {
+		return 0
+	}
+	last, ok := r.countsWritten.Load(key)
+	if !ok {
+		return 0
+	}
+	return CountDelay - time.Since(last.(time.Time))
 }
 
 // ownedFieldsPatch is a JSON merge patch of exactly the fields this

@@ -3,6 +3,7 @@ package acmeaccount_test
 import (
 	"context"
 	"encoding/base64"
+	"fmt"
 	"testing"
 	"time"
 
@@ -208,4 +209,50 @@ func TestCounts(t *testing.T) {
 	})
 	update(t, c, "acct", func(a *v1alpha1.AcmeAccount) { a.Spec.Deactivated = true })
 	waitReason(t, c, "acct", acmeaccount.ReasonDeactivated)
+}
+
+// TestCountsWrittenOncePerDelay: on an account that keeps ordering, the
+// controller writes its counts at most once per CountDelay. (Its own write
+// is an event that reconciles the account at once; with new orders counted
+// meanwhile, that used to write again, and again: one status write per
+// round trip for as long as the account was busy.)
+func TestCountsWrittenOncePerDelay(t *testing.T) {
+	c := start(t)
+	ctx := context.Background()
+	a := &v1alpha1.AcmeAccount{ObjectMeta: metav1.ObjectMeta{Namespace: teamNS, Name: "busy"},
+		Spec: v1alpha1.AcmeAccountSpec{Profile: "default", State: "valid", Key: `{"kty":"EC"}`}}
+	if err := c.Create(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	waitReason(t, c, "busy", acmeaccount.ReasonValid)
+	generation := func() int64 {
+		var got v1alpha1.AcmeAccount
+		if err := c.Get(ctx, client.ObjectKeyFromObject(a), &got); err != nil {
+			t.Fatal(err)
+		}
+		return got.Generation // no status subresource: every write bumps it
+	}
+	before := generation()
+	expires := metav1.NewTime(time.Now().Add(time.Hour).UTC().Truncate(time.Second))
+	busy := acmeaccount.CountDelay + acmeaccount.CountDelay/2
+	n := 0
+	for start := time.Now(); time.Since(start) < busy; n++ {
+		o := &v1alpha1.AcmeOrder{ObjectMeta: metav1.ObjectMeta{Namespace: teamNS, Name: fmt.Sprintf("o%d", n),
+			Labels: map[string]string{v1alpha1.LabelAccount: "busy"}},
+			Spec: v1alpha1.AcmeOrderSpec{Account: "busy", Profile: "default", IssuanceProfile: "default",
+				Identifiers: []v1alpha1.Identifier{{Type: "dns", Value: "a.example"}}},
+			Status: v1alpha1.AcmeOrderStatus{Status: "pending", Expires: expires, Authorizations: []string{"x"}}}
+		if err := c.Create(ctx, o); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	// Orders came in for 1.5 × CountDelay: a write at most per CountDelay.
+	if writes := generation() - before; writes > 2 {
+		t.Fatalf("the controller wrote the account %d times while %d orders came in over %v, want at most 2", writes, n, busy)
+	}
+	kenvtest.WaitFor(t, fmt.Sprintf("counts %d orders", n), func() bool {
+		var got v1alpha1.AcmeAccount
+		return c.Get(ctx, client.ObjectKeyFromObject(a), &got) == nil && got.Status.Orders == n
+	})
 }
