@@ -18,6 +18,7 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	crenvtest "sigs.k8s.io/controller-runtime/pkg/envtest"
 
@@ -120,7 +121,49 @@ func startKacmeCluster(bin, dir string, httpPort int) (*server, error) {
 		return fail(err)
 	}
 	s.dashboardToken = func() (string, error) { return dashboardViewerToken(ctx, c) }
+	rc, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return fail(err)
+	}
+	s.apiServerRequests = func() (map[string]float64, error) {
+		raw, err := rc.Discovery().RESTClient().Get().AbsPath("/metrics").DoRaw(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("the API server's metrics: %w", err)
+		}
+		return apiServerVerbs(raw)
+	}
 	return s, nil
+}
+
+// apiServerVerbs sums apiserver_request_total by verb, in the words
+// apiPerFlow counts (create, update, patch, delete, get, list).
+func apiServerVerbs(metrics []byte) (map[string]float64, error) {
+	words := map[string]string{"POST": "create", "PUT": "update", "PATCH": "patch", "APPLY": "patch", "DELETE": "delete",
+		"DELETECOLLECTION": "delete", "GET": "get", "LIST": "list"}
+	out := map[string]float64{}
+	const name = "apiserver_request_total{"
+	for line := range strings.Lines(string(metrics)) {
+		rest, ok := strings.CutPrefix(strings.TrimSpace(line), name)
+		if !ok {
+			continue
+		}
+		labels, value, ok := strings.Cut(rest, "} ")
+		if !ok {
+			continue
+		}
+		n, err := strconv.ParseFloat(value, 64)
+		if err != nil {
+			return nil, fmt.Errorf("metrics line %q: %w", line, err)
+		}
+		for _, kv := range strings.Split(labels, ",") {
+			if k, v, ok := strings.Cut(kv, "="); ok && k == "verb" {
+				if w, ok := words[strings.Trim(v, `"`)]; ok {
+					out[w] += n
+				}
+			}
+		}
+	}
+	return out, nil
 }
 
 // dashboardViewerToken creates a ServiceAccount that may list the kacme

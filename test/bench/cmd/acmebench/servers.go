@@ -34,6 +34,9 @@ type server struct {
 	log       *bytes.Buffer
 	// metricsURL serves kacme_kube_api_requests_total (cluster mode).
 	metricsURL string
+	// apiServerRequests reads the API server's own request counts by verb
+	// (apiserver_request_total: every client's requests; cluster mode).
+	apiServerRequests func() (map[string]float64, error)
 	// cleanup runs after the process stopped (other processes, the control plane).
 	cleanup []func()
 	// processes whose CPU time is reported per issuance, by name: command-line prefixes.
