@@ -118,9 +118,11 @@ bench: build ## load test kacme vs Pebble vs step-ca, and kacme in cluster mode;
 
 SCALE ?= 100000
 SCALE_STEADY ?= 10m
+SCALE_MODES ?= standalone,cluster
 
-bench-scale: build ## store SCALE (100000) issuances in kacme standalone, restart it, measure RSS, dashboard and issuance; writes docs/benchmarks-scale.md
-	$(GO) run ./test/bench/cmd/acmebench -kacme bin/kacme -targets none -scale $(SCALE) -scale-steady $(SCALE_STEADY) -out docs/benchmarks-scale.md
+bench-scale: build ## store SCALE (100000) issuances in kacme standalone and in cluster mode, restart, measure RSS, dashboard and issuance; writes docs/benchmarks-scale.md
+	KUBEBUILDER_ASSETS="$$(hack/envtest.sh)" $(GO) run ./test/bench/cmd/acmebench -kacme bin/kacme -targets none -scale $(SCALE) \
+	  -scale-steady $(SCALE_STEADY) -scale-modes $(SCALE_MODES) -out docs/benchmarks-scale.md
 
 FUZZTIME ?= 10m
 FUZZ_TARGETS := ./acmeserver/jws:FuzzParse ./acmeserver/jws:FuzzParseEAB ./acmeserver/ra:FuzzParseCSR ./acmeserver/va:FuzzCNAMEWalk

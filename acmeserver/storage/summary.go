@@ -83,6 +83,12 @@ func ListSummaries(ctx context.Context, r Reader, namespace, kind string, labels
 	if sl, ok := r.(SummaryLister); ok {
 		return sl.ListSummaries(ctx, namespace, kind, labels)
 	}
+	return SummarizeList(ctx, r, namespace, kind, labels)
+}
+
+// SummarizeList summarizes a Shared List of r: ListSummaries for a Reader
+// that keeps no summaries.
+func SummarizeList(ctx context.Context, r Reader, namespace, kind string, labels map[string]string) ([]Summary, error) {
 	list, err := NewList(kind)
 	if err != nil {
 		return nil, err

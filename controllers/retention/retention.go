@@ -46,7 +46,9 @@ func (s *Sweeper) Start(ctx context.Context) error {
 	if s.Now == nil {
 		s.Now = time.Now
 	}
-	store := kube.New(s.Client, s.APIReader)
+	// Pages: a sweep summarizes whole kinds through the API server, and
+	// must not hold 100,000 decoded orders to do so.
+	store := kube.New(s.Client, s.APIReader).WithPagedLists(500)
 	aud := audit.New(slog.New(logr.ToSlogHandler(s.Log)))
 	t := time.NewTicker(s.Interval)
 	defer t.Stop()

@@ -6,15 +6,29 @@ import (
 
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/kacme/kacme/acmeserver/acme"
 	"github.com/kacme/kacme/acmeserver/storage"
 	"github.com/kacme/kacme/api/v1alpha1"
 )
 
-// IndexedLabels are the label keys the RA looks objects up by; each gets a
-// cache index so a lookup reads one index entry instead of scanning a namespace.
-var IndexedLabels = []string{
-	v1alpha1.LabelAccount, v1alpha1.LabelKeyThumbprint, v1alpha1.LabelEABKeyID,
-	v1alpha1.LabelReplaces, v1alpha1.LabelOrder, v1alpha1.LabelState,
+// kindIndex is what one kind is looked up by.
+type kindIndex struct {
+	byName bool     // by name in every namespace
+	labels []string // by these labels
+}
+
+// kindIndexes: each index costs two entries per object that has the value
+// (controller-runtime keeps one for every namespace and one for the
+// object's), so a kind is indexed by what the server reads it by and nothing
+// else: accounts by ID in any namespace, by key thumbprint and EAB key ID;
+// orders by account and by the certificate they replace; authorizations by
+// account, order and validation state; certificates by serial in any
+// namespace and by state (revoked, for the CRL).
+var kindIndexes = map[string]kindIndex{
+	"AcmeAccount":     {byName: true, labels: []string{v1alpha1.LabelKeyThumbprint, v1alpha1.LabelEABKeyID}},
+	"AcmeOrder":       {labels: []string{v1alpha1.LabelAccount, v1alpha1.LabelReplaces}},
+	"AcmeChallenge":   {labels: []string{v1alpha1.LabelAccount, v1alpha1.LabelOrder, v1alpha1.LabelState}},
+	"AcmeCertificate": {byName: true, labels: []string{v1alpha1.LabelState}},
 }
 
 // stateKinds are the kinds the server stores.
@@ -25,20 +39,27 @@ func indexName(label string) string { return "label:" + label }
 // nameIndex indexes objects by name for lookups in every namespace.
 const nameIndex = "name"
 
-// RegisterIndexes adds the name and label indexes of kinds (default: every
-// state kind) to a cache before it starts; a Store built with WithIndexes
-// then reads through them. Indexing a kind starts its informer, so a
-// component indexes only the kinds it may list.
+// RegisterIndexes adds the indexes of kinds (default: every state kind) to a
+// cache before it starts (kindIndexes); a Store built with WithIndexes then
+// reads through them. Indexing a kind starts its informer, so a component
+// indexes only the kinds it may list.
 func RegisterIndexes(ctx context.Context, indexer client.FieldIndexer, kinds ...storage.Object) error {
 	if len(kinds) == 0 {
 		kinds = stateKinds
 	}
 	for _, obj := range kinds {
-		err := indexer.IndexField(ctx, obj, nameIndex, func(o client.Object) []string { return []string{o.GetName()} })
+		kind, err := storage.KindOf(obj)
 		if err != nil {
-			return fmt.Errorf("index %T by name: %w", obj, err)
+			return err
 		}
-		for _, label := range IndexedLabels {
+		ix := kindIndexes[kind]
+		if ix.byName {
+			err := indexer.IndexField(ctx, obj, nameIndex, func(o client.Object) []string { return []string{o.GetName()} })
+			if err != nil {
+				return fmt.Errorf("index %T by name: %w", obj, err)
+			}
+		}
+		for _, label := range ix.labels {
 			label := label
 			err := indexer.IndexField(ctx, obj, indexName(label), func(o client.Object) []string {
 				if v, ok := o.GetLabels()[label]; ok {
@@ -54,29 +75,47 @@ func RegisterIndexes(ctx context.Context, indexer client.FieldIndexer, kinds ...
 	return nil
 }
 
-// WithIndexes makes List use the indexes RegisterIndexes added to the reader.
+// WithIndexes makes Get in every namespace and List use the indexes
+// RegisterIndexes added to the reader.
 func (s *Store) WithIndexes() *Store {
-	s.indexed = map[string]bool{}
-	for _, l := range IndexedLabels {
-		s.indexed[l] = true
-	}
+	s.indexed = true
 	return s
 }
 
-// listOptions picks one indexed label for the cache lookup; the rest of the
-// labels are matched on the results.
-func (s *Store) listOptions(ns string, labels map[string]string) []client.ListOption {
+// byName reports whether kind is indexed by name.
+func (s *Store) byName(kind string) bool { return s.indexed && kindIndexes[kind].byName }
+
+// listOptions picks one label kind is indexed by for the cache lookup; the
+// rest of the labels are matched on the results.
+func (s *Store) listOptions(kind, ns string, labels map[string]string) []client.ListOption {
 	var opts []client.ListOption
 	if ns != storage.AllNamespaces {
 		opts = append(opts, client.InNamespace(ns))
 	}
-	for _, l := range IndexedLabels {
-		if v, ok := labels[l]; ok && s.indexed[l] {
-			return append(opts, client.MatchingFields{indexName(l): v})
+	if s.indexed {
+		for _, l := range kindIndexes[kind].labels {
+			if v, ok := labels[l]; ok {
+				return append(opts, client.MatchingFields{indexName(l): v})
+			}
 		}
 	}
 	if len(labels) > 0 {
 		opts = append(opts, client.MatchingLabels(labels))
 	}
 	return opts
+}
+
+// WithoutDerivedData is a cache transform for the server: next, then drops
+// what the server never reads from its cache — a valid order's
+// status.offered (every authorization of a valid order is stored, so none
+// is derived from the order any more). An update written from such a copy
+// drops it from the stored order too, which is as harmless.
+func WithoutDerivedData(next func(any) (any, error)) func(any) (any, error) {
+	return func(in any) (any, error) {
+		out, err := next(in)
+		if o, ok := out.(*v1alpha1.AcmeOrder); ok && o.Status.Status == acme.StatusValid {
+			o.Status.Offered = nil
+		}
+		return out, err
+	}
 }

@@ -29,15 +29,19 @@ import (
 
 // Store implements storage.Store over the Kubernetes API.
 type Store struct {
-	writer  client.Client
-	reader  client.Reader
-	api     client.Reader           // uncached; nil: a cache miss is final
-	apiRate flowcontrol.RateLimiter // bounds the misses passed to api
-	overlay *overlay
-	indexed map[string]bool // label keys the reader has indexes for
+	writer   client.Client
+	reader   client.Reader
+	api      client.Reader           // uncached; nil: a cache miss is final
+	apiRate  flowcontrol.RateLimiter // bounds the misses passed to api
+	overlay  *overlay
+	indexed  bool  // the reader has the indexes of RegisterIndexes
+	pageSize int64 // ListSummaries reads the reader in pages of this many (0: at once)
 }
 
-var _ storage.Store = (*Store)(nil)
+var (
+	_ storage.Store         = (*Store)(nil)
+	_ storage.SummaryLister = (*Store)(nil)
+)
 
 // New returns a store that writes through writer and reads through reader
 // (normally the manager's cache).
@@ -179,7 +183,7 @@ func (s *Store) getAnyNamespace(ctx context.Context, kind, name string, obj stor
 		return err
 	}
 	var opts []client.ListOption
-	if s.indexed != nil {
+	if s.byName(kind) {
 		opts = append(opts, client.MatchingFields{nameIndex: name})
 	}
 	if err := s.reader.List(ctx, list, opts...); err != nil {
@@ -239,7 +243,7 @@ func (s *Store) List(ctx context.Context, ns string, list storage.ObjectList, op
 		return err
 	}
 	snap := s.overlay.snapshot(kind, ns) // before the cache, as in Get
-	lo := s.listOptions(ns, opts.Labels)
+	lo := s.listOptions(kind, ns, opts.Labels)
 	if opts.Shared {
 		lo = append(lo, client.UnsafeDisableDeepCopy)
 	}
@@ -457,4 +461,56 @@ func (o *overlay) snapshot(kind, ns string) map[string]*entry {
 		}
 	}
 	return out
+}
+
+// WithPagedLists makes ListSummaries read the reader in pages of n objects
+// and keep only each page's summaries, so that summarizing a kind with
+// 100,000 objects through an uncached reader (the API server) never holds
+// more than one page decoded. For a store that lists through the API server
+// (the controller's retention sweeps); it reads the reader only, not this
+// process's recent writes.
+func (s *Store) WithPagedLists(n int64) *Store {
+	s.pageSize = n
+	return s
+}
+
+// ListSummaries implements storage.SummaryLister.
+func (s *Store) ListSummaries(ctx context.Context, ns, kind string, labels map[string]string) ([]storage.Summary, error) {
+	if s.pageSize == 0 {
+		return storage.SummarizeList(ctx, s, ns, kind, labels)
+	}
+	var out []storage.Summary
+	cont := ""
+	for {
+		list, err := storage.NewList(kind)
+		if err != nil {
+			return nil, err
+		}
+		opts := []client.ListOption{client.Limit(s.pageSize), client.Continue(cont)}
+		if ns != storage.AllNamespaces {
+			opts = append(opts, client.InNamespace(ns))
+		}
+		if len(labels) > 0 {
+			opts = append(opts, client.MatchingLabels(labels))
+		}
+		lctx, cancel := context.WithTimeout(ctx, RequestTimeout)
+		err = s.reader.List(lctx, list, opts...)
+		cancel()
+		if err != nil {
+			return nil, mapErr(err, kind, ns, "")
+		}
+		err = meta.EachListItem(list, func(o runtime.Object) error {
+			if obj, ok := o.(storage.Object); ok {
+				v1alpha1.MoveLegacyFields(obj)
+				out = append(out, storage.Summarize(obj))
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+		if cont = list.GetContinue(); cont == "" {
+			return out, nil
+		}
+	}
 }

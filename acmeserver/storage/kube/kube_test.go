@@ -127,3 +127,60 @@ func (s staleReader) Get(_ context.Context, _ client.ObjectKey, obj client.Objec
 	s.obj.DeepCopyInto(obj.(*v1alpha1.AcmeOrder))
 	return nil
 }
+
+// pageCounter counts the List calls a reader gets.
+type pageCounter struct {
+	client.Reader
+	lists int
+}
+
+func (p *pageCounter) List(ctx context.Context, list client.ObjectList, opts ...client.ListOption) error {
+	p.lists++
+	return p.Reader.List(ctx, list, opts...)
+}
+
+// TestPagedSummaries: WithPagedLists reads the API server in pages and
+// summarizes every matching object once; ExpectMiss makes a miss final even
+// with an API reader.
+func TestPagedSummaries(t *testing.T) {
+	c, _ := startAPIServer(t)
+	ctx := context.Background()
+	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "paged"}}); err != nil {
+		t.Fatal(err)
+	}
+	writer := kube.New(c, c)
+	for i := range 7 {
+		acct := "a"
+		if i%3 == 0 {
+			acct = "b"
+		}
+		if err := writer.Create(ctx, storagetest.Order("paged", fmt.Sprintf("o%d", i), acct)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pc := &pageCounter{Reader: c}
+	paged := kube.New(c, pc).WithPagedLists(2)
+	sums, err := storage.ListSummaries(ctx, paged, "paged", "AcmeOrder", map[string]string{v1alpha1.LabelAccount: "a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := map[string]bool{}
+	for _, s := range sums {
+		names[s.Name] = true
+	}
+	if len(sums) != 4 || len(names) != 4 || names["o0"] || names["o3"] || names["o6"] {
+		t.Fatalf("account a's orders in pages of 2: %v", sums)
+	}
+	if pc.lists < 2 || pc.lists > 3 { // the last page may be an empty one
+		t.Fatalf("4 matching orders in pages of 2 took %d List calls, want 2 or 3", pc.lists)
+	}
+	all, err := storage.ListSummaries(ctx, paged, storage.AllNamespaces, "AcmeOrder", nil)
+	if err != nil || len(all) != 7 {
+		t.Fatalf("every order in pages: %d, %v", len(all), err)
+	}
+	var got v1alpha1.AcmeOrder
+	here := kube.New(c, blindReader{}).WithAPIReader(c)
+	if err := here.Get(storage.ExpectMiss(ctx), "paged", "o1", &got); !storage.IsNotFound(err) {
+		t.Fatalf("ExpectMiss: a cache miss must be final: %v", err)
+	}
+}

@@ -92,10 +92,11 @@ func startKacmeCluster(bin, dir string, httpPort int) (*server, error) {
 	out, _ := execOutput(bin, "version")
 	s.version = strings.TrimPrefix(out, "kacme ")
 	ctrlProc := &server{name: "kacme-controller"}
-	if err := startProcess(ctrlProc, bin, []string{"controller", "--namespace", clusterNS, "--external-url", url},
-		[]string{"KUBECONFIG=" + kubeconfig}, false); err != nil {
+	ctrlArgs := []string{"controller", "--namespace", clusterNS, "--external-url", url}
+	if err := startProcess(ctrlProc, bin, ctrlArgs, []string{"KUBECONFIG=" + kubeconfig}, false); err != nil {
 		return fail(err)
 	}
+	s.controller = ctrlProc
 	s.cleanup = append([]func(){ctrlProc.stop}, s.cleanup...)
 	deadline := time.Now().Add(60 * time.Second)
 	for {
@@ -116,8 +117,22 @@ func startKacmeCluster(bin, dir string, httpPort int) (*server, error) {
 	s.roots.AppendCertsFromPEM(sec.Data["ca.crt"])
 	args := []string{"server", "--namespace", clusterNS, "--listen", fmt.Sprintf("127.0.0.1:%d", port),
 		"--external-url", url, "--metrics-addr", fmt.Sprintf("127.0.0.1:%d", metricsPort)}
-	err = startProcess(s, bin, append(args, strings.Fields(kacmeExtraArgs)...), []string{"KUBECONFIG=" + kubeconfig}, true)
+	args = append(args, strings.Fields(kacmeExtraArgs)...)
+	err = startProcess(s, bin, args, []string{"KUBECONFIG=" + kubeconfig}, true)
 	if err != nil {
+		return fail(err)
+	}
+	s.restart = func() error {
+		s.stopProcess()
+		ctrlProc.stopProcess()
+		if err := startProcess(ctrlProc, bin, ctrlArgs, []string{"KUBECONFIG=" + kubeconfig}, false); err != nil {
+			return err
+		}
+		return startProcess(s, bin, args, []string{"KUBECONFIG=" + kubeconfig}, true)
+	}
+	fillCfg := *cfg
+	fillCfg.QPS, fillCfg.Burst = 5000, 5000 // the fill writes as fast as the API server takes it
+	if s.kube, err = client.New(&fillCfg, client.Options{Scheme: storage.KubeScheme()}); err != nil {
 		return fail(err)
 	}
 	s.dashboardToken = func() (string, error) { return dashboardViewerToken(ctx, c) }

@@ -20,6 +20,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+
+	"sigs.k8s.io/controller-runtime/pkg/client"
 )
 
 var kacmeExtraArgs string
@@ -45,6 +47,12 @@ type server struct {
 	orders atomic.Int64
 	// dashboardToken signs in to /dashboard/.
 	dashboardToken func() (string, error)
+	// Cluster mode: the controller process, a client of the API server
+	// with the bench's admin rights, and a restart of server and controller
+	// (the control plane and what it stores stay).
+	controller *server
+	kube       client.Client
+	restart    func() error
 }
 
 func (s *server) stop() {
@@ -57,6 +65,11 @@ func (s *server) stop() {
 			_ = os.WriteFile(filepath.Join(dir, s.name+".log"), s.log.Bytes(), 0o644)
 		}
 	}()
+	s.stopProcess()
+}
+
+// stopProcess stops the server's process (not what cleanup stops).
+func (s *server) stopProcess() {
 	if s.cmd == nil || s.cmd.Process == nil {
 		return
 	}

@@ -1,0 +1,69 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"github.com/kacme/kacme/acmeserver/storage"
+	"github.com/kacme/kacme/acmeserver/storage/kube"
+)
+
+// benchScaleCluster is the stored-issuances benchmark in cluster mode: the
+// same phases as benchScale, with the n issuances created through the API
+// server (an order, its authorization and its certificate each, cloned from
+// a real issuance) while kacme runs, then kacme server and controller
+// restarted on them. RSS is reported for both processes.
+func benchScaleCluster(bin string, resp *responder, n int, steady time.Duration, rateHz float64, samples int) (*scaleResult, error) {
+	res := &scaleResult{steady: steady, rate: rateHz, cluster: true}
+	dir, err := os.MkdirTemp("", "acmebench-scale-cluster")
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = os.RemoveAll(dir) }()
+	s, err := startKacmeCluster(bin, dir, 80)
+	if err != nil {
+		return nil, err
+	}
+	defer s.stop()
+	fmt.Fprintf(os.Stderr, "scale (cluster): issuing at 8 clients on an empty store for %s...\n", min(steady, time.Minute))
+	empty := runLevel(s, resp, 8, 2*time.Second, min(steady, time.Minute))
+	res.emptyRate, res.emptyP50, res.emptyErrors = empty.throughput(), empty.pct(0.5), empty.errors
+
+	fmt.Fprintf(os.Stderr, "scale (cluster): storing %d issuances through the API server...\n", n)
+	t0 := time.Now()
+	st := kube.New(s.kube, s.kube) // no cache: reads and writes go to the API server
+	ctx := context.Background()
+	if err := cloneFrom(ctx, st, clusterNS, n, 32, func(ctx context.Context, obj storage.Object) error {
+		return s.kube.Create(ctx, obj)
+	}); err != nil {
+		return nil, err
+	}
+	res.fill, res.stored = time.Since(t0), n
+
+	fmt.Fprintln(os.Stderr, "scale (cluster): restarting kacme server and controller...")
+	t0 = time.Now()
+	if err := s.restart(); err != nil {
+		return nil, err
+	}
+	res.startup = time.Since(t0)
+	time.Sleep(5 * time.Second)
+	res.rssRestart, res.ctrlRestart = sampleRSS(s.pid(), ""), sampleRSS(s.controller.pid(), "")
+	if samples > 0 {
+		s.orders.Store(int64(n)) // already above what benchDashboard fills to
+		if res.dash, err = benchDashboard(s, resp, samples); err != nil {
+			return nil, err
+		}
+	}
+	fmt.Fprintf(os.Stderr, "scale (cluster): issuing at 8 clients on the full store for %s...\n", min(steady, time.Minute))
+	full := runLevel(s, resp, 8, 2*time.Second, min(steady, time.Minute))
+	res.fullRate, res.fullP50, res.fullErrors = full.throughput(), full.pct(0.5), full.errors
+	fmt.Fprintf(os.Stderr, "scale (cluster): issuing %g/s on the full store for %s...\n", rateHz, steady)
+	sl := runLevelAt(s, resp, 8, 0, steady, rate.NewLimiter(rate.Limit(rateHz), 1))
+	res.steadyRate, res.steadyP50, res.steadyErrors = sl.throughput(), sl.pct(0.5), sl.errors
+	res.rssSteady, res.ctrlSteady = sampleRSS(s.pid(), ""), sampleRSS(s.controller.pid(), "")
+	return res, nil
+}
