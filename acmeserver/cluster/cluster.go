@@ -155,7 +155,10 @@ func start(ctx context.Context, o Options, undo *server.Undo) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	store := kube.New(mgr.GetClient(), mgr.GetCache()).WithIndexes()
+	store, err := kube.New(mgr.GetClient(), mgr.GetCache()).WithIndexes().WithSummaries(ctx, mgr.GetCache())
+	if err != nil {
+		return nil, err
+	}
 	var nonces nonce.Service
 	if o.InternalListen != "" {
 		store = store.WithAPIReader(mgr.GetAPIReader()) // replicas: another's fresh objects may not be cached here yet

@@ -29,18 +29,20 @@ import (
 
 // Store implements storage.Store over the Kubernetes API.
 type Store struct {
-	writer   client.Client
-	reader   client.Reader
-	api      client.Reader           // uncached; nil: a cache miss is final
-	apiRate  flowcontrol.RateLimiter // bounds the misses passed to api
-	overlay  *overlay
-	indexed  bool  // the reader has the indexes of RegisterIndexes
-	pageSize int64 // ListSummaries reads the reader in pages of this many (0: at once)
+	writer    client.Client
+	reader    client.Reader
+	api       client.Reader           // uncached; nil: a cache miss is final
+	apiRate   flowcontrol.RateLimiter // bounds the misses passed to api
+	overlay   *overlay
+	indexed   bool       // the reader has the indexes of RegisterIndexes
+	pageSize  int64      // ListSummaries reads the reader in pages of this many (0: at once)
+	summaries *summaries // WithSummaries; nil: summaries come from Lists
 }
 
 var (
 	_ storage.Store         = (*Store)(nil)
 	_ storage.SummaryLister = (*Store)(nil)
+	_ storage.Counter       = (*Store)(nil)
 )
 
 // New returns a store that writes through writer and reads through reader
@@ -476,6 +478,9 @@ func (s *Store) WithPagedLists(n int64) *Store {
 
 // ListSummaries implements storage.SummaryLister.
 func (s *Store) ListSummaries(ctx context.Context, ns, kind string, labels map[string]string) ([]storage.Summary, error) {
+	if len(labels) == 0 && s.summaries.ready(kind) {
+		return s.summaries.list(kind, ns), nil
+	}
 	if s.pageSize == 0 {
 		return storage.SummarizeList(ctx, s, ns, kind, labels)
 	}

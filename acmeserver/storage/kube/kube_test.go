@@ -184,3 +184,51 @@ func TestPagedSummaries(t *testing.T) {
 		t.Fatalf("ExpectMiss: a cache miss must be final: %v", err)
 	}
 }
+
+// TestSummaries: WithSummaries keeps whole-kind summaries and counts from
+// the informer's events: creations, updates and deletions show.
+func TestSummaries(t *testing.T) {
+	c, ca := startAPIServer(t)
+	ctx := context.Background()
+	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "sums"}}); err != nil {
+		t.Fatal(err)
+	}
+	store, err := kube.New(c, ca).WithIndexes().WithSummaries(ctx, ca)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writer := kube.New(c, c)
+	var orders []*v1alpha1.AcmeOrder
+	for i := range 3 {
+		o := storagetest.Order("sums", fmt.Sprintf("s%d", i), "acct")
+		if err := writer.Create(ctx, o); err != nil {
+			t.Fatal(err)
+		}
+		orders = append(orders, o)
+	}
+	orders[0].Status.Status = "valid"
+	if err := writer.Update(ctx, orders[0]); err != nil {
+		t.Fatal(err)
+	}
+	if err := writer.Delete(ctx, orders[2]); err != nil {
+		t.Fatal(err)
+	}
+	kenvtest.WaitFor(t, "summaries of s0 (valid) and s1", func() bool {
+		sums, err := storage.ListSummaries(ctx, store, "sums", "AcmeOrder", nil)
+		if err != nil || len(sums) != 2 {
+			return false
+		}
+		by := map[string]string{}
+		for _, s := range sums {
+			by[s.Name] = s.Status
+		}
+		return by["s0"] == "valid" && by["s1"] == "pending"
+	})
+	counts, err := storage.CountByNamespace(ctx, store, "AcmeOrder")
+	if err != nil || counts["sums"] != 2 {
+		t.Fatalf("counts %v, %v", counts, err)
+	}
+	if all, err := storage.ListSummaries(ctx, store, storage.AllNamespaces, "AcmeOrder", nil); err != nil || len(all) < 2 {
+		t.Fatalf("every namespace: %d %v", len(all), err)
+	}
+}
