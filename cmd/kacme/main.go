@@ -39,6 +39,7 @@ func main() {
 		usage()
 		os.Exit(2)
 	}
+	setMemoryLimit(cgroupMemoryMax)
 	switch os.Args[1] {
 	case "standalone":
 		if err := runStandalone(os.Args[2:]); err != nil {
