@@ -204,8 +204,8 @@ func newManager(ctx context.Context, o Options) (ctrl.Manager, error) {
 		Metrics: metricsserver.Options{BindAddress: "0"},
 		// Nothing reads managedFields: the cache does not keep them (they are
 		// a large share of every cached object; an Update without them leaves
-		// the API server's unchanged), nor a valid order's status.offered.
-		Cache: cache.Options{DefaultTransform: kube.WithoutDerivedData(v1alpha1.WithLegacyFieldsMoved(cache.TransformStripManagedFields())), ByObject: map[client.Object]cache.ByObject{
+		// the API server's unchanged).
+		Cache: cache.Options{DefaultTransform: v1alpha1.WithLegacyFieldsMoved(cache.TransformStripManagedFields()), ByObject: map[client.Object]cache.ByObject{
 			&corev1.Secret{}:        {Namespaces: map[string]cache.Config{o.Namespace: {}}},
 			&coordinationv1.Lease{}: {Namespaces: map[string]cache.Config{o.Namespace: {}}},
 		}},

@@ -127,6 +127,10 @@ func (r *RA) markValid(ctx context.Context, o *v1alpha1.AcmeOrder, certName stri
 			return nil
 		}
 		cur.Status.Status, cur.Status.Certificate, cur.Status.Error = acme.StatusValid, certName, nil
+		// A ready order's authorizations are all stored (valid): nothing is
+		// derived from the offer any more, and a smaller write costs the API
+		// server and every watcher less.
+		cur.Status.Offered = nil
 		return r.store.Update(ctx, &cur)
 	})
 	if err != nil {

@@ -256,6 +256,17 @@ func TestAuthorizationDerivedUntilAnswered(t *testing.T) {
 	if cur, err := r.Order(ctx, a, o.Name); err != nil || cur.Status.Status != acme.StatusReady {
 		t.Fatalf("order after validation: %v %v", cur.Status.Status, err)
 	}
+	// Valid: every authorization is stored, so the offer is dropped.
+	if done, err := r.Finalize(ctx, p, a, o.Name, csrFor(t, "two.example")); err != nil || done.Status.Status != acme.StatusValid {
+		t.Fatalf("finalize: %v %v", done, err)
+	}
+	var valid v1alpha1.AcmeOrder
+	if err := store.Get(ctx, o.Namespace, o.Name, &valid); err != nil || valid.Status.Status != acme.StatusValid || len(valid.Status.Offered) != 0 {
+		t.Fatalf("stored valid order: %v offered %v (%v)", valid.Status.Status, valid.Status.Offered, err)
+	}
+	if got, err := r.Authorization(ctx, a, name); err != nil || got.Status.Status != acme.StatusValid {
+		t.Fatalf("the valid order's authorization: %v %v", got, err)
+	}
 }
 
 // TestFinalizeStoreUnavailable: a finalize that cannot store its certificate

@@ -6,7 +6,6 @@ import (
 
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/kacme/kacme/acmeserver/acme"
 	"github.com/kacme/kacme/acmeserver/storage"
 	"github.com/kacme/kacme/api/v1alpha1"
 )
@@ -103,19 +102,4 @@ func (s *Store) listOptions(kind, ns string, labels map[string]string) []client.
 		opts = append(opts, client.MatchingLabels(labels))
 	}
 	return opts
-}
-
-// WithoutDerivedData is a cache transform for the server: next, then drops
-// what the server never reads from its cache — a valid order's
-// status.offered (every authorization of a valid order is stored, so none
-// is derived from the order any more). An update written from such a copy
-// drops it from the stored order too, which is as harmless.
-func WithoutDerivedData(next func(any) (any, error)) func(any) (any, error) {
-	return func(in any) (any, error) {
-		out, err := next(in)
-		if o, ok := out.(*v1alpha1.AcmeOrder); ok && o.Status.Status == acme.StatusValid {
-			o.Status.Offered = nil
-		}
-		return out, err
-	}
 }

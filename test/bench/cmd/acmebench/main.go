@@ -527,12 +527,23 @@ func render(levels []int, results map[string][]levelResult, versions map[string]
 	b.WriteString("\nHow each server answers: kacme validates asynchronously but holds the challenge request until the validation has\n" +
 		"ended (up to 5 s), and signs inside the finalize request, so clients rarely poll; step-ca validates and issues inside\n" +
 		"the request; Pebble answers `processing` with `Retry-After`, and the client waits that long before polling again,\n" +
-		"which sets its latency. Pebble's errors at the top levels (64 or 128 clients; which one varies between runs) are\n" +
-		"Pebble stopping to answer: a goroutine dump of v2.10.1 taken while it hung (run with ACMEBENCH_SERVER_LOGS=<dir>\n" +
-		"and send it SIGQUIT) shows every request waiting for its MemoryStore's read lock behind a newOrder that waited over a\n" +
-		"minute for the write lock (which goroutine held the lock was not identified); each newOrder also scans every stored\n" +
-		"authorization under that read lock (FindValidAuthorization, called even with PEBBLE_AUTHZREUSE=0). Pebble is a test\n" +
-		"server, and its numbers stop there.\n")
+		"which sets its latency.")
+	pebbleFrom := 0
+	for _, r := range results["pebble"] {
+		if r.errors > 0 {
+			pebbleFrom = r.concurrency
+			break
+		}
+	}
+	if pebbleFrom > 0 {
+		fmt.Fprintf(&b, " Pebble's errors (from %d clients on in this run; the level varies between runs, 16 to 128 so far) are\n"+
+			"Pebble stopping to answer: a goroutine dump of v2.10.1 taken while it hung (run with ACMEBENCH_SERVER_LOGS=<dir>\n"+
+			"and send it SIGQUIT) shows every request waiting for its MemoryStore's read lock behind a newOrder that waited over a\n"+
+			"minute for the write lock (which goroutine held the lock was not identified); each newOrder also scans every stored\n"+
+			"authorization under that read lock (FindValidAuthorization, called even with PEBBLE_AUTHZREUSE=0). Pebble is a test\n"+
+			"server, and its numbers stop there.", pebbleFrom)
+	}
+	b.WriteString("\n")
 	for _, n := range append(names, "kacme-cluster") {
 		for _, r := range results[n] {
 			if r.firstErr != "" {
