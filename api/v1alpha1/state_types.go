@@ -397,9 +397,11 @@ type AcmeChallengeStatus struct {
 }
 
 // AcmeChallenge is one ACME authorization (RFC 8555 §7.1.4) with all of its
-// challenges: created with the order, one per identifier, so that
-// `kubectl get acmechallenges` shows what a client must deploy before it
-// responds. Its name is the authorization ID.
+// challenges and what a client must deploy for each. It is stored when a
+// client first answers one of its challenges (with the outcome) or
+// deactivates it; until then the server derives the pending authorization
+// from its order (the order's status.offered). Its name is the
+// authorization ID, "<order>-<index>".
 // +kubebuilder:object:root=true
 // +kubebuilder:resource:shortName=achal,categories=acme
 // +kubebuilder:printcolumn:name="Identifier",type=string,JSONPath=`.spec.identifier.value`
