@@ -45,7 +45,7 @@ func startKacmeCluster(bin, dir string, httpPort int) (*server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("start the control plane: %w", err)
 	}
-	s := &server{name: "kacme-cluster", cleanup: []func(){func() { _ = env.Stop() }}}
+	s := &server{name: "kacme-cluster", cleanup: []func(){onExit(func() { _ = env.Stop() })}}
 	fail := func(err error) (*server, error) {
 		s.stop()
 		return nil, err

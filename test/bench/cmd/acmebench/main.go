@@ -83,6 +83,7 @@ func (l levelResult) pct(p float64) time.Duration {
 }
 
 func main() {
+	stopOnSignal()
 	kacmeBin := flag.String("kacme", "bin/kacme", "kacme binary")
 	pebbleBin := flag.String("pebble", "", "pebble binary")
 	stepBin := flag.String("step-ca", "", "step-ca binary")
@@ -226,6 +227,7 @@ const scalePointer = "\n## 100,000 stored issuances\n\n`make bench-scale` stores
 
 func fatal(err error) {
 	fmt.Fprintln(os.Stderr, "acmebench:", err)
+	runExitFns()
 	os.Exit(1)
 }
 

@@ -65,7 +65,7 @@ func podCertBench(bin string, rates []int, perLevel time.Duration) (*podCertResu
 	if err != nil {
 		return nil, fmt.Errorf("start the control plane: %w", err)
 	}
-	defer func() { _ = env.Stop() }()
+	defer onExit(func() { _ = env.Stop() })()
 	dir, _ := os.MkdirTemp("", "acmebench-podcerts")
 	defer func() { _ = os.RemoveAll(dir) }()
 	user, err := env.AddUser(crenvtest.User{Name: "acmebench-admin", Groups: []string{"system:masters"}}, nil)
