@@ -2,9 +2,11 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/x509"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -155,27 +157,14 @@ func startKacmeCluster(bin, dir string, httpPort int) (*server, error) {
 func apiServerVerbs(metrics []byte) (map[string]float64, error) {
 	words := map[string]string{"POST": "create", "PUT": "update", "PATCH": "patch", "APPLY": "patch", "DELETE": "delete",
 		"DELETECOLLECTION": "delete", "GET": "get", "LIST": "list"}
+	byVerb, err := sumByLabel(bytes.NewReader(metrics), "apiserver_request_total", "verb")
+	if err != nil {
+		return nil, err
+	}
 	out := map[string]float64{}
-	const name = "apiserver_request_total{"
-	for line := range strings.Lines(string(metrics)) {
-		rest, ok := strings.CutPrefix(strings.TrimSpace(line), name)
-		if !ok {
-			continue
-		}
-		labels, value, ok := strings.Cut(rest, "} ")
-		if !ok {
-			continue
-		}
-		n, err := strconv.ParseFloat(value, 64)
-		if err != nil {
-			return nil, fmt.Errorf("metrics line %q: %w", line, err)
-		}
-		for _, kv := range strings.Split(labels, ",") {
-			if k, v, ok := strings.Cut(kv, "="); ok && k == "verb" {
-				if w, ok := words[strings.Trim(v, `"`)]; ok {
-					out[w] += n
-				}
-			}
+	for verb, n := range byVerb {
+		if w, ok := words[verb]; ok {
+			out[w] += n
 		}
 	}
 	return out, nil
@@ -218,8 +207,13 @@ func metricByLabel(metricsURL, name, label string) (map[string]float64, error) {
 		return nil, err
 	}
 	defer r.Body.Close()
+	return sumByLabel(r.Body, name, label)
+}
+
+// sumByLabel sums counter name of a metrics text by the value of one label.
+func sumByLabel(body io.Reader, name, label string) (map[string]float64, error) {
 	out := map[string]float64{}
-	sc := bufio.NewScanner(r.Body)
+	sc := bufio.NewScanner(body)
 	for sc.Scan() {
 		line := sc.Text()
 		if !strings.HasPrefix(line, name+"{") {

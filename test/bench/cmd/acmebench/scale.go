@@ -78,20 +78,32 @@ func benchScale(bin string, resp *responder, n int, steady time.Duration, rateHz
 	res.startup = time.Since(t0)
 	time.Sleep(5 * time.Second)
 	res.rssRestart = sampleRSS(s.pid(), dbPath)
-	if samples > 0 {
-		s.orders.Store(int64(n)) // already above what benchDashboard fills to
-		if res.dash, err = benchDashboard(s, resp, samples); err != nil {
-			return nil, err
-		}
+	if err := fullStorePhases(s, resp, res, n, samples, "scale"); err != nil {
+		return nil, err
 	}
-	fmt.Fprintf(os.Stderr, "scale: issuing at 8 clients on the full store for %s...\n", min(steady, time.Minute))
-	full := runLevel(s, resp, 8, 2*time.Second, min(steady, time.Minute))
-	res.fullRate, res.fullP50, res.fullErrors = full.throughput(), full.pct(0.5), full.errors
-	fmt.Fprintf(os.Stderr, "scale: issuing %g/s on the full store for %s...\n", rateHz, steady)
-	st := runLevelAt(s, resp, 8, 0, steady, rate.NewLimiter(rate.Limit(rateHz), 1))
-	res.steadyRate, res.steadyP50, res.steadyErrors = st.throughput(), st.pct(0.5), st.errors
 	res.rssSteady = sampleRSS(s.pid(), dbPath)
 	return res, nil
+}
+
+// fullStorePhases runs what both modes measure on the full store: the
+// dashboard's pages (samples > 0), a minute at 8 clients, and the steady
+// phase at res.rate for res.steady.
+func fullStorePhases(s *server, resp *responder, res *scaleResult, n, samples int, label string) error {
+	if samples > 0 {
+		s.orders.Store(int64(n)) // already above what benchDashboard fills to
+		dash, err := benchDashboard(s, resp, samples)
+		if err != nil {
+			return err
+		}
+		res.dash = dash
+	}
+	fmt.Fprintf(os.Stderr, "%s: issuing at 8 clients on the full store for %s...\n", label, min(res.steady, time.Minute))
+	full := runLevel(s, resp, 8, 2*time.Second, min(res.steady, time.Minute))
+	res.fullRate, res.fullP50, res.fullErrors = full.throughput(), full.pct(0.5), full.errors
+	fmt.Fprintf(os.Stderr, "%s: issuing %g/s on the full store for %s...\n", label, res.rate, res.steady)
+	st := runLevelAt(s, resp, 8, 0, res.steady, rate.NewLimiter(rate.Limit(res.rate), 1))
+	res.steadyRate, res.steadyP50, res.steadyErrors = st.throughput(), st.pct(0.5), st.errors
+	return nil
 }
 
 // cloneIssuances writes n copies of a stored valid order, its authorization

@@ -6,8 +6,6 @@ import (
 	"os"
 	"time"
 
-	"golang.org/x/time/rate"
-
 	"github.com/kacme/kacme/acmeserver/storage"
 	"github.com/kacme/kacme/acmeserver/storage/kube"
 )
@@ -52,18 +50,9 @@ func benchScaleCluster(bin string, resp *responder, n int, steady time.Duration,
 	res.startup = time.Since(t0)
 	time.Sleep(5 * time.Second)
 	res.rssRestart, res.ctrlRestart = sampleRSS(s.pid(), ""), sampleRSS(s.controller.pid(), "")
-	if samples > 0 {
-		s.orders.Store(int64(n)) // already above what benchDashboard fills to
-		if res.dash, err = benchDashboard(s, resp, samples); err != nil {
-			return nil, err
-		}
+	if err := fullStorePhases(s, resp, res, n, samples, "scale (cluster)"); err != nil {
+		return nil, err
 	}
-	fmt.Fprintf(os.Stderr, "scale (cluster): issuing at 8 clients on the full store for %s...\n", min(steady, time.Minute))
-	full := runLevel(s, resp, 8, 2*time.Second, min(steady, time.Minute))
-	res.fullRate, res.fullP50, res.fullErrors = full.throughput(), full.pct(0.5), full.errors
-	fmt.Fprintf(os.Stderr, "scale (cluster): issuing %g/s on the full store for %s...\n", rateHz, steady)
-	sl := runLevelAt(s, resp, 8, 0, steady, rate.NewLimiter(rate.Limit(rateHz), 1))
-	res.steadyRate, res.steadyP50, res.steadyErrors = sl.throughput(), sl.pct(0.5), sl.errors
 	res.rssSteady, res.ctrlSteady = sampleRSS(s.pid(), ""), sampleRSS(s.controller.pid(), "")
 	return res, nil
 }
