@@ -137,13 +137,19 @@ func (r *RA) startValidation(job *validationJob) *validationJob {
 	r.jobs[job.key()] = job
 	r.jobsMu.Unlock()
 	r.wg.Add(1)
+	// forget is called before done is closed: an answer that comes once
+	// this job has finished (a retry after its outcome could not be stored)
+	// starts a validation of its own instead of joining a finished one.
+	forget := func() {
+		r.jobsMu.Lock()
+		if r.jobs[job.key()] == job {
+			delete(r.jobs, job.key())
+		}
+		r.jobsMu.Unlock()
+	}
 	go func() {
 		defer r.wg.Done()
-		defer func() {
-			r.jobsMu.Lock()
-			delete(r.jobs, job.key())
-			r.jobsMu.Unlock()
-		}()
+		defer forget()
 		// The account's own slot first, then one of the pool's: an account
 		// waiting for its slots holds none of everyone's.
 		release, ok := r.perAcct.acquire(r.baseCtx, job.ns+"/"+job.spec.Account)
@@ -179,6 +185,7 @@ func (r *RA) startValidation(job *validationJob) *validationJob {
 		}
 		r.metrics.Validation(string(job.typ), result, time.Since(started))
 		r.finishValidation(r.baseCtx, job, res)
+		forget()
 		close(job.done)
 	}()
 	return job
