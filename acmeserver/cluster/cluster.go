@@ -155,7 +155,7 @@ func start(ctx context.Context, o Options, undo *server.Undo) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	store, err := kube.New(mgr.GetClient(), mgr.GetCache()).WithIndexes().WithSummaries(ctx, mgr.GetCache())
+	store, err := kube.New(mgr.GetClient(), mgr.GetCache()).WithIndexes().WithFetches(mgr.GetAPIReader()).WithSummaries(ctx, mgr.GetCache())
 	if err != nil {
 		return nil, err
 	}
@@ -204,8 +204,10 @@ func newManager(ctx context.Context, o Options) (ctrl.Manager, error) {
 		Metrics: metricsserver.Options{BindAddress: "0"},
 		// Nothing reads managedFields: the cache does not keep them (they are
 		// a large share of every cached object; an Update without them leaves
-		// the API server's unchanged).
-		Cache: cache.Options{DefaultTransform: v1alpha1.WithLegacyFieldsMoved(cache.TransformStripManagedFields()), ByObject: map[client.Object]cache.ByObject{
+		// the API server's unchanged). Orders, authorizations and
+		// certificates are cached compacted (kube.Compact); the store reads
+		// them back whole.
+		Cache: cache.Options{DefaultTransform: kube.Compact(v1alpha1.WithLegacyFieldsMoved(cache.TransformStripManagedFields())), ByObject: map[client.Object]cache.ByObject{
 			&corev1.Secret{}:        {Namespaces: map[string]cache.Config{o.Namespace: {}}},
 			&coordinationv1.Lease{}: {Namespaces: map[string]cache.Config{o.Namespace: {}}},
 		}},

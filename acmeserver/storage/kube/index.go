@@ -12,22 +12,28 @@ import (
 
 // kindIndex is what one kind is looked up by.
 type kindIndex struct {
-	byName bool     // by name in every namespace
+	byName bool     // by name in every namespace, through an index
+	names  bool     // by name in every namespace, through WithSummaries' name map
 	labels []string // by these labels
 }
 
 // kindIndexes: each index costs two entries per object that has the value
 // (controller-runtime keeps one for every namespace and one for the
-// object's), so a kind is indexed by what the server reads it by and nothing
-// else: accounts by ID in any namespace, by key thumbprint and EAB key ID;
-// orders by account and by the certificate they replace; authorizations by
-// account, order and validation state; certificates by serial in any
-// namespace and by state (revoked, for the CRL).
+// object's), and a value only one object has costs two sets of one (about
+// 600 bytes), so a kind is indexed by what the server reads it by and
+// nothing else: accounts by ID in any namespace, by key thumbprint and EAB
+// key ID; orders by account and by the certificate they replace;
+// authorizations by account and validation state; certificates by state
+// (revoked, for the CRL). Certificates by serial in any namespace come from
+// WithSummaries' map of names (one entry per certificate) when the store
+// keeps summaries, and from a scan of the kind otherwise. Nothing in the
+// server lists authorizations by order (an order names its authorizations;
+// retention, which does, lists through the API server).
 var kindIndexes = map[string]kindIndex{
 	"AcmeAccount":     {byName: true, labels: []string{v1alpha1.LabelKeyThumbprint, v1alpha1.LabelEABKeyID}},
 	"AcmeOrder":       {labels: []string{v1alpha1.LabelAccount, v1alpha1.LabelReplaces}},
-	"AcmeChallenge":   {labels: []string{v1alpha1.LabelAccount, v1alpha1.LabelOrder, v1alpha1.LabelState}},
-	"AcmeCertificate": {byName: true, labels: []string{v1alpha1.LabelState}},
+	"AcmeChallenge":   {labels: []string{v1alpha1.LabelAccount, v1alpha1.LabelState}},
+	"AcmeCertificate": {names: true, labels: []string{v1alpha1.LabelState}},
 }
 
 // stateKinds are the kinds the server stores.
@@ -61,7 +67,7 @@ func RegisterIndexes(ctx context.Context, indexer client.FieldIndexer, kinds ...
 		for _, label := range ix.labels {
 			label := label
 			err := indexer.IndexField(ctx, obj, indexName(label), func(o client.Object) []string {
-				if v, ok := o.GetLabels()[label]; ok {
+				if v, ok := labelsOf(o)[label]; ok {
 					return []string{v}
 				}
 				return nil

@@ -34,9 +34,11 @@ type Store struct {
 	api       client.Reader           // uncached; nil: a cache miss is final
 	apiRate   flowcontrol.RateLimiter // bounds the misses passed to api
 	overlay   *overlay
-	indexed   bool       // the reader has the indexes of RegisterIndexes
-	pageSize  int64      // ListSummaries reads the reader in pages of this many (0: at once)
-	summaries *summaries // WithSummaries; nil: summaries come from Lists
+	indexed   bool                    // the reader has the indexes of RegisterIndexes
+	pageSize  int64                   // ListSummaries reads the reader in pages of this many (0: at once)
+	summaries *summaries              // WithSummaries; nil: summaries come from Lists
+	fetcher   client.Reader           // WithFetches: reads what a compacted cache leaves out
+	fetchRate flowcontrol.RateLimiter // bounds fetcher's reads
 }
 
 var (
@@ -159,11 +161,25 @@ func (s *Store) Get(ctx context.Context, ns, name string, obj storage.Object) er
 	if cerr == nil {
 		cachedRV = cached.GetResourceVersion()
 	}
-	if e != nil && s.overlay.newer(k, e, cachedRV) {
+	partial := cerr == nil && compacted(cached)
+	if e != nil && s.overlay.newer(k, e, cachedRV, partial) {
 		if e.deleted {
 			return mapErr(apierrors.NewNotFound(schemaGR(kind), name), kind, ns, name)
 		}
 		storage.CopyInto(obj, e.obj)
+		return nil
+	}
+	if partial {
+		// The cache left out part of this object (Compact): this process's
+		// own write of the same version has it, else the API server.
+		if e != nil && !e.deleted && e.rv == parseRV(cachedRV) {
+			storage.CopyInto(obj, e.obj)
+			return nil
+		}
+		if err := s.fetch(ctx, ns, name, cached); err != nil {
+			return mapErr(err, kind, ns, name)
+		}
+		storage.CopyInto(obj, cached)
 		return nil
 	}
 	if cerr != nil && e == nil && !storage.IsExpectMiss(ctx) && s.askAPI() {
@@ -172,48 +188,85 @@ func (s *Store) Get(ctx context.Context, ns, name string, obj storage.Object) er
 	if cerr != nil {
 		return mapErr(cerr, kind, ns, name)
 	}
+	restore(cached)
 	storage.CopyInto(obj, cached)
+	return nil
+}
+
+// WithFetches lets Get read from api (not a cache) what a compacted cache
+// leaves out (Compact: the PEM of a certificate). Those reads are what a
+// download or revocation of a certificate issued more than a few seconds ago
+// costs, so at most 50 per second (bursts of 100) go to the API server;
+// beyond that Get answers storage.ErrUnavailable (the client retries).
+func (s *Store) WithFetches(api client.Reader) *Store {
+	s.fetcher = api
+	s.fetchRate = flowcontrol.NewTokenBucketRateLimiter(50, 100)
+	return s
+}
+
+// fetch reads the whole object from the API server.
+func (s *Store) fetch(ctx context.Context, ns, name string, obj storage.Object) error {
+	if s.fetcher == nil {
+		return fmt.Errorf("the cache keeps part of it only and the store has no API reader (kube.Store.WithFetches)")
+	}
+	if !s.fetchRate.TryAccept() {
+		return fmt.Errorf("%w: too many reads of what the cache leaves out; retry", storage.ErrUnavailable)
+	}
+	ctx, cancel := context.WithTimeout(ctx, RequestTimeout)
+	defer cancel()
+	if err := s.fetcher.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, obj); err != nil {
+		return err
+	}
+	v1alpha1.MoveLegacyFields(obj)
 	return nil
 }
 
 // getAnyNamespace finds the object called name in whichever namespace holds
 // it (names derive from random IDs, so at most one does) through the name
-// index, or among this process's own recent writes.
+// index or the summaries' name map, or among this process's own recent
+// writes.
 func (s *Store) getAnyNamespace(ctx context.Context, kind, name string, obj storage.Object) error {
-	list, err := storage.NewList(kind)
+	ns, err := s.cachedNamespace(ctx, kind, name)
 	if err != nil {
 		return err
 	}
-	var opts []client.ListOption
+	if ns == "" {
+		if e := s.overlay.find(kind, name); e != nil {
+			ns = e.ns
+		} else if ns, err = s.findInAPI(ctx, kind, name); err != nil {
+			return err
+		} else if ns == "" {
+			return mapErr(apierrors.NewNotFound(schemaGR(kind), name), kind, "*", name)
+		}
+	}
+	return s.Get(ctx, ns, name, obj)
+}
+
+// cachedNamespace is the namespace of the cached object of kind called
+// name ("" when the cache has none).
+func (s *Store) cachedNamespace(ctx context.Context, kind, name string) (string, error) {
+	if kindIndexes[kind].names && s.summaries.ready(kind) {
+		return s.summaries.namespaceOf(kind, name), nil
+	}
+	list, err := storage.NewList(kind)
+	if err != nil {
+		return "", err
+	}
+	opts := []client.ListOption{client.UnsafeDisableDeepCopy}
 	if s.byName(kind) {
 		opts = append(opts, client.MatchingFields{nameIndex: name})
 	}
 	if err := s.reader.List(ctx, list, opts...); err != nil {
-		return fmt.Errorf("get %s %s in any namespace: %w", kind, name, err)
-	}
-	all, err := meta.ExtractList(list)
-	if err != nil {
-		return err
-	}
-	var items []runtime.Object
-	for _, it := range all {
-		if it.(storage.Object).GetName() == name {
-			items = append(items, it)
-		}
+		return "", fmt.Errorf("get %s %s in any namespace: %w", kind, name, err)
 	}
 	ns := ""
-	if len(items) > 0 {
-		ns = items[0].(storage.Object).GetNamespace()
-	} else if e := s.overlay.find(kind, name); e != nil {
-		ns = e.ns
-	} else if found, err := s.findInAPI(ctx, kind, name); err != nil {
-		return err
-	} else if found != "" {
-		ns = found
-	} else {
-		return mapErr(apierrors.NewNotFound(schemaGR(kind), name), kind, "*", name)
-	}
-	return s.Get(ctx, ns, name, obj)
+	err = meta.EachListItem(list, func(it runtime.Object) error {
+		if o := it.(storage.Object); ns == "" && o.GetName() == name {
+			ns = o.GetNamespace()
+		}
+		return nil
+	})
+	return ns, err
 }
 
 // findInAPI is the namespace of the object called name according to the
@@ -252,6 +305,14 @@ func (s *Store) List(ctx context.Context, ns string, list storage.ObjectList, op
 	if err := s.reader.List(ctx, list, lo...); err != nil {
 		return fmt.Errorf("list %s in %s: %w", kind, ns, err)
 	}
+	// Each item is a copy (a shallow one when Shared): its labels can be
+	// restored without touching the cache's object.
+	if err := meta.EachListItem(list, func(it runtime.Object) error {
+		restore(it.(storage.Object))
+		return nil
+	}); err != nil {
+		return err
+	}
 	if len(snap) == 0 && len(opts.Labels) <= 1 {
 		// Nothing of this process's is newer than the cache, and the cache
 		// matched the one label itself: its answer stands, without copying
@@ -271,7 +332,7 @@ func (s *Store) List(ctx context.Context, ns string, list storage.ObjectList, op
 			continue // an index matched one label; the others are checked here
 		}
 		k := key(kind, o.GetNamespace(), o.GetName())
-		if e := snap[k]; e != nil && s.overlay.newer(k, e, o.GetResourceVersion()) {
+		if e := snap[k]; e != nil && s.overlay.newer(k, e, o.GetResourceVersion(), kind == "AcmeCertificate") {
 			if e.deleted || !matches(e.obj.GetLabels(), opts.Labels) {
 				continue
 			}
@@ -417,8 +478,9 @@ func (o *overlay) lookup(k string) *entry {
 
 // newer reports whether entry e (read before the cache) is newer than the
 // cache's copy (cachedRV "" means the cache has none), and forgets e once the
-// cache has caught up with it.
-func (o *overlay) newer(k string, e *entry, cachedRV string) bool {
+// cache has caught up with it, unless keep (the cache's copy is partial:
+// the entry is the whole object until it expires).
+func (o *overlay) newer(k string, e *entry, cachedRV string, keep bool) bool {
 	caughtUp := false
 	if cachedRV == "" {
 		caughtUp = e.deleted // the cache has seen the deletion
@@ -427,6 +489,9 @@ func (o *overlay) newer(k string, e *entry, cachedRV string) bool {
 	}
 	if !caughtUp {
 		return true
+	}
+	if keep {
+		return false
 	}
 	o.mu.Lock()
 	if o.entries[k] == e {
@@ -479,7 +544,7 @@ func (s *Store) WithPagedLists(n int64) *Store {
 // ListSummaries implements storage.SummaryLister.
 func (s *Store) ListSummaries(ctx context.Context, ns, kind string, labels map[string]string) ([]storage.Summary, error) {
 	if len(labels) == 0 && s.summaries.ready(kind) {
-		return s.summaries.list(kind, ns), nil
+		return s.summaries.list(kind, ns, s.overlay.snapshot(kind, ns)), nil
 	}
 	if s.pageSize == 0 {
 		return storage.SummarizeList(ctx, s, ns, kind, labels)

@@ -10,6 +10,8 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/rest"
+	toolscache "k8s.io/client-go/tools/cache"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -25,7 +27,14 @@ import (
 func startAPIServer(t *testing.T) (client.Client, cache.Cache) {
 	t.Helper()
 	cfg, c := kenvtest.Start(t)
-	ca, err := cache.New(cfg, cache.Options{Scheme: kenvtest.Scheme()})
+	return c, startCache(t, cfg, nil)
+}
+
+// startCache starts an informer cache with the store's indexes and the
+// given default transform.
+func startCache(t *testing.T, cfg *rest.Config, transform toolscache.TransformFunc) cache.Cache {
+	t.Helper()
+	ca, err := cache.New(cfg, cache.Options{Scheme: kenvtest.Scheme(), DefaultTransform: transform})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -38,14 +47,28 @@ func startAPIServer(t *testing.T) (client.Client, cache.Cache) {
 	if !ca.WaitForCacheSync(ctx) {
 		t.Fatal("cache did not sync")
 	}
-	return c, ca
+	return ca
+}
+
+// serverTransform is the cluster-mode server's cache transform.
+func serverTransform() toolscache.TransformFunc {
+	return kube.Compact(v1alpha1.WithLegacyFieldsMoved(cache.TransformStripManagedFields()))
 }
 
 // TestConformance runs the storage conformance suite against the CR backend
-// on a real API server: each subtest gets its own namespace.
+// on a real API server: each subtest gets its own namespace. "server" is
+// the store as the cluster-mode server builds it (compacted cache, indexes,
+// summaries).
 func TestConformance(t *testing.T) {
-	c, ca := startAPIServer(t)
-	for name, store := range map[string]*kube.Store{"labelSelectors": kube.New(c, ca), "indexes": kube.New(c, ca).WithIndexes()} {
+	cfg, c := kenvtest.Start(t)
+	ca := startCache(t, cfg, nil)
+	compacted := startCache(t, cfg, serverTransform())
+	server, err := kube.New(c, compacted).WithIndexes().WithSummaries(context.Background(), compacted)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, store := range map[string]*kube.Store{"labelSelectors": kube.New(c, ca), "indexes": kube.New(c, ca).WithIndexes(),
+		"server": server} {
 		t.Run(name, func(t *testing.T) { runSuite(t, c, store) })
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"time"
 
 	toolscache "k8s.io/client-go/tools/cache"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
@@ -18,9 +19,47 @@ import (
 // cached object on each request.
 type summaries struct {
 	mu     sync.RWMutex
-	byKind map[string]map[string]storage.Summary // kind → "ns/name" → summary
-	synced map[string]func() bool                // kind → whether its handler has seen the initial list
+	byKind map[string]map[objKey]kept   // kind → object → summary
+	names  map[string]map[string]string // kind → name → namespace, for kinds found by name (kindIndex.names)
+	synced map[string]func() bool       // kind → whether its handler has seen the initial list
 }
+
+// kept is an object's storage.Summary as kept (its namespace and name are
+// the key; times in Unix seconds, which is all a resource's timestamps
+// hold; about half a Summary's size), and the resourceVersion it was made
+// from.
+type kept struct {
+	created, at           int64
+	status, profile, text string
+	offered               int32
+	rv                    uint64
+}
+
+func keep(sum storage.Summary, rv uint64) kept {
+	k := kept{status: intern(sum.Status), profile: intern(sum.Profile), text: sum.Text, offered: int32(sum.Offered), rv: rv}
+	if !sum.Created.IsZero() {
+		k.created = sum.Created.Unix()
+	}
+	if !sum.At.IsZero() {
+		k.at = sum.At.Unix()
+	}
+	return k
+}
+
+func (k kept) summary(key objKey) storage.Summary {
+	sum := storage.Summary{Namespace: key.ns, Name: key.name, Status: k.status, Profile: k.profile, Text: k.text, Offered: int(k.offered)}
+	if k.created != 0 {
+		sum.Created = time.Unix(k.created, 0)
+	}
+	if k.at != 0 {
+		sum.At = time.Unix(k.at, 0)
+	}
+	return sum
+}
+
+// objKey names an object; its strings are the object's own, so a key costs
+// no allocation of its own.
+type objKey struct{ ns, name string }
 
 // WithSummaries keeps summaries of kinds (default: every state kind) from
 // the informers of c, and answers ListSummaries without labels and
@@ -30,7 +69,8 @@ func (s *Store) WithSummaries(ctx context.Context, c cache.Informers, kinds ...s
 	if len(kinds) == 0 {
 		kinds = stateKinds
 	}
-	sm := &summaries{byKind: map[string]map[string]storage.Summary{}, synced: map[string]func() bool{}}
+	sm := &summaries{byKind: map[string]map[objKey]kept{}, names: map[string]map[string]string{},
+		synced: map[string]func() bool{}}
 	for _, obj := range kinds {
 		kind, err := storage.KindOf(obj)
 		if err != nil {
@@ -40,12 +80,19 @@ func (s *Store) WithSummaries(ctx context.Context, c cache.Informers, kinds ...s
 		if err != nil {
 			return nil, fmt.Errorf("informer of %s: %w", kind, err)
 		}
-		sm.byKind[kind] = map[string]storage.Summary{}
+		sm.byKind[kind] = map[objKey]kept{}
+		names := kindIndexes[kind].names
+		if names {
+			sm.names[kind] = map[string]string{}
+		}
 		put := func(o any) {
 			if so, ok := o.(storage.Object); ok {
 				sum := storage.Summarize(so)
 				sm.mu.Lock()
-				sm.byKind[kind][sum.Namespace+"/"+sum.Name] = sum
+				sm.byKind[kind][objKey{sum.Namespace, sum.Name}] = keep(sum, parseRV(so.GetResourceVersion()))
+				if names {
+					sm.names[kind][sum.Name] = sum.Namespace
+				}
 				sm.mu.Unlock()
 			}
 		}
@@ -58,7 +105,10 @@ func (s *Store) WithSummaries(ctx context.Context, c cache.Informers, kinds ...s
 				}
 				if so, ok := o.(storage.Object); ok {
 					sm.mu.Lock()
-					delete(sm.byKind[kind], so.GetNamespace()+"/"+so.GetName())
+					delete(sm.byKind[kind], objKey{so.GetNamespace(), so.GetName()})
+					if names && sm.names[kind][so.GetName()] == so.GetNamespace() {
+						delete(sm.names[kind], so.GetName())
+					}
 					sm.mu.Unlock()
 				}
 			},
@@ -81,18 +131,40 @@ func (sm *summaries) ready(kind string) bool {
 	return ok && synced()
 }
 
-// list copies the summaries of kind in ns (or every namespace).
-func (sm *summaries) list(kind, ns string) []storage.Summary {
+// list copies the summaries of kind in ns (or every namespace), with
+// this process's writes the informer has not delivered yet (snap, the
+// overlay's entries of kind in ns) in place of what it has.
+func (sm *summaries) list(kind, ns string, snap map[string]*entry) []storage.Summary {
 	sm.mu.RLock()
 	defer sm.mu.RUnlock()
 	m := sm.byKind[kind]
-	out := make([]storage.Summary, 0, len(m))
-	for _, sum := range m {
-		if ns == storage.AllNamespaces || sum.Namespace == ns {
-			out = append(out, sum)
+	mine := map[objKey]*entry{}
+	for _, e := range snap {
+		k := objKey{e.ns, e.obj.GetName()}
+		if c, ok := m[k]; e.deleted && ok && c.rv <= e.rv || !e.deleted && (!ok || c.rv < e.rv) {
+			mine[k] = e
+		}
+	}
+	out := make([]storage.Summary, 0, len(m)+len(mine))
+	for k, sum := range m {
+		if _, ok := mine[k]; !ok && (ns == storage.AllNamespaces || k.ns == ns) {
+			out = append(out, sum.summary(k))
+		}
+	}
+	for _, e := range mine {
+		if !e.deleted {
+			out = append(out, storage.Summarize(e.obj))
 		}
 	}
 	return out
+}
+
+// namespaceOf is the namespace of the object of kind called name ("" when
+// there is none); kind must be one with kindIndex.names.
+func (sm *summaries) namespaceOf(kind, name string) string {
+	sm.mu.RLock()
+	defer sm.mu.RUnlock()
+	return sm.names[kind][name]
 }
 
 // count counts the objects of kind by namespace.
@@ -100,8 +172,8 @@ func (sm *summaries) count(kind string) map[string]int {
 	sm.mu.RLock()
 	defer sm.mu.RUnlock()
 	out := map[string]int{}
-	for _, sum := range sm.byKind[kind] {
-		out[sum.Namespace]++
+	for k := range sm.byKind[kind] {
+		out[k.ns]++
 	}
 	return out
 }

@@ -59,7 +59,8 @@ func Order(ns, name, account string) *v1alpha1.AcmeOrder {
 	expires := metav1.NewTime(time.Now().Add(time.Hour).UTC().Truncate(time.Second))
 	id := v1alpha1.Identifier{Type: "dns", Value: name + ".example"}
 	return &v1alpha1.AcmeOrder{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: map[string]string{v1alpha1.LabelAccount: account}},
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: map[string]string{v1alpha1.LabelAccount: account,
+			v1alpha1.LabelProfile: "default"}}, // as the RA labels an order
 		Spec: v1alpha1.AcmeOrderSpec{Account: account, Profile: "default", IssuanceProfile: "default",
 			Identifiers: []v1alpha1.Identifier{id}},
 		Status: v1alpha1.AcmeOrderStatus{Status: "pending", Expires: expires, Authorizations: []string{name + "-authz"}},
