@@ -75,6 +75,36 @@ func TestStateCRDValidation(t *testing.T) {
 			o.Status.Error = &v1alpha1.Problem{Type: "t", Detail: strings.Repeat("x", 4097)}
 			return o
 		}(), `AcmeOrder.acme.kacme.io "o3" is invalid: [status.error.detail: Too long: may not be more than 4096 bytes` + celSkipped},
+		{"order offering 1001 authorizations", func() client.Object {
+			o := order("o4")
+			o.Status.Offered = make([]v1alpha1.OfferedAuthorization, 1001)
+			for i := range o.Status.Offered {
+				o.Status.Offered[i] = v1alpha1.OfferedAuthorization{Name: fmt.Sprint("o4-", i), Identifier: v1alpha1.Identifier{Type: "dns", Value: "a.example"},
+					Challenges: []v1alpha1.OfferedChallenge{{Type: "http-01", Token: "t"}}}
+			}
+			return o
+		}(), `AcmeOrder.acme.kacme.io "o4" is invalid: [status.offered: Too many: 1001: must have at most 1000 items` + celSkipped},
+		{"offered authorization with 9 challenges", func() client.Object {
+			o := order("o5")
+			o.Status.Offered = []v1alpha1.OfferedAuthorization{{Name: "o5-0", Identifier: v1alpha1.Identifier{Type: "dns", Value: "a.example"},
+				Challenges: make([]v1alpha1.OfferedChallenge, 9)}}
+			for i := range o.Status.Offered[0].Challenges {
+				o.Status.Offered[0].Challenges[i] = v1alpha1.OfferedChallenge{Type: "http-01", Token: "t"}
+			}
+			return o
+		}(), `AcmeOrder.acme.kacme.io "o5" is invalid: [status.offered[0].challenges: Too many: 9: must have at most 8 items` + celSkipped},
+		{"offered challenge token over 128 bytes", func() client.Object {
+			o := order("o6")
+			o.Status.Offered = []v1alpha1.OfferedAuthorization{{Name: "o6-0", Identifier: v1alpha1.Identifier{Type: "dns", Value: "a.example"},
+				Challenges: []v1alpha1.OfferedChallenge{{Type: "http-01", Token: strings.Repeat("t", 129)}}}}
+			return o
+		}(), `AcmeOrder.acme.kacme.io "o6" is invalid: [status.offered[0].challenges[0].token: Too long: may not be more than 128 bytes` + celSkipped},
+		{"offered challenge type not in the enum", func() client.Object {
+			o := order("o7")
+			o.Status.Offered = []v1alpha1.OfferedAuthorization{{Name: "o7-0", Identifier: v1alpha1.Identifier{Type: "dns", Value: "a.example"},
+				Challenges: []v1alpha1.OfferedChallenge{{Type: "smtp-01", Token: "t"}}}}
+			return o
+		}(), `AcmeOrder.acme.kacme.io "o7" is invalid: [status.offered[0].challenges[0].type: Unsupported value: "smtp-01": supported values: "http-01", "dns-01", "tls-alpn-01"` + celSkipped},
 		{"authorization status not in the enum", func() client.Object { a := authz("z1"); a.Status.Status = "ready"; return a }(),
 			`AcmeChallenge.acme.kacme.io "z1" is invalid: [status.status: Unsupported value: "ready": supported values: "pending", "valid", "invalid", "deactivated", "expired", "revoked"` + celSkipped},
 		{"challenge status not in the enum", func() client.Object { a := authz("z2"); a.Status.Challenges[0].Status = "ok"; return a }(),
@@ -131,6 +161,10 @@ func TestStateCRDValidation(t *testing.T) {
 		}, `AcmeCertificate.acme.kacme.io "u4" is invalid: spec: Invalid value: an issued certificate's fields are immutable`},
 		{"certificate leaf", cert("u5"), func(o client.Object) { o.(*v1alpha1.AcmeCertificate).Spec.Certificate = "other" },
 			`AcmeCertificate.acme.kacme.io "u5" is invalid: spec: Invalid value: certificate is immutable`},
+		// The server caches certificates without their PEM (kube.Compact);
+		// should such a copy ever be written back, the API server refuses it.
+		{"certificate written without its PEM", cert("u12"), func(o client.Object) { o.(*v1alpha1.AcmeCertificate).Spec.Certificate = "" },
+			`AcmeCertificate.acme.kacme.io "u12" is invalid: spec: Invalid value: certificate is immutable`},
 		{"certificate revoked", cert("u6"), func(o client.Object) {
 			x := o.(*v1alpha1.AcmeCertificate)
 			reason := 1
