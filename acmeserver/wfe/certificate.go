@@ -2,11 +2,17 @@ package wfe
 
 import (
 	"context"
+	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"mime"
 	"net/http"
 	"strconv"
+	"strings"
 
 	"github.com/kacme/kacme/acmeserver/acme"
+	"github.com/kacme/kacme/acmeserver/ca"
 	"github.com/kacme/kacme/acmeserver/jws"
 	"github.com/kacme/kacme/acmeserver/profile"
 	"github.com/kacme/kacme/acmeserver/ra"
@@ -46,11 +52,93 @@ func (w *WFE) certificate(ctx context.Context, rw http.ResponseWriter, r *http.R
 		}
 		rw.Header().Add("Link", link(u, "alternate"))
 	}
-	rw.Header().Set("Content-Type", "application/pem-certificate-chain")
+	format := certFormat(r.Header.Get("Accept"))
+	if format != formatPEMChain {
+		var ders [][]byte
+		for rest := body; ; {
+			var b *pem.Block
+			if b, rest = pem.Decode(rest); b == nil {
+				break
+			}
+			ders = append(ders, b.Bytes)
+		}
+		if len(ders) == 0 {
+			return fmt.Errorf("certificate %s: the stored chain holds no certificate", c.Name)
+		}
+		switch format {
+		case formatDER:
+			// The leaf alone; its issuer is where the leaf's caIssuers
+			// URL says (CRT-04: rel="up").
+			body = ders[0]
+			if leaf, err := x509.ParseCertificate(ders[0]); err == nil {
+				for _, u := range leaf.IssuingCertificateURL {
+					rw.Header().Add("Link", link(u, "up"))
+				}
+			}
+		case formatPKCS7:
+			if body, err = ca.CertsOnlyPKCS7(ders); err != nil {
+				return err
+			}
+		}
+	}
+	rw.Header().Set("Vary", "Accept")
+	rw.Header().Set("Content-Type", format)
 	rw.Header().Set("Content-Length", strconv.Itoa(len(body)))
 	rw.WriteHeader(http.StatusOK)
 	_, _ = rw.Write(body)
 	return nil
+}
+
+// The certificate formats served (RFC 8555 §7.4.2, CRT-04).
+const (
+	formatPEMChain = "application/pem-certificate-chain" // the chain, PEM (the default)
+	formatDER      = "application/pkix-cert"             // the leaf, DER (RFC 2585)
+	formatPKCS7    = "application/pkcs7-mime"            // the chain, certs-only PKCS #7, DER (RFC 8551 §3.2.2)
+)
+
+// certFormat picks the format an Accept header prefers (RFC 9110 §12.5.1:
+// the most specific range that matches a type gives its weight; q=0 refuses
+// it). Ties go to the order above. An Accept that names none of them, or
+// refuses all, gets the PEM chain (pinned, CRT-04: ACME clients expect it,
+// and Boulder ignores Accept altogether) rather than a 406. At most the
+// first 32 ranges are read.
+func certFormat(accept string) string {
+	best, bestQ := formatPEMChain, -1.0
+	ranges := strings.SplitN(accept, ",", 33)
+	for _, f := range []string{formatPEMChain, formatDER, formatPKCS7} {
+		q, specificity := -1.0, -1
+		for i, r := range ranges {
+			if i == 32 {
+				break
+			}
+			mt, params, err := mime.ParseMediaType(strings.TrimSpace(r))
+			if err != nil {
+				continue
+			}
+			s := -1
+			switch {
+			case mt == f:
+				s = 2
+			case mt == "application/*":
+				s = 1
+			case mt == "*/*":
+				s = 0
+			}
+			if s <= specificity {
+				continue
+			}
+			specificity, q = s, 1
+			if v, ok := params["q"]; ok {
+				if q, err = strconv.ParseFloat(v, 64); err != nil || q < 0 || q > 1 {
+					q = 0
+				}
+			}
+		}
+		if q > 0 && q > bestQ {
+			best, bestQ = f, q
+		}
+	}
+	return best
 }
 
 // revoke serves RFC 8555 §7.6, signed by an account or by the certificate key.
