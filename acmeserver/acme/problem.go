@@ -219,6 +219,12 @@ func ValidationProblem(t ProblemType, format string, args ...any) *Problem {
 	return newProblem(t, http.StatusBadRequest, format, args...)
 }
 
+// CAAProblem is a 403 caa: CAA records forbid issuance (RFC 8555 §6.7,
+// RFC 8659; 403 as Boulder).
+func CAAProblem(format string, args ...any) *Problem {
+	return newProblem(CAA, http.StatusForbidden, format, args...)
+}
+
 // InternalProblem hides err from the client and keeps it for the log.
 func InternalProblem(err error, detail string) *Problem {
 	p := newProblem(ServerInternal, http.StatusInternalServerError, "%s", detail)

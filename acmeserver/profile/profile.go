@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/miekg/dns"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/kacme/kacme/acmeserver/ca"
@@ -181,6 +182,17 @@ func NewProfile(obj *v1alpha1.AcmeProfile, authorities map[string]*ca.Authority)
 		HTTPPort: s.Validation.HTTP01Port, TLSPort: s.Validation.TLSALPN01Port,
 		Resolvers: s.Validation.Resolvers, Timeout: durationOr(s.Validation.Timeout, 10*time.Second),
 		ServiceRoutes: s.Validation.ServiceRoutes,
+	}
+	if s.Validation.CheckCAA {
+		if len(s.CAAIdentities) == 0 {
+			return nil, fmt.Errorf("spec.validation.checkCAA needs spec.caaIdentities: the issuer-domain-names CAA records name this CA by")
+		}
+		for i, id := range s.CAAIdentities {
+			if _, ok := dns.IsDomainName(id); !ok || strings.ContainsAny(id, " ;=") {
+				return nil, fmt.Errorf("spec.caaIdentities[%d]: %q is not a domain name", i, id)
+			}
+		}
+		p.Validation.CAAIdentities = s.CAAIdentities
 	}
 	for i, r := range s.Validation.Resolvers {
 		if _, err := netip.ParseAddrPort(r); err != nil {

@@ -173,8 +173,12 @@ func (r *RA) startValidation(job *validationJob) *validationJob {
 		if !ok {
 			res = va.Result{Problem: acme.InvalidProfileProblem("profile %q is no longer served", job.spec.Profile)}
 		} else {
-			res = r.validate(va.Request{Identifier: ident, Type: job.typ, Token: job.token,
-				KeyAuthorization: job.keyAuth, Settings: p.Validation})
+			req := va.Request{Identifier: ident, Type: job.typ, Token: job.token,
+				KeyAuthorization: job.keyAuth, Settings: p.Validation}
+			if r.acctURL != nil {
+				req.AccountURI = r.acctURL(p, job.spec.Account)
+			}
+			res = r.validate(req)
 		}
 		if r.baseCtx.Err() != nil {
 			return // shutting down mid-validation

@@ -55,6 +55,10 @@ type Options struct {
 	Metrics *metrics.Metrics
 	// CloseWait bounds how long Close waits for background work. Default 5s.
 	CloseWait time.Duration
+	// AccountURL is an account's URL as its clients know it (the CAA
+	// accounturi parameter must equal it). Default: none, so that no
+	// accounturi matches.
+	AccountURL func(p *profile.Profile, account string) string
 }
 
 // RA implements the ACME use cases.
@@ -79,6 +83,7 @@ type RA struct {
 	orphans   map[string]time.Time // processing challenges of other replicas, first seen (AdoptValidations)
 	metrics   *metrics.Metrics
 	closeWait time.Duration
+	acctURL   func(p *profile.Profile, account string) string
 	crls      crlCache   // the last CRL signed per CA key (CRL)
 	usage     usageCache // what the order limits counted per account
 }
@@ -112,6 +117,7 @@ func New(cfg *profile.Config, o Options) *RA {
 		syncWait: o.SyncWait, now: o.Now, sem: make(chan struct{}, o.MaxConcurrentValidations),
 		perAcct: keyedSemaphore{size: o.MaxValidationsPerAccount},
 		baseCtx: ctx, cancel: cancel, jobs: map[string]*validationJob{}, metrics: o.Metrics, closeWait: o.CloseWait,
+		acctURL: o.AccountURL,
 	}
 	if o.Metrics != nil {
 		r.store = countingStore{Store: o.Store, m: o.Metrics}

@@ -113,7 +113,8 @@ func New(ctx context.Context, o Options) (*Server, error) {
 	}
 	aud := audit.New(o.Log)
 	authority := ra.New(o.Config, ra.Options{Store: o.Store, Validator: o.Validator, Secrets: o.Secrets, Audit: aud,
-		Log: o.Log, Namespace: o.Namespace, Metrics: o.Metrics, Now: o.Now})
+		Log: o.Log, Namespace: o.Namespace, Metrics: o.Metrics, Now: o.Now,
+		AccountURL: func(p *profile.Profile, id string) string { return wfe.AccountURL(o.ExternalURL, p, id) }})
 	front := wfe.New(authority, o.Nonces, o.ExternalURL, o.Log)
 	front.Metrics = o.Metrics
 	dash, err := dashboard.New(dashboard.Options{Store: o.Store, RA: authority, Auth: o.DashboardAuth, Audit: aud, Log: o.Log,

@@ -18,6 +18,7 @@ import (
 type Resolver interface {
 	LookupHost(ctx context.Context, host string) ([]netip.Addr, error)
 	LookupTXT(ctx context.Context, name string) ([]string, error)
+	CAALookup
 }
 
 // DNSError is a lookup failure with the DNS response code.

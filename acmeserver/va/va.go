@@ -22,6 +22,10 @@ type Settings struct {
 	Resolvers     []string
 	Timeout       time.Duration
 	ServiceRoutes []v1alpha1.ServiceRoute
+	// CAAIdentities, when not empty, turn on the CAA check of dns
+	// identifiers once their challenge has succeeded (CheckCAA): the
+	// issuer-domain-names that mean this CA.
+	CAAIdentities []string
 }
 
 // Services finds the Kubernetes Service a name maps to and its ready
@@ -39,6 +43,9 @@ type Request struct {
 	Token            string
 	KeyAuthorization string
 	Settings         Settings
+	// AccountURI is the URL of the account whose challenge this is (the
+	// CAA accounturi parameter, RFC 8657 §3).
+	AccountURI string
 }
 
 // Result of a validation: records always, a problem when it failed.
@@ -87,15 +94,24 @@ func (v *VA) Validate(ctx context.Context, req Request) Result {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	res := v.NewResolver(req.Settings.Resolvers, timeout)
+	var out Result
 	switch req.Type {
 	case v1alpha1.ChallengeHTTP01:
-		return v.validateHTTP01(ctx, res, req)
+		out = v.validateHTTP01(ctx, res, req)
 	case v1alpha1.ChallengeDNS01:
-		return v.validateDNS01(ctx, res, req)
+		out = v.validateDNS01(ctx, res, req)
 	case v1alpha1.ChallengeTLSALPN01:
-		return v.validateTLSALPN01(ctx, res, req)
+		out = v.validateTLSALPN01(ctx, res, req)
+	default:
+		return Result{Problem: acme.MalformedProblem("unsupported challenge type %q", req.Type)}
 	}
-	return Result{Problem: acme.MalformedProblem("unsupported challenge type %q", req.Type)}
+	// CAA, at validation time, within the same deadline and through the same
+	// resolvers (RFC 8659 applies to domain names, not IP addresses).
+	if out.Problem == nil && len(req.Settings.CAAIdentities) > 0 && req.Identifier.Type == acme.IdentifierDNS {
+		out.Problem = CheckCAA(ctx, res, req.Identifier.Value, CAA{Identities: req.Settings.CAAIdentities,
+			AccountURI: req.AccountURI, Method: string(req.Type)})
+	}
+	return out
 }
 
 func (v *VA) dialer() ContextDialer {

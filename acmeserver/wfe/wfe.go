@@ -274,6 +274,12 @@ func (w *WFE) dirURL(p *profile.Profile) string { return w.profileURL(p, pathDir
 func (w *WFE) accountURL(p *profile.Profile, id string) string {
 	return w.profileURL(p, pathAccount+id)
 }
+
+// AccountURL is the URL of account id of profile p on a server at baseURL:
+// what the WFE answers as Location and accepts as kid.
+func AccountURL(baseURL string, p *profile.Profile, id string) string {
+	return (&WFE{base: strings.TrimRight(baseURL, "/")}).accountURL(p, id)
+}
 func (w *WFE) orderURL(p *profile.Profile, id string) string { return w.profileURL(p, pathOrder+id) }
 func (w *WFE) authzURL(p *profile.Profile, id string) string { return w.profileURL(p, pathAuthz+id) }
 func (w *WFE) challURL(p *profile.Profile, id string) string {

@@ -419,6 +419,17 @@ type ValidationSpec struct {
 	// +optional
 	// +kubebuilder:validation:MaxItems=64
 	ServiceRoutes []ServiceRoute `json:"serviceRoutes,omitempty"`
+	// CheckCAA checks the CAA records of a dns identifier (RFC 8659, with
+	// RFC 8657's accounturi and validationmethods parameters) once its
+	// challenge has succeeded, through Resolvers: the name and then each
+	// parent, CNAMEs followed; the first non-empty set must have an issue
+	// (issuewild for a wildcard) property naming one of spec.caaIdentities
+	// whose parameters this account and challenge type satisfy, or none at
+	// all. Otherwise, or when a lookup fails, the authorization is invalid
+	// with a caa problem naming the records. Requires spec.caaIdentities.
+	// Default false.
+	// +optional
+	CheckCAA bool `json:"checkCAA,omitempty"`
 }
 
 // ServiceRoute maps names under Suffix to a Service.

@@ -16,6 +16,7 @@ type testDNS struct {
 
 	mu     sync.Mutex
 	txt    map[string][]string
+	caa    map[string][]string           // CAA records (rdata, `0 issue "ca.example"`) by owner
 	answer func(q dns.Question) *dns.Msg // nil: answer from txt
 }
 
@@ -25,7 +26,7 @@ func startDNS(t *testing.T) *testDNS {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d := &testDNS{port: pc.LocalAddr().(*net.UDPAddr).Port, txt: map[string][]string{}}
+	d := &testDNS{port: pc.LocalAddr().(*net.UDPAddr).Port, txt: map[string][]string{}, caa: map[string][]string{}}
 	srv := &dns.Server{PacketConn: pc, Handler: dns.HandlerFunc(d.serve)}
 	go func() { _ = srv.ActivateAndServe() }()
 	t.Cleanup(func() { _ = srv.Shutdown() })
@@ -39,6 +40,13 @@ func (d *testDNS) setTXT(name string, values ...string) {
 	d.txt[dns.CanonicalName(name)] = values
 }
 
+// setCAA publishes CAA records (rdata as in a zone file) at name.
+func (d *testDNS) setCAA(name string, rdata ...string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.caa[dns.CanonicalName(name)] = rdata
+}
+
 // setAnswer makes every answer come from f (nil: back to the TXT records).
 func (d *testDNS) setAnswer(f func(q dns.Question) *dns.Msg) {
 	d.mu.Lock()
@@ -50,6 +58,7 @@ func (d *testDNS) serve(w dns.ResponseWriter, r *dns.Msg) {
 	q := r.Question[0]
 	d.mu.Lock()
 	answer, values := d.answer, d.txt[dns.CanonicalName(q.Name)]
+	caa := d.caa[dns.CanonicalName(q.Name)]
 	d.mu.Unlock()
 	if answer != nil {
 		m := answer(q)
@@ -65,8 +74,13 @@ func (d *testDNS) serve(w dns.ResponseWriter, r *dns.Msg) {
 	}
 	m := new(dns.Msg)
 	m.SetReply(r)
-	if values == nil {
+	if values == nil && caa == nil {
 		m.Rcode = dns.RcodeNameError
+	}
+	for _, c := range caa {
+		if rr, err := dns.NewRR(q.Name + " 5 IN CAA " + c); err == nil && q.Qtype == dns.TypeCAA {
+			m.Answer = append(m.Answer, rr)
+		}
 	}
 	for _, v := range values {
 		if q.Qtype == dns.TypeTXT {

@@ -166,7 +166,16 @@ apiVersion: v1
 kind: Secret
 metadata: {name: team-a-eab}
 stringData: {key: %s}
-`, httpPort, dnsPort, httpPort, httpPort, eabKID, eabHMAC)
+---
+apiVersion: acme.kacme.io/v1alpha1
+kind: AcmeProfile
+metadata: {name: caa}
+spec:
+  certificateAuthority: test-ca
+  caaIdentities: [kacme.test]
+  identifiers: {allowedDNSSuffixes: [localhost]}
+  validation: {http01Port: %d, challengeTypes: [http-01, dns-01], timeout: 5s, resolvers: ["127.0.0.1:%d"], checkCAA: true}
+`, httpPort, dnsPort, httpPort, httpPort, eabKID, eabHMAC, httpPort, dnsPort)
 }
 
 // newEnv starts a server with a fresh data directory.
@@ -211,7 +220,7 @@ func newEnv(t *testing.T, opts ...func(*standalone.Options)) *env {
 	pool.AppendCertsFromPEM(pem)
 	e.srv = srv
 	e.http = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
-	for p, path := range map[string]string{"default": "default", "tos": "terms", "eab": "eab"} {
+	for p, path := range map[string]string{"default": "default", "tos": "terms", "eab": "eab", "caa": "caa"} {
 		var d acme.Directory
 		r := e.get(srv.URL + "/acme/" + path + "/directory")
 		e.decode(r, &d)
@@ -399,7 +408,8 @@ func (e *env) signed(k *key, kid, url, payload string) (*http.Response, []byte) 
 	return e.post(url, e.jws(k, url, payload, jwsOpts{kid: kid}))
 }
 
-// order places an order and returns its URL and body.
+// order places an order (in the account's directory) and returns its URL
+// and body.
 func (e *env) order(k *key, kid string, names ...string) (string, acme.Order) {
 	e.t.Helper()
 	var ids []acme.Identifier
@@ -411,7 +421,15 @@ func (e *env) order(k *key, kid string, names ...string) (string, acme.Order) {
 		ids = append(ids, acme.Identifier{Type: t, Value: n})
 	}
 	pl, _ := json.Marshal(map[string]any{"identifiers": ids})
-	r, b := e.signed(k, kid, e.dir["default"].NewOrder, string(pl))
+	newOrder := e.dir["default"].NewOrder
+	if i := strings.Index(kid, "/acct/"); i > 0 {
+		for _, d := range e.dir { // the account's own directory
+			if strings.HasPrefix(d.NewOrder, kid[:i+1]) {
+				newOrder = d.NewOrder
+			}
+		}
+	}
+	r, b := e.signed(k, kid, newOrder, string(pl))
 	if r.StatusCode != 201 {
 		e.t.Fatalf("newOrder: %d %s", r.StatusCode, b)
 	}

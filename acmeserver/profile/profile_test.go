@@ -1,0 +1,41 @@
+package profile_test
+
+import (
+	"strings"
+	"testing"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/kacme/kacme/acmeserver/ca"
+	"github.com/kacme/kacme/acmeserver/profile"
+	"github.com/kacme/kacme/api/v1alpha1"
+)
+
+// TestCheckCAAConfig: validation.checkCAA needs caaIdentities that are
+// domain names, and hands them to the validator.
+func TestCheckCAAConfig(t *testing.T) {
+	key, chain, err := ca.GenerateSelfSigned("root", v1alpha1.SelfSignedCA{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	auth, err := ca.New("root", chain[0], key, chain[1:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	mk := func(name string, ids ...string) v1alpha1.AcmeProfile {
+		return v1alpha1.AcmeProfile{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: v1alpha1.AcmeProfileSpec{CertificateAuthority: "root",
+			CAAIdentities: ids, Validation: v1alpha1.ValidationSpec{CheckCAA: true}}}
+	}
+	cfg, errs := profile.NewConfig(map[string]*ca.Authority{"root": auth},
+		[]v1alpha1.AcmeProfile{mk("none"), mk("bad", "kacme.test; accounturi=x"), mk("good", "kacme.test")})
+	if err := errs["none"]; err == nil || !strings.Contains(err.Error(), "spec.validation.checkCAA needs spec.caaIdentities") {
+		t.Errorf("checkCAA without caaIdentities: %v", err)
+	}
+	if err := errs["bad"]; err == nil || !strings.Contains(err.Error(), "spec.caaIdentities[0]") {
+		t.Errorf("a caaIdentity that is not a domain name: %v", err)
+	}
+	p, ok := cfg.Profiles["good"]
+	if !ok || len(p.Validation.CAAIdentities) != 1 || p.Validation.CAAIdentities[0] != "kacme.test" {
+		t.Fatalf("good profile: %v %+v", ok, p)
+	}
+}
