@@ -1,14 +1,11 @@
 package ca
 
 import (
-	"bytes"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
-	"encoding/pem"
 	"net"
-	"os/exec"
 	"testing"
 	"time"
 
@@ -131,51 +128,5 @@ func TestServingRenews(t *testing.T) {
 	}
 	if got := other.Leaf.DNSNames; len(got) != 2 || got[0] != "acme.example" || got[1] != "localhost" {
 		t.Fatalf("names %v", got)
-	}
-}
-
-// TestCertsOnlyPKCS7: openssl reads the certs-only PKCS #7 back as the same
-// certificates, in order (CRT-04).
-func TestCertsOnlyPKCS7(t *testing.T) {
-	if _, err := exec.LookPath("openssl"); err != nil {
-		t.Fatal("openssl is needed (make test installs it): ", err)
-	}
-	key, chain, err := GenerateSelfSigned("root", v1alpha1.SelfSignedCA{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	root, err := New("root", chain[0], key, chain[1:])
-	if err != nil {
-		t.Fatal(err)
-	}
-	leafKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	leaf, _, err := root.Issue(IssueRequest{PublicKey: leafKey.Public(), DNSNames: []string{"a.example"},
-		NotBefore: time.Now(), NotAfter: time.Now().Add(time.Hour)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	p7, err := CertsOnlyPKCS7([][]byte{leaf, chain[0].Raw})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command("openssl", "pkcs7", "-inform", "DER", "-print_certs")
-	cmd.Stdin = bytes.NewReader(p7)
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("openssl pkcs7: %v\n%s", err, out)
-	}
-	var got [][]byte
-	for rest := out; ; {
-		var b *pem.Block
-		if b, rest = pem.Decode(rest); b == nil {
-			break
-		}
-		got = append(got, b.Bytes)
-	}
-	if len(got) != 2 || !bytes.Equal(got[0], leaf) || !bytes.Equal(got[1], chain[0].Raw) {
-		t.Fatalf("openssl read %d certificates back, want the leaf and the root in order", len(got))
-	}
-	if _, err := CertsOnlyPKCS7([][]byte{[]byte("not DER")}); err == nil {
-		t.Fatal("garbage accepted as a certificate")
 	}
 }

@@ -144,6 +144,45 @@ func durationOr(d *metav1.Duration, def time.Duration) time.Duration {
 	return def
 }
 
+// validationOf checks spec.validation (and the caaIdentities its checkCAA
+// needs) and returns the challenge types offered and the validator's
+// settings.
+func validationOf(s v1alpha1.AcmeProfileSpec) ([]v1alpha1.ChallengeType, va.Settings, error) {
+	types := s.Validation.ChallengeTypes
+	if len(types) == 0 {
+		types = []v1alpha1.ChallengeType{v1alpha1.ChallengeHTTP01, v1alpha1.ChallengeDNS01, v1alpha1.ChallengeTLSALPN01}
+	}
+	for _, t := range types {
+		switch t {
+		case v1alpha1.ChallengeHTTP01, v1alpha1.ChallengeDNS01, v1alpha1.ChallengeTLSALPN01:
+		default:
+			return nil, va.Settings{}, fmt.Errorf("spec.validation.challengeTypes: unknown type %q", t)
+		}
+	}
+	set := va.Settings{
+		HTTPPort: s.Validation.HTTP01Port, TLSPort: s.Validation.TLSALPN01Port,
+		Resolvers: s.Validation.Resolvers, Timeout: durationOr(s.Validation.Timeout, 10*time.Second),
+		ServiceRoutes: s.Validation.ServiceRoutes,
+	}
+	for i, r := range s.Validation.Resolvers {
+		if _, err := netip.ParseAddrPort(r); err != nil {
+			return nil, va.Settings{}, fmt.Errorf("spec.validation.resolvers[%d]: %q is not ip:port", i, r)
+		}
+	}
+	if s.Validation.CheckCAA {
+		if len(s.CAAIdentities) == 0 {
+			return nil, va.Settings{}, fmt.Errorf("spec.validation.checkCAA needs spec.caaIdentities: the issuer-domain-names CAA records name this CA by")
+		}
+		for i, id := range s.CAAIdentities {
+			if _, ok := dns.IsDomainName(id); !ok || strings.ContainsAny(id, " ;=") {
+				return nil, va.Settings{}, fmt.Errorf("spec.caaIdentities[%d]: %q is not a domain name", i, id)
+			}
+		}
+		set.CAAIdentities = s.CAAIdentities
+	}
+	return types, set, nil
+}
+
 // NewProfile validates an AcmeProfile and applies defaults. Errors name the
 // field so they can become a status condition and an Event in cluster mode.
 func NewProfile(obj *v1alpha1.AcmeProfile, authorities map[string]*ca.Authority) (*Profile, error) {
@@ -167,37 +206,9 @@ func NewProfile(obj *v1alpha1.AcmeProfile, authorities map[string]*ca.Authority)
 	if p.MinRSABits == 0 {
 		p.MinRSABits = 2048
 	}
-	p.ChallengeTypes = s.Validation.ChallengeTypes
-	if len(p.ChallengeTypes) == 0 {
-		p.ChallengeTypes = []v1alpha1.ChallengeType{v1alpha1.ChallengeHTTP01, v1alpha1.ChallengeDNS01, v1alpha1.ChallengeTLSALPN01}
-	}
-	for _, t := range p.ChallengeTypes {
-		switch t {
-		case v1alpha1.ChallengeHTTP01, v1alpha1.ChallengeDNS01, v1alpha1.ChallengeTLSALPN01:
-		default:
-			return nil, fmt.Errorf("spec.validation.challengeTypes: unknown type %q", t)
-		}
-	}
-	p.Validation = va.Settings{
-		HTTPPort: s.Validation.HTTP01Port, TLSPort: s.Validation.TLSALPN01Port,
-		Resolvers: s.Validation.Resolvers, Timeout: durationOr(s.Validation.Timeout, 10*time.Second),
-		ServiceRoutes: s.Validation.ServiceRoutes,
-	}
-	if s.Validation.CheckCAA {
-		if len(s.CAAIdentities) == 0 {
-			return nil, fmt.Errorf("spec.validation.checkCAA needs spec.caaIdentities: the issuer-domain-names CAA records name this CA by")
-		}
-		for i, id := range s.CAAIdentities {
-			if _, ok := dns.IsDomainName(id); !ok || strings.ContainsAny(id, " ;=") {
-				return nil, fmt.Errorf("spec.caaIdentities[%d]: %q is not a domain name", i, id)
-			}
-		}
-		p.Validation.CAAIdentities = s.CAAIdentities
-	}
-	for i, r := range s.Validation.Resolvers {
-		if _, err := netip.ParseAddrPort(r); err != nil {
-			return nil, fmt.Errorf("spec.validation.resolvers[%d]: %q is not ip:port", i, r)
-		}
+	var err error
+	if p.ChallengeTypes, p.Validation, err = validationOf(s); err != nil {
+		return nil, err
 	}
 	for i, c := range s.Identifiers.AllowedCIDRs {
 		pfx, err := netip.ParsePrefix(c)

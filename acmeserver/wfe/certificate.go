@@ -12,7 +12,6 @@ import (
 	"strings"
 
 	"github.com/kacme/kacme/acmeserver/acme"
-	"github.com/kacme/kacme/acmeserver/ca"
 	"github.com/kacme/kacme/acmeserver/jws"
 	"github.com/kacme/kacme/acmeserver/profile"
 	"github.com/kacme/kacme/acmeserver/ra"
@@ -76,7 +75,7 @@ func (w *WFE) certificate(ctx context.Context, rw http.ResponseWriter, r *http.R
 				}
 			}
 		case formatPKCS7:
-			if body, err = ca.CertsOnlyPKCS7(ders); err != nil {
+			if body, err = acme.CertsOnlyPKCS7(ders); err != nil {
 				return err
 			}
 		}
@@ -116,12 +115,12 @@ func certFormat(accept string) string {
 				continue
 			}
 			s := -1
-			switch {
-			case mt == f:
+			switch mt {
+			case f:
 				s = 2
-			case mt == "application/*":
+			case "application/*":
 				s = 1
-			case mt == "*/*":
+			case "*/*":
 				s = 0
 			}
 			if s <= specificity {

@@ -1,4 +1,4 @@
-package ca
+package acme
 
 import (
 	"encoding/asn1"
