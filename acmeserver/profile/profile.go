@@ -31,11 +31,14 @@ type Profile struct {
 	DefaultIssuance string
 	OrderLifetime   time.Duration
 	AuthzLifetime   time.Duration
-	Retention       Retention
-	Validation      va.Settings
-	AllowedCIDRs    []netip.Prefix
-	MaxIdentifiers  int
-	MinRSABits      int
+	// AuthzReuse is how old (since validation) an account's valid
+	// authorization may be for a new order to use it (0: no reuse).
+	AuthzReuse     time.Duration
+	Retention      Retention
+	Validation     va.Settings
+	AllowedCIDRs   []netip.Prefix
+	MaxIdentifiers int
+	MinRSABits     int
 	// Limits are spec.rateLimits with defaults applied.
 	Limits Limits
 }
@@ -144,6 +147,10 @@ func durationOr(d *metav1.Duration, def time.Duration) time.Duration {
 	return def
 }
 
+// MaxCAAAge is how old a CAA check may be when the authorization it was
+// made for is reused (CA/Browser Forum BR §3.2.2.8: 8 hours).
+const MaxCAAAge = 8 * time.Hour
+
 // validationOf checks spec.validation (and the caaIdentities its checkCAA
 // needs) and returns the challenge types offered and the validator's
 // settings.
@@ -209,6 +216,15 @@ func NewProfile(obj *v1alpha1.AcmeProfile, authorities map[string]*ca.Authority)
 	var err error
 	if p.ChallengeTypes, p.Validation, err = validationOf(s); err != nil {
 		return nil, err
+	}
+	if r := s.AuthorizationReuse; r != nil {
+		if r.Duration < 0 {
+			return nil, fmt.Errorf("spec.authorizationReuse: %s is negative", r.Duration)
+		}
+		p.AuthzReuse = r.Duration
+	}
+	if len(p.Validation.CAAIdentities) > 0 && p.AuthzReuse > MaxCAAAge {
+		p.AuthzReuse = MaxCAAAge
 	}
 	for i, c := range s.Identifiers.AllowedCIDRs {
 		pfx, err := netip.ParsePrefix(c)

@@ -3,6 +3,7 @@ package profile_test
 import (
 	"strings"
 	"testing"
+	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -37,5 +38,23 @@ func TestCheckCAAConfig(t *testing.T) {
 	p, ok := cfg.Profiles["good"]
 	if !ok || len(p.Validation.CAAIdentities) != 1 || p.Validation.CAAIdentities[0] != "kacme.test" {
 		t.Fatalf("good profile: %v %+v", ok, p)
+	}
+	// CAA-09: with checkCAA an authorization (and its CAA answer) is reused
+	// for 8h at most; without, for as long as configured.
+	reuse := func(name string, checkCAA bool) v1alpha1.AcmeProfile {
+		x := mk(name, "kacme.test")
+		x.Spec.Validation.CheckCAA = checkCAA
+		x.Spec.AuthorizationReuse = &metav1.Duration{Duration: 24 * time.Hour}
+		return x
+	}
+	cfg, errs = profile.NewConfig(map[string]*ca.Authority{"root": auth}, []v1alpha1.AcmeProfile{reuse("caa", true), reuse("nocaa", false)})
+	if len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	if got := cfg.Profiles["caa"].AuthzReuse; got != profile.MaxCAAAge {
+		t.Errorf("reuse with checkCAA: %s, want %s", got, profile.MaxCAAAge)
+	}
+	if got := cfg.Profiles["nocaa"].AuthzReuse; got != 24*time.Hour {
+		t.Errorf("reuse without checkCAA: %s, want 24h", got)
 	}
 }

@@ -68,8 +68,19 @@ func (r *RA) NewOrder(ctx context.Context, p *profile.Profile, a *v1alpha1.AcmeA
 	if replacesSerial != "" {
 		o.Labels[v1alpha1.LabelReplaces] = replacesSerial
 	}
+	reusable, err := r.reusableAuthorizations(ctx, p, a, now)
+	if err != nil {
+		return nil, err
+	}
 	for i, id := range ids {
 		o.Spec.Identifiers = append(o.Spec.Identifiers, v1alpha1.Identifier{Type: id.Type, Value: id.Value})
+		if az := reusable[id]; az != nil {
+			o.Status.Authorizations = append(o.Status.Authorizations, az.Name)
+			if az.Status.Expires.Before(&o.Status.Expires) {
+				o.Status.Expires = az.Status.Expires
+			}
+			continue
+		}
 		oa := offer(p.ChallengeTypes, o.Name, i, id)
 		o.Status.Offered = append(o.Status.Offered, oa)
 		o.Status.Authorizations = append(o.Status.Authorizations, oa.Name)
@@ -83,6 +94,52 @@ func (r *RA) NewOrder(ctx context.Context, p *profile.Profile, a *v1alpha1.AcmeA
 	r.audit.Record(ctx, audit.OrderCreated, slog.String("account", a.Name), slog.String("order", o.Name),
 		slog.String("profile", p.Name), slog.String("issuanceProfile", ipName), slog.Any("identifiers", o.Spec.Identifiers))
 	return o, nil
+}
+
+// reuseMargin: an authorization that expires sooner than this is not
+// reused (the order would expire before a client could finalize it).
+const reuseMargin = 5 * time.Minute
+
+// reusableAuthorizations are the account's authorizations a new order of
+// profile p may use instead of offering new ones (spec.authorizationReuse),
+// by identifier ("*." for a wildcard): valid, of this account and profile,
+// expiring no sooner than reuseMargin from now, and validated at most
+// p.AuthzReuse ago; the most recently validated one per identifier. None
+// when the profile does not reuse.
+func (r *RA) reusableAuthorizations(ctx context.Context, p *profile.Profile, a *v1alpha1.AcmeAccount, now time.Time) (map[acme.Identifier]*v1alpha1.AcmeChallenge, error) {
+	if p.AuthzReuse <= 0 {
+		return nil, nil
+	}
+	var list v1alpha1.AcmeChallengeList
+	if err := r.store.List(ctx, a.Namespace, &list, storage.ListOptions{Labels: map[string]string{v1alpha1.LabelAccount: a.Name}, Shared: true}); err != nil {
+		return nil, fmt.Errorf("list the account's authorizations: %w", err)
+	}
+	out := map[acme.Identifier]*v1alpha1.AcmeChallenge{}
+	validated := map[acme.Identifier]time.Time{}
+	for i := range list.Items {
+		az := &list.Items[i]
+		if az.Spec.Account != a.Name || az.Spec.Profile != p.Name || az.Status.Status != acme.StatusValid ||
+			az.Status.Expires.Time.Before(now.Add(reuseMargin)) {
+			continue
+		}
+		var at time.Time
+		for _, c := range az.Status.Challenges {
+			if c.Status == acme.StatusValid && c.Validated != nil {
+				at = c.Validated.Time
+			}
+		}
+		if at.IsZero() || now.Sub(at) > p.AuthzReuse {
+			continue
+		}
+		id := acme.Identifier{Type: az.Spec.Identifier.Type, Value: az.Spec.Identifier.Value}
+		if az.Spec.Wildcard {
+			id.Value = "*." + id.Value
+		}
+		if at.After(validated[id]) {
+			out[id], validated[id] = az, at
+		}
+	}
+	return out, nil
 }
 
 // issuanceProfile is the issuance profile an order asks for (the profile's

@@ -298,6 +298,16 @@ type AcmeProfileSpec struct {
 	// AuthorizationLifetime is how long a valid authorization may be used. Default 24h.
 	// +optional
 	AuthorizationLifetime *metav1.Duration `json:"authorizationLifetime,omitempty"`
+	// AuthorizationReuse turns on authorization reuse: a new order of an
+	// account uses that account's valid, unexpired authorization of this
+	// profile for the same identifier (a wildcard only for the same
+	// wildcard) if it was validated at most this long ago, instead of
+	// offering a new one; the order then expires no later than the
+	// authorization. Never across accounts or profiles, never a deactivated
+	// or revoked authorization. With validation.checkCAA the age is capped
+	// at 8h, so that a CAA answer is never older (CAA-09). Default: off.
+	// +optional
+	AuthorizationReuse *metav1.Duration `json:"authorizationReuse,omitempty"`
 	// Retention is how long an order and its authorizations are kept once
 	// they have expired (a finished order expires too): then they are
 	// deleted. Default 720h (30 days). Certificates: certificateRetention.

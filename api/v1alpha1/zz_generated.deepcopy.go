@@ -595,6 +595,11 @@ func (in *AcmeProfileSpec) DeepCopyInto(out *AcmeProfileSpec) {
 		*out = new(v1.Duration)
 		**out = **in
 	}
+	if in.AuthorizationReuse != nil {
+		in, out := &in.AuthorizationReuse, &out.AuthorizationReuse
+		*out = new(v1.Duration)
+		**out = **in
+	}
 	if in.Retention != nil {
 		in, out := &in.Retention, &out.Retention
 		*out = new(v1.Duration)
