@@ -41,6 +41,7 @@ type Directory struct {
 	NewNonce    string         `json:"newNonce"`
 	NewAccount  string         `json:"newAccount"`
 	NewOrder    string         `json:"newOrder"`
+	NewAuthz    string         `json:"newAuthz,omitempty"`
 	RevokeCert  string         `json:"revokeCert"`
 	KeyChange   string         `json:"keyChange"`
 	RenewalInfo string         `json:"renewalInfo,omitempty"`

@@ -20,6 +20,7 @@ const (
 	OrderCreated       = "order.created"
 	OrderInvalid       = "order.invalid"
 	AuthzDeactivated   = "authorization.deactivated"
+	AuthzPreAuthorized = "authorization.created"
 	ChallengeValidated = "challenge.validated"
 	ChallengeFailed    = "challenge.failed"
 	IssuanceIntent     = "certificate.issuing"

@@ -3,6 +3,8 @@ package ra
 import (
 	"context"
 	"fmt"
+	"log/slog"
+	"net/http"
 	"strconv"
 	"strings"
 
@@ -10,6 +12,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/kacme/kacme/acmeserver/acme"
+	"github.com/kacme/kacme/acmeserver/audit"
+	"github.com/kacme/kacme/acmeserver/profile"
 	"github.com/kacme/kacme/acmeserver/storage"
 	"github.com/kacme/kacme/api/v1alpha1"
 )
@@ -180,4 +184,58 @@ func (r *RA) OrderAuthorizations(ctx context.Context, o *v1alpha1.AcmeOrder) ([]
 		out = append(out, az)
 	}
 	return out, nil
+}
+
+// NewAuthorization creates a pre-authorization (RFC 8555 §7.4.1): a pending
+// authorization of id for the account, stored at once (no order derives
+// it) with no order, that a later order of the account uses once it is
+// valid (reusableAuthorizations). The profile must offer it
+// (spec.preAuthorization); a wildcard cannot be pre-authorized (§7.4.1), and
+// an identifier the policy refuses is a 403 rejectedIdentifier.
+func (r *RA) NewAuthorization(ctx context.Context, p *profile.Profile, a *v1alpha1.AcmeAccount, id acme.Identifier) (*v1alpha1.AcmeChallenge, error) {
+	if !p.Spec.PreAuthorization {
+		return nil, acme.NotFoundProblem("this directory does not offer pre-authorization (newAuthz)")
+	}
+	if strings.HasPrefix(id.Value, "*.") {
+		return nil, acme.MalformedProblem("a wildcard identifier cannot be pre-authorized (RFC 8555 §7.4.1); place an order for it")
+	}
+	ids, pr := r.checkIdentifiers(p, a.Spec.AllowedIdentifiers, []acme.Identifier{id})
+	if pr != nil {
+		pr.Status = http.StatusForbidden // §7.4.1: unwilling to pre-authorize
+		return nil, pr
+	}
+	key, err := AccountKey(a)
+	if err != nil {
+		return nil, err
+	}
+	unlock := r.keyLocks.Lock("orders/" + a.Namespace + "/" + a.Name)
+	defer unlock()
+	if err := r.checkOrderLimits(ctx, p, a, 1); err != nil {
+		return nil, err
+	}
+	now := r.nowUTC()
+	name := acme.NewID()
+	oa := offer(p.ChallengeTypes, name, 0, ids[0])
+	az := &v1alpha1.AcmeChallenge{
+		// The empty order label is how retention finds pre-authorizations.
+		ObjectMeta: metav1.ObjectMeta{Namespace: a.Namespace, Name: name, Labels: map[string]string{
+			v1alpha1.LabelAccount: a.Name, v1alpha1.LabelProfile: p.Name, v1alpha1.LabelOrder: ""}},
+		Spec:   v1alpha1.AcmeChallengeSpec{Account: a.Name, Profile: p.Name, Identifier: oa.Identifier},
+		Status: v1alpha1.AcmeChallengeStatus{Status: acme.StatusPending, Expires: metav1.NewTime(now.Add(p.OrderLifetime))},
+	}
+	for _, c := range oa.Challenges {
+		keyAuth, err := acme.KeyAuthorization(c.Token, key)
+		if err != nil {
+			return nil, err
+		}
+		az.Status.Challenges = append(az.Status.Challenges, v1alpha1.AcmeChallengeState{Type: c.Type, Token: c.Token,
+			Status: acme.StatusPending, Data: challengeData(c.Type, oa.Identifier.Value, c.Token, keyAuth)})
+	}
+	if err := r.store.Create(ctx, az); err != nil {
+		return nil, fmt.Errorf("create pre-authorization: %w", err)
+	}
+	r.usage.add(a.Namespace+"/"+a.Name, now, 1)
+	r.audit.Record(ctx, audit.AuthzPreAuthorized, slog.String("account", a.Name), slog.String("authorization", name),
+		slog.String("profile", p.Name), slog.Any("identifier", az.Spec.Identifier))
+	return az, nil
 }

@@ -90,7 +90,16 @@ func (r *RA) NewOrder(ctx context.Context, p *profile.Profile, a *v1alpha1.AcmeA
 	if err := r.store.Create(ctx, o); err != nil {
 		return nil, fmt.Errorf("create order: %w", err)
 	}
-	r.usage.add(a.Namespace+"/"+a.Name, o.CreationTimestamp.Time, len(ids))
+	if len(o.Status.Offered) < len(ids) {
+		// Authorizations reused: the order may be ready already (derived,
+		// as on every read).
+		azs, err := r.authorizations(ctx, o)
+		if err != nil {
+			return nil, err
+		}
+		r.refresh(o, azs)
+	}
+	r.usage.add(a.Namespace+"/"+a.Name, o.CreationTimestamp.Time, len(o.Status.Offered))
 	r.audit.Record(ctx, audit.OrderCreated, slog.String("account", a.Name), slog.String("order", o.Name),
 		slog.String("profile", p.Name), slog.String("issuanceProfile", ipName), slog.Any("identifiers", o.Spec.Identifiers))
 	return o, nil
@@ -101,13 +110,14 @@ func (r *RA) NewOrder(ctx context.Context, p *profile.Profile, a *v1alpha1.AcmeA
 const reuseMargin = 5 * time.Minute
 
 // reusableAuthorizations are the account's authorizations a new order of
-// profile p may use instead of offering new ones (spec.authorizationReuse),
+// profile p may use instead of offering new ones (spec.authorizationReuse;
+// with spec.preAuthorization, its valid pre-authorizations),
 // by identifier ("*." for a wildcard): valid, of this account and profile,
 // expiring no sooner than reuseMargin from now, and validated at most
 // p.AuthzReuse ago; the most recently validated one per identifier. None
 // when the profile does not reuse.
 func (r *RA) reusableAuthorizations(ctx context.Context, p *profile.Profile, a *v1alpha1.AcmeAccount, now time.Time) (map[acme.Identifier]*v1alpha1.AcmeChallenge, error) {
-	if p.AuthzReuse <= 0 {
+	if p.AuthzReuse <= 0 && !p.Spec.PreAuthorization {
 		return nil, nil
 	}
 	var list v1alpha1.AcmeChallengeList
@@ -128,7 +138,16 @@ func (r *RA) reusableAuthorizations(ctx context.Context, p *profile.Profile, a *
 				at = c.Validated.Time
 			}
 		}
-		if at.IsZero() || now.Sub(at) > p.AuthzReuse {
+		maxAge := p.AuthzReuse
+		if az.Spec.Order == "" && p.Spec.PreAuthorization {
+			// A pre-authorization exists to be used by later orders: for
+			// its whole lifetime (8h at most when CAA is checked).
+			maxAge = max(maxAge, p.AuthzLifetime)
+			if len(p.Validation.CAAIdentities) > 0 {
+				maxAge = min(maxAge, profile.MaxCAAAge)
+			}
+		}
+		if at.IsZero() || now.Sub(at) > maxAge {
 			continue
 		}
 		id := acme.Identifier{Type: az.Spec.Identifier.Type, Value: az.Spec.Identifier.Value}
@@ -399,6 +418,9 @@ func authzProblem(az *v1alpha1.AcmeChallenge) *v1alpha1.Problem {
 // issuance, an authorization that could not be stored, or the account's
 // deactivation ended the order.
 func (r *RA) failOrder(ctx context.Context, ns, id string, prob *v1alpha1.Problem) {
+	if id == "" {
+		return // a pre-authorization: no order of its own
+	}
 	var failed *v1alpha1.AcmeOrder
 	err := retry(ctx, func() error {
 		var o v1alpha1.AcmeOrder

@@ -23,7 +23,8 @@ const SweepInterval = 10 * time.Minute
 // orders that expired more than ret.Orders before now, with their
 // authorizations (AcmeChallenges): an order goes only once it and each of its
 // authorizations expired before the cutoff, authorizations first, so a
-// failure leaves the order to retry the next time. It deletes the
+// failure leaves the order to retry the next time; pre-authorizations
+// (newAuthz, no order) go once they expired before that cutoff too. It deletes the
 // certificates that expired more than ret.Certificates before now (revoked
 // or not: RFC 5280 §3.3 lets a CRL drop an entry once the certificate has
 // expired). Accounts, deactivated or not, are kept. It returns how many
@@ -32,9 +33,11 @@ const SweepInterval = 10 * time.Minute
 // per object (a sweep of a busy profile deletes thousands; each object's own
 // life is already in the audit trail).
 func Sweep(ctx context.Context, store storage.Store, profileName string, ret profile.Retention, now time.Time, aud *audit.Logger) (orders, certs int, err error) {
+	preAuthz := 0
 	defer func() {
-		if orders+certs > 0 && aud != nil {
+		if orders+certs+preAuthz > 0 && aud != nil {
 			aud.Record(ctx, audit.RetentionSwept, slog.String("profile", profileName), slog.Int("orders", orders), slog.Int("certificates", certs),
+				slog.Int("preAuthorizations", preAuthz),
 				slog.Time("ordersExpiredBefore", now.Add(-ret.Orders)), slog.Time("certificatesExpiredBefore", now.Add(-ret.Certificates)))
 		}
 	}()
@@ -71,6 +74,25 @@ func Sweep(ctx context.Context, store storage.Store, profileName string, ret pro
 		}
 		if deleted {
 			orders++
+		}
+	}
+	// Pre-authorizations (newAuthz) belong to no order: they carry an empty
+	// order label and go on the orders' schedule.
+	pl, err := storage.ListSummaries(ctx, store, storage.AllNamespaces, "AcmeChallenge",
+		map[string]string{v1alpha1.LabelProfile: profileName, v1alpha1.LabelOrder: ""})
+	if err != nil {
+		return orders, 0, fmt.Errorf("retention: list pre-authorizations of profile %s: %w", profileName, err)
+	}
+	for _, az := range pl {
+		if !az.At.Before(cutoff) {
+			continue
+		}
+		deleted, err := deleteIf(ctx, store, &v1alpha1.AcmeChallenge{}, az.Namespace, az.Name, cutoff)
+		if err != nil {
+			return orders, 0, fmt.Errorf("retention: delete pre-authorization %s/%s: %w", az.Namespace, az.Name, err)
+		}
+		if deleted {
+			preAuthz++
 		}
 	}
 	certCutoff := now.Add(-ret.Certificates)

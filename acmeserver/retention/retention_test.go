@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"log/slog"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -71,6 +72,18 @@ func TestSweep(t *testing.T) {
 	mkCert("0c", "p", at(-96*time.Hour), true)    // deleted: expired beyond it (revoked: off the CRL too)
 	mkCert("0d", "p", at(-96*time.Hour), false)   // deleted
 	mkCert("0e", "q", at(-96*time.Hour), false)   // kept: another profile
+	// Pre-authorizations (newAuthz): no order, an empty order label.
+	mkPre := func(name string, expires metav1.Time) {
+		t.Helper()
+		az := &v1alpha1.AcmeChallenge{ObjectMeta: metav1.ObjectMeta{Namespace: "ns1", Name: name, Labels: map[string]string{
+			v1alpha1.LabelAccount: "a", v1alpha1.LabelProfile: "p", v1alpha1.LabelOrder: ""}},
+			Spec: v1alpha1.AcmeChallengeSpec{Account: "a", Profile: "p"}, Status: v1alpha1.AcmeChallengeStatus{Status: "valid", Expires: expires}}
+		if err := store.Create(ctx, az); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mkPre("pre-old", at(-96*time.Hour))  // deleted
+	mkPre("pre-young", at(-1*time.Hour)) // kept
 	acct := &v1alpha1.AcmeAccount{ObjectMeta: metav1.ObjectMeta{Namespace: "ns1", Name: "a",
 		Labels: map[string]string{v1alpha1.LabelProfile: "p"}}, Spec: v1alpha1.AcmeAccountSpec{Deactivated: true}}
 	if err := store.Create(ctx, acct); err != nil {
@@ -84,7 +97,7 @@ func TestSweep(t *testing.T) {
 	}
 	// One audit record for the sweep, with the counts.
 	if rec := aud.Recent(10); len(rec) != 1 || rec[0].Event != audit.RetentionSwept ||
-		!strings.Contains(logged.String(), `"orders":2,"certificates":2`) {
+		!strings.Contains(logged.String(), `"orders":2,"certificates":2,"preAuthorizations":1`) {
 		t.Fatalf("audit after a sweep that deleted: %v\n%s", rec, logged.String())
 	}
 	var ol v1alpha1.AcmeOrderList
@@ -103,8 +116,12 @@ func TestSweep(t *testing.T) {
 	if len(ol.Items) != 3 || !left["young"] || !left["authz-young"] || !left["other-profile"] {
 		t.Fatalf("orders left: %v", left)
 	}
-	if len(azs.Items) != 3 {
-		t.Fatalf("%d authorizations left, want the 3 of the kept orders", len(azs.Items))
+	var azLeft []string
+	for _, az := range azs.Items {
+		azLeft = append(azLeft, az.Name)
+	}
+	if len(azs.Items) != 4 || !slices.Contains(azLeft, "pre-young") {
+		t.Fatalf("authorizations left: %v, want the 3 of the kept orders and pre-young", azLeft)
 	}
 	var certsLeft []string
 	for _, c := range cl.Items {

@@ -84,6 +84,31 @@ func (w *WFE) newOrder(ctx context.Context, rw http.ResponseWriter, r *http.Requ
 	return nil
 }
 
+// newAuthz serves RFC 8555 §7.4.1 pre-authorization: 201 with the
+// authorization and its Location.
+func (w *WFE) newAuthz(ctx context.Context, rw http.ResponseWriter, r *http.Request, p *profile.Profile) error {
+	req, err := w.verifyPOST(ctx, r, p, authKID)
+	if err != nil {
+		return err
+	}
+	var body struct {
+		Identifier *acme.Identifier `json:"identifier"`
+	}
+	if prob := jws.DecodePayload(req.payload, &body); prob != nil {
+		return prob
+	}
+	if body.Identifier == nil {
+		return acme.MalformedProblem("newAuthz needs an identifier")
+	}
+	az, err := w.ra.NewAuthorization(ctx, p, req.account, *body.Identifier)
+	if err != nil {
+		return err
+	}
+	rw.Header().Set("Location", w.authzURL(p, az.Name))
+	w.writeJSON(rw, http.StatusCreated, w.authzJSON(p, az))
+	return nil
+}
+
 // order serves an order fetch.
 func (w *WFE) order(ctx context.Context, rw http.ResponseWriter, r *http.Request, p *profile.Profile) error {
 	req, err := w.verifyPostAsGet(ctx, r, p)

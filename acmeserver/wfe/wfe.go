@@ -40,6 +40,7 @@ type Authority interface {
 	Orders(ctx context.Context, a *v1alpha1.AcmeAccount) ([]string, error)
 	Authorization(ctx context.Context, a *v1alpha1.AcmeAccount, id string) (*v1alpha1.AcmeChallenge, error)
 	DeactivateAuthorization(ctx context.Context, a *v1alpha1.AcmeAccount, id string) (*v1alpha1.AcmeChallenge, error)
+	NewAuthorization(ctx context.Context, p *profile.Profile, a *v1alpha1.AcmeAccount, id acme.Identifier) (*v1alpha1.AcmeChallenge, error)
 	Challenge(ctx context.Context, a *v1alpha1.AcmeAccount, id string) (*v1alpha1.AcmeChallenge, int, error)
 	RespondChallenge(ctx context.Context, p *profile.Profile, a *v1alpha1.AcmeAccount, id string) (*v1alpha1.AcmeChallenge, int, error)
 	Finalize(ctx context.Context, p *profile.Profile, a *v1alpha1.AcmeAccount, orderID string, csr []byte) (*v1alpha1.AcmeOrder, error)
@@ -146,6 +147,7 @@ const (
 	pathNewAccount  = "new-account"
 	pathAccount     = "acct/"
 	pathNewOrder    = "new-order"
+	pathNewAuthz    = "new-authz"
 	pathOrder       = "order/"
 	pathAuthz       = "authz/"
 	pathChallenge   = "chall/"
@@ -166,6 +168,7 @@ func (w *WFE) routes() {
 	w.handle("/acme/{profile}/"+pathAccount+"{id}", []string{"POST"}, w.account)
 	w.handle("/acme/{profile}/"+pathAccount+"{id}/orders", []string{"POST"}, w.ordersList)
 	w.handle("/acme/{profile}/"+pathNewOrder, []string{"POST"}, w.newOrder)
+	w.handle("/acme/{profile}/"+pathNewAuthz, []string{"POST"}, w.newAuthz)
 	w.handle("/acme/{profile}/"+pathOrder+"{id}", []string{"POST"}, w.order)
 	w.handle("/acme/{profile}/"+pathOrder+"{id}/finalize", []string{"POST"}, w.finalize)
 	w.handle("/acme/{profile}/"+pathAuthz+"{id}", []string{"POST"}, w.authorization)
@@ -357,11 +360,15 @@ func (w *WFE) directory(_ context.Context, rw http.ResponseWriter, _ *http.Reque
 		}
 		meta.Profiles[name] = d
 	}
-	w.writeJSON(rw, http.StatusOK, acme.Directory{
+	dir := acme.Directory{
 		NewNonce: w.profileURL(p, pathNewNonce), NewAccount: w.profileURL(p, pathNewAccount),
 		NewOrder: w.profileURL(p, pathNewOrder), RevokeCert: w.profileURL(p, pathRevoke),
 		KeyChange: w.profileURL(p, pathKeyChange), RenewalInfo: w.profileURL(p, pathRenewalInfo), Meta: meta,
-	})
+	}
+	if p.Spec.PreAuthorization {
+		dir.NewAuthz = w.profileURL(p, pathNewAuthz) // DIR-03: only when offered
+	}
+	w.writeJSON(rw, http.StatusOK, dir)
 	return nil
 }
 

@@ -308,6 +308,13 @@ type AcmeProfileSpec struct {
 	// at 8h, so that a CAA answer is never older (CAA-09). Default: off.
 	// +optional
 	AuthorizationReuse *metav1.Duration `json:"authorizationReuse,omitempty"`
+	// PreAuthorization offers newAuthz (RFC 8555 §7.4.1) in the directory:
+	// an account may have a (non-wildcard) identifier validated ahead of any
+	// order, and its next orders for that identifier use the valid
+	// authorization until it expires (authorizationLifetime; at most 8h with
+	// validation.checkCAA) without another validation. Default false.
+	// +optional
+	PreAuthorization bool `json:"preAuthorization,omitempty"`
 	// Retention is how long an order and its authorizations are kept once
 	// they have expired (a finished order expires too): then they are
 	// deleted. Default 720h (30 days). Certificates: certificateRetention.

@@ -367,7 +367,8 @@ type AcmeChallengeSpec struct {
 	// Account whose key authorizes the challenges.
 	// +kubebuilder:validation:MaxLength=253
 	Account string `json:"account"`
-	// Order the authorization belongs to.
+	// Order the authorization belongs to; empty for a pre-authorization
+	// (newAuthz), which belongs to no order.
 	// +kubebuilder:validation:MaxLength=253
 	Order string `json:"order"`
 	// Profile (AcmeProfile) whose validation settings apply.

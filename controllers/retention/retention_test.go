@@ -58,8 +58,20 @@ func TestSweeper(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	mkPre := func(name string, expired time.Duration) { // a pre-authorization (newAuthz): no order
+		t.Helper()
+		az := &v1alpha1.AcmeChallenge{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name,
+			Labels: map[string]string{v1alpha1.LabelOrder: "", v1alpha1.LabelAccount: "a", v1alpha1.LabelProfile: "short"}},
+			Spec:   v1alpha1.AcmeChallengeSpec{Account: "a", Profile: "short", Identifier: v1alpha1.Identifier{Type: "dns", Value: "a.example"}},
+			Status: v1alpha1.AcmeChallengeStatus{Status: "valid", Expires: metav1.NewTime(now.Add(-expired)), Challenges: []v1alpha1.AcmeChallengeState{}}}
+		if err := c.Create(ctx, az); err != nil {
+			t.Fatal(err)
+		}
+	}
 	kenvtest.StartManager(t, cfg, c, ns, func(mgr ctrl.Manager) error {
 		mk("expired-long-ago", 3*time.Hour)
+		mkPre("pre-long-ago", 3*time.Hour)
+		mkPre("pre-recently", 10*time.Minute)
 		mk("expired-recently", 10*time.Minute)
 		mkCert("0a", 24*time.Hour) // valid
 		mkCert("0b", -time.Hour)   // expired within the certificate retention
@@ -75,10 +87,11 @@ func TestSweeper(t *testing.T) {
 	}
 	kenvtest.WaitFor(t, "the long-expired order, its authorization and the long-expired certificate to be deleted", func() bool {
 		return gone(&v1alpha1.AcmeOrder{}, "expired-long-ago") && gone(&v1alpha1.AcmeChallenge{}, "expired-long-ago-az") &&
-			gone(&v1alpha1.AcmeCertificate{}, "0c")
+			gone(&v1alpha1.AcmeCertificate{}, "0c") && gone(&v1alpha1.AcmeChallenge{}, "pre-long-ago")
 	})
 	time.Sleep(500 * time.Millisecond) // a few more sweeps
-	if gone(&v1alpha1.AcmeOrder{}, "expired-recently") || gone(&v1alpha1.AcmeChallenge{}, "expired-recently-az") {
+	if gone(&v1alpha1.AcmeOrder{}, "expired-recently") || gone(&v1alpha1.AcmeChallenge{}, "expired-recently-az") ||
+		gone(&v1alpha1.AcmeChallenge{}, "pre-recently") {
 		t.Fatal("an order within its retention was deleted")
 	}
 	if gone(&v1alpha1.AcmeCertificate{}, "0a") || gone(&v1alpha1.AcmeCertificate{}, "0b") {

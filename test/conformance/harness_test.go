@@ -175,7 +175,16 @@ spec:
   caaIdentities: [kacme.test]
   identifiers: {allowedDNSSuffixes: [localhost]}
   validation: {http01Port: %d, challengeTypes: [http-01, dns-01], timeout: 5s, resolvers: ["127.0.0.1:%d"], checkCAA: true}
-`, httpPort, dnsPort, httpPort, httpPort, eabKID, eabHMAC, httpPort, dnsPort)
+---
+apiVersion: acme.kacme.io/v1alpha1
+kind: AcmeProfile
+metadata: {name: preauth}
+spec:
+  certificateAuthority: test-ca
+  preAuthorization: true
+  identifiers: {allowedDNSSuffixes: [localhost], deniedNames: [blocked.localhost]}
+  validation: {http01Port: %d, challengeTypes: [http-01, dns-01], timeout: 5s, resolvers: ["127.0.0.1:%d"]}
+`, httpPort, dnsPort, httpPort, httpPort, eabKID, eabHMAC, httpPort, dnsPort, httpPort, dnsPort)
 }
 
 // newEnv starts a server with a fresh data directory.
@@ -220,7 +229,7 @@ func newEnv(t *testing.T, opts ...func(*standalone.Options)) *env {
 	pool.AppendCertsFromPEM(pem)
 	e.srv = srv
 	e.http = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
-	for p, path := range map[string]string{"default": "default", "tos": "terms", "eab": "eab", "caa": "caa"} {
+	for p, path := range map[string]string{"default": "default", "tos": "terms", "eab": "eab", "caa": "caa", "preauth": "preauth"} {
 		var d acme.Directory
 		r := e.get(srv.URL + "/acme/" + path + "/directory")
 		e.decode(r, &d)
