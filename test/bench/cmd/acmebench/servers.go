@@ -54,6 +54,9 @@ type server struct {
 	controller *server
 	kube       client.Client
 	restart    func() error
+	// startWait bounds how long a start waits for the directory (default
+	// 60 s; a server listing 100,000 stored issuances takes longer).
+	startWait time.Duration
 }
 
 func (s *server) stop() {
@@ -117,7 +120,11 @@ func startProcess(s *server, bin string, args []string, env []string, waitDirect
 	if !waitDirectory {
 		return nil
 	}
-	deadline := time.Now().Add(60 * time.Second)
+	wait := s.startWait
+	if wait <= 0 {
+		wait = 60 * time.Second
+	}
+	deadline := time.Now().Add(wait)
 	for time.Now().Before(deadline) {
 		if s.roots == nil {
 			time.Sleep(100 * time.Millisecond)
