@@ -110,3 +110,49 @@ func TestValidateChecksCAA(t *testing.T) {
 	req.Settings.CAAIdentities = []string{"other-ca.test"}
 	wantProblem(t, validate(t, req), "")
 }
+
+// TestCheckCAAHostile: a resolver that never answers, 40 CAA records,
+// a 100-label name and an answer for another name each end in a
+// bounded time: refused (caa) when nothing could be learned, with a detail
+// that lists at most a few records.
+func TestCheckCAAHostile(t *testing.T) {
+	t.Parallel()
+	c := CAA{Identities: []string{"kacme.test"}, Method: "http-01"}
+	silent := NewDNSResolver([]string{hostileDNS(t, func(dns.Question) *dns.Msg { return nil })}, 2*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	if p := CheckCAA(ctx, silent, "a.test", c); p == nil || p.Type != acme.CAA || time.Since(start) > 3*time.Second {
+		t.Fatalf("a resolver that never answers: %v after %s", p, time.Since(start))
+	}
+	var flood []string
+	for i := range 40 {
+		flood = append(flood, fmt.Sprintf(`flood.test. 5 IN CAA 0 issue "ca%d.test"`, i))
+	}
+	many := NewDNSResolver([]string{hostileDNS(t, func(q dns.Question) *dns.Msg {
+		if q.Qtype != dns.TypeCAA {
+			return &dns.Msg{}
+		}
+		var m dns.Msg
+		for _, s := range flood {
+			m.Answer = append(m.Answer, rr(t, s))
+		}
+		return &m
+	})}, 2*time.Second)
+	p := CheckCAA(context.Background(), many, "flood.test", c)
+	if p == nil || len(p.Detail) > 600 || !strings.Contains(p.Detail, "and 36 more") {
+		t.Fatalf("40 records naming other CAs: %v", p)
+	}
+	deep := strings.Repeat("a.", 100) + "test"
+	nx := NewDNSResolver([]string{hostileDNS(t, func(dns.Question) *dns.Msg { return &dns.Msg{MsgHdr: dns.MsgHdr{Rcode: dns.RcodeNameError}} })}, 2*time.Second)
+	if p := CheckCAA(context.Background(), nx, deep, c); p != nil {
+		t.Fatalf("a 100-label name with no CAA anywhere: %v", p)
+	}
+	other := NewDNSResolver([]string{hostileDNS(t, func(q dns.Question) *dns.Msg {
+		return &dns.Msg{Question: []dns.Question{{Name: "elsewhere.test.", Qtype: q.Qtype, Qclass: dns.ClassINET}},
+			Answer: []dns.RR{rr(t, `elsewhere.test. 5 IN CAA 0 issue "kacme.test"`)}}
+	})}, 2*time.Second)
+	if p := CheckCAA(context.Background(), other, "a.test", c); p == nil || p.Type != acme.CAA {
+		t.Fatalf("an answer to another question: %v", p)
+	}
+}
