@@ -167,13 +167,24 @@ func (sm *summaries) namespaceOf(kind, name string) string {
 	return sm.names[kind][name]
 }
 
-// count counts the objects of kind by namespace.
-func (sm *summaries) count(kind string) map[string]int {
+// count counts the objects of kind by namespace, with this process's
+// creations and deletions the informer has not delivered yet (snap).
+func (sm *summaries) count(kind string, snap map[string]*entry) map[string]int {
 	sm.mu.RLock()
 	defer sm.mu.RUnlock()
+	m := sm.byKind[kind]
 	out := map[string]int{}
-	for k := range sm.byKind[kind] {
+	for k := range m {
 		out[k.ns]++
+	}
+	for _, e := range snap {
+		c, ok := m[objKey{e.ns, e.obj.GetName()}]
+		switch {
+		case e.deleted && ok && c.rv <= e.rv && out[e.ns] > 0:
+			out[e.ns]--
+		case !e.deleted && !ok:
+			out[e.ns]++
+		}
 	}
 	return out
 }
@@ -181,7 +192,7 @@ func (sm *summaries) count(kind string) map[string]int {
 // CountByNamespace implements storage.Counter.
 func (s *Store) CountByNamespace(ctx context.Context, kind string) (map[string]int, error) {
 	if s.summaries.ready(kind) {
-		return s.summaries.count(kind), nil
+		return s.summaries.count(kind, s.overlay.snapshot(kind, storage.AllNamespaces)), nil
 	}
 	list, err := s.ListSummaries(ctx, storage.AllNamespaces, kind, nil)
 	if err != nil {
