@@ -121,6 +121,7 @@ func pageOf[T any, P interface {
 	pg, lo, hi := paginate(r, len(rows), d.o.PageSize, total, what)
 	selectRange(rows, lo, hi, rowOrder(at, desc))
 	out := make([]P, 0, hi-lo)
+	ctx = storage.WithoutPEM(ctx) // list pages show no PEM (its download reads the whole certificate)
 	for _, row := range rows[lo:hi] {
 		obj := P(new(T))
 		if err := d.o.Store.Get(ctx, row.Namespace, row.Name, obj); err != nil {

@@ -181,6 +181,22 @@ func Consistent(ctx context.Context) context.Context {
 	return context.WithValue(ctx, consistentKey{}, true)
 }
 
+type withoutPEMKey struct{}
+
+// WithoutPEM marks ctx for reads that show an object in a list and need no
+// certificate PEM (a dashboard page of 50 certificates): a backend whose
+// cache leaves the PEM out hands out its cached copy instead of reading
+// the whole object from the source of truth.
+func WithoutPEM(ctx context.Context) context.Context {
+	return context.WithValue(ctx, withoutPEMKey{}, true)
+}
+
+// IsWithoutPEM reports whether ctx says a certificate's PEM is not needed.
+func IsWithoutPEM(ctx context.Context) bool {
+	v, _ := ctx.Value(withoutPEMKey{}).(bool)
+	return v
+}
+
 type expectMissKey struct{}
 
 // ExpectMiss marks ctx for reads of objects that often do not exist (an

@@ -147,6 +147,15 @@ func TestCompactedCache(t *testing.T) {
 	if n := api.gets.Load(); n != 1 {
 		t.Errorf("Get of a certificate whose PEM is not cached: %d API reads, want 1", n)
 	}
+	// A list page needs no PEM: the cached copy, no API read.
+	var listed v1alpha1.AcmeCertificate
+	if err := store.Get(storage.WithoutPEM(ctx), ns, "0abc", &listed); err != nil || listed.Spec.Certificate != "" ||
+		listed.Spec.Chain != "" || listed.Spec.Serial != "0abc" || !maps.Equal(listed.Labels, cert.Labels) {
+		t.Errorf("Get without PEM: %+v %v", listed.Spec, err)
+	}
+	if n := api.gets.Load(); n != 1 {
+		t.Errorf("Get without PEM read the API server (%d reads in all)", n)
+	}
 	var certs v1alpha1.AcmeCertificateList
 	if err := store.List(ctx, ns, &certs, storage.ListOptions{}); err != nil || len(certs.Items) != 1 ||
 		certs.Items[0].Spec.Certificate != "" || certs.Items[0].Spec.Chain != "" || certs.Items[0].Spec.Serial != "0abc" {

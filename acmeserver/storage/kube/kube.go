@@ -169,6 +169,9 @@ func (s *Store) Get(ctx context.Context, ns, name string, obj storage.Object) er
 		storage.CopyInto(obj, e.obj)
 		return nil
 	}
+	if partial && storage.IsWithoutPEM(ctx) {
+		partial = false // the cached copy is all the caller needs
+	}
 	if partial {
 		// The cache left out part of this object (Compact): this process's
 		// own write of the same version has it, else the API server.
