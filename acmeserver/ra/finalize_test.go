@@ -105,8 +105,8 @@ func readyOrder(t *testing.T) (*ra.RA, *failingStore, *profile.Profile, *v1alpha
 // openStore opens an embedded store in a temporary directory.
 func openStore(t *testing.T) *embedded.Store { return embeddedtest.Open(t, embedded.Options{}) }
 
-// testConfig serves profile "default" (names under "example") from a fresh root CA.
-func testConfig(t *testing.T) *profile.Config {
+// testAuthority is a fresh self-signed CA called "root".
+func testAuthority(t *testing.T) *ca.Authority {
 	t.Helper()
 	key, chain, err := ca.GenerateSelfSigned("root", v1alpha1.SelfSignedCA{})
 	if err != nil {
@@ -116,6 +116,13 @@ func testConfig(t *testing.T) *profile.Config {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return auth
+}
+
+// testConfig serves profile "default" (names under "example") from a fresh root CA.
+func testConfig(t *testing.T) *profile.Config {
+	t.Helper()
+	auth := testAuthority(t)
 	cfg, errs := profile.NewConfig(map[string]*ca.Authority{"root": auth}, []v1alpha1.AcmeProfile{{ObjectMeta: metav1.ObjectMeta{Name: "default"},
 		Spec: v1alpha1.AcmeProfileSpec{CertificateAuthority: "root", Identifiers: v1alpha1.IdentifierPolicy{AllowedDNSSuffixes: []string{"example"}}}}})
 	if len(errs) > 0 {

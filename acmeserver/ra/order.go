@@ -68,22 +68,8 @@ func (r *RA) NewOrder(ctx context.Context, p *profile.Profile, a *v1alpha1.AcmeA
 	if replacesSerial != "" {
 		o.Labels[v1alpha1.LabelReplaces] = replacesSerial
 	}
-	reusable, err := r.reusableAuthorizations(ctx, p, a, now)
-	if err != nil {
+	if err := r.addAuthorizations(ctx, p, a, o, ids, now); err != nil {
 		return nil, err
-	}
-	for i, id := range ids {
-		o.Spec.Identifiers = append(o.Spec.Identifiers, v1alpha1.Identifier{Type: id.Type, Value: id.Value})
-		if az := reusable[id]; az != nil {
-			o.Status.Authorizations = append(o.Status.Authorizations, az.Name)
-			if az.Status.Expires.Before(&o.Status.Expires) {
-				o.Status.Expires = az.Status.Expires
-			}
-			continue
-		}
-		oa := offer(p.ChallengeTypes, o.Name, i, id)
-		o.Status.Offered = append(o.Status.Offered, oa)
-		o.Status.Authorizations = append(o.Status.Authorizations, oa.Name)
 	}
 	// One write: the authorizations are derived from the order until one of
 	// their challenges is answered (authz.go).
@@ -103,6 +89,30 @@ func (r *RA) NewOrder(ctx context.Context, p *profile.Profile, a *v1alpha1.AcmeA
 	r.audit.Record(ctx, audit.OrderCreated, slog.String("account", a.Name), slog.String("order", o.Name),
 		slog.String("profile", p.Name), slog.String("issuanceProfile", ipName), slog.Any("identifiers", o.Spec.Identifiers))
 	return o, nil
+}
+
+// addAuthorizations gives the new order o its identifiers and, for each, a
+// reusable authorization of the account (the order then expires no later
+// than it) or an offered one, derived until it is stored (authz.go).
+func (r *RA) addAuthorizations(ctx context.Context, p *profile.Profile, a *v1alpha1.AcmeAccount, o *v1alpha1.AcmeOrder, ids []acme.Identifier, now time.Time) error {
+	reusable, err := r.reusableAuthorizations(ctx, p, a, now)
+	if err != nil {
+		return err
+	}
+	for i, id := range ids {
+		o.Spec.Identifiers = append(o.Spec.Identifiers, v1alpha1.Identifier{Type: id.Type, Value: id.Value})
+		if az := reusable[id]; az != nil {
+			o.Status.Authorizations = append(o.Status.Authorizations, az.Name)
+			if az.Status.Expires.Before(&o.Status.Expires) {
+				o.Status.Expires = az.Status.Expires
+			}
+			continue
+		}
+		oa := offer(p.ChallengeTypes, o.Name, i, id)
+		o.Status.Offered = append(o.Status.Offered, oa)
+		o.Status.Authorizations = append(o.Status.Authorizations, oa.Name)
+	}
+	return nil
 }
 
 // reuseMargin: an authorization that expires sooner than this is not

@@ -28,14 +28,7 @@ import (
 // name, and not at all on a profile without reuse.
 func TestAuthorizationReuse(t *testing.T) {
 	ctx := context.Background()
-	key, chain, err := ca.GenerateSelfSigned("root", v1alpha1.SelfSignedCA{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	auth, err := ca.New("root", chain[0], key, chain[1:])
-	if err != nil {
-		t.Fatal(err)
-	}
+	auth := testAuthority(t)
 	spec := func(name string, reuse time.Duration) v1alpha1.AcmeProfile {
 		p := v1alpha1.AcmeProfile{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: v1alpha1.AcmeProfileSpec{CertificateAuthority: "root",
 			Identifiers: v1alpha1.IdentifierPolicy{AllowedDNSSuffixes: []string{"example"}}}}

@@ -76,24 +76,8 @@ func Sweep(ctx context.Context, store storage.Store, profileName string, ret pro
 			orders++
 		}
 	}
-	// Pre-authorizations (newAuthz) belong to no order: they carry an empty
-	// order label and go on the orders' schedule.
-	pl, err := storage.ListSummaries(ctx, store, storage.AllNamespaces, "AcmeChallenge",
-		map[string]string{v1alpha1.LabelProfile: profileName, v1alpha1.LabelOrder: ""})
-	if err != nil {
-		return orders, 0, fmt.Errorf("retention: list pre-authorizations of profile %s: %w", profileName, err)
-	}
-	for _, az := range pl {
-		if !az.At.Before(cutoff) {
-			continue
-		}
-		deleted, err := deleteIf(ctx, store, &v1alpha1.AcmeChallenge{}, az.Namespace, az.Name, cutoff)
-		if err != nil {
-			return orders, 0, fmt.Errorf("retention: delete pre-authorization %s/%s: %w", az.Namespace, az.Name, err)
-		}
-		if deleted {
-			preAuthz++
-		}
+	if preAuthz, err = sweepPreAuthorizations(ctx, store, profileName, cutoff); err != nil {
+		return orders, 0, err
 	}
 	certCutoff := now.Add(-ret.Certificates)
 	cl, err := storage.ListSummaries(ctx, store, storage.AllNamespaces, "AcmeCertificate", byProfile)
@@ -113,6 +97,31 @@ func Sweep(ctx context.Context, store storage.Store, profileName string, ret pro
 		}
 	}
 	return orders, certs, nil
+}
+
+// sweepPreAuthorizations deletes a profile's pre-authorizations (newAuthz:
+// no order, an empty order label) that expired before cutoff, the orders'
+// cutoff, and reports how many.
+func sweepPreAuthorizations(ctx context.Context, store storage.Store, profileName string, cutoff time.Time) (int, error) {
+	pl, err := storage.ListSummaries(ctx, store, storage.AllNamespaces, "AcmeChallenge",
+		map[string]string{v1alpha1.LabelProfile: profileName, v1alpha1.LabelOrder: ""})
+	if err != nil {
+		return 0, fmt.Errorf("retention: list pre-authorizations of profile %s: %w", profileName, err)
+	}
+	n := 0
+	for _, az := range pl {
+		if !az.At.Before(cutoff) {
+			continue
+		}
+		deleted, err := deleteIf(ctx, store, &v1alpha1.AcmeChallenge{}, az.Namespace, az.Name, cutoff)
+		if err != nil {
+			return n, fmt.Errorf("retention: delete pre-authorization %s/%s: %w", az.Namespace, az.Name, err)
+		}
+		if deleted {
+			n++
+		}
+	}
+	return n, nil
 }
 
 // deleteIf reads the object ns/name into obj and deletes that version if it

@@ -1,13 +1,10 @@
 package conformance
 
 import (
-	"crypto"
 	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
-
-	jose "github.com/go-jose/go-jose/v4"
 
 	"github.com/kacme/kacme/acmeserver/acme"
 )
@@ -38,21 +35,7 @@ func TestCAA(t *testing.T) {
 		if err := json.Unmarshal(b, &az); err != nil || r.StatusCode != 200 {
 			t.Fatalf("authz: %d %s", r.StatusCode, b)
 		}
-		tp, _ := (&jose.JSONWebKey{Key: k.signer.Public()}).Thumbprint(crypto.SHA256)
-		for _, c := range az.Challenges {
-			if c.Type != "http-01" {
-				continue
-			}
-			e.resp.set(c.Token, c.Token+"."+b64.EncodeToString(tp))
-			r, b := e.signed(k, kid, c.URL, "{}")
-			var got acme.Challenge
-			if err := json.Unmarshal(b, &got); err != nil || r.StatusCode != 200 {
-				t.Fatalf("respond: %d %s", r.StatusCode, b)
-			}
-			return got
-		}
-		t.Fatal("no http-01 challenge")
-		return acme.Challenge{}
+		return e.answerHTTP01(k, kid, az)
 	}
 	for name, allowed := range map[string]bool{
 		"www.caa.localhost":     true,  // CAA-01: caa.localhost's record applies

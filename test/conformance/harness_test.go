@@ -451,7 +451,6 @@ func (e *env) order(k *key, kid string, names ...string) (string, acme.Order) {
 func (e *env) readyOrder(k *key, kid string, names ...string) (string, acme.Order) {
 	e.t.Helper()
 	u, o := e.order(k, kid, names...)
-	tp, _ := (&jose.JSONWebKey{Key: k.signer.Public()}).Thumbprint(crypto.SHA256)
 	for _, az := range o.Authorizations {
 		r, b := e.signed(k, kid, az, "")
 		var a acme.Authorization
@@ -459,14 +458,8 @@ func (e *env) readyOrder(k *key, kid string, names ...string) (string, acme.Orde
 		if r.StatusCode != 200 {
 			e.t.Fatalf("authz: %d %s", r.StatusCode, b)
 		}
-		for _, c := range a.Challenges {
-			if c.Type == "http-01" {
-				e.resp.set(c.Token, c.Token+"."+b64.EncodeToString(tp))
-				r, b := e.signed(k, kid, c.URL, "{}")
-				if r.StatusCode != 200 || !strings.Contains(string(b), `"valid"`) {
-					e.t.Fatalf("respond: %d %s", r.StatusCode, b)
-				}
-			}
+		if c := e.answerHTTP01(k, kid, a); c.Status != acme.StatusValid {
+			e.t.Fatalf("respond: %s %+v", c.Status, c.Error)
 		}
 	}
 	r, b := e.signed(k, kid, u, "")
@@ -475,6 +468,27 @@ func (e *env) readyOrder(k *key, kid string, names ...string) (string, acme.Orde
 		e.t.Fatalf("order not ready: %d %s", r.StatusCode, b)
 	}
 	return u, o
+}
+
+// answerHTTP01 deploys the key authorization of az's http-01 challenge on
+// the responder, answers the challenge and returns it as the server answers.
+func (e *env) answerHTTP01(k *key, kid string, az acme.Authorization) acme.Challenge {
+	e.t.Helper()
+	tp, _ := (&jose.JSONWebKey{Key: k.signer.Public()}).Thumbprint(crypto.SHA256)
+	for _, c := range az.Challenges {
+		if c.Type != "http-01" {
+			continue
+		}
+		e.resp.set(c.Token, c.Token+"."+b64.EncodeToString(tp))
+		r, b := e.signed(k, kid, c.URL, "{}")
+		var got acme.Challenge
+		if err := json.Unmarshal(b, &got); err != nil || r.StatusCode != 200 {
+			e.t.Fatalf("respond: %d %s", r.StatusCode, b)
+		}
+		return got
+	}
+	e.t.Fatal("no http-01 challenge")
+	return acme.Challenge{}
 }
 
 // csr builds a CSR for names signed by k.

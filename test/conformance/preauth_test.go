@@ -1,13 +1,10 @@
 package conformance
 
 import (
-	"crypto"
 	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
-
-	jose "github.com/go-jose/go-jose/v4"
 
 	"github.com/kacme/kacme/acmeserver/acme"
 )
@@ -76,14 +73,8 @@ func TestPreAuthorization(t *testing.T) {
 	if r, b := e.signed(k, kid, loc, ""); r.StatusCode != 200 {
 		t.Fatalf("TRN-08: the Location of the pre-authorization: %d %s", r.StatusCode, b)
 	}
-	tp, _ := (&jose.JSONWebKey{Key: k.signer.Public()}).Thumbprint(crypto.SHA256)
-	for _, c := range az.Challenges {
-		if c.Type == "http-01" {
-			e.resp.set(c.Token, c.Token+"."+b64.EncodeToString(tp))
-			if r, b := e.signed(k, kid, c.URL, "{}"); r.StatusCode != 200 || !strings.Contains(string(b), `"valid"`) {
-				t.Fatalf("respond: %d %s", r.StatusCode, b)
-			}
-		}
+	if c := e.answerHTTP01(k, kid, az); c.Status != acme.StatusValid {
+		t.Fatalf("respond: %s %+v", c.Status, c.Error)
 	}
 	_, o := e.order(k, kid, "pre.localhost")
 	if o.Status != acme.StatusReady || len(o.Authorizations) != 1 || o.Authorizations[0] != loc {
