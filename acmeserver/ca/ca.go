@@ -45,6 +45,8 @@ type Authority struct {
 	// caIssuers URL (RFC 5280 §4.2.2.1), where this CA's certificate is
 	// served (DER); with CRLPerKey it names the key too, as CRLURL does.
 	IssuerURL string
+	// OCSP, when set, is the CA's OCSP responder (spec.ocsp).
+	OCSP *OCSPConfig
 	// Previous is this CA as it was before its last key rotation (its
 	// certificate and key): it signs the CRL for the leaves it issued.
 	Previous *Authority
@@ -54,6 +56,21 @@ type Authority struct {
 	serialKey     []byte
 	serialKeyErr  error
 }
+
+// OCSPConfig is how a CA answers OCSP (RFC 6960).
+type OCSPConfig struct {
+	// URL is written into certificates that ask for it
+	// (IssueRequest.OCSP) as the Authority Information Access OCSP URL.
+	URL string
+	// Validity is the interval between a response's thisUpdate and nextUpdate.
+	Validity time.Duration
+	// Delegated: responses are signed by a responder certificate the CA
+	// issues (IssueOCSPResponder), not by the CA key.
+	Delegated bool
+}
+
+// DefaultOCSPValidity is OCSPConfig.Validity when spec.ocsp sets none.
+const DefaultOCSPValidity = 12 * time.Hour
 
 // New checks that signer matches cert and returns the authority.
 func New(name string, cert *x509.Certificate, signer crypto.Signer, parents []*x509.Certificate) (*Authority, error) {
@@ -133,6 +150,9 @@ type IssueRequest struct {
 	ClientAuth, NoServerAuth bool
 	// Serial to use; nil draws a random one.
 	Serial *big.Int
+	// OCSP writes the CA's OCSP responder URL (OCSPConfig.URL) into the
+	// certificate; ignored when the CA has none.
+	OCSP bool
 }
 
 // ErrPolicy marks requests the CA refuses.
@@ -251,6 +271,9 @@ func (a *Authority) Issue(req IssueRequest) ([]byte, *x509.Certificate, error) {
 	}
 	if a.IssuerURL != "" {
 		tmpl.IssuingCertificateURL = []string{a.perKey(a.IssuerURL)}
+	}
+	if req.OCSP && a.OCSP != nil && a.OCSP.URL != "" {
+		tmpl.OCSPServer = []string{a.OCSP.URL} // the request names its issuer's key: one URL serves every key
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, a.Cert, req.PublicKey, a.Signer)
 	if err != nil {
@@ -426,6 +449,53 @@ func Renew(key crypto.Signer, old *x509.Certificate, now time.Time, validity tim
 		return selfSign(key, old.Subject, nb, nb.Add(validity))
 	}
 	return issuer.signSubordinate(key.Public(), old.Subject, now, validity)
+}
+
+// oidOCSPNoCheck is id-pkix-ocsp-nocheck (RFC 6960 §4.2.2.2.1).
+var oidOCSPNoCheck = asn1.ObjectIdentifier{1, 3, 6, 1, 5, 5, 7, 48, 1, 5}
+
+// IssueOCSPResponder signs a delegated OCSP responder certificate for pub
+// (RFC 6960 §4.2.2.2): extended key usage OCSPSigning only, not a CA, with
+// id-pkix-ocsp-nocheck (relying parties do not check its own status, so it
+// must be short-lived), valid from notBefore to notAfter but never longer
+// than a.
+func (a *Authority) IssueOCSPResponder(pub crypto.PublicKey, notBefore, notAfter time.Time) (*x509.Certificate, error) {
+	if notAfter.After(a.Cert.NotAfter) {
+		notAfter = a.Cert.NotAfter
+	}
+	serial, err := NewSerial()
+	if err != nil {
+		return nil, err
+	}
+	ski, err := KeyID(pub)
+	if err != nil {
+		return nil, err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          serial,
+		Subject:               pkix.Name{CommonName: clipCN(a.Cert.Subject.CommonName + " OCSP responder")},
+		NotBefore:             notBefore.UTC(),
+		NotAfter:              notAfter.UTC(),
+		KeyUsage:              x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageOCSPSigning},
+		BasicConstraintsValid: true,
+		SubjectKeyId:          ski,
+		AuthorityKeyId:        a.Cert.SubjectKeyId,
+		ExtraExtensions:       []pkix.Extension{{Id: oidOCSPNoCheck, Value: asn1.NullBytes}},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, a.Cert, pub, a.Signer)
+	if err != nil {
+		return nil, fmt.Errorf("CA %s: sign OCSP responder certificate: %w", a.Name, err)
+	}
+	return x509.ParseCertificate(der)
+}
+
+// clipCN cuts a common name to the 64 characters RFC 5280 allows.
+func clipCN(s string) string {
+	if len(s) > 64 {
+		return s[:64]
+	}
+	return s
 }
 
 // signSubordinate signs a CA certificate below a: never outliving a, with a

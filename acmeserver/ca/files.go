@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/kacme/kacme/api/v1alpha1"
 )
@@ -58,16 +59,28 @@ func LoadOrGenerateDir(name, dir string, gen Generator) (*Authority, bool, error
 }
 
 // ConfigureURLs sets what issued certificates point to, under pkiURL (the
-// base URL the server serves CRLs and CA certificates at, plain HTTP when it
-// has such a listener, as RFC 5280 relying parties expect): the CRL
+// base URL the server serves CRLs, OCSP and CA certificates at, plain HTTP
+// when it has such a listener, as RFC 5280 relying parties expect): the CRL
 // distribution point when the CA publishes a CRL (spec.crl; its
-// distributionPointURL, or <pkiURL>/crl/<name>), and the caIssuers URL
-// <pkiURL>/ca/<name> always. An empty pkiURL sets only an explicit CRL URL.
-func (a *Authority) ConfigureURLs(crl *v1alpha1.CRLSpec, pkiURL string) {
+// distributionPointURL, or <pkiURL>/crl/<name>), the OCSP responder when it
+// runs one (spec.ocsp; its responderURL, or <pkiURL>/ocsp/<name>), and the
+// caIssuers URL <pkiURL>/ca/<name> always. An empty pkiURL sets only
+// explicit URLs.
+func (a *Authority) ConfigureURLs(crl *v1alpha1.CRLSpec, ocsp *v1alpha1.OCSPSpec, pkiURL string) {
 	for c := a; c != nil; c = c.Previous {
-		c.CRLURL, c.IssuerURL = "", ""
+		c.CRLURL, c.IssuerURL, c.OCSP = "", "", nil
 		if pkiURL != "" {
 			c.IssuerURL = pkiURL + "/ca/" + a.Name
+		}
+		if ocsp != nil {
+			c.OCSP = &OCSPConfig{URL: ocsp.ResponderURL, Validity: DefaultOCSPValidity,
+				Delegated: ocsp.Responder == v1alpha1.OCSPResponderDelegated}
+			if c.OCSP.URL == "" && pkiURL != "" {
+				c.OCSP.URL = pkiURL + "/ocsp/" + a.Name
+			}
+			if ocsp.Validity != nil && ocsp.Validity.Duration > 0 {
+				c.OCSP.Validity = min(max(ocsp.Validity.Duration, MinOCSPValidity), MaxOCSPValidity)
+			}
 		}
 		if crl == nil {
 			continue
@@ -81,6 +94,13 @@ func (a *Authority) ConfigureURLs(crl *v1alpha1.CRLSpec, pkiURL string) {
 		}
 	}
 }
+
+// Bounds of spec.ocsp.validity (the CRD refuses others; a standalone
+// manifest's value is clamped to them).
+const (
+	MinOCSPValidity = 5 * time.Minute
+	MaxOCSPValidity = 168 * time.Hour
+)
 
 // FromPEM builds an authority from a PKCS#8/EC/PKCS#1 key and a certificate chain.
 func FromPEM(name string, keyPEM, chainPEM []byte) (*Authority, error) {

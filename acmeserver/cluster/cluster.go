@@ -79,7 +79,7 @@ type Options struct {
 	// ShutdownDelay is how long Close keeps serving after /readyz starts
 	// failing, so that endpoints stop routing here before the listener closes.
 	ShutdownDelay time.Duration
-	// HTTPListen, when set, serves CRLs and CA certificates (only those) over
+	// HTTPListen, when set, serves CRLs, CA certificates and OCSP (only those) over
 	// plain HTTP (the chart's Service port 80).
 	HTTPListen string
 	// PKIURL is the base URL issued certificates name for their CRL and
@@ -103,7 +103,7 @@ type Server struct {
 }
 
 // Start starts the informers, waits for them, and serves HTTPS (and, with
-// HTTPListen, CRLs and CA certificates over plain HTTP).
+// HTTPListen, CRLs, CA certificates and OCSP over plain HTTP).
 func Start(ctx context.Context, o Options) (*Server, error) {
 	if o.Log == nil {
 		o.Log = slog.Default()
@@ -331,7 +331,7 @@ func buildConfig(ctx context.Context, r client.Reader, ns, pkiURL string) (*prof
 		if err != nil {
 			continue
 		}
-		auth.ConfigureURLs(c.Spec.CRL, pkiURL)
+		auth.ConfigureURLs(c.Spec.CRL, c.Spec.OCSP, pkiURL)
 		authorities[c.Name] = auth
 	}
 	var profiles v1alpha1.AcmeProfileList

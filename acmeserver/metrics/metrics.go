@@ -25,6 +25,8 @@ type Metrics struct {
 	issuance    *prometheus.HistogramVec
 	caNotAfter  *prometheus.GaugeVec
 	writes      *prometheus.CounterVec
+	ocsp        *prometheus.CounterVec
+	ocspSigned  *prometheus.CounterVec
 }
 
 // New registers the metrics with reg.
@@ -55,9 +57,15 @@ func New(reg prometheus.Registerer) *Metrics {
 			Help: "Expiry (Unix time) of each CA certificate the server signs with."}, []string{"ca"}),
 		writes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kacme_storage_writes_total",
 			Help: "Writes to the store (embedded or Kubernetes API) by kind and operation."}, []string{"kind", "op"}),
+		ocsp: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kacme_ocsp_responses_total",
+			Help: "OCSP responses by CA and what they said (good, revoked, unknown) or their error status (malformedRequest, unauthorized, tryLater, internalError)."},
+			[]string{"ca", "status"}),
+		ocspSigned: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kacme_ocsp_signatures_total",
+			Help: "OCSP responses signed (the rest were served from the cache of signed responses), by CA and why: new, refresh, nonce."},
+			[]string{"ca", "why"}),
 	}
 	reg.MustRegister(m.requests, m.duration, m.validations, m.validating, m.issued, m.revoked, m.apiRequests, m.rateLimited,
-		m.problems, m.issuance, m.caNotAfter, m.writes)
+		m.problems, m.issuance, m.caNotAfter, m.writes, m.ocsp, m.ocspSigned)
 	return m
 }
 
@@ -93,6 +101,23 @@ func (m *Metrics) Revoked(profile string, reason int) {
 		return
 	}
 	m.revoked.WithLabelValues(profile, strconv.Itoa(reason)).Inc()
+}
+
+// OCSP records one OCSP response of CA ca ("" when the request named none
+// this server knows).
+func (m *Metrics) OCSP(ca, status string) {
+	if m == nil {
+		return
+	}
+	m.ocsp.WithLabelValues(ca, status).Inc()
+}
+
+// OCSPSigned records one OCSP response signed, and why (new, refresh, nonce).
+func (m *Metrics) OCSPSigned(ca, why string) {
+	if m == nil {
+		return
+	}
+	m.ocspSigned.WithLabelValues(ca, why).Inc()
 }
 
 // Problem records one problem document answered.

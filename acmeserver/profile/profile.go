@@ -217,6 +217,9 @@ func NewProfile(obj *v1alpha1.AcmeProfile, authorities map[string]*ca.Authority)
 	if p.ChallengeTypes, p.Validation, err = validationOf(s); err != nil {
 		return nil, err
 	}
+	if s.IncludeOCSPURL && auth.OCSP == nil {
+		return nil, fmt.Errorf("spec.includeOCSPURL: CertificateAuthority %q runs no OCSP responder (set its spec.ocsp)", s.CertificateAuthority)
+	}
 	if r := s.AuthorizationReuse; r != nil {
 		if r.Duration < 0 {
 			return nil, fmt.Errorf("spec.authorizationReuse: %s is negative", r.Duration)

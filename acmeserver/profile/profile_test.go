@@ -58,3 +58,44 @@ func TestCheckCAAConfig(t *testing.T) {
 		t.Errorf("reuse without checkCAA: %s, want 24h", got)
 	}
 }
+
+// TestIncludeOCSPURL: a profile with includeOCSPURL needs a CA with
+// spec.ocsp, and its certificates then name the responder (AIA id-ad-ocsp);
+// a profile without it leaves the URL out.
+func TestIncludeOCSPURL(t *testing.T) {
+	key, chain, err := ca.GenerateSelfSigned("root", v1alpha1.SelfSignedCA{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain, _ := ca.New("plain", chain[0], key, nil)
+	plain.ConfigureURLs(nil, nil, "http://pki.test")
+	withOCSP, _ := ca.New("ocsp", chain[0], key, nil)
+	withOCSP.ConfigureURLs(nil, &v1alpha1.OCSPSpec{}, "http://pki.test")
+	mk := func(name, caName string, include bool) v1alpha1.AcmeProfile {
+		return v1alpha1.AcmeProfile{ObjectMeta: metav1.ObjectMeta{Name: name},
+			Spec: v1alpha1.AcmeProfileSpec{CertificateAuthority: caName, IncludeOCSPURL: include}}
+	}
+	cfg, errs := profile.NewConfig(map[string]*ca.Authority{"plain": plain, "ocsp": withOCSP},
+		[]v1alpha1.AcmeProfile{mk("bad", "plain", true), mk("good", "ocsp", true)})
+	if err := errs["bad"]; err == nil || !strings.Contains(err.Error(), "spec.includeOCSPURL") {
+		t.Errorf("includeOCSPURL on a CA without spec.ocsp: %v", err)
+	}
+	if !cfg.Profiles["good"].Spec.IncludeOCSPURL {
+		t.Fatal("profile good not loaded")
+	}
+	leafKey, _ := ca.GenerateKey(v1alpha1.KeyECDSAP256)
+	for _, include := range []bool{true, false} {
+		_, leaf, err := withOCSP.Issue(ca.IssueRequest{PublicKey: leafKey.Public(), DNSNames: []string{"a.test"},
+			NotBefore: time.Now(), NotAfter: time.Now().Add(time.Hour), OCSP: include})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := []string(nil)
+		if include {
+			want = []string{"http://pki.test/ocsp/ocsp"}
+		}
+		if strings.Join(leaf.OCSPServer, " ") != strings.Join(want, " ") {
+			t.Errorf("OCSP %t: AIA OCSP %v, want %v", include, leaf.OCSPServer, want)
+		}
+	}
+}

@@ -166,7 +166,7 @@ func (r *RA) sign(ctx context.Context, p *profile.Profile, o *v1alpha1.AcmeOrder
 		}
 	}
 	der, leaf, err := p.CA.Issue(ca.IssueRequest{PublicKey: csr.PublicKey, DNSNames: csr.DNSNames, IPs: csr.IPs,
-		NotBefore: nb, NotAfter: na, ClientAuth: clientAuth, Serial: serialNum})
+		NotBefore: nb, NotAfter: na, ClientAuth: clientAuth, Serial: serialNum, OCSP: p.Spec.IncludeOCSPURL})
 	if err != nil {
 		return nil, false, err
 	}

@@ -1,6 +1,6 @@
 // Package server assembles and runs the ACME server the same way in both
 // modes: RA → WFE → dashboard → mux → HTTPS server (and the plain-HTTP
-// listener for CRLs and CA certificates), then a graceful drain. A mode
+// listener for CRLs, CA certificates and OCSP), then a graceful drain. A mode
 // (acmeserver/standalone, acmeserver/cluster) provides only what differs: the
 // store, the configuration and how it changes, the validator's view of the
 // network, nonces, the dashboard's sign-in, and what to stop after the drain.
@@ -21,6 +21,7 @@ import (
 	"github.com/kacme/kacme/acmeserver/dashboard"
 	"github.com/kacme/kacme/acmeserver/metrics"
 	"github.com/kacme/kacme/acmeserver/nonce"
+	"github.com/kacme/kacme/acmeserver/ocsp"
 	"github.com/kacme/kacme/acmeserver/profile"
 	"github.com/kacme/kacme/acmeserver/ra"
 	"github.com/kacme/kacme/acmeserver/retention"
@@ -130,11 +131,12 @@ func New(ctx context.Context, o Options) (*Server, error) {
 	if getCertificate == nil {
 		getCertificate = s.issuedCertificate
 	}
+	responder := ocsp.New(ocsp.Options{Source: authority, Metrics: o.Metrics, Log: o.Log, Now: o.Now})
 	mux := http.NewServeMux()
 	mux.Handle("/dashboard/", dash)
 	mux.Handle("/", front)
 	s.http = &http.Server{
-		Handler:           mux,
+		Handler:           responder.Wrap(mux),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      60 * time.Second,
@@ -144,7 +146,7 @@ func New(ctx context.Context, o Options) (*Server, error) {
 		ErrorLog:          slog.NewLogLogger(o.Log.Handler(), slog.LevelDebug),
 	}
 	if o.PlainListener != nil {
-		s.plain = wfe.PKIServer(front)
+		s.plain = wfe.PKIServer(front, responder)
 	}
 	if n, err := authority.ResumeValidations(ctx); err != nil {
 		o.Log.Error("resume validations", "err", err)

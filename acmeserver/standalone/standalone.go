@@ -47,7 +47,7 @@ type Options struct {
 	Now func() time.Time
 	// ShutdownDelay is how long Close keeps serving after /readyz starts failing.
 	ShutdownDelay time.Duration
-	// HTTPListen, when set, serves CRLs and CA certificates (only those) over
+	// HTTPListen, when set, serves CRLs, CA certificates and OCSP (only those) over
 	// plain HTTP on this address, as RFC 5280 relying parties fetch them.
 	HTTPListen string
 	// PKIURL is the base URL issued certificates name for their CRL and
@@ -75,7 +75,7 @@ type Server struct {
 }
 
 // Start loads configuration, opens the store, loads or generates CAs and
-// starts serving HTTPS (and, with HTTPListen, CRLs and CA certificates over
+// starts serving HTTPS (and, with HTTPListen, CRLs, CA certificates and OCSP over
 // plain HTTP). Stop it with Close: it drains requests, then closes the store.
 func Start(ctx context.Context, o Options) (*Server, error) {
 	if o.Log == nil {
@@ -185,7 +185,7 @@ func listen(o Options, undo *server.Undo) (ln, plainLn net.Listener, ext string,
 	}
 	if o.HTTPListen != "" {
 		if plainLn, err = net.Listen("tcp", o.HTTPListen); err != nil {
-			return nil, nil, "", fmt.Errorf("listen %s (--http-listen: plain HTTP for CRLs and CA certificates; \"\" turns it off): %w", o.HTTPListen, err)
+			return nil, nil, "", fmt.Errorf("listen %s (--http-listen: plain HTTP for CRLs, CA certificates and OCSP; \"\" turns it off): %w", o.HTTPListen, err)
 		}
 		undo.Add(func() { _ = plainLn.Close() })
 	}
@@ -231,7 +231,7 @@ func loadAuthorities(dataDir string, m *Manifests, pkiURL string, out map[string
 			if auth == nil {
 				continue // its issuer is not loaded yet
 			}
-			auth.ConfigureURLs(obj.Spec.CRL, pkiURL)
+			auth.ConfigureURLs(obj.Spec.CRL, obj.Spec.OCSP, pkiURL)
 			out[name] = auth
 			delete(pending, name)
 			progress = true

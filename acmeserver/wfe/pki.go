@@ -8,6 +8,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/kacme/kacme/acmeserver/ocsp"
 )
 
 // PKIURL is the base URL issued certificates name for their CRL
@@ -43,16 +45,17 @@ func PKIURL(configured, external string, plain net.Listener) (string, error) {
 // PKIServer serves what relying parties fetch over plain HTTP (RFC 5280:
 // CRL distribution points and caIssuers URLs are usually http, fetched
 // without TLS so that checking a certificate does not need a certificate):
-// /crl/<ca> and /ca/<ca>, with the same handlers as on HTTPS, and nothing
-// else — no ACME resource is ever served without TLS (RFC 8555 §6.1).
-func PKIServer(w *WFE) *http.Server {
+// /crl/<ca>, /ca/<ca> and OCSP (/ocsp/<ca>, when ocsp is not nil), with the
+// same handlers as on HTTPS, and nothing else — no ACME resource is ever
+// served without TLS (RFC 8555 §6.1).
+func PKIServer(w *WFE, ocsp *ocsp.Responder) *http.Server {
 	mux := http.NewServeMux()
 	for _, p := range []string{"/crl/{ca}", "/ca/{ca}", "/healthz"} {
 		mux.Handle(p, w.mux)
 	}
 	mux.HandleFunc("/", func(rw http.ResponseWriter, r *http.Request) {
-		http.Error(rw, "only CRLs (/crl/<ca>) and CA certificates (/ca/<ca>) are served over plain HTTP", http.StatusNotFound)
+		http.Error(rw, "only CRLs (/crl/<ca>), CA certificates (/ca/<ca>) and OCSP (/ocsp/<ca>) are served over plain HTTP", http.StatusNotFound)
 	})
-	return &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
+	return &http.Server{Handler: ocsp.Wrap(mux), ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
 		WriteTimeout: 30 * time.Second, IdleTimeout: 60 * time.Second, MaxHeaderBytes: 16 << 10}
 }

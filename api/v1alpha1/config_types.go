@@ -62,6 +62,12 @@ type CertificateAuthoritySpec struct {
 	// +optional
 	CRL *CRLSpec `json:"crl,omitempty"`
 
+	// OCSP runs an OCSP responder (RFC 6960) for the certificates this CA
+	// issues, at <pki-url>/ocsp/<ca-name> on every server replica (GET and
+	// POST). Profiles with includeOCSPURL write its URL into certificates.
+	// +optional
+	OCSP *OCSPSpec `json:"ocsp,omitempty"`
+
 	// TrustBundle publishes the CA's root certificate as a ConfigMap in every
 	// namespace its selector matches, for workloads and issuers to trust.
 	// +optional
@@ -143,6 +149,44 @@ type CASecretReference struct {
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=253
 	Name string `json:"name"`
+}
+
+// OCSPResponder says which key signs a CA's OCSP responses.
+// +kubebuilder:validation:Enum=CA;Delegated
+type OCSPResponder string
+
+// OCSP responders.
+const (
+	// OCSPResponderCA signs responses with the CA key itself.
+	OCSPResponderCA OCSPResponder = "CA"
+	// OCSPResponderDelegated signs responses with a delegated responder
+	// certificate (extended key usage OCSPSigning, id-pkix-ocsp-nocheck)
+	// the CA issues to each server replica and replaces before it expires.
+	OCSPResponderDelegated OCSPResponder = "Delegated"
+)
+
+// OCSPSpec configures the OCSP responder of a CA.
+// +kubebuilder:validation:XValidation:rule="!has(self.validity) || (duration(self.validity) >= duration('5m') && duration(self.validity) <= duration('168h'))",message="validity must be between 5m and 168h"
+type OCSPSpec struct {
+	// ResponderURL is written into certificates of profiles with
+	// includeOCSPURL (Authority Information Access, id-ad-ocsp). Default:
+	// the server's PKI URL followed by /ocsp/<ca-name>, where it answers.
+	// +optional
+	// +kubebuilder:validation:MaxLength=2048
+	// +kubebuilder:validation:Pattern=`^https?://`
+	ResponderURL string `json:"responderURL,omitempty"`
+	// Validity is the interval between a response's thisUpdate and
+	// nextUpdate; a response is signed again once half of it has passed,
+	// and at once when the certificate is revoked. Default 12h; between 5m
+	// and 168h.
+	// +optional
+	Validity *metav1.Duration `json:"validity,omitempty"`
+	// Responder signs the responses: CA (the CA key, the default) or
+	// Delegated (a responder certificate the CA issues to each replica; an
+	// Ed25519 CA always delegates, since OCSP relying parties and
+	// x/crypto/ocsp sign and verify responses with RSA or ECDSA only).
+	// +optional
+	Responder OCSPResponder `json:"responder,omitempty"`
 }
 
 // CRLSpec configures the CRL of a CA.
@@ -308,6 +352,12 @@ type AcmeProfileSpec struct {
 	// at 8h, so that a CAA answer is never older (CAA-09). Default: off.
 	// +optional
 	AuthorizationReuse *metav1.Duration `json:"authorizationReuse,omitempty"`
+	// IncludeOCSPURL writes the OCSP responder URL of the profile's CA
+	// (its spec.ocsp) into issued certificates (Authority Information
+	// Access, id-ad-ocsp), so that relying parties check them over OCSP.
+	// A profile with it whose CA has no spec.ocsp is not served. Default false.
+	// +optional
+	IncludeOCSPURL bool `json:"includeOCSPURL,omitempty"`
 	// PreAuthorization offers newAuthz (RFC 8555 §7.4.1) in the directory:
 	// an account may have a (non-wildcard) identifier validated ahead of any
 	// order, and its next orders for that identifier use the valid

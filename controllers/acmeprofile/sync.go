@@ -73,6 +73,7 @@ func (r *Reconciler) check(ctx context.Context, obj *v1alpha1.AcmeProfile) (meta
 			fmt.Sprintf("CertificateAuthority %q cannot be loaded: %v", obj.Spec.CertificateAuthority, err), nil
 	}
 	// The same validation the server applies when it loads the profile.
+	auth.ConfigureURLs(caObj.Spec.CRL, caObj.Spec.OCSP, "")
 	if _, err := profile.NewProfile(obj, map[string]*ca.Authority{caObj.Name: auth}); err != nil {
 		return metav1.ConditionFalse, ReasonInvalidSpec, err.Error(), nil
 	}

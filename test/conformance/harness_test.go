@@ -120,6 +120,7 @@ metadata: {name: test-ca}
 spec:
   intermediate: {issuer: test-root, subject: {commonName: kacme test}, keyAlgorithm: ECDSAP256}
   crl: {distributionPointURL: "http://127.0.0.1/crl/test-ca"}
+  ocsp: {}
 ---
 apiVersion: acme.kacme.io/v1alpha1
 kind: AcmeProfile
@@ -184,7 +185,16 @@ spec:
   preAuthorization: true
   identifiers: {allowedDNSSuffixes: [localhost], deniedNames: [blocked.localhost]}
   validation: {http01Port: %d, challengeTypes: [http-01, dns-01], timeout: 5s, resolvers: ["127.0.0.1:%d"]}
-`, httpPort, dnsPort, httpPort, httpPort, eabKID, eabHMAC, httpPort, dnsPort, httpPort, dnsPort)
+---
+apiVersion: acme.kacme.io/v1alpha1
+kind: AcmeProfile
+metadata: {name: ocsp}
+spec:
+  certificateAuthority: test-ca
+  includeOCSPURL: true
+  identifiers: {allowedDNSSuffixes: [localhost]}
+  validation: {http01Port: %d}
+`, httpPort, dnsPort, httpPort, httpPort, eabKID, eabHMAC, httpPort, dnsPort, httpPort, dnsPort, httpPort)
 }
 
 // newEnv starts a server with a fresh data directory.
@@ -229,7 +239,7 @@ func newEnv(t *testing.T, opts ...func(*standalone.Options)) *env {
 	pool.AppendCertsFromPEM(pem)
 	e.srv = srv
 	e.http = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
-	for p, path := range map[string]string{"default": "default", "tos": "terms", "eab": "eab", "caa": "caa", "preauth": "preauth"} {
+	for p, path := range map[string]string{"default": "default", "tos": "terms", "eab": "eab", "caa": "caa", "preauth": "preauth", "ocsp": "ocsp"} {
 		var d acme.Directory
 		r := e.get(srv.URL + "/acme/" + path + "/directory")
 		e.decode(r, &d)
