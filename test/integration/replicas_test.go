@@ -128,12 +128,22 @@ func (rr *roundRobin) drop(backend string) {
 // e.serverURL, and waits until each serves its directory.
 func startReplicas(t *testing.T, e *clusterEnv, n int) ([]*harness.Process, []string) {
 	t.Helper()
+	return startReplicasWith(t, e, n, nil)
+}
+
+// startReplicasWith is startReplicas with more arguments (extra(i)) for replica i.
+func startReplicasWith(t *testing.T, e *clusterEnv, n int, extra func(i int) []string) ([]*harness.Process, []string) {
+	t.Helper()
 	var procs []*harness.Process
 	var backends []string
-	for range n {
+	for i := range n {
 		listen := fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t))
-		procs = append(procs, harness.Start(t, []string{"KUBECONFIG=" + e.kc.Server}, e.bin, "server", "--namespace", clusterNS,
-			"--listen", listen, "--external-url", e.serverURL, "--internal-listen", fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t))))
+		args := []string{"server", "--namespace", clusterNS,
+			"--listen", listen, "--external-url", e.serverURL, "--internal-listen", fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t))}
+		if extra != nil {
+			args = append(args, extra(i)...)
+		}
+		procs = append(procs, harness.Start(t, []string{"KUBECONFIG=" + e.kc.Server}, e.bin, args...))
 		backends = append(backends, "https://"+listen)
 	}
 	hc := e.httpClient()
