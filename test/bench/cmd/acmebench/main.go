@@ -92,7 +92,7 @@ func main() {
 	levelsFlag := flag.String("levels", "1,4,8,16,32,64,128", "concurrency levels")
 	duration := flag.Duration("duration", 10*time.Second, "measuring time per level")
 	warmup := flag.Duration("warmup", 2*time.Second, "unmeasured warm-up per level")
-	only := flag.String("targets", "kacme,pebble,step-ca,kacme-cluster,pod-certificates", "what to run (the report needs all five)")
+	only := flag.String("targets", "kacme,pebble,step-ca,kacme-cluster,pod-certificates,ocsp", "what to run (the report needs all six)")
 	podRates := flag.String("pod-cert-rates", "10,25,50,100,0", "offered PodCertificateRequests per second (0: as fast as possible)")
 	podDuration := flag.Duration("pod-cert-duration", 10*time.Second, "how long each pod certificate level offers requests")
 	dashSamples := flag.Int("dashboard-samples", 20, "timed loads per dashboard page (0: skip the dashboard benchmark)")
@@ -178,6 +178,12 @@ func main() {
 			fatal(err)
 		}
 	}
+	var ocspRes *ocspResult
+	if strings.Contains(","+*only+",", ",ocsp,") {
+		if ocspRes, err = benchOCSP(*kacmeBin, resp, httpPort, []int{1, 8, 32, 128}, *warmup, *duration); err != nil {
+			fatal(err)
+		}
+	}
 	var scale []*scaleResult
 	if *scaleN > 0 {
 		for _, mode := range strings.Split(*scaleModes, ",") {
@@ -208,7 +214,7 @@ func main() {
 		fmt.Print(report)
 		return
 	}
-	report := render(levels, results, versions, *duration) + renderDashboard(dashboards, versions) + renderPodCerts(pods)
+	report := render(levels, results, versions, *duration) + renderDashboard(dashboards, versions) + renderPodCerts(pods) + renderOCSP(ocspRes)
 	if len(scale) > 0 {
 		report += "\n" + renderScale(scale, versions["kacme"])
 	} else {
@@ -375,17 +381,23 @@ func benchCSR() []byte {
 // flow is one full issuance: order → authz → http-01 → finalize → download.
 // orders counts the orders the server created.
 func flow(ctx context.Context, cl *xacme.Client, resp *responder, csr []byte, orders *atomic.Int64) error {
+	_, err := flowChain(ctx, cl, resp, csr, orders)
+	return err
+}
+
+// flowChain is flow, returning the certificate chain (DER, leaf first).
+func flowChain(ctx context.Context, cl *xacme.Client, resp *responder, csr []byte, orders *atomic.Int64) ([][]byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
 	o, err := cl.AuthorizeOrder(ctx, []xacme.AuthzID{{Type: "ip", Value: "127.0.0.1"}})
 	if err != nil {
-		return fmt.Errorf("order: %w", err)
+		return nil, fmt.Errorf("order: %w", err)
 	}
 	orders.Add(1)
 	for _, u := range o.AuthzURLs {
 		z, err := cl.GetAuthorization(ctx, u)
 		if err != nil {
-			return fmt.Errorf("authz: %w", err)
+			return nil, fmt.Errorf("authz: %w", err)
 		}
 		if z.Status == xacme.StatusValid {
 			continue
@@ -397,42 +409,43 @@ func flow(ctx context.Context, cl *xacme.Client, resp *responder, csr []byte, or
 			}
 		}
 		if ch == nil {
-			return errors.New("no http-01 challenge")
+			return nil, errors.New("no http-01 challenge")
 		}
 		ka, _ := cl.HTTP01ChallengeResponse(ch.Token)
 		resp.keys.Store(ch.Token, ka)
 		if _, err := cl.Accept(ctx, ch); err != nil {
-			return fmt.Errorf("accept: %w", err)
+			return nil, fmt.Errorf("accept: %w", err)
 		}
 		_, err = cl.WaitAuthorization(ctx, u)
 		resp.keys.Delete(ch.Token)
 		if err != nil {
-			return fmt.Errorf("wait authz: %w", err)
+			return nil, fmt.Errorf("wait authz: %w", err)
 		}
 	}
 	ready, err := cl.WaitOrder(ctx, o.URI)
 	if err != nil {
-		return fmt.Errorf("wait order: %w", err)
+		return nil, fmt.Errorf("wait order: %w", err)
 	}
 	finalize := ready.FinalizeURL
 	if finalize == "" {
 		finalize = o.FinalizeURL
 	}
-	if _, _, err := cl.CreateOrderCert(ctx, finalize, csr, true); err != nil {
+	ders, _, err := cl.CreateOrderCert(ctx, finalize, csr, true)
+	if err != nil {
 		// Pebble answers finalize without Location, so x/crypto/acme cannot
 		// poll a "processing" order by itself; poll the known order URL.
 		if !strings.Contains(err.Error(), `unsupported protocol scheme ""`) {
-			return fmt.Errorf("finalize: %w", err)
+			return nil, fmt.Errorf("finalize: %w", err)
 		}
 		done, err := cl.WaitOrder(ctx, o.URI)
 		if err != nil {
-			return fmt.Errorf("wait issuance: %w", err)
+			return nil, fmt.Errorf("wait issuance: %w", err)
 		}
-		if _, err := cl.FetchCert(ctx, done.CertURL, true); err != nil {
-			return fmt.Errorf("fetch: %w", err)
+		if ders, err = cl.FetchCert(ctx, done.CertURL, true); err != nil {
+			return nil, fmt.Errorf("fetch: %w", err)
 		}
 	}
-	return nil
+	return ders, nil
 }
 
 func render(levels []int, results map[string][]levelResult, versions map[string]string, d time.Duration) string {

@@ -146,6 +146,12 @@ func startProcess(s *server, bin string, args []string, env []string, waitDirect
 
 // startKacme runs kacme standalone with a P-256 CA validating http-01 on httpPort.
 func startKacme(bin, dir string, httpPort int) (*server, error) {
+	return startKacmeWith(bin, dir, httpPort, "")
+}
+
+// startKacmeWith is startKacme with more of the bench CA's spec (caSpec:
+// YAML lines indented by two) and more command-line arguments.
+func startKacmeWith(bin, dir string, httpPort int, caSpec string, extra ...string) (*server, error) {
 	cfg := filepath.Join(dir, "config")
 	if err := os.MkdirAll(cfg, 0o755); err != nil {
 		return nil, err
@@ -161,18 +167,18 @@ kind: CertificateAuthority
 metadata: {name: bench}
 spec:
   intermediate: {issuer: bench-root, subject: {commonName: kacme bench}, keyAlgorithm: ECDSAP256}
----
+%[3]s---
 apiVersion: acme.kacme.io/v1alpha1
 kind: AcmeProfile
 metadata: {name: default}
 spec:
   certificateAuthority: bench
   identifiers: {allowedCIDRs: ["127.0.0.0/8"]}
-  validation: {http01Port: %d}
+  validation: {http01Port: %[1]d}
   # One load-generating client places thousands of orders an hour: the limits
   # stay on (their counting is measured) but far above the load.
   rateLimits: {newOrdersPerAccount: %[2]d, pendingAuthorizationsPerAccount: %[2]d, newAccountsPerIP: %[2]d}
-`, httpPort, benchLimit)
+`, httpPort, benchLimit, caSpec)
 	if err := os.WriteFile(filepath.Join(cfg, "kacme.yaml"), []byte(yaml), 0o644); err != nil {
 		return nil, err
 	}
@@ -199,6 +205,7 @@ spec:
 	}
 	args := []string{"standalone", "--quiet", "--log-level", "warn", "--data-dir", data, "--config-dir", cfg,
 		"--listen", fmt.Sprintf("127.0.0.1:%d", port)}
+	args = append(args, extra...)
 	args = append(args, strings.Fields(kacmeExtraArgs)...)
 	err := startProcess(s, bin, args, nil, true)
 	return s, err
