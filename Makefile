@@ -51,7 +51,9 @@ run-local: build ## cluster mode without a cluster: local kube-apiserver + etcd,
 test: vet lint verify-generated image ## every test: unit, conformance, negative, fuzz seeds, real clients, the image, cert-manager e2e
 	@hack/ensure-packages.sh $(TEST_DEBS)
 	assets="$$(hack/envtest.sh)"; helm="$$(hack/tools.sh helm)"; step="$$(hack/tools.sh step)"; lint="$$(hack/tools.sh golangci-lint)"; \
+	pebble="$$(hack/tools.sh pebble)"; \
 	KUBEBUILDER_ASSETS="$$assets" KACME_HELM="$$helm" KACME_STEP="$$step" KACME_IMAGE="$(CURDIR)/bin/image" KACME_GOLANGCI_LINT="$$lint" \
+	KACME_PEBBLE="$$pebble" \
 	KACME_ENVTEST=required KACME_INTEROP=required $(GO) test $(TEST_FLAGS) $(TEST_PKGS)
 	$(MAKE) --no-print-directory test-e2e
 

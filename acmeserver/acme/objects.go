@@ -199,7 +199,18 @@ func KeyAuthorization(token string, k *jose.JSONWebKey) (string, error) {
 	return token + "." + tp, nil
 }
 
-// DNS01Value is base64url(SHA-256(keyAuthorization)) (RFC 8555 §8.4).
+// DNSAccount01Name is the name whose TXT record answers a dns-account-01
+// challenge of the account at accountURL for domain (its base name for a
+// wildcard): "_" + the first 10 octets of SHA-256(accountURL) in lower-case
+// base32 (16 characters, no padding) + "._acme-challenge." + domain
+// (draft-ietf-acme-dns-account-label-01 §3.1).
+func DNSAccount01Name(accountURL, domain string) string {
+	sum := sha256.Sum256([]byte(accountURL))
+	return "_" + strings.ToLower(base32.StdEncoding.EncodeToString(sum[:10])) + "._acme-challenge." + domain
+}
+
+// DNS01Value is base64url(SHA-256(keyAuthorization)) (RFC 8555 §8.4), the
+// TXT value of dns-01 and of dns-account-01.
 func DNS01Value(keyAuth string) string {
 	sum := sha256.Sum256([]byte(keyAuth))
 	return base64.RawURLEncoding.EncodeToString(sum[:])

@@ -117,7 +117,7 @@ func deployText(c v1alpha1.AcmeChallengeState, name string, ports [2]int) []stri
 	switch c.Type {
 	case "http-01":
 		return []string{"URL: http://" + host(ports[0], 80) + c.Data.Path, "file content: " + c.Data.Content}
-	case "dns-01":
+	case "dns-01", "dns-account-01":
 		return []string{"TXT record: " + c.Data.RecordName, "value: " + c.Data.RecordValue}
 	case "tls-alpn-01":
 		return []string{"a certificate for " + name + " with the acmeIdentifier extension (SHA-256 " + c.Data.Digest + ") served with ALPN acme-tls/1 on " + host(ports[1], 443)}

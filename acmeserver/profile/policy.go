@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"github.com/kacme/kacme/acmeserver/acme"
+	"github.com/kacme/kacme/api/v1alpha1"
 )
 
 // Allows reports why the profile would refuse an order for id (nil: it
@@ -43,8 +44,8 @@ func (p *Profile) CheckPolicy(id acme.Identifier) *acme.Problem {
 			if p.Spec.Identifiers.DisallowWildcards {
 				return reject("wildcard names are not allowed by this profile")
 			}
-			if !p.Offers("dns-01") {
-				return reject("wildcard names need dns-01, which this profile does not offer")
+			if !p.Offers(v1alpha1.ChallengeDNS01) && !p.Offers(v1alpha1.ChallengeDNSAccount01) {
+				return reject("wildcard names need dns-01 or dns-account-01, which this profile does not offer")
 			}
 		}
 		for _, d := range p.Spec.Identifiers.DeniedNames {

@@ -161,7 +161,7 @@ func validationOf(s v1alpha1.AcmeProfileSpec) ([]v1alpha1.ChallengeType, va.Sett
 	}
 	for _, t := range types {
 		switch t {
-		case v1alpha1.ChallengeHTTP01, v1alpha1.ChallengeDNS01, v1alpha1.ChallengeTLSALPN01:
+		case v1alpha1.ChallengeHTTP01, v1alpha1.ChallengeDNS01, v1alpha1.ChallengeTLSALPN01, v1alpha1.ChallengeDNSAccount01:
 		default:
 			return nil, va.Settings{}, fmt.Errorf("spec.validation.challengeTypes: unknown type %q", t)
 		}

@@ -47,7 +47,7 @@ func splitAuthzName(name string) (order string, i int, ok bool) {
 }
 
 // offer builds the order's record of authorization i: the challenges the
-// identifier allows (wildcards only dns-01 (BR), ip no dns-01 (RFC 8738
+// identifier allows (wildcards only dns-01 and dns-account-01 (BR), ip neither (RFC 8738
 // §7)), each with a fresh token.
 func offer(types []v1alpha1.ChallengeType, order string, i int, id acme.Identifier) v1alpha1.OfferedAuthorization {
 	oa := v1alpha1.OfferedAuthorization{Name: authzName(order, i), Identifier: v1alpha1.Identifier{Type: id.Type, Value: id.Value}}
@@ -55,7 +55,7 @@ func offer(types []v1alpha1.ChallengeType, order string, i int, id acme.Identifi
 		oa.Identifier.Value, oa.Wildcard = base, true
 	}
 	for _, t := range types {
-		if (oa.Wildcard && t != v1alpha1.ChallengeDNS01) || (id.Type == acme.IdentifierIP && t == v1alpha1.ChallengeDNS01) {
+		if (oa.Wildcard && !t.IsDNS()) || (id.Type == acme.IdentifierIP && t.IsDNS()) {
 			continue
 		}
 		oa.Challenges = append(oa.Challenges, v1alpha1.OfferedChallenge{Type: t, Token: acme.NewToken()})
@@ -65,7 +65,7 @@ func offer(types []v1alpha1.ChallengeType, order string, i int, id acme.Identifi
 
 // derive is the pending authorization the order offered under name, as it
 // would have been stored; ok is false when the order offered none so named.
-func derive(o *v1alpha1.AcmeOrder, name string, key *jose.JSONWebKey) (az *v1alpha1.AcmeChallenge, ok bool, err error) {
+func derive(o *v1alpha1.AcmeOrder, name string, key *jose.JSONWebKey, acctURL string) (az *v1alpha1.AcmeChallenge, ok bool, err error) {
 	var oa *v1alpha1.OfferedAuthorization
 	for i := range o.Status.Offered {
 		if o.Status.Offered[i].Name == name {
@@ -95,7 +95,7 @@ func derive(o *v1alpha1.AcmeOrder, name string, key *jose.JSONWebKey) (az *v1alp
 			return nil, false, err
 		}
 		az.Status.Challenges = append(az.Status.Challenges, v1alpha1.AcmeChallengeState{Type: c.Type, Token: c.Token,
-			Status: acme.StatusPending, Data: challengeData(c.Type, oa.Identifier.Value, c.Token, keyAuth)})
+			Status: acme.StatusPending, Data: challengeData(c.Type, oa.Identifier.Value, c.Token, keyAuth, acctURL)})
 	}
 	return az, true, nil
 }
@@ -128,7 +128,7 @@ func (r *RA) loadAuthorization(ctx context.Context, ns, name string, o *v1alpha1
 		}
 		o = &read
 	}
-	az, ok, err = derive(o, name, key)
+	az, ok, err = derive(o, name, key, r.accountURLOf(o.Spec.Profile, o.Spec.Account))
 	if err != nil {
 		return nil, false, err
 	}
@@ -223,13 +223,14 @@ func (r *RA) NewAuthorization(ctx context.Context, p *profile.Profile, a *v1alph
 		Spec:   v1alpha1.AcmeChallengeSpec{Account: a.Name, Profile: p.Name, Identifier: oa.Identifier},
 		Status: v1alpha1.AcmeChallengeStatus{Status: acme.StatusPending, Expires: metav1.NewTime(now.Add(p.OrderLifetime))},
 	}
+	acctURL := r.accountURLOf(p.Name, a.Name)
 	for _, c := range oa.Challenges {
 		keyAuth, err := acme.KeyAuthorization(c.Token, key)
 		if err != nil {
 			return nil, err
 		}
 		az.Status.Challenges = append(az.Status.Challenges, v1alpha1.AcmeChallengeState{Type: c.Type, Token: c.Token,
-			Status: acme.StatusPending, Data: challengeData(c.Type, oa.Identifier.Value, c.Token, keyAuth)})
+			Status: acme.StatusPending, Data: challengeData(c.Type, oa.Identifier.Value, c.Token, keyAuth, acctURL)})
 	}
 	if err := r.store.Create(ctx, az); err != nil {
 		return nil, fmt.Errorf("create pre-authorization: %w", err)

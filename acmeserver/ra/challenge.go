@@ -259,7 +259,8 @@ func (r *RA) finishValidation(ctx context.Context, job *validationJob, res va.Re
 			if az.Status.Status != acme.StatusPending {
 				return nil // deactivated or expired meanwhile
 			}
-			c.Data = challengeData(c.Type, az.Spec.Identifier.Value, c.Token, job.keyAuth) // the key may have rolled over
+			c.Data = challengeData(c.Type, az.Spec.Identifier.Value, c.Token, job.keyAuth, // the key may have rolled over
+				r.accountURLOf(az.Spec.Profile, az.Spec.Account))
 			if res.Problem == nil {
 				c.Status, c.Validated = acme.StatusValid, &now
 				az.Status.Status = acme.StatusValid

@@ -239,13 +239,16 @@ func (r *RA) checkIdentifiers(p *profile.Profile, allowed []string, in []acme.Id
 }
 
 // challengeData is what a client deploys for a challenge (RFC 8555 §8.3,
-// §8.4; RFC 8737 §3).
-func challengeData(t v1alpha1.ChallengeType, name, token, keyAuth string) v1alpha1.ChallengeData {
+// §8.4; RFC 8737 §3; dns-account-01 at the name the account URL acctURL
+// scopes).
+func challengeData(t v1alpha1.ChallengeType, name, token, keyAuth, acctURL string) v1alpha1.ChallengeData {
 	switch t {
 	case v1alpha1.ChallengeHTTP01:
 		return v1alpha1.ChallengeData{Path: "/.well-known/acme-challenge/" + token, Content: keyAuth}
 	case v1alpha1.ChallengeDNS01:
 		return v1alpha1.ChallengeData{RecordName: "_acme-challenge." + name + ".", RecordValue: acme.DNS01Value(keyAuth)}
+	case v1alpha1.ChallengeDNSAccount01:
+		return v1alpha1.ChallengeData{RecordName: acme.DNSAccount01Name(acctURL, name) + ".", RecordValue: acme.DNS01Value(keyAuth)}
 	case v1alpha1.ChallengeTLSALPN01:
 		sum := sha256.Sum256([]byte(keyAuth))
 		return v1alpha1.ChallengeData{Digest: hex.EncodeToString(sum[:])}

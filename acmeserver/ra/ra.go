@@ -345,3 +345,17 @@ func (k *keyedSemaphore) acquire(ctx context.Context, key string) (release func(
 var b64url = base64.RawURLEncoding
 
 const defaultAuthzLifetime = 24 * time.Hour
+
+// accountURLOf is the URL of account under profile profileName ("" when
+// the RA has no AccountURL option or the profile is not served): what
+// dns-account-01 scopes its record name by and CAA's accounturi names.
+func (r *RA) accountURLOf(profileName, account string) string {
+	if r.acctURL == nil {
+		return ""
+	}
+	p, ok := r.Profile(profileName)
+	if !ok {
+		return ""
+	}
+	return r.acctURL(p, account)
+}

@@ -98,7 +98,7 @@ func (v *VA) Validate(ctx context.Context, req Request) Result {
 	switch req.Type {
 	case v1alpha1.ChallengeHTTP01:
 		out = v.validateHTTP01(ctx, res, req)
-	case v1alpha1.ChallengeDNS01:
+	case v1alpha1.ChallengeDNS01, v1alpha1.ChallengeDNSAccount01:
 		out = v.validateDNS01(ctx, res, req)
 	case v1alpha1.ChallengeTLSALPN01:
 		out = v.validateTLSALPN01(ctx, res, req)

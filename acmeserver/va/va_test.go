@@ -15,6 +15,7 @@ import (
 	"math/big"
 	"net"
 	"net/http"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -121,6 +122,37 @@ func TestDNS01(t *testing.T) {
 				t.Fatalf("records %+v", res.Records)
 			}
 		})
+	}
+}
+
+// TestDNSAccount01: the TXT record at the account's label validates; one at
+// the dns-01 name or at another account's label does not; without the
+// account URL the server cannot validate (serverInternal, never a pass).
+func TestDNSAccount01(t *testing.T) {
+	t.Parallel()
+	const acct, other = "https://ca.test/acme/default/acct/1", "https://ca.test/acme/default/acct/2"
+	want := acme.DNS01Value(keyAuth)
+	txt := func(name string) []dns.RR { return []dns.RR{rr(t, fmt.Sprintf(`%s. 5 IN TXT %q`, name, want))} }
+	srv := dnsServer(t, map[string][]dns.RR{
+		acme.DNSAccount01Name(acct, "ok.test") + ".":      txt(acme.DNSAccount01Name(acct, "ok.test")),
+		"_acme-challenge.dns01.test.":                     txt("_acme-challenge.dns01.test"),
+		acme.DNSAccount01Name(other, "theirs.test") + ".": txt(acme.DNSAccount01Name(other, "theirs.test")),
+		acme.DNSAccount01Name(acct, "loop.test") + ".":    {rr(t, fmt.Sprintf(`%s. 5 IN CNAME %[1]s.`, acme.DNSAccount01Name(acct, "loop.test")))},
+	}, nil)
+	settings := Settings{Resolvers: []string{srv}}
+	for _, tc := range []struct {
+		name, acct string
+		want       acme.ProblemType
+	}{
+		{"ok.test", acct, ""}, {"*.ok.test", acct, ""}, {"dns01.test", acct, acme.DNS}, {"theirs.test", acct, acme.DNS},
+		{"ok.test", "", acme.ServerInternal}, {"loop.test", acct, acme.DNS},
+	} {
+		res := validate(t, Request{Identifier: acme.Identifier{Type: "dns", Value: tc.name}, Type: v1alpha1.ChallengeDNSAccount01,
+			Settings: settings, AccountURI: tc.acct})
+		wantProblem(t, res, tc.want)
+	}
+	if got := acme.DNSAccount01Name(acct, "ok.test"); !regexp.MustCompile(`^_[a-z2-7]{16}\._acme-challenge\.ok\.test$`).MatchString(got) {
+		t.Errorf("label %q", got)
 	}
 }
 

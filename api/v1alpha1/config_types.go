@@ -256,7 +256,7 @@ type CertificateAuthorityList struct {
 }
 
 // ChallengeType is an ACME challenge type.
-// +kubebuilder:validation:Enum=http-01;dns-01;tls-alpn-01
+// +kubebuilder:validation:Enum=http-01;dns-01;tls-alpn-01;dns-account-01
 type ChallengeType string
 
 // Challenge types kacme validates.
@@ -264,7 +264,17 @@ const (
 	ChallengeHTTP01    ChallengeType = "http-01"
 	ChallengeDNS01     ChallengeType = "dns-01"
 	ChallengeTLSALPN01 ChallengeType = "tls-alpn-01"
+	// ChallengeDNSAccount01 is dns-01 at an account-scoped name
+	// (draft-ietf-acme-dns-account-label-01, as Boulder and Pebble
+	// implement it): _<label>._acme-challenge.<domain>, so that several
+	// accounts validate one name without sharing a record. Offered only
+	// when a profile lists it in validation.challengeTypes.
+	ChallengeDNSAccount01 ChallengeType = "dns-account-01"
 )
+
+// IsDNS reports whether t is validated through DNS TXT records (dns-01,
+// dns-account-01): the types a wildcard may use and an ip identifier may not.
+func (t ChallengeType) IsDNS() bool { return t == ChallengeDNS01 || t == ChallengeDNSAccount01 }
 
 // AcmeProfileSpec declares one ACME directory, served at /acme/<name>/directory.
 // +kubebuilder:validation:XValidation:rule="!has(self.defaultIssuanceProfile) || (has(self.issuanceProfiles) && self.issuanceProfiles.exists(p, p.name == self.defaultIssuanceProfile))",message="defaultIssuanceProfile must name one of issuanceProfiles"

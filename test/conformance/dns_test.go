@@ -22,15 +22,28 @@ type testDNS struct {
 
 func startDNS(t *testing.T) *testDNS {
 	t.Helper()
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	// UDP and TCP on one port (Pebble's resolver asks over TCP).
+	for attempt := 0; ; attempt++ {
+		pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ln, err := net.Listen("tcp", pc.LocalAddr().String())
+		if err != nil {
+			_ = pc.Close()
+			if attempt < 20 {
+				continue
+			}
+			t.Fatal(err)
+		}
+		d := &testDNS{port: pc.LocalAddr().(*net.UDPAddr).Port, txt: map[string][]string{}, caa: map[string][]string{}}
+		udp := &dns.Server{PacketConn: pc, Handler: dns.HandlerFunc(d.serve)}
+		tcp := &dns.Server{Listener: ln, Handler: dns.HandlerFunc(d.serve)}
+		go func() { _ = udp.ActivateAndServe() }()
+		go func() { _ = tcp.ActivateAndServe() }()
+		t.Cleanup(func() { _ = udp.Shutdown(); _ = tcp.Shutdown() })
+		return d
 	}
-	d := &testDNS{port: pc.LocalAddr().(*net.UDPAddr).Port, txt: map[string][]string{}, caa: map[string][]string{}}
-	srv := &dns.Server{PacketConn: pc, Handler: dns.HandlerFunc(d.serve)}
-	go func() { _ = srv.ActivateAndServe() }()
-	t.Cleanup(func() { _ = srv.Shutdown() })
-	return d
 }
 
 // setTXT publishes TXT values at name.

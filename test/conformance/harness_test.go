@@ -194,7 +194,15 @@ spec:
   includeOCSPURL: true
   identifiers: {allowedDNSSuffixes: [localhost]}
   validation: {http01Port: %d}
-`, httpPort, dnsPort, httpPort, httpPort, eabKID, eabHMAC, httpPort, dnsPort, httpPort, dnsPort, httpPort)
+---
+apiVersion: acme.kacme.io/v1alpha1
+kind: AcmeProfile
+metadata: {name: dnsaccount}
+spec:
+  certificateAuthority: test-ca
+  identifiers: {allowedDNSSuffixes: [localhost], allowedCIDRs: [127.0.0.0/8]}
+  validation: {http01Port: %d, challengeTypes: [http-01, dns-01, dns-account-01], timeout: 5s, resolvers: ["127.0.0.1:%d"]}
+`, httpPort, dnsPort, httpPort, httpPort, eabKID, eabHMAC, httpPort, dnsPort, httpPort, dnsPort, httpPort, httpPort, dnsPort)
 }
 
 // newEnv starts a server with a fresh data directory.
@@ -239,7 +247,7 @@ func newEnv(t *testing.T, opts ...func(*standalone.Options)) *env {
 	pool.AppendCertsFromPEM(pem)
 	e.srv = srv
 	e.http = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
-	for p, path := range map[string]string{"default": "default", "tos": "terms", "eab": "eab", "caa": "caa", "preauth": "preauth", "ocsp": "ocsp"} {
+	for p, path := range map[string]string{"default": "default", "tos": "terms", "eab": "eab", "caa": "caa", "preauth": "preauth", "ocsp": "ocsp", "dnsaccount": "dnsaccount"} {
 		var d acme.Directory
 		r := e.get(srv.URL + "/acme/" + path + "/directory")
 		e.decode(r, &d)

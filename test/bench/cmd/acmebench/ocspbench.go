@@ -83,7 +83,7 @@ func ocspRequest(leaf, issuer *x509.Certificate, nonce bool) ([]byte, []byte, er
 // with nonces.
 func benchOCSP(bin string, resp *responder, httpPort int, levels []int, warmup, measure time.Duration) (*ocspResult, error) {
 	dir, _ := os.MkdirTemp("", "acmebench-ocsp")
-	defer os.RemoveAll(dir)
+	defer func() { _ = os.RemoveAll(dir) }()
 	pkiPort := freePort()
 	s, err := startKacmeWith(bin, dir, httpPort, "  ocsp: {}\n", "--http-listen", fmt.Sprintf("127.0.0.1:%d", pkiPort))
 	if err != nil {
