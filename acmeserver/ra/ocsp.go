@@ -34,8 +34,11 @@ func (r *RA) CertificateStatus(ctx context.Context, caName string, key *ca.Autho
 	if serial == nil || serial.Sign() <= 0 {
 		return CertStatus{}, nil
 	}
+	// ExpectMiss: a serial nobody issued (anyone may ask for any) is not
+	// looked up at the API server, only in the cache; a certificate another
+	// replica issued a moment ago is unknown here until the watch delivers it.
 	var c v1alpha1.AcmeCertificate
-	if err := r.store.Get(storage.WithoutPEM(ctx), storage.AllNamespaces, SerialName(serial), &c); err != nil {
+	if err := r.store.Get(storage.ExpectMiss(storage.WithoutPEM(ctx)), storage.AllNamespaces, SerialName(serial), &c); err != nil {
 		if storage.IsNotFound(err) {
 			return CertStatus{}, nil
 		}

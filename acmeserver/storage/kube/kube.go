@@ -236,6 +236,8 @@ func (s *Store) getAnyNamespace(ctx context.Context, kind, name string, obj stor
 	if ns == "" {
 		if e := s.overlay.find(kind, name); e != nil {
 			ns = e.ns
+		} else if storage.IsExpectMiss(ctx) && !storage.IsConsistent(ctx) {
+			return mapErr(apierrors.NewNotFound(schemaGR(kind), name), kind, "*", name) // the cache's answer will do
 		} else if ns, err = s.findInAPI(ctx, kind, name); err != nil {
 			return err
 		} else if ns == "" {

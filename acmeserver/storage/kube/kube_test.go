@@ -206,6 +206,14 @@ func TestPagedSummaries(t *testing.T) {
 	if err := here.Get(storage.ExpectMiss(ctx), "paged", "o1", &got); !storage.IsNotFound(err) {
 		t.Fatalf("ExpectMiss: a cache miss must be final: %v", err)
 	}
+	// In any namespace too (an OCSP request for any serial must not cost a
+	// cluster-wide List at the API server); without ExpectMiss it does find it.
+	if err := here.Get(storage.ExpectMiss(ctx), storage.AllNamespaces, "o1", &got); !storage.IsNotFound(err) {
+		t.Fatalf("ExpectMiss in any namespace: a cache miss must be final: %v", err)
+	}
+	if err := here.Get(ctx, storage.AllNamespaces, "o1", &got); err != nil || got.Namespace != "paged" {
+		t.Fatalf("without ExpectMiss, in any namespace: %v %q", err, got.Namespace)
+	}
 }
 
 // TestSummaries: WithSummaries keeps whole-kind summaries and counts from
