@@ -10,15 +10,8 @@ import (
 )
 
 func (d *Dashboard) accounts(ctx context.Context, w http.ResponseWriter, r *http.Request, s *session) error {
-	items, err := d.summaries(ctx, s, "AcmeAccount", "acmeaccounts")
-	if err != nil {
-		return err
-	}
-	rows := make([]*storage.Summary, len(items))
-	for i := range items {
-		rows[i] = &items[i]
-	}
-	pg, accounts, err := pageOf[v1alpha1.AcmeAccount](ctx, d, r, rows, len(items), "accounts", created, true)
+	all := func(*storage.Summary) bool { return true }
+	pg, accounts, err := pageOf[v1alpha1.AcmeAccount](ctx, d, r, s, "AcmeAccount", "acmeaccounts", "accounts", all, created, true)
 	if err != nil {
 		return err
 	}

@@ -14,19 +14,10 @@ import (
 )
 
 func (d *Dashboard) certificates(ctx context.Context, w http.ResponseWriter, r *http.Request, s *session) error {
-	items, err := d.summaries(ctx, s, "AcmeCertificate", "acmecertificates")
-	if err != nil {
-		return err
-	}
 	q := r.URL.Query().Get("name")
-	var rows []*storage.Summary
-	for i := range items {
-		if c := &items[i]; q == "" || c.Name == q || strings.Contains(c.Text, q) {
-			rows = append(rows, c)
-		}
-	}
+	match := func(c *storage.Summary) bool { return q == "" || c.Name == q || strings.Contains(c.Text, q) }
 	notAfter := func(c *storage.Summary) time.Time { return c.At }
-	pg, certs, err := pageOf[v1alpha1.AcmeCertificate](ctx, d, r, rows, len(items), "certificates", notAfter, false)
+	pg, certs, err := pageOf[v1alpha1.AcmeCertificate](ctx, d, r, s, "AcmeCertificate", "acmecertificates", "certificates", match, notAfter, false)
 	if err != nil {
 		return err
 	}

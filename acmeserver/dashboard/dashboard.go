@@ -210,20 +210,6 @@ func (d *Dashboard) may(ctx context.Context, s *session, verb, resource, ns stri
 	return s.allowed[k]
 }
 
-// visible keeps the items of the namespaces the session may list resource in.
-func visible[T any](ctx context.Context, d *Dashboard, s *session, resource string, items []T, ns func(*T) string) []T {
-	if d.may(ctx, s, "list", resource, "") {
-		return items
-	}
-	var out []T
-	for i := range items {
-		if d.may(ctx, s, "list", resource, ns(&items[i])) {
-			out = append(out, items[i])
-		}
-	}
-	return out
-}
-
 func (d *Dashboard) render(w http.ResponseWriter, page string, s *session, data map[string]any) error {
 	if data == nil {
 		data = map[string]any{}

@@ -18,21 +18,21 @@ func (d *Dashboard) overview(ctx context.Context, w http.ResponseWriter, _ *http
 	if err != nil {
 		return err
 	}
-	crts, err := d.summaries(ctx, s, "AcmeCertificate", "acmecertificates")
-	if err != nil {
-		return err
-	}
 	now := time.Now()
 	perHour := make([]int, 24)  // issuances per hour over the last day, oldest first
 	expiring := make([]int, 30) // certificates expiring per day over the next 30 days
-	for i := range crts {
-		c := &crts[i]
+	crts := 0
+	err = d.scan(ctx, s, "AcmeCertificate", "acmecertificates", func(c *storage.Summary) {
+		crts++
 		if age := now.Sub(c.Created); age >= 0 && age < 24*time.Hour {
 			perHour[23-int(age/time.Hour)]++
 		}
 		if left := c.At.Sub(now); left >= 0 && left < 30*24*time.Hour && c.Status != storage.StatusRevoked {
 			expiring[int(left/(24*time.Hour))]++
 		}
+	})
+	if err != nil {
+		return err
 	}
 	cfg := d.o.RA.Config()
 	type caRow struct {
@@ -57,7 +57,7 @@ func (d *Dashboard) overview(ctx context.Context, w http.ResponseWriter, _ *http
 	}
 	sort.Slice(profiles, func(i, j int) bool { return profiles[i].Name < profiles[j].Name })
 	return d.render(w, "overview", s, map[string]any{"CAs": cas, "Profiles": profiles, "Accounts": accts,
-		"Orders": ords, "Certificates": len(crts), "PerHour": bars(perHour), "Expiring": bars(expiring)})
+		"Orders": ords, "Certificates": crts, "PerHour": bars(perHour), "Expiring": bars(expiring)})
 }
 
 // bar is one column of a chart drawn with plain HTML (no script).

@@ -11,16 +11,34 @@ import (
 	"github.com/kacme/kacme/acmeserver/storage"
 )
 
-// summaries returns the summaries of every object of kind ("AcmeOrder")
-// in the namespaces the session may list resource in: from memory in both
+// scan offers fn, one at a time, the summary of every object of kind in
+// the namespaces the session may list resource in: from memory in both
 // modes (the embedded store's index, cluster mode's informer cache), so a
-// page's filtering, counting and sorting reads no object.
-func (d *Dashboard) summaries(ctx context.Context, s *session, kind, resource string) ([]storage.Summary, error) {
-	all, err := storage.ListSummaries(ctx, d.o.Store, storage.AllNamespaces, kind, nil)
-	if err != nil {
-		return nil, err
+// page's filtering, counting and sorting reads no object, and nothing is
+// copied but what fn keeps. Which namespaces are visible is decided before
+// the store is read (fn runs under the store's read lock).
+func (d *Dashboard) scan(ctx context.Context, s *session, kind, resource string, fn func(*storage.Summary)) error {
+	if d.may(ctx, s, "list", resource, "") {
+		return storage.VisitSummaries(ctx, d.o.Store, storage.AllNamespaces, kind, fn)
 	}
-	return visible(ctx, d, s, resource, all, func(x *storage.Summary) string { return x.Namespace }), nil
+	byNS, err := storage.CountByNamespace(ctx, d.o.Store, kind)
+	if err != nil {
+		return err
+	}
+	allowed := map[string]bool{}
+	for ns := range byNS {
+		if d.may(ctx, s, "list", resource, ns) {
+			allowed[ns] = true
+		}
+	}
+	if len(allowed) == 0 {
+		return nil
+	}
+	return storage.VisitSummaries(ctx, d.o.Store, storage.AllNamespaces, kind, func(x *storage.Summary) {
+		if allowed[x.Namespace] {
+			fn(x)
+		}
+	})
 }
 
 // count returns how many objects of kind are in the namespaces the
@@ -58,17 +76,55 @@ func rowOrder(at func(*storage.Summary) time.Time, desc bool) func(a, b *storage
 	}
 }
 
-// selectRange reorders rows so that rows[lo:hi] hold, in order, what a
-// full sort by cmp (a strict total order) would put there, in expected
-// linear time plus the range's sort: a page of 50 among 100,000 rows
-// costs a few comparisons per row instead of a full sort's seventeen.
-func selectRange[T any](rows []T, lo, hi int, cmp func(a, b T) int) {
-	if lo >= hi {
+// pageWindow keeps, of rows offered one at a time, those a full sort by
+// cmp (a strict total order) would put at [lo, hi) among n: the first hi
+// rows in order, or, for a page nearer the end, the last n-lo in reverse
+// order, holding about twice that many at most (expected linear time): a
+// page of 50 among 100,000 rows keeps a few hundred, not 100,000.
+type pageWindow[T any] struct {
+	n, lo, hi, k int
+	rev          bool
+	cmp          func(a, b T) int
+	rows         []T
+}
+
+func newPageWindow[T any](n, lo, hi int, cmp func(a, b T) int) *pageWindow[T] {
+	w := &pageWindow[T]{n: n, lo: lo, hi: hi, k: hi, cmp: cmp}
+	if n-lo < hi {
+		w.k, w.rev = n-lo, true
+		w.cmp = func(a, b T) int { return cmp(b, a) }
+	}
+	return w
+}
+
+func (w *pageWindow[T]) add(x T) {
+	if w.k <= 0 {
 		return
 	}
-	nthElement(rows, lo, cmp)
-	nthElement(rows[lo:], hi-lo-1, cmp)
-	slices.SortFunc(rows[lo:hi], cmp)
+	w.rows = append(w.rows, x)
+	if len(w.rows) >= 2*w.k+256 {
+		w.trim()
+	}
+}
+
+// trim keeps the k first rows (in w.cmp order, unsorted).
+func (w *pageWindow[T]) trim() {
+	if len(w.rows) > w.k {
+		nthElement(w.rows, w.k-1, w.cmp)
+		w.rows = w.rows[:w.k]
+	}
+}
+
+// page returns rows [lo, hi) in order (fewer when fewer than n were offered).
+func (w *pageWindow[T]) page() []T {
+	w.trim()
+	slices.SortFunc(w.rows, w.cmp)
+	if !w.rev {
+		return w.rows[min(w.lo, len(w.rows)):]
+	}
+	out := w.rows[min(max(w.n-w.hi, 0), len(w.rows)):] // rows[i] is position n-1-i
+	slices.Reverse(out)
+	return out
 }
 
 // nthElement puts into a[k] what a sort would, with nothing greater before
@@ -110,19 +166,41 @@ func nthElement[T any](a []T, k int, cmp func(a, b T) int) {
 	}
 }
 
-// pageOf cuts the requested page (?page=) of rows in the given order and
-// reads the page's objects (one Get each: at most a page size of them). A
-// row whose object was deleted since it was listed is left out.
+// pageOf is the requested page (?page=) of the objects of kind the
+// session may see and match accepts, in the given order, read with one Get
+// each (at most a page size of them): one pass over the summaries counts,
+// a second keeps what the page needs (pageWindow). A row whose object was
+// deleted since it was counted is left out.
 func pageOf[T any, P interface {
 	*T
 	storage.Object
-}](ctx context.Context, d *Dashboard, r *http.Request, rows []*storage.Summary, total int, what string,
-	at func(*storage.Summary) time.Time, desc bool) (pager, []P, error) {
-	pg, lo, hi := paginate(r, len(rows), d.o.PageSize, total, what)
-	selectRange(rows, lo, hi, rowOrder(at, desc))
-	out := make([]P, 0, hi-lo)
+}](ctx context.Context, d *Dashboard, r *http.Request, s *session, kind, resource, what string,
+	match func(*storage.Summary) bool, at func(*storage.Summary) time.Time, desc bool) (pager, []P, error) {
+	total, matched := 0, 0
+	err := d.scan(ctx, s, kind, resource, func(x *storage.Summary) {
+		total++
+		if match(x) {
+			matched++
+		}
+	})
+	if err != nil {
+		return pager{}, nil, err
+	}
+	pg, lo, hi := paginate(r, matched, d.o.PageSize, total, what)
+	order := rowOrder(at, desc)
+	w := newPageWindow(matched, lo, hi, func(a, b storage.Summary) int { return order(&a, &b) })
+	err = d.scan(ctx, s, kind, resource, func(x *storage.Summary) {
+		if match(x) {
+			w.add(*x)
+		}
+	})
+	if err != nil {
+		return pg, nil, err
+	}
+	rows := w.page()
+	out := make([]P, 0, len(rows))
 	ctx = storage.WithoutPEM(ctx) // list pages show no PEM (its download reads the whole certificate)
-	for _, row := range rows[lo:hi] {
+	for _, row := range rows {
 		obj := P(new(T))
 		if err := d.o.Store.Get(ctx, row.Namespace, row.Name, obj); err != nil {
 			if storage.IsNotFound(err) {

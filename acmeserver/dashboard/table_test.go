@@ -7,10 +7,12 @@ import (
 	"testing"
 )
 
-// TestSelectRange: the page selectRange leaves in place is exactly the
-// slice of a full sort, for every page of inputs sorted, reversed, random
-// and with runs of equal leading keys (as objects created in the same second).
-func TestSelectRange(t *testing.T) {
+// TestPageWindow: the page a pageWindow keeps of rows offered one at a time
+// is exactly the slice of a full sort, for every page (near the start and
+// near the end) of inputs sorted, reversed, random and with runs of equal
+// leading keys (as objects created in the same second), and it never holds
+// much more than the page needs.
+func TestPageWindow(t *testing.T) {
 	type row struct{ at, name int }
 	byAt := func(a, b row) int {
 		if c := cmp.Compare(a.at, b.at); c != 0 {
@@ -57,13 +59,17 @@ func TestSelectRange(t *testing.T) {
 					rows := gen(n)
 					want := slices.Clone(rows)
 					slices.SortFunc(want, byAt)
-					selectRange(rows, lo, hi, byAt)
-					if !slices.Equal(rows[lo:hi], want[lo:hi]) {
-						t.Fatalf("%s n=%d [%d,%d): got %v, want %v", name, n, lo, hi, rows[lo:hi], want[lo:hi])
+					w := newPageWindow(n, lo, hi, byAt)
+					held := 0
+					for _, r := range rows {
+						w.add(r)
+						held = max(held, len(w.rows))
 					}
-					slices.SortFunc(rows, byAt)
-					if !slices.Equal(rows, want) {
-						t.Fatalf("%s n=%d: selectRange lost or duplicated rows", name, n)
+					if got := w.page(); !slices.Equal(got, want[lo:hi]) {
+						t.Fatalf("%s n=%d [%d,%d): got %v, want %v", name, n, lo, hi, got, want[lo:hi])
+					}
+					if limit := 2*min(hi, n-lo) + 256; held > limit {
+						t.Fatalf("%s n=%d [%d,%d): held %d rows, more than %d", name, n, lo, hi, held, limit)
 					}
 				}
 			}

@@ -106,6 +106,34 @@ func SummarizeList(ctx context.Context, r Reader, namespace, kind string, labels
 	return out, err
 }
 
+// SummaryVisitor is a Reader that hands out its summaries one at a time
+// instead of copying them all (a dashboard page over 100,000 orders then
+// allocates what the page keeps, not 100,000 summaries).
+type SummaryVisitor interface {
+	// VisitSummaries calls fn with each summary of kind in namespace (or
+	// AllNamespaces), in no particular order, holding the store's read
+	// lock: fn must copy what it keeps, must be quick, and must not call
+	// the store.
+	VisitSummaries(ctx context.Context, namespace, kind string, fn func(*Summary)) error
+}
+
+// VisitSummaries calls fn with each summary of kind in namespace (or
+// AllNamespaces): from r itself when it is a SummaryVisitor (fn must then
+// copy what it keeps and not call r), otherwise over ListSummaries.
+func VisitSummaries(ctx context.Context, r Reader, namespace, kind string, fn func(*Summary)) error {
+	if v, ok := r.(SummaryVisitor); ok {
+		return v.VisitSummaries(ctx, namespace, kind, fn)
+	}
+	all, err := ListSummaries(ctx, r, namespace, kind, nil)
+	if err != nil {
+		return err
+	}
+	for i := range all {
+		fn(&all[i])
+	}
+	return nil
+}
+
 // Counter is a Reader that counts objects without listing them.
 type Counter interface {
 	// CountByNamespace returns how many objects of kind each namespace holds.

@@ -494,6 +494,24 @@ func (s *Store) ListSummaries(_ context.Context, ns, kind string, labels map[str
 	return out, nil
 }
 
+// VisitSummaries implements storage.SummaryVisitor from memory.
+func (s *Store) VisitSummaries(_ context.Context, ns, kind string, fn func(*storage.Summary)) error {
+	if _, err := storage.NewObject(kind); err != nil {
+		return err
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	ix := s.kinds[kind]
+	if ix == nil {
+		return nil
+	}
+	ix.match(ns, nil, func(id uint32) {
+		sum := ix.summary(id)
+		fn(&sum)
+	})
+	return nil
+}
+
 // CountByNamespace implements storage.Counter from the index.
 func (s *Store) CountByNamespace(_ context.Context, kind string) (map[string]int, error) {
 	if _, err := storage.NewObject(kind); err != nil {
@@ -511,7 +529,8 @@ func (s *Store) CountByNamespace(_ context.Context, kind string) (map[string]int
 }
 
 var (
-	_ storage.SummaryLister = (*Store)(nil)
+	_ storage.SummaryLister  = (*Store)(nil)
+	_ storage.SummaryVisitor = (*Store)(nil)
 	_ storage.Counter       = (*Store)(nil)
 )
 

@@ -136,27 +136,43 @@ func (sm *summaries) ready(kind string) bool {
 // overlay's entries of kind in ns) in place of what it has.
 func (sm *summaries) list(kind, ns string, snap map[string]*entry) []storage.Summary {
 	sm.mu.RLock()
+	n := len(sm.byKind[kind])
+	sm.mu.RUnlock()
+	out := make([]storage.Summary, 0, n)
+	sm.visit(kind, ns, snap, func(s *storage.Summary) { out = append(out, *s) })
+	return out
+}
+
+// visit calls fn with the summary of each object of kind in ns (or every
+// namespace), with this process's writes the informer has not delivered
+// yet (snap) in place of what it has, holding the read lock.
+func (sm *summaries) visit(kind, ns string, snap map[string]*entry, fn func(*storage.Summary)) {
+	sm.mu.RLock()
 	defer sm.mu.RUnlock()
 	m := sm.byKind[kind]
-	mine := map[objKey]*entry{}
+	var mine map[objKey]*entry
 	for _, e := range snap {
 		k := objKey{e.ns, e.obj.GetName()}
 		if c, ok := m[k]; e.deleted && ok && c.rv <= e.rv || !e.deleted && (!ok || c.rv < e.rv) {
+			if mine == nil {
+				mine = map[objKey]*entry{}
+			}
 			mine[k] = e
 		}
 	}
-	out := make([]storage.Summary, 0, len(m)+len(mine))
-	for k, sum := range m {
+	var sum storage.Summary
+	for k, kept := range m {
 		if _, ok := mine[k]; !ok && (ns == storage.AllNamespaces || k.ns == ns) {
-			out = append(out, sum.summary(k))
+			sum = kept.summary(k)
+			fn(&sum)
 		}
 	}
 	for _, e := range mine {
 		if !e.deleted {
-			out = append(out, storage.Summarize(e.obj))
+			sum = storage.Summarize(e.obj)
+			fn(&sum)
 		}
 	}
-	return out
 }
 
 // namespaceOf is the namespace of the object of kind called name ("" when
@@ -187,6 +203,23 @@ func (sm *summaries) count(kind string, snap map[string]*entry) map[string]int {
 		}
 	}
 	return out
+}
+
+// VisitSummaries implements storage.SummaryVisitor from the summaries the
+// informers keep (once kind's has synced; before, over ListSummaries).
+func (s *Store) VisitSummaries(ctx context.Context, ns, kind string, fn func(*storage.Summary)) error {
+	if s.summaries.ready(kind) {
+		s.summaries.visit(kind, ns, s.overlay.snapshot(kind, ns), fn)
+		return nil
+	}
+	all, err := s.ListSummaries(ctx, ns, kind, nil)
+	if err != nil {
+		return err
+	}
+	for i := range all {
+		fn(&all[i])
+	}
+	return nil
 }
 
 // CountByNamespace implements storage.Counter.

@@ -438,6 +438,26 @@ func testSummaries(t *testing.T, s storage.Store, ns string) {
 	check(map[string]string{v1alpha1.LabelAccount: acct}, names[0], names[1])
 	check(map[string]string{v1alpha1.LabelAccount: acct + "-moved"}, names[2])
 	check(nil, names[0], names[1], names[2])
+	// VisitSummaries hands out what ListSummaries lists, in this namespace
+	// and in all of them.
+	for _, where := range []string{ns, storage.AllNamespaces} {
+		listed, err := storage.ListSummaries(ctx, s, where, "AcmeOrder", nil)
+		must(t, err)
+		want := map[string]storage.Summary{}
+		for _, sum := range listed {
+			want[sum.Namespace+"/"+sum.Name] = sum
+		}
+		visited := 0
+		must(t, storage.VisitSummaries(ctx, s, where, "AcmeOrder", func(sum *storage.Summary) {
+			visited++
+			if w, ok := want[sum.Namespace+"/"+sum.Name]; !ok || !w.Created.Equal(sum.Created) || w.Status != sum.Status || w.Text != sum.Text {
+				t.Errorf("visited %+v, listed %+v", *sum, w)
+			}
+		}))
+		if visited != len(want) {
+			t.Fatalf("visited %d summaries in %q, listed %d", visited, where, len(want))
+		}
+	}
 	got, err := storage.ListSummaries(ctx, s, ns, "AcmeOrder", map[string]string{v1alpha1.LabelAccount: acct})
 	must(t, err)
 	for _, sum := range got {
