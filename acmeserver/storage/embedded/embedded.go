@@ -531,7 +531,7 @@ func (s *Store) CountByNamespace(_ context.Context, kind string) (map[string]int
 var (
 	_ storage.SummaryLister  = (*Store)(nil)
 	_ storage.SummaryVisitor = (*Store)(nil)
-	_ storage.Counter       = (*Store)(nil)
+	_ storage.Counter        = (*Store)(nil)
 )
 
 // decodeNew decodes a stored object of kind.

@@ -384,6 +384,31 @@ func testReadersGetCopies(t *testing.T, s storage.Store, ns string) {
 	}
 }
 
+// checkVisit: storage.VisitSummaries hands out what ListSummaries lists, in
+// namespace ns and in all of them.
+func checkVisit(t *testing.T, s storage.Store, ns string) {
+	t.Helper()
+	ctx := context.Background()
+	for _, where := range []string{ns, storage.AllNamespaces} {
+		listed, err := storage.ListSummaries(ctx, s, where, "AcmeOrder", nil)
+		must(t, err)
+		want := map[string]storage.Summary{}
+		for _, sum := range listed {
+			want[sum.Namespace+"/"+sum.Name] = sum
+		}
+		visited := 0
+		must(t, storage.VisitSummaries(ctx, s, where, "AcmeOrder", func(sum *storage.Summary) {
+			visited++
+			if w, ok := want[sum.Namespace+"/"+sum.Name]; !ok || !w.Created.Equal(sum.Created) || w.Status != sum.Status || w.Text != sum.Text {
+				t.Errorf("visited %+v, listed %+v", *sum, w)
+			}
+		}))
+		if visited != len(want) {
+			t.Fatalf("visited %d summaries in %q, listed %d", visited, where, len(want))
+		}
+	}
+}
+
 // testSummaries: storage.ListSummaries agrees with Summarize over List, for
 // a label and a namespace, after updates that change labels and status and
 // after a delete.
@@ -438,26 +463,7 @@ func testSummaries(t *testing.T, s storage.Store, ns string) {
 	check(map[string]string{v1alpha1.LabelAccount: acct}, names[0], names[1])
 	check(map[string]string{v1alpha1.LabelAccount: acct + "-moved"}, names[2])
 	check(nil, names[0], names[1], names[2])
-	// VisitSummaries hands out what ListSummaries lists, in this namespace
-	// and in all of them.
-	for _, where := range []string{ns, storage.AllNamespaces} {
-		listed, err := storage.ListSummaries(ctx, s, where, "AcmeOrder", nil)
-		must(t, err)
-		want := map[string]storage.Summary{}
-		for _, sum := range listed {
-			want[sum.Namespace+"/"+sum.Name] = sum
-		}
-		visited := 0
-		must(t, storage.VisitSummaries(ctx, s, where, "AcmeOrder", func(sum *storage.Summary) {
-			visited++
-			if w, ok := want[sum.Namespace+"/"+sum.Name]; !ok || !w.Created.Equal(sum.Created) || w.Status != sum.Status || w.Text != sum.Text {
-				t.Errorf("visited %+v, listed %+v", *sum, w)
-			}
-		}))
-		if visited != len(want) {
-			t.Fatalf("visited %d summaries in %q, listed %d", visited, where, len(want))
-		}
-	}
+	checkVisit(t, s, ns)
 	got, err := storage.ListSummaries(ctx, s, ns, "AcmeOrder", map[string]string{v1alpha1.LabelAccount: acct})
 	must(t, err)
 	for _, sum := range got {
