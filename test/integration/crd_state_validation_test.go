@@ -104,7 +104,7 @@ func TestStateCRDValidation(t *testing.T) {
 			o.Status.Offered = []v1alpha1.OfferedAuthorization{{Name: "o7-0", Identifier: v1alpha1.Identifier{Type: "dns", Value: "a.example"},
 				Challenges: []v1alpha1.OfferedChallenge{{Type: "smtp-01", Token: "t"}}}}
 			return o
-		}(), `AcmeOrder.acme.kacme.io "o7" is invalid: [status.offered[0].challenges[0].type: Unsupported value: "smtp-01": supported values: "http-01", "dns-01", "tls-alpn-01"` + celSkipped},
+		}(), `AcmeOrder.acme.kacme.io "o7" is invalid: [status.offered[0].challenges[0].type: Unsupported value: "smtp-01": supported values: "http-01", "dns-01", "tls-alpn-01", "dns-account-01"` + celSkipped},
 		{"authorization status not in the enum", func() client.Object { a := authz("z1"); a.Status.Status = "ready"; return a }(),
 			`AcmeChallenge.acme.kacme.io "z1" is invalid: [status.status: Unsupported value: "ready": supported values: "pending", "valid", "invalid", "deactivated", "expired", "revoked"` + celSkipped},
 		{"challenge status not in the enum", func() client.Object { a := authz("z2"); a.Status.Challenges[0].Status = "ok"; return a }(),

@@ -4,6 +4,7 @@ package integration
 import (
 	"context"
 	"testing"
+	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -40,6 +41,20 @@ func TestCRDValidation(t *testing.T) {
 			`CertificateAuthority.acme.kacme.io "alg" is invalid: [spec.selfSigned.keyAlgorithm: Unsupported value: "DSA": supported values: "ECDSAP256", "ECDSAP384", "RSA2048", "RSA3072", "RSA4096", "Ed25519", <nil>: Invalid value: null: some validation rules were not checked because the object was invalid; correct the existing errors to complete validation]`},
 		{"CA intermediate without issuer", ca("noissuer", v1alpha1.CertificateAuthoritySpec{Intermediate: &v1alpha1.IntermediateCA{}}),
 			`CertificateAuthority.acme.kacme.io "noissuer" is invalid: spec.intermediate.issuer: Invalid value: "": spec.intermediate.issuer in body should be at least 1 chars long`},
+		{"CA OCSP", ca("ocsp", v1alpha1.CertificateAuthoritySpec{SelfSigned: &v1alpha1.SelfSignedCA{},
+			OCSP: &v1alpha1.OCSPSpec{Validity: &metav1.Duration{Duration: time.Hour}, Responder: v1alpha1.OCSPResponderDelegated}}), ""},
+		{"CA OCSP validity below 5m", ca("ocspshort", v1alpha1.CertificateAuthoritySpec{SelfSigned: &v1alpha1.SelfSignedCA{},
+			OCSP: &v1alpha1.OCSPSpec{Validity: &metav1.Duration{Duration: time.Minute}}}),
+			`CertificateAuthority.acme.kacme.io "ocspshort" is invalid: spec.ocsp: Invalid value: validity must be between 5m and 168h`},
+		{"CA OCSP validity above 168h", ca("ocsplong", v1alpha1.CertificateAuthoritySpec{SelfSigned: &v1alpha1.SelfSignedCA{},
+			OCSP: &v1alpha1.OCSPSpec{Validity: &metav1.Duration{Duration: 200 * time.Hour}}}),
+			`CertificateAuthority.acme.kacme.io "ocsplong" is invalid: spec.ocsp: Invalid value: validity must be between 5m and 168h`},
+		{"CA OCSP unknown responder", ca("ocspwho", v1alpha1.CertificateAuthoritySpec{SelfSigned: &v1alpha1.SelfSignedCA{},
+			OCSP: &v1alpha1.OCSPSpec{Responder: "Someone"}}),
+			`CertificateAuthority.acme.kacme.io "ocspwho" is invalid: [spec.ocsp.responder: Unsupported value: "Someone": supported values: "CA", "Delegated", <nil>: Invalid value: null: some validation rules were not checked because the object was invalid; correct the existing errors to complete validation]`},
+		{"CA OCSP responder URL not http(s)", ca("ocspurl", v1alpha1.CertificateAuthoritySpec{SelfSigned: &v1alpha1.SelfSignedCA{},
+			OCSP: &v1alpha1.OCSPSpec{ResponderURL: "ldap://ocsp.example"}}),
+			`CertificateAuthority.acme.kacme.io "ocspurl" is invalid: spec.ocsp.responderURL: Invalid value: "ldap://ocsp.example": spec.ocsp.responderURL in body should match '^https?://'`},
 		{"profile ok", profile("ok", v1alpha1.AcmeProfileSpec{CertificateAuthority: "ok-root",
 			IssuanceProfiles: []v1alpha1.IssuanceProfile{{Name: "short"}}, DefaultIssuanceProfile: "short"}), ""},
 		{"profile without CA", profile("noca", v1alpha1.AcmeProfileSpec{}),
@@ -55,7 +70,7 @@ func TestCRDValidation(t *testing.T) {
 			`AcmeProfile.acme.kacme.io "port" is invalid: spec.validation.http01Port: Invalid value: 70000: spec.validation.http01Port in body should be less than or equal to 65535`},
 		{"profile unknown challenge type", profile("chal", v1alpha1.AcmeProfileSpec{CertificateAuthority: "ok-root",
 			Validation: v1alpha1.ValidationSpec{ChallengeTypes: []v1alpha1.ChallengeType{"tls-sni-01"}}}),
-			`AcmeProfile.acme.kacme.io "chal" is invalid: [spec.validation.challengeTypes[0]: Unsupported value: "tls-sni-01": supported values: "http-01", "dns-01", "tls-alpn-01", <nil>: Invalid value: null: some validation rules were not checked because the object was invalid; correct the existing errors to complete validation]`},
+			`AcmeProfile.acme.kacme.io "chal" is invalid: [spec.validation.challengeTypes[0]: Unsupported value: "tls-sni-01": supported values: "http-01", "dns-01", "tls-alpn-01", "dns-account-01", <nil>: Invalid value: null: some validation rules were not checked because the object was invalid; correct the existing errors to complete validation]`},
 		{"profile RSA minimum below 2048", profile("rsa", v1alpha1.AcmeProfileSpec{CertificateAuthority: "ok-root",
 			Keys: v1alpha1.KeyPolicy{MinRSABits: 1024}}),
 			`AcmeProfile.acme.kacme.io "rsa" is invalid: spec.keys.minRSABits: Invalid value: 1024: spec.keys.minRSABits in body should be greater than or equal to 2048`},
