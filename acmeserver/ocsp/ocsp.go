@@ -168,7 +168,7 @@ func (o *Responder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	var resp *answer
 	if err != nil {
-		resp = o.failure(caName, xocsp.Malformed)
+		resp = o.failure(o.label(caName), xocsp.Malformed)
 	} else {
 		resp = o.respond(ctx, caName, der)
 	}
@@ -196,8 +196,8 @@ func decodeGET(s string) ([]byte, error) {
 // answer is a response ready to write.
 type answer struct {
 	der                    []byte
-	thisUpdate, nextUpdate time.Time // zero: not cacheable
-	cacheable              bool
+	thisUpdate, nextUpdate time.Time
+	cacheable              bool // HTTP caches may keep it until nextUpdate
 }
 
 func (a *answer) write(w http.ResponseWriter, now time.Time) {

@@ -22,10 +22,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	xocsp "golang.org/x/crypto/ocsp"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/kacme/kacme/acmeserver/ca"
+	"github.com/kacme/kacme/acmeserver/metrics"
 	"github.com/kacme/kacme/acmeserver/ra"
 	"github.com/kacme/kacme/api/v1alpha1"
 )
@@ -80,6 +82,7 @@ func newCA(t *testing.T, name string, alg v1alpha1.KeyAlgorithm, spec *v1alpha1.
 }
 
 type fixture struct {
+	reg   *prometheus.Registry
 	t     *testing.T
 	src   *source
 	r     *Responder
@@ -96,7 +99,8 @@ func newFixture(t *testing.T, spec *v1alpha1.OCSPSpec, o Options) *fixture {
 	f := &fixture{t: t, auth: auth, signs: signs,
 		src: &source{auths: map[string]*ca.Authority{"test-ca": auth, "no-ocsp": plain}, states: map[string]ra.CertStatus{}}}
 	base := time.Now()
-	o.Source = f.src
+	f.reg = prometheus.NewRegistry()
+	o.Source, o.Metrics = f.src, metrics.New(f.reg)
 	o.Now = func() time.Time { return base.Add(time.Duration(f.now.Load())) }
 	f.r = New(o)
 	mux := http.NewServeMux() // behind a ServeMux, as in the server: Wrap must see the raw path first
@@ -303,6 +307,28 @@ func TestRefused(t *testing.T) {
 		if resp.StatusCode == 200 && status(t, body) != xocsp.Malformed || resp.StatusCode != 200 && resp.StatusCode != 431 && resp.StatusCode != 400 {
 			t.Errorf("GET %.40s: %d", path, resp.StatusCode)
 		}
+	}
+	f.get("/ocsp/made-up-ca-name/!!!!") // malformed, for a CA nobody has
+	fams, err := f.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	series := 0
+	for _, fam := range fams {
+		if fam.GetName() != "kacme_ocsp_responses_total" {
+			continue
+		}
+		for _, m := range fam.GetMetric() {
+			series++
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "ca" && l.GetValue() != "test-ca" && l.GetValue() != "no-ocsp" && l.GetValue() != "" {
+					t.Errorf("a request's CA name became a metric label: %q", l.GetValue())
+				}
+			}
+		}
+	}
+	if series == 0 {
+		t.Error("no kacme_ocsp_responses_total series")
 	}
 	if resp, _ := f.get("/crl/x"); resp.StatusCode != http.StatusTeapot {
 		t.Errorf("a path outside /ocsp/ did not reach the next handler: %d", resp.StatusCode)
