@@ -1,6 +1,7 @@
 package dashboard
 
 import (
+	"cmp"
 	"context"
 	"net/http"
 	"slices"
@@ -58,21 +59,29 @@ func (d *Dashboard) count(ctx context.Context, s *session, kind, resource string
 	return n, nil
 }
 
-// rowOrder orders rows by a time (newest first when desc), then by
+// pageRow is what a page keeps of a summary while it looks for its rows:
+// the sort key and the object's name (strings shared with the store's, so
+// keeping one allocates nothing).
+type pageRow struct {
+	at       int64 // Unix nanoseconds
+	ns, name string
+}
+
+// rowOrder orders rows by their time (newest first when desc), then by
 // namespace and name: stores list in no particular order and many objects
 // share a second, so without the tie-break page 2 could repeat page 1.
-func rowOrder(at func(*storage.Summary) time.Time, desc bool) func(a, b *storage.Summary) int {
-	return func(a, b *storage.Summary) int {
-		if c := at(a).Compare(at(b)); c != 0 {
+func rowOrder(desc bool) func(a, b pageRow) int {
+	return func(a, b pageRow) int {
+		if c := cmp.Compare(a.at, b.at); c != 0 {
 			if desc {
 				return -c
 			}
 			return c
 		}
-		if c := strings.Compare(a.Namespace, b.Namespace); c != 0 {
+		if c := strings.Compare(a.ns, b.ns); c != 0 {
 			return c
 		}
-		return strings.Compare(a.Name, b.Name)
+		return strings.Compare(a.name, b.name)
 	}
 }
 
@@ -118,13 +127,29 @@ func (w *pageWindow[T]) trim() {
 // page returns rows [lo, hi) in order (fewer when fewer than n were offered).
 func (w *pageWindow[T]) page() []T {
 	w.trim()
-	slices.SortFunc(w.rows, w.cmp)
-	if !w.rev {
-		return w.rows[min(w.lo, len(w.rows)):]
+	from := w.lo // the kept rows are the first ones: the page starts at lo
+	if w.rev {
+		from = max(w.n-w.hi, 0) // rows[i] is position n-1-i
 	}
-	out := w.rows[min(max(w.n-w.hi, 0), len(w.rows)):] // rows[i] is position n-1-i
-	slices.Reverse(out)
+	from = min(from, len(w.rows))
+	selectRange(w.rows, from, len(w.rows), w.cmp) // sorts the page's rows only
+	out := w.rows[from:]
+	if w.rev {
+		slices.Reverse(out)
+	}
 	return out
+}
+
+// selectRange reorders rows so that rows[lo:hi] hold, in order, what a
+// full sort by cmp would put there, in expected linear time plus the
+// range's sort.
+func selectRange[T any](rows []T, lo, hi int, cmp func(a, b T) int) {
+	if lo >= hi {
+		return
+	}
+	nthElement(rows, lo, cmp)
+	nthElement(rows[lo:], hi-lo-1, cmp)
+	slices.SortFunc(rows[lo:hi], cmp)
 }
 
 // nthElement puts into a[k] what a sort would, with nothing greater before
@@ -187,11 +212,10 @@ func pageOf[T any, P interface {
 		return pager{}, nil, err
 	}
 	pg, lo, hi := paginate(r, matched, d.o.PageSize, total, what)
-	order := rowOrder(at, desc)
-	w := newPageWindow(matched, lo, hi, func(a, b storage.Summary) int { return order(&a, &b) })
+	w := newPageWindow(matched, lo, hi, rowOrder(desc))
 	err = d.scan(ctx, s, kind, resource, func(x *storage.Summary) {
 		if match(x) {
-			w.add(*x)
+			w.add(pageRow{at: at(x).UnixNano(), ns: x.Namespace, name: x.Name})
 		}
 	})
 	if err != nil {
@@ -202,7 +226,7 @@ func pageOf[T any, P interface {
 	ctx = storage.WithoutPEM(ctx) // list pages show no PEM (its download reads the whole certificate)
 	for _, row := range rows {
 		obj := P(new(T))
-		if err := d.o.Store.Get(ctx, row.Namespace, row.Name, obj); err != nil {
+		if err := d.o.Store.Get(ctx, row.ns, row.name, obj); err != nil {
 			if storage.IsNotFound(err) {
 				continue
 			}

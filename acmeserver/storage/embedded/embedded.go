@@ -505,8 +505,9 @@ func (s *Store) VisitSummaries(_ context.Context, ns, kind string, fn func(*stor
 	if ix == nil {
 		return nil
 	}
+	var sum storage.Summary // one for the whole visit: fn keeps copies
 	ix.match(ns, nil, func(id uint32) {
-		sum := ix.summary(id)
+		sum = ix.summary(id)
 		fn(&sum)
 	})
 	return nil
