@@ -420,12 +420,19 @@ func signCA(pub crypto.PublicKey, subject pkix.Name, nb, na time.Time, parent *x
 	return x509.ParseCertificate(der)
 }
 
-func caTemplate(pub crypto.PublicKey, subject pkix.Name, nb, na time.Time, maxPath int) (*x509.Certificate, error) {
+// serialAndKeyID draws a serial and computes pub's key identifier: what
+// every certificate a CA signs for one of its own keys starts with.
+func serialAndKeyID(pub crypto.PublicKey) (*big.Int, []byte, error) {
 	serial, err := NewSerial()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	ski, err := KeyID(pub)
+	return serial, ski, err
+}
+
+func caTemplate(pub crypto.PublicKey, subject pkix.Name, nb, na time.Time, maxPath int) (*x509.Certificate, error) {
+	serial, ski, err := serialAndKeyID(pub)
 	if err != nil {
 		return nil, err
 	}
@@ -463,11 +470,7 @@ func (a *Authority) IssueOCSPResponder(pub crypto.PublicKey, notBefore, notAfter
 	if notAfter.After(a.Cert.NotAfter) {
 		notAfter = a.Cert.NotAfter
 	}
-	serial, err := NewSerial()
-	if err != nil {
-		return nil, err
-	}
-	ski, err := KeyID(pub)
+	serial, ski, err := serialAndKeyID(pub)
 	if err != nil {
 		return nil, err
 	}

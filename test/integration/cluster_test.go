@@ -199,6 +199,16 @@ func authorizeHTTP01(ctx context.Context, cl *xacme.Client, resp *responder, nam
 // issueHTTP01 obtains a certificate for name with cl (http-01 through resp).
 func issueHTTP01(ctx context.Context, t *testing.T, cl *xacme.Client, resp *responder, name string) *x509.Certificate {
 	t.Helper()
+	leaf, err := x509.ParseCertificate(issueChainHTTP01(ctx, t, cl, resp, name)[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return leaf
+}
+
+// issueChainHTTP01 is issueHTTP01 returning the whole chain (DER, leaf first).
+func issueChainHTTP01(ctx context.Context, t *testing.T, cl *xacme.Client, resp *responder, name string) [][]byte {
+	t.Helper()
 	o, err := authorizeHTTP01(ctx, cl, resp, name)
 	if err != nil {
 		t.Fatal(err)
@@ -209,11 +219,7 @@ func issueHTTP01(ctx context.Context, t *testing.T, cl *xacme.Client, resp *resp
 	if err != nil {
 		t.Fatal(err)
 	}
-	leaf, err := x509.ParseCertificate(ders[0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	return leaf
+	return ders
 }
 
 // lego runs lego against profile with its own state directory dir; it

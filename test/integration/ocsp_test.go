@@ -3,9 +3,6 @@ package integration
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/x509"
 	"encoding/pem"
 	"fmt"
@@ -84,17 +81,7 @@ func TestOCSPAcrossReplicas(t *testing.T) {
 	startRoundRobin(t, e, backends)
 	resp := startResponder(t, e.httpPort)
 	cl := e.client(t)
-	name := "ocsp.localhost"
-	o, err := authorizeHTTP01(ctx, cl, resp, name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	csr, _ := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{DNSNames: []string{name}}, key)
-	ders, _, err := cl.CreateOrderCert(ctx, o.FinalizeURL, csr, true)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ders := issueChainHTTP01(ctx, t, cl, resp, "ocsp.localhost")
 	leaf, _ := x509.ParseCertificate(ders[0])
 	if want := "http://" + pki[0] + "/ocsp/root"; len(leaf.OCSPServer) != 1 || leaf.OCSPServer[0] != want {
 		t.Fatalf("AIA OCSP %v, want [%s]", leaf.OCSPServer, want)
