@@ -15,6 +15,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 
 	jose "github.com/go-jose/go-jose/v4"
 
@@ -80,7 +81,7 @@ var strictB64 = base64.RawURLEncoding.Strict()
 // DecodeBase64URL decodes a binary field of a request: unpadded base64url with
 // no whitespace (RFC 8555 §6.1); anything else is malformed, naming the field.
 func DecodeBase64URL(field, v string) ([]byte, *acme.Problem) {
-	if bytes.ContainsAny([]byte(v), "=\r\n \t") {
+	if strings.ContainsAny(v, "=\r\n \t") {
 		return nil, acme.MalformedProblem("%s: base64url must be unpadded with no whitespace (RFC 8555 §6.1)", field)
 	}
 	b, err := strictB64.DecodeString(v)
@@ -90,11 +91,17 @@ func DecodeBase64URL(field, v string) ([]byte, *acme.Problem) {
 	return b, nil
 }
 
-// Parse checks a request body's shape: a flattened JWS with exactly one
-// signature and no unprotected header (JWS-01, -02), no b64/crit (JWS-03), an
-// accepted algorithm (JWS-05, -06), a url, and exactly one of jwk/kid (JWS-04).
-func Parse(body []byte) (*Request, *acme.Problem) {
+// decodeFlattened decodes the body's members: one JSON object, no trailing
+// data, no member twice.
+func decodeFlattened(body []byte) (*flattened, *acme.Problem) {
 	var f flattened
+	if err, decided := uniqueScan(body); decided && err == nil {
+		// One JSON value with distinct member names: no trailing data.
+		if err := json.Unmarshal(body, &f); err != nil {
+			return nil, acme.MalformedProblem("request body is not a JWS in flattened JSON serialization")
+		}
+		return &f, nil
+	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	if err := dec.Decode(&f); err != nil {
 		return nil, acme.MalformedProblem("request body is not a JWS in flattened JSON serialization")
@@ -104,6 +111,17 @@ func Parse(body []byte) (*Request, *acme.Problem) {
 	}
 	if err := checkUniqueMembers(body); err != nil {
 		return nil, acme.MalformedProblem("request body: %v", err)
+	}
+	return &f, nil
+}
+
+// Parse checks a request body's shape: a flattened JWS with exactly one
+// signature and no unprotected header (JWS-01, -02), no b64/crit (JWS-03), an
+// accepted algorithm (JWS-05, -06), a url, and exactly one of jwk/kid (JWS-04).
+func Parse(body []byte) (*Request, *acme.Problem) {
+	f, p := decodeFlattened(body)
+	if p != nil {
+		return nil, p
 	}
 	if len(f.Signatures) > 0 {
 		return nil, acme.MalformedProblem("JWS must have exactly one signature (general serialization is not allowed)")

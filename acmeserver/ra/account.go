@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/mail"
 	"strings"
+	"sync"
 
 	jose "github.com/go-jose/go-jose/v4"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -65,13 +66,49 @@ func ValidateContacts(contacts []string) *acme.Problem {
 	return nil
 }
 
-// AccountKey parses the account's stored public key.
+// AccountKey parses the account's stored public key. Keys are parsed once
+// and kept (accountKeys): every request signed with a kid needs its
+// account's key, several times over.
 func AccountKey(a *v1alpha1.AcmeAccount) (*jose.JSONWebKey, error) {
-	var k jose.JSONWebKey
-	if err := k.UnmarshalJSON([]byte(a.Spec.Key)); err != nil {
+	k, err := accountKeys.parse(a.Spec.Key)
+	if err != nil {
 		return nil, fmt.Errorf("account %s: stored key: %w", a.Name, err)
 	}
-	return &k, nil
+	return k, nil
+}
+
+// maxParsedKeys bounds keyCache: a few hundred kilobytes of keys.
+const maxParsedKeys = 4096
+
+// keyCache holds parsed JWKs by their stored JSON. The JSON is the key, so
+// a key change (RFC 8555 §7.3.5) is a new entry and never answered by the
+// old one; when full, it starts again empty.
+type keyCache struct {
+	mu   sync.Mutex
+	keys map[string]*jose.JSONWebKey
+}
+
+var accountKeys keyCache
+
+// parse returns a copy of the cached key (callers may change theirs).
+func (c *keyCache) parse(keyJSON string) (*jose.JSONWebKey, error) {
+	c.mu.Lock()
+	k, ok := c.keys[keyJSON]
+	c.mu.Unlock()
+	if !ok {
+		k = new(jose.JSONWebKey)
+		if err := k.UnmarshalJSON([]byte(keyJSON)); err != nil {
+			return nil, err
+		}
+		c.mu.Lock()
+		if c.keys == nil || len(c.keys) >= maxParsedKeys {
+			c.keys = make(map[string]*jose.JSONWebKey)
+		}
+		c.keys[keyJSON] = k
+		c.mu.Unlock()
+	}
+	cp := *k
+	return &cp, nil
 }
 
 // thumbprint is the RFC 7638 thumbprint of a stored JWK ("" if unparseable).

@@ -6,7 +6,10 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
+	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/miekg/dns"
@@ -62,11 +65,7 @@ type DNSResolver struct {
 // it uses the nameservers of /etc/resolv.conf.
 func NewDNSResolver(servers []string, timeout time.Duration) *DNSResolver {
 	if len(servers) == 0 {
-		if cfg, err := dns.ClientConfigFromFile("/etc/resolv.conf"); err == nil {
-			for _, s := range cfg.Servers {
-				servers = append(servers, net.JoinHostPort(s, cfg.Port))
-			}
-		}
+		servers = systemServers.get()
 	}
 	per := timeout / 2
 	if per <= 0 || per > 5*time.Second {
@@ -77,6 +76,37 @@ func NewDNSResolver(servers []string, timeout time.Duration) *DNSResolver {
 		client:  &dns.Client{Net: "udp", Timeout: per},
 		tcp:     &dns.Client{Net: "tcp", Timeout: per},
 	}
+}
+
+// resolvConf is the nameservers of /etc/resolv.conf, read again when the
+// file's modification time or size changes (a validation stats the file
+// instead of parsing it).
+type resolvConf struct {
+	path    string
+	mu      sync.Mutex
+	mod     time.Time
+	size    int64
+	servers []string
+}
+
+var systemServers = &resolvConf{path: "/etc/resolv.conf"}
+
+func (c *resolvConf) get() []string {
+	fi, err := os.Stat(c.path)
+	if err != nil {
+		return nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.servers == nil || !fi.ModTime().Equal(c.mod) || fi.Size() != c.size {
+		c.servers, c.mod, c.size = nil, fi.ModTime(), fi.Size()
+		if cfg, err := dns.ClientConfigFromFile(c.path); err == nil {
+			for _, s := range cfg.Servers {
+				c.servers = append(c.servers, net.JoinHostPort(s, cfg.Port))
+			}
+		}
+	}
+	return slices.Clone(c.servers)
 }
 
 // isLocalhost: RFC 6761 §6.3 names always mean loopback.

@@ -100,6 +100,7 @@ func main() {
 	scaleSteady := flag.Duration("scale-steady", 10*time.Minute, "how long the stored-issuances benchmark issues at -scale-rate on the full store")
 	scaleRate := flag.Float64("scale-rate", 20, "issuances per second offered in the stored-issuances benchmark's steady phase")
 	scaleModes := flag.String("scale-modes", "standalone,cluster", "modes the stored-issuances benchmark runs (cluster needs KUBEBUILDER_ASSETS)")
+	profileClients := flag.Int("profile-clients", 32, "profile kacme standalone in one more, unreported level of this many clients (0: skip)")
 	flag.StringVar(&kacmeExtraArgs, "kacme-args", "", "extra flags for kacme standalone and kacme server (e.g. --debug-addr 127.0.0.1:6060)")
 	flag.Parse()
 	var levels []int
@@ -184,6 +185,12 @@ func main() {
 			fatal(err)
 		}
 	}
+	var prof *profileResult
+	if *profileClients > 0 && strings.Contains(","+*only+",", ",kacme,") {
+		if prof, err = benchProfile(*kacmeBin, resp, httpPort, *profileClients, *warmup, *duration); err != nil {
+			fatal(err)
+		}
+	}
 	var scale []*scaleResult
 	if *scaleN > 0 {
 		for _, mode := range strings.Split(*scaleModes, ",") {
@@ -214,7 +221,7 @@ func main() {
 		fmt.Print(report)
 		return
 	}
-	report := render(levels, results, versions, *duration) + renderDashboard(dashboards, versions) + renderPodCerts(pods) + renderOCSP(ocspRes)
+	report := render(levels, results, versions, *duration) + renderDashboard(dashboards, versions) + renderPodCerts(pods) + renderOCSP(ocspRes) + renderProfile(prof)
 	if len(scale) > 0 {
 		report += "\n" + renderScale(scale, versions["kacme"])
 	} else {
@@ -245,6 +252,14 @@ func runLevel(s *server, resp *responder, c int, warmup, measure time.Duration) 
 // runLevelAt is runLevel with the flows' starts limited to lim's rate (nil:
 // as fast as the c clients go): a fixed offered load.
 func runLevelAt(s *server, resp *responder, c int, warmup, measure time.Duration, lim *rate.Limiter) levelResult {
+	return runLevelDuring(s, resp, c, warmup, measure, lim, nil)
+}
+
+// runLevelDuring is runLevelAt that also runs during (when not nil) once
+// every client is registered, with the start and length of the measuring
+// window; the level ends when during has returned too.
+func runLevelDuring(s *server, resp *responder, c int, warmup, measure time.Duration, lim *rate.Limiter,
+	during func(from time.Time, measure time.Duration)) levelResult {
 	hc := s.httpClient(c)
 	ctx := context.Background()
 	var wg sync.WaitGroup
@@ -325,6 +340,13 @@ func runLevelAt(s *server, resp *responder, c int, warmup, measure time.Duration
 	start = time.Now()
 	measureFrom, stopAt = start.Add(warmup), start.Add(warmup+measure)
 	close(ready)
+	if during != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			during(measureFrom, measure)
+		}()
+	}
 	wg.Wait()
 	if res.allFlows > 0 {
 		res.serverCPU = (pidCPU(s.pid()) - serverBefore) / float64(res.allFlows)
