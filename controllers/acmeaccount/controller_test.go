@@ -13,6 +13,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/util/retry"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/kacme/kacme/api/v1alpha1"
@@ -34,6 +35,8 @@ func start(t *testing.T) client.Client {
 	kenvtest.StartManager(t, cfg, c, operatorNS, func(mgr ctrl.Manager) error {
 		return (&acmeaccount.Reconciler{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("kacme-controller"),
 			Namespace: operatorNS}).SetupWithManager(mgr)
+	}, func(o *ctrl.Options) { // what kacme controller's cache keeps (controllers/setup)
+		o.Cache.ByObject = acmeaccount.CacheOptions(cache.TransformStripManagedFields())
 	})
 	return c
 }
@@ -206,6 +209,14 @@ func TestCounts(t *testing.T) {
 	kenvtest.WaitFor(t, "counts 2 orders, 1 certificate", func() bool {
 		var got v1alpha1.AcmeAccount
 		return c.Get(ctx, client.ObjectKeyFromObject(a), &got) == nil && got.Status.Orders == 2 && got.Status.Certificates == 1
+	})
+	// A deletion counts too (the cache keeps slim copies: SlimMetadata).
+	if err := c.Delete(ctx, &v1alpha1.AcmeOrder{ObjectMeta: metav1.ObjectMeta{Namespace: teamNS, Name: "o2"}}); err != nil {
+		t.Fatal(err)
+	}
+	kenvtest.WaitFor(t, "counts 1 order after a deletion", func() bool {
+		var got v1alpha1.AcmeAccount
+		return c.Get(ctx, client.ObjectKeyFromObject(a), &got) == nil && got.Status.Orders == 1 && got.Status.Certificates == 1
 	})
 	update(t, c, "acct", func(a *v1alpha1.AcmeAccount) { a.Spec.Deactivated = true })
 	waitReason(t, c, "acct", acmeaccount.ReasonDeactivated)

@@ -92,6 +92,10 @@ func NewManager(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 		o.MetricsAddr = "0"
 	}
 	skip := o.SkipNameValidation
+	defaultTransform := v1alpha1.WithLegacyFieldsMoved(cache.TransformStripManagedFields())
+	byObject := acmeaccount.CacheOptions(defaultTransform)
+	byObject[&corev1.ConfigMap{}] = trustbundle.CacheOptions()
+	byObject[&corev1.Secret{}] = SecretCache(o.Namespace, o.EABNamespaces)
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                  scheme,
 		Metrics:                 metricsserver.Options{BindAddress: o.MetricsAddr},
@@ -103,10 +107,7 @@ func NewManager(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 		// Nothing reads managedFields: the cache does not keep them (they are
 		// a large share of every cached object; an Update without them leaves
 		// the API server's unchanged).
-		Cache: cache.Options{DefaultTransform: v1alpha1.WithLegacyFieldsMoved(cache.TransformStripManagedFields()), ByObject: map[client.Object]cache.ByObject{
-			&corev1.ConfigMap{}: trustbundle.CacheOptions(),
-			&corev1.Secret{}:    SecretCache(o.Namespace, o.EABNamespaces),
-		}},
+		Cache: cache.Options{DefaultTransform: defaultTransform, ByObject: byObject},
 	})
 	if err != nil {
 		return nil, err

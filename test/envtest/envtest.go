@@ -207,7 +207,8 @@ func startWith(t *testing.T, flags map[string]string, crdDirs ...string) (*rest.
 
 // StartManager starts a controller manager for t after setup registers its
 // controllers, and creates namespace (the operator's namespace) first.
-func StartManager(t *testing.T, cfg *rest.Config, c client.Client, namespace string, setup func(ctrl.Manager) error) {
+// opts change the manager's options (a cache transform, say) before it is built.
+func StartManager(t *testing.T, cfg *rest.Config, c client.Client, namespace string, setup func(ctrl.Manager) error, opts ...func(*ctrl.Options)) {
 	t.Helper()
 	ctrl.SetLogger(logr.Discard())
 	ctx, cancel := context.WithCancel(context.Background())
@@ -216,8 +217,12 @@ func StartManager(t *testing.T, cfg *rest.Config, c client.Client, namespace str
 		t.Fatal(err)
 	}
 	skip := true // tests start a manager each; controller names repeat
-	mgr, err := ctrl.NewManager(cfg, ctrl.Options{Scheme: Scheme(), Metrics: metricsserver.Options{BindAddress: "0"},
-		Controller: config.Controller{SkipNameValidation: &skip}})
+	o := ctrl.Options{Scheme: Scheme(), Metrics: metricsserver.Options{BindAddress: "0"},
+		Controller: config.Controller{SkipNameValidation: &skip}}
+	for _, f := range opts {
+		f(&o)
+	}
+	mgr, err := ctrl.NewManager(cfg, o)
 	if err != nil {
 		t.Fatal(err)
 	}

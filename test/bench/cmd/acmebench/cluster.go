@@ -127,10 +127,11 @@ func startKacmeCluster(bin, dir string, httpPort int) (*server, error) {
 	s.restart = func() error {
 		s.stopProcess()
 		ctrlProc.stopProcess()
-		if err := startProcess(ctrlProc, bin, ctrlArgs, []string{"KUBECONFIG=" + kubeconfig}, false); err != nil {
+		env := append([]string{"KUBECONFIG=" + kubeconfig}, s.restartEnv...)
+		if err := startProcess(ctrlProc, bin, ctrlArgs, env, false); err != nil {
 			return err
 		}
-		return startProcess(s, bin, args, []string{"KUBECONFIG=" + kubeconfig}, true)
+		return startProcess(s, bin, args, env, true)
 	}
 	fillCfg := *cfg
 	fillCfg.QPS, fillCfg.Burst = 5000, 5000 // the fill writes as fast as the API server takes it

@@ -44,6 +44,12 @@ type scaleResult struct {
 	// Cluster mode: the controller's RSS beside the server's.
 	cluster                 bool
 	ctrlRestart, ctrlSteady rssSample
+	// emptyCores, fullCores: CPU each process used in the 8-client levels,
+	// in cores (cluster mode).
+	emptyCores, fullCores map[string]float64
+	// goMemLimit is the GOMEMLIMIT server and controller ran with on the
+	// full store (0: none).
+	goMemLimit int64
 }
 
 func benchScale(bin string, resp *responder, n int, steady time.Duration, rateHz float64, samples int) (*scaleResult, error) {
@@ -99,7 +105,7 @@ func fullStorePhases(s *server, resp *responder, res *scaleResult, n, samples in
 	}
 	fmt.Fprintf(os.Stderr, "%s: issuing at 8 clients on the full store for %s...\n", label, min(res.steady, time.Minute))
 	full := runLevel(s, resp, 8, 2*time.Second, min(res.steady, time.Minute))
-	res.fullRate, res.fullP50, res.fullErrors = full.throughput(), full.pct(0.5), full.errors
+	res.fullRate, res.fullP50, res.fullErrors, res.fullCores = full.throughput(), full.pct(0.5), full.errors, full.cores
 	fmt.Fprintf(os.Stderr, "%s: issuing %g/s on the full store for %s...\n", label, res.rate, res.steady)
 	st := runLevelAt(s, resp, 8, 0, res.steady, rate.NewLimiter(rate.Limit(res.rate), 1))
 	res.steadyRate, res.steadyP50, res.steadyErrors = st.throughput(), st.pct(0.5), st.errors
@@ -249,8 +255,15 @@ func renderScaleMode(r *scaleResult, version string) string {
 			"its authorization and its certificate each, cloned from a real issuance with fresh names) are created through the API\n"+
 			"server (in %s) while kacme runs; server and controller are restarted (they list everything again), and 5 s after the\n"+
 			"server answers its directory both RSS are read; then the dashboard's pages are timed; issuance at 8 clients runs for\n"+
-			"a minute on the full store, then at a steady offered %g issuances/s for %s, after which the RSS are read again.\n\n",
+			"a minute on the full store, then at a steady offered %g issuances/s for %s, after which the RSS are read again.\n",
 			version, r.stored, r.fill.Round(time.Second), r.rate, r.steady)
+		if r.goMemLimit > 0 {
+			fmt.Fprintf(&b, "From the restart on, server and controller run as in containers with `limits.memory: %s` (what\n"+
+				"docs/kubernetes.md recommends at this size): kacme gives the Go runtime a soft memory limit of 90 %% of its container's\n"+
+				"limit by itself, here GOMEMLIMIT=%d (%s) as there is no container. Without any limit the Go heap may grow to\n"+
+				"twice what is live before a collection.\n", "1Gi", r.goMemLimit, mib(float64(r.goMemLimit)/(1<<20)))
+		}
+		fmt.Fprintf(&b, "CPU per issuance is each process's user+system time during the 8-client level, divided by the flows completed.\n\n")
 	} else {
 		fmt.Fprintf(&b, "## %d issuances in standalone mode\n\n", r.stored)
 		fmt.Fprintf(&b, "kacme %s standalone, same CA and profile as above. Issuance at 8 clients on an empty store; then %d issuances\n"+
@@ -273,6 +286,13 @@ func renderScaleMode(r *scaleResult, version string) string {
 	if r.cluster {
 		fmt.Fprintf(&b, "| controller RSS after the restart | | %s | ≤ 1024 MiB |\n", r.ctrlRestart)
 		fmt.Fprintf(&b, "| controller RSS after %s of issuing | | %s | ≤ 1024 MiB |\n", r.steady, r.ctrlSteady)
+	}
+	for _, name := range []string{"kube-apiserver", "etcd", "kacme server", "kacme controller", "load generator"} {
+		e, f := r.emptyCores[name], r.fullCores[name]
+		if e == 0 || f == 0 || r.emptyRate == 0 || r.fullRate == 0 {
+			continue
+		}
+		fmt.Fprintf(&b, "| CPU per issuance at 8 clients: %s | %.1f ms | %.1f ms | |\n", name, 1000*e/r.emptyRate, 1000*f/r.fullRate)
 	}
 	if r.dash != nil {
 		for _, p := range r.dash.pages {

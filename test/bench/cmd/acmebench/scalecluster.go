@@ -10,6 +10,12 @@ import (
 	"github.com/kacme/kacme/acmeserver/storage/kube"
 )
 
+// containerMemory is the memory limit the stored-issuances benchmark gives
+// kacme server and controller in cluster mode: what docs/kubernetes.md
+// recommends (server.resources.limits.memory, controller.resources.limits.memory)
+// for 100,000 stored issuances.
+const containerMemory = 1 << 30
+
 // benchScaleCluster is the stored-issuances benchmark in cluster mode: the
 // same phases as benchScale, with the n issuances created through the API
 // server (an order, its authorization and its certificate each, cloned from
@@ -29,7 +35,7 @@ func benchScaleCluster(bin string, resp *responder, n int, steady time.Duration,
 	defer s.stop()
 	fmt.Fprintf(os.Stderr, "scale (cluster): issuing at 8 clients on an empty store for %s...\n", min(steady, time.Minute))
 	empty := runLevel(s, resp, 8, 2*time.Second, min(steady, time.Minute))
-	res.emptyRate, res.emptyP50, res.emptyErrors = empty.throughput(), empty.pct(0.5), empty.errors
+	res.emptyRate, res.emptyP50, res.emptyErrors, res.emptyCores = empty.throughput(), empty.pct(0.5), empty.errors, empty.cores
 
 	fmt.Fprintf(os.Stderr, "scale (cluster): storing %d issuances through the API server...\n", n)
 	t0 := time.Now()
@@ -43,6 +49,12 @@ func benchScaleCluster(bin string, resp *responder, n int, steady time.Duration,
 	res.fill, res.stored = time.Since(t0), n
 
 	fmt.Fprintln(os.Stderr, "scale (cluster): restarting kacme server and controller...")
+	// From here both run as in a container with a memory limit of
+	// containerMemory: kacme sets the Go runtime's soft limit to 90 % of a
+	// container's limit itself (cmd/kacme/memlimit.go); outside a container
+	// the same limit comes from GOMEMLIMIT.
+	res.goMemLimit = containerMemory / 10 * 9
+	s.restartEnv = []string{fmt.Sprintf("GOMEMLIMIT=%d", res.goMemLimit)}
 	t0 = time.Now()
 	s.startWait = 15 * time.Minute // reported below as "start until the directory answers"
 	if err := s.restart(); err != nil {

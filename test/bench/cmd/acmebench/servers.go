@@ -54,6 +54,8 @@ type server struct {
 	controller *server
 	kube       client.Client
 	restart    func() error
+	// restartEnv is more environment for the processes restart starts.
+	restartEnv []string
 	// startWait bounds how long a start waits for the directory (default
 	// 60 s; a server listing 100,000 stored issuances takes longer).
 	startWait time.Duration
