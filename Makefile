@@ -127,7 +127,7 @@ bench-scale: build ## store SCALE (100000) issuances in kacme standalone and in 
 	  -scale-steady $(SCALE_STEADY) -scale-modes $(SCALE_MODES) -out docs/benchmarks-scale.md
 
 FUZZTIME ?= 10m
-FUZZ_TARGETS := ./acmeserver/jws:FuzzParse ./acmeserver/jws:FuzzParseEAB ./acmeserver/ra:FuzzParseCSR ./acmeserver/va:FuzzCNAMEWalk ./acmeserver/ocsp:FuzzParseRequest
+FUZZ_TARGETS := ./acmeserver/jws:FuzzParse ./acmeserver/jws:FuzzParseEAB ./acmeserver/jws:FuzzUniqueMembers ./acmeserver/ra:FuzzParseCSR ./acmeserver/va:FuzzCNAMEWalk ./acmeserver/ocsp:FuzzParseRequest
 
 fuzz: ## run every fuzz target for FUZZTIME each (default 10m; not part of make test, which runs their seeds)
 	@for t in $(FUZZ_TARGETS); do pkg="$${t%%:*}"; name="$${t##*:}"; \
