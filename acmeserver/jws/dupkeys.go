@@ -76,7 +76,8 @@ func tokenUniqueMembers(data []byte) error {
 // Bounds of uniqueScan's fast path: past them it leaves the input to the tokenizer.
 const (
 	scanMaxDepth   = 32
-	scanMaxMembers = 32
+	scanMaxMembers = 32 // in one object
+	scanMaxNames   = 64 // in every open object together
 )
 
 // uniqueScan checks one JSON value, followed by nothing but whitespace, for
@@ -91,9 +92,7 @@ func uniqueScan(data []byte) (err error, decided bool) {
 		s        = scanner{data: data}
 		stackBuf [scanMaxDepth]scanFrame
 		stack    = stackBuf[:0]
-		namesBuf [64][2]int
 	)
-	s.names = namesBuf[:0]
 	for {
 		// A value.
 		s.space()
@@ -106,7 +105,7 @@ func uniqueScan(data []byte) (err error, decided bool) {
 				return nil, false
 			}
 			s.i++
-			stack = append(stack, scanFrame{object: c == '{', first: len(s.names)})
+			stack = append(stack, scanFrame{object: c == '{', first: s.n})
 			s.space()
 			if s.i < len(data) && (data[s.i] == '}' || data[s.i] == ']') {
 				if (data[s.i] == '}') != (c == '{') {
@@ -155,7 +154,7 @@ func uniqueScan(data []byte) (err error, decided bool) {
 				break next
 			case (c == '}' && top.object) || (c == ']' && !top.object):
 				s.i++
-				s.names = s.names[:top.first]
+				s.n = top.first
 				stack = stack[:len(stack)-1]
 			default:
 				return nil, false
@@ -175,7 +174,8 @@ type scanFrame struct {
 type scanner struct {
 	data  []byte
 	i     int
-	names [][2]int
+	names [scanMaxNames][2]int
+	n     int // names in use
 }
 
 func (s *scanner) space() {
@@ -213,16 +213,17 @@ func (s *scanner) member(first int) (err error, decided bool) {
 	}
 	start := s.i + 1
 	end, ok := s.str(true)
-	if !ok || len(s.names)-first >= scanMaxMembers {
+	if !ok || s.n-first >= scanMaxMembers || s.n == scanMaxNames {
 		return nil, false
 	}
 	name := s.data[start:end]
-	for _, o := range s.names[first:] {
+	for _, o := range s.names[first:s.n] {
 		if bytes.Equal(s.data[o[0]:o[1]], name) {
 			return fmt.Errorf("%w %q", ErrDuplicateMember, truncate(string(name), 40)), true
 		}
 	}
-	s.names = append(s.names, [2]int{start, end})
+	s.names[s.n] = [2]int{start, end}
+	s.n++
 	s.space()
 	if s.i >= len(s.data) || s.data[s.i] != ':' {
 		return nil, false

@@ -16,7 +16,8 @@ func TestCheckUniqueMembers(t *testing.T) {
 		`{"a\"":1,"a\"":2}`: true, `{"a\\":1,"a":2}`: false,
 		// Past the fast path's bounds.
 		`{"a":` + strings.Repeat(`[`, 40) + strings.Repeat(`]`, 40) + `,"a":1}`: true, manyMembers(40, false): false,
-		manyMembers(40, true): true,
+		manyMembers(40, true): true, `[` + strings.Repeat(manyMembers(20, false)+",", 4) + `{}]`: false,
+		`{"a":{"b":{"c":{"d":1,"x":2},"x":3},"x":4},"x":5,"a":6}`: true,
 		// Not JSON, or more than one value.
 		`{"a" 1}`: true, `{"a":01}`: true, `{"a":1.}`: true, `{"a":-}`: true, `{"a":1e}`: true,
 		`{"a":tru}`: true, `[1,]`: true, `[1}`: true, `{"a":1]`: true, "{\"a\":\"\x01\"}": true,
@@ -40,6 +41,11 @@ func TestCheckUniqueMembers(t *testing.T) {
 		if err, decided := uniqueScan([]byte(in)); !decided || err != nil {
 			t.Errorf("%s: decided %v, %v", in, decided, err)
 		}
+	}
+	// ... without allocating.
+	body := []byte(`{"protected":"eyJhbGciOiJFUzI1NiJ9","payload":"e30","signature":"abc"}`)
+	if n := testing.AllocsPerRun(100, func() { _, _ = uniqueScan(body) }); n != 0 {
+		t.Errorf("uniqueScan allocates %.0f times per call", n)
 	}
 	err, decided := uniqueScan([]byte(`{"a":{"url":1,"url":2}}`))
 	if !decided || !errors.Is(err, ErrDuplicateMember) || err.Error() != `duplicate member "url"` {
