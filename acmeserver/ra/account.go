@@ -113,11 +113,11 @@ func (c *keyCache) parse(keyJSON string) (*jose.JSONWebKey, error) {
 
 // thumbprint is the RFC 7638 thumbprint of a stored JWK ("" if unparseable).
 func thumbprint(keyJSON string) string {
-	var k jose.JSONWebKey
-	if err := k.UnmarshalJSON([]byte(keyJSON)); err != nil {
+	k, err := accountKeys.parse(keyJSON)
+	if err != nil {
 		return ""
 	}
-	tp, _ := acme.Thumbprint(&k)
+	tp, _ := acme.Thumbprint(k)
 	return tp
 }
 

@@ -78,8 +78,10 @@ func benchProfile(bin string, resp *responder, httpPort, c int, warmup, measure 
 		return nil, err
 	}
 	defer s.stop()
+	// A profile request answers after its seconds; nothing else waits long.
+	hc := &http.Client{Timeout: measure + 30*time.Second}
 	get := func(path, file string) error {
-		resp, err := http.Get("http://" + debug + path)
+		resp, err := hc.Get("http://" + debug + path)
 		if err != nil {
 			return err
 		}
