@@ -9,7 +9,6 @@ package harness
 import (
 	"bytes"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,26 +18,18 @@ import (
 	"time"
 
 	kenvtest "github.com/kacme/kacme/test/envtest"
+	"github.com/kacme/kacme/test/freeport"
 )
 
-// FreePort returns a loopback port free for both TCP and UDP.
+// FreePort returns a loopback port free for both TCP and UDP, picked outside
+// the kernel's ephemeral range (see package freeport for why).
 func FreePort(t *testing.T) int {
 	t.Helper()
-	for i := 0; i < 20; i++ {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		p := l.Addr().(*net.TCPAddr).Port
-		_ = l.Close()
-		u, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", p))
-		if err == nil {
-			_ = u.Close()
-			return p
-		}
+	p, err := freeport.Pick()
+	if err != nil {
+		t.Fatal(err)
 	}
-	t.Fatal("no free port")
-	return 0
+	return p
 }
 
 // Need skips (or, with KACME_INTEROP=required, fails) the test unless every

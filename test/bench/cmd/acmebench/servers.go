@@ -23,6 +23,8 @@ import (
 	"time"
 
 	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/kacme/kacme/test/freeport"
 )
 
 var kacmeExtraArgs string
@@ -94,12 +96,11 @@ func (s *server) stopProcess() {
 }
 
 func freePort() int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	p, err := freeport.Pick()
 	if err != nil {
 		panic(err)
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return p
 }
 
 func execOutput(bin string, args ...string) (string, error) {
