@@ -8,19 +8,24 @@
 // takes its source port from, and a CI run opens thousands of those. Ports
 // are therefore picked at random below the ephemeral range
 // (/proc/sys/net/ipv4/ip_local_port_range), where the kernel never assigns
-// one by itself, never twice by one process, and only when both TCP and UDP
-// can bind them at that moment.
+// one by itself, never twice by one process, never to two processes at once
+// (each reserves its ports with a byte-range lock on one shared file, which the
+// kernel drops when the process exits, however it exits), and only when both
+// TCP and UDP can bind them at that moment.
 package freeport
 
 import (
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 )
 
 // lowest is where the picked range starts: above the well-known and most
@@ -30,6 +35,11 @@ const lowest = 10000
 var (
 	mu     sync.Mutex
 	handed = map[int]bool{}
+	// lockFile is held open for the life of the process: closing any
+	// descriptor of it would drop every lock the process holds on it.
+	lockFile     *os.File
+	lockFileErr  error
+	lockFileOnce sync.Once
 )
 
 // Pick returns a loopback port that TCP and UDP can bind now, outside the
@@ -43,7 +53,7 @@ func Pick() (int, error) {
 	defer mu.Unlock()
 	for range 200 {
 		p := lowest + rand.IntN(hi-lowest)
-		if handed[p] || !bindable(p) {
+		if handed[p] || !reserve(p) || !bindable(p) {
 			continue
 		}
 		handed[p] = true
@@ -68,6 +78,21 @@ func ephemeralStart() int {
 		return 32768
 	}
 	return n
+}
+
+// reserve takes port p for this process among every process that uses this
+// package (test binaries run in parallel, acmebench beside them). When the
+// shared lock file cannot be used it reserves nothing and says yes: the bind
+// check still runs.
+func reserve(p int) bool {
+	lockFileOnce.Do(func() {
+		lockFile, lockFileErr = os.OpenFile(filepath.Join(os.TempDir(), "kacme-freeport.lock"), os.O_RDWR|os.O_CREATE, 0o666)
+	})
+	if lockFileErr != nil {
+		return true
+	}
+	lk := syscall.Flock_t{Type: syscall.F_WRLCK, Whence: io.SeekStart, Start: int64(p), Len: 1}
+	return syscall.FcntlFlock(lockFile.Fd(), syscall.F_SETLK, &lk) == nil
 }
 
 func bindable(p int) bool {

@@ -3,6 +3,10 @@ package freeport
 import (
 	"fmt"
 	"net"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
 	"testing"
 )
 
@@ -37,5 +41,48 @@ func TestPickSkipsBoundPort(t *testing.T) {
 	defer l.Close()
 	if bindable(p) {
 		t.Fatalf("port %d is held but reported bindable", p)
+	}
+}
+
+// TestReserveAcrossProcesses runs this test binary again as a child that
+// picks ports while the parent holds its own: the two never share one.
+func TestReserveAcrossProcesses(t *testing.T) {
+	if os.Getenv("FREEPORT_CHILD") == "1" {
+		for range 500 {
+			p, err := Pick()
+			if err != nil {
+				t.Fatal(err)
+			}
+			fmt.Println(p)
+		}
+		return
+	}
+	mine := map[int]bool{}
+	for range 500 {
+		p, err := Pick()
+		if err != nil {
+			t.Fatal(err)
+		}
+		mine[p] = true
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^TestReserveAcrossProcesses$", "-test.count=1")
+	cmd.Env = append(os.Environ(), "FREEPORT_CHILD=1")
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("child: %v\n%s", err, out)
+	}
+	n := 0
+	for _, f := range strings.Fields(string(out)) {
+		p, err := strconv.Atoi(f)
+		if err != nil {
+			continue // "PASS" and the like
+		}
+		n++
+		if mine[p] {
+			t.Fatalf("port %d handed to both processes", p)
+		}
+	}
+	if n != 500 {
+		t.Fatalf("child picked %d ports, want 500:\n%s", n, out)
 	}
 }
