@@ -41,10 +41,12 @@ func Sweep(ctx context.Context, store storage.Store, profileName string, ret pro
 				slog.Time("ordersExpiredBefore", now.Add(-ret.Orders)), slog.Time("certificatesExpiredBefore", now.Add(-ret.Certificates)))
 		}
 	}()
-	// Summaries: a sweep decides from memory and reads only what it deletes.
+	// Summaries of what ended before a cutoff: a sweep decides from memory
+	// (standalone) or has the API server select by the expiry label
+	// (cluster), and reads whole only what it deletes.
 	byProfile := map[string]string{v1alpha1.LabelProfile: profileName}
 	cutoff := now.Add(-ret.Orders)
-	ol, err := storage.ListSummaries(ctx, store, storage.AllNamespaces, "AcmeOrder", byProfile)
+	ol, err := storage.ListExpired(ctx, store, storage.AllNamespaces, "AcmeOrder", byProfile, cutoff)
 	if err != nil {
 		return 0, 0, fmt.Errorf("retention: list orders of profile %s: %w", profileName, err)
 	}
@@ -80,7 +82,7 @@ func Sweep(ctx context.Context, store storage.Store, profileName string, ret pro
 		return orders, 0, err
 	}
 	certCutoff := now.Add(-ret.Certificates)
-	cl, err := storage.ListSummaries(ctx, store, storage.AllNamespaces, "AcmeCertificate", byProfile)
+	cl, err := storage.ListExpired(ctx, store, storage.AllNamespaces, "AcmeCertificate", byProfile, certCutoff)
 	if err != nil {
 		return orders, 0, fmt.Errorf("retention: list certificates of profile %s: %w", profileName, err)
 	}
@@ -103,8 +105,8 @@ func Sweep(ctx context.Context, store storage.Store, profileName string, ret pro
 // no order, an empty order label) that expired before cutoff, the orders'
 // cutoff, and reports how many.
 func sweepPreAuthorizations(ctx context.Context, store storage.Store, profileName string, cutoff time.Time) (int, error) {
-	pl, err := storage.ListSummaries(ctx, store, storage.AllNamespaces, "AcmeChallenge",
-		map[string]string{v1alpha1.LabelProfile: profileName, v1alpha1.LabelOrder: ""})
+	pl, err := storage.ListExpired(ctx, store, storage.AllNamespaces, "AcmeChallenge",
+		map[string]string{v1alpha1.LabelProfile: profileName, v1alpha1.LabelOrder: ""}, cutoff)
 	if err != nil {
 		return 0, fmt.Errorf("retention: list pre-authorizations of profile %s: %w", profileName, err)
 	}

@@ -2,6 +2,7 @@ package storage
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"time"
 
@@ -104,6 +105,30 @@ func SummarizeList(ctx context.Context, r Reader, namespace, kind string, labels
 		return nil
 	})
 	return out, err
+}
+
+// ExpiryLister is a Reader that can leave out, before reading them, the
+// objects that end too late for a retention sweep.
+type ExpiryLister interface {
+	// ListExpired returns the summaries of the objects of kind in
+	// namespace (or AllNamespaces) with all of labels whose At is before
+	// before, in no particular order.
+	ListExpired(ctx context.Context, namespace, kind string, labels map[string]string, before time.Time) ([]Summary, error)
+}
+
+// ListExpired returns the summaries of the objects of kind in namespace (or
+// AllNamespaces) with all of labels that ended before before (Summary.At;
+// a zero At counts as ended): from r itself when it is an ExpiryLister,
+// otherwise by filtering ListSummaries.
+func ListExpired(ctx context.Context, r Reader, namespace, kind string, labels map[string]string, before time.Time) ([]Summary, error) {
+	if el, ok := r.(ExpiryLister); ok {
+		return el.ListExpired(ctx, namespace, kind, labels, before)
+	}
+	all, err := ListSummaries(ctx, r, namespace, kind, labels)
+	if err != nil {
+		return nil, err
+	}
+	return slices.DeleteFunc(all, func(s Summary) bool { return !s.At.Before(before) }), nil
 }
 
 // SummaryVisitor is a Reader that hands out its summaries one at a time

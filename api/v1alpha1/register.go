@@ -23,6 +23,13 @@ const (
 	LabelOrder = "acme.kacme.io/order"
 	// LabelState is a coarse state used to find work (e.g. challenges to validate).
 	LabelState = "acme.kacme.io/state"
+	// LabelExpires is when an order or authorization expires, or a
+	// certificate's validity ends (status.expires, spec.notAfter), in Unix
+	// seconds (rounded down). The cluster store sets it on every write of
+	// those kinds; the retention sweep selects on it ("<" in a label
+	// selector) so the API server hands it only what may be old enough to
+	// delete. Objects without it (written before it existed) are swept too.
+	LabelExpires = "acme.kacme.io/expires"
 	// LabelClientIP is a hash of the address an account was registered from (rate limits).
 	LabelClientIP = "acme.kacme.io/client-ip"
 	// LabelTrustBundleOf names the CertificateAuthority whose trust bundle a ConfigMap carries.

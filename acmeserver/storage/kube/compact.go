@@ -2,11 +2,14 @@ package kube
 
 import (
 	"maps"
+	"strconv"
 	"sync"
+	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	toolscache "k8s.io/client-go/tools/cache"
 
+	"github.com/kacme/kacme/acmeserver/storage"
 	"github.com/kacme/kacme/api/v1alpha1"
 )
 
@@ -14,9 +17,11 @@ import (
 // cached copies of orders, authorizations and certificates smaller without
 // losing anything a reader of this Store can see:
 //
-//   - The labels kacme puts on them (account, order, profile) repeat their
-//     spec. When an object's labels are exactly those, the cached copy keeps
-//     none (a map of three strings is about a fifth of a cached order), and
+//   - The labels kacme puts on them (account, order, profile, and the
+//     expiry) repeat their spec and status. When an object's labels are
+//     exactly those, or those but the expiry (written before kacme set it),
+//     the cached copy keeps none (a map of three strings is about a fifth of
+//     a cached order; derivedButExpires tells the two apart), and
 //     every read through the Store, the indexes and List's label matching
 //     derive them again from the spec (labelsOf). Any other label (a state,
 //     a replaced certificate, one an administrator added) keeps the whole
@@ -97,6 +102,8 @@ func compact(in any) {
 	obj.SetNamespace(intern(obj.GetNamespace()))
 	if derived := derivedLabels(obj); maps.Equal(obj.GetLabels(), derived) {
 		obj.SetLabels(nil)
+	} else if _, ok := derived[v1alpha1.LabelExpires]; ok && len(obj.GetLabels()) > 0 && maps.Equal(obj.GetLabels(), withoutExpires(derived)) {
+		obj.SetLabels(derivedButExpires) // written before kacme set LabelExpires
 	} else if l := obj.GetLabels(); len(l) > 0 {
 		out := make(map[string]string, len(l))
 		for k, v := range l {
@@ -108,6 +115,19 @@ func compact(in any) {
 		}
 		obj.SetLabels(out)
 	}
+}
+
+// derivedButExpires stands, in the cache, for the derived labels without
+// v1alpha1.LabelExpires (an object written before kacme set it): an empty
+// map that is not nil, where nil stands for all of them. Every cached object
+// shares this one; a deep copy keeps it empty and not nil.
+var derivedButExpires = map[string]string{}
+
+// withoutExpires is d without v1alpha1.LabelExpires.
+func withoutExpires(d map[string]string) map[string]string {
+	out := maps.Clone(d)
+	delete(out, v1alpha1.LabelExpires)
+	return out
 }
 
 // trimmedPEM marks a cached certificate whose PEM Compact left out (a
@@ -161,7 +181,54 @@ func derivedLabels(obj any) map[string]string {
 	add(v1alpha1.LabelAccount, account)
 	add(v1alpha1.LabelOrder, order)
 	add(v1alpha1.LabelProfile, profile)
+	exp, _ := expiresLabel(obj)
+	add(v1alpha1.LabelExpires, exp)
 	return out
+}
+
+// expiresLabel is obj's v1alpha1.LabelExpires value: when an order or
+// authorization expires, when a certificate's validity ends, in Unix
+// seconds ("" when that time is unset); ok is false for other kinds.
+func expiresLabel(obj any) (v string, ok bool) {
+	var at time.Time
+	switch o := obj.(type) {
+	case *v1alpha1.AcmeOrder:
+		at = o.Status.Expires.Time
+	case *v1alpha1.AcmeChallenge:
+		at = o.Status.Expires.Time
+	case *v1alpha1.AcmeCertificate:
+		at = o.Spec.NotAfter.Time
+	default:
+		return "", false
+	}
+	if at.IsZero() || at.Unix() < 0 {
+		return "", true
+	}
+	return strconv.FormatInt(at.Unix(), 10), true
+}
+
+// stampExpires gives obj, about to be written, the v1alpha1.LabelExpires
+// its expiry calls for (or takes a stale one off), in a new label map: the
+// one obj has may be a cached object's.
+func stampExpires(obj storage.Object) {
+	v, ok := expiresLabel(obj)
+	if !ok {
+		return
+	}
+	l := obj.GetLabels()
+	if have, set := l[v1alpha1.LabelExpires]; (v == "" && !set) || (v != "" && have == v) {
+		return
+	}
+	out := make(map[string]string, len(l)+1)
+	for k, val := range l {
+		out[k] = val
+	}
+	if v == "" {
+		delete(out, v1alpha1.LabelExpires)
+	} else {
+		out[v1alpha1.LabelExpires] = v
+	}
+	obj.SetLabels(out)
 }
 
 // labelsOf is what obj's labels read as: its own, or the derived ones when
@@ -170,10 +237,21 @@ func labelsOf(obj labeled) map[string]string {
 	if l := obj.GetLabels(); len(l) > 0 {
 		return l
 	}
-	if d := derivedLabels(obj); len(d) > 0 {
+	if d := dropped(obj); len(d) > 0 {
 		return d
 	}
 	return obj.GetLabels()
+}
+
+// dropped is what Compact left out of obj's (empty) labels: the derived
+// ones, without v1alpha1.LabelExpires when the labels are empty but not nil
+// (derivedButExpires).
+func dropped(obj labeled) map[string]string {
+	d := derivedLabels(obj)
+	if obj.GetLabels() != nil {
+		delete(d, v1alpha1.LabelExpires)
+	}
+	return d
 }
 
 // restore gives obj (a copy out of the cache, never the cache's own object)
@@ -185,7 +263,7 @@ func restore(obj labeled) {
 		c.Spec.Chain = ""
 	}
 	if len(obj.GetLabels()) == 0 {
-		if d := derivedLabels(obj); len(d) > 0 {
+		if d := dropped(obj); len(d) > 0 {
 			obj.SetLabels(d)
 		}
 	}

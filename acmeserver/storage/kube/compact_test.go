@@ -3,6 +3,7 @@ package kube_test
 import (
 	"context"
 	"maps"
+	"strconv"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -66,9 +67,23 @@ func TestCompactedCache(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// Written by the store: labelled with its expiry as well.
+	stamped := storagetest.Order(ns, "stamped", "acct")
+	if err := store.Create(ctx, stamped); err != nil {
+		t.Fatal(err)
+	}
+	withExpiry := func(l map[string]string, o *v1alpha1.AcmeOrder) map[string]string {
+		l = maps.Clone(l)
+		l[v1alpha1.LabelExpires] = strconv.FormatInt(o.Status.Expires.Unix(), 10)
+		return l
+	}
+	if want := withExpiry(labels("acct", ""), stamped); !maps.Equal(stamped.Labels, want) {
+		t.Errorf("created through the store: labels %v, want %v", stamped.Labels, want)
+	}
 	kenvtest.WaitFor(t, "the cache to see every object", func() bool {
 		return ca.Get(ctx, client.ObjectKeyFromObject(cert), &v1alpha1.AcmeCertificate{}) == nil &&
-			ca.Get(ctx, client.ObjectKeyFromObject(bare), &v1alpha1.AcmeOrder{}) == nil
+			ca.Get(ctx, client.ObjectKeyFromObject(bare), &v1alpha1.AcmeOrder{}) == nil &&
+			ca.Get(ctx, client.ObjectKeyFromObject(stamped), &v1alpha1.AcmeOrder{}) == nil
 	})
 
 	// What the cache holds.
@@ -80,7 +95,7 @@ func TestCompactedCache(t *testing.T) {
 		}
 		return cp.GetLabels()
 	}
-	for _, obj := range []storage.Object{plain, az, cert} {
+	for _, obj := range []storage.Object{plain, az, cert, stamped} {
 		if l := cachedLabels(obj); len(l) != 0 {
 			t.Errorf("cached %T %s keeps its derived labels %v", obj, obj.GetName(), l)
 		}
@@ -102,7 +117,7 @@ func TestCompactedCache(t *testing.T) {
 	}
 
 	// What the store hands out.
-	for _, obj := range []storage.Object{plain, own, az, cert} {
+	for _, obj := range []storage.Object{plain, own, az, cert, stamped} {
 		got := obj.DeepCopyObject().(storage.Object)
 		if err := store.Get(ctx, ns, obj.GetName(), got); err != nil {
 			t.Fatal(err)
@@ -112,15 +127,15 @@ func TestCompactedCache(t *testing.T) {
 		}
 	}
 	var got v1alpha1.AcmeOrder
-	if err := store.Get(ctx, ns, "bare", &got); err != nil || !maps.Equal(got.Labels, labels("acct", "")) {
+	if err := store.Get(ctx, ns, "bare", &got); err != nil || !maps.Equal(got.Labels, withExpiry(labels("acct", ""), bare)) {
 		t.Errorf("an order stored without labels reads back with %v (%v), want the derived ones", got.Labels, err)
 	}
 	var orders v1alpha1.AcmeOrderList
 	if err := store.List(ctx, ns, &orders, storage.ListOptions{Labels: map[string]string{v1alpha1.LabelAccount: "acct"}}); err != nil {
 		t.Fatal(err)
 	}
-	if len(orders.Items) != 3 {
-		t.Errorf("List by account: %d orders, want 3 (the index sees derived labels)", len(orders.Items))
+	if len(orders.Items) != 4 {
+		t.Errorf("List by account: %d orders, want 4 (the index sees derived labels)", len(orders.Items))
 	}
 	for _, shared := range []bool{false, true} {
 		var azs v1alpha1.AcmeChallengeList
@@ -205,8 +220,8 @@ func TestCompactedCache(t *testing.T) {
 		t.Fatal(err)
 	}
 	var stored v1alpha1.AcmeOrder
-	if err := c.Get(ctx, client.ObjectKeyFromObject(plain), &stored); err != nil || stored.Status.Status != "valid" || !maps.Equal(stored.Labels, plain.Labels) {
-		t.Errorf("stored after an Update: %s %v (%v), want valid with %v", stored.Status.Status, stored.Labels, err, plain.Labels)
+	if err := c.Get(ctx, client.ObjectKeyFromObject(plain), &stored); err != nil || stored.Status.Status != "valid" || !maps.Equal(stored.Labels, withExpiry(plain.Labels, plain)) {
+		t.Errorf("stored after an Update: %s %v (%v), want valid with %v and the expiry", stored.Status.Status, stored.Labels, err, plain.Labels)
 	}
 }
 

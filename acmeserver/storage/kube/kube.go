@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -18,7 +19,9 @@ import (
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
+	k8slabels "k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/selection"
 	utilnet "k8s.io/apimachinery/pkg/util/net"
 	"k8s.io/client-go/util/flowcontrol"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -370,6 +373,7 @@ func (s *Store) Create(ctx context.Context, obj storage.Object) error {
 	if err != nil {
 		return err
 	}
+	stampExpires(obj)
 	ctx, cancel := context.WithTimeout(ctx, RequestTimeout)
 	defer cancel()
 	if err := s.writer.Create(ctx, obj); err != nil {
@@ -388,6 +392,7 @@ func (s *Store) Update(ctx context.Context, obj storage.Object) error {
 	if obj.GetResourceVersion() == "" {
 		return fmt.Errorf("update %s: resourceVersion is required", kind)
 	}
+	stampExpires(obj)
 	ctx, cancel := context.WithTimeout(ctx, RequestTimeout)
 	defer cancel()
 	if err := s.writer.Update(ctx, obj); err != nil {
@@ -554,6 +559,48 @@ func (s *Store) ListSummaries(ctx context.Context, ns, kind string, labels map[s
 	if s.pageSize == 0 {
 		return storage.SummarizeList(ctx, s, ns, kind, labels)
 	}
+	return s.pagedSummaries(ctx, ns, kind, k8slabels.SelectorFromSet(labels))
+}
+
+// ListExpired implements storage.ExpiryLister. With paged lists (the
+// controller's sweeps through the API server) the API server leaves out what
+// ends too late by v1alpha1.LabelExpires, before encoding anything: one
+// selection of the objects labelled with an expiry up to before's second,
+// one of those without the label (written before kacme set it); each
+// summary is then checked against before exactly. Through the cache it
+// filters ListSummaries.
+func (s *Store) ListExpired(ctx context.Context, ns, kind string, labels map[string]string, before time.Time) ([]storage.Summary, error) {
+	var out []storage.Summary
+	if s.pageSize == 0 {
+		all, err := s.ListSummaries(ctx, ns, kind, labels)
+		if err != nil {
+			return nil, err
+		}
+		out = all
+	} else {
+		labelled, err := k8slabels.NewRequirement(v1alpha1.LabelExpires, selection.LessThan, []string{strconv.FormatInt(before.Unix()+1, 10)})
+		if err != nil {
+			return nil, err
+		}
+		unlabelled, err := k8slabels.NewRequirement(v1alpha1.LabelExpires, selection.DoesNotExist, nil)
+		if err != nil {
+			return nil, err
+		}
+		for _, r := range []*k8slabels.Requirement{labelled, unlabelled} {
+			sel := k8slabels.SelectorFromSet(labels).Add(*r)
+			got, err := s.pagedSummaries(ctx, ns, kind, sel)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, got...)
+		}
+	}
+	return slices.DeleteFunc(out, func(sum storage.Summary) bool { return !sum.At.Before(before) }), nil
+}
+
+// pagedSummaries summarizes the objects of kind in ns that sel selects,
+// through the reader, a page at a time.
+func (s *Store) pagedSummaries(ctx context.Context, ns, kind string, sel k8slabels.Selector) ([]storage.Summary, error) {
 	var out []storage.Summary
 	cont := ""
 	for {
@@ -565,8 +612,8 @@ func (s *Store) ListSummaries(ctx context.Context, ns, kind string, labels map[s
 		if ns != storage.AllNamespaces {
 			opts = append(opts, client.InNamespace(ns))
 		}
-		if len(labels) > 0 {
-			opts = append(opts, client.MatchingLabels(labels))
+		if !sel.Empty() {
+			opts = append(opts, client.MatchingLabelsSelector{Selector: sel})
 		}
 		lctx, cancel := context.WithTimeout(ctx, RequestTimeout)
 		err = s.reader.List(lctx, list, opts...)
