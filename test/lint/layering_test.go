@@ -74,7 +74,7 @@ func TestLayeringRulesRefuseWrongImports(t *testing.T) {
 		}
 		write(filepath.Join(f.dir, "fixture"+itoa(i)+".go"), "package "+filepath.Base(f.dir)+"\n\nimport _ \""+f.imports+"\"\n")
 	}
-	cmd := exec.Command(lint, "run", "--config", config, "--enable-only", "depguard", "./...")
+	cmd := exec.Command(lint, "run", "--allow-parallel-runners", "--config", config, "--enable-only", "depguard", "./...")
 	cmd.Dir = root
 	cmd.Env = append(os.Environ(), "GOFLAGS=-mod=mod", "GOPROXY=off", "GOWORK=off")
 	out, err := cmd.CombinedOutput()

@@ -150,6 +150,16 @@ func startKacmeCluster(bin, dir string, httpPort int) (*server, error) {
 		}
 		return apiServerVerbs(raw)
 	}
+	s.apiServerProfile = func(seconds int) ([]byte, error) {
+		pctx, cancel := context.WithTimeout(ctx, time.Duration(seconds+30)*time.Second)
+		defer cancel()
+		raw, err := rc.Discovery().RESTClient().Get().AbsPath("/debug/pprof/profile").
+			Param("seconds", strconv.Itoa(seconds)).Timeout(time.Duration(seconds+30) * time.Second).DoRaw(pctx)
+		if err != nil {
+			return nil, fmt.Errorf("the API server's CPU profile: %w", err)
+		}
+		return raw, nil
+	}
 	return s, nil
 }
 

@@ -100,6 +100,7 @@ func main() {
 	scaleSteady := flag.Duration("scale-steady", 10*time.Minute, "how long the stored-issuances benchmark issues at -scale-rate on the full store")
 	scaleRate := flag.Float64("scale-rate", 20, "issuances per second offered in the stored-issuances benchmark's steady phase")
 	scaleModes := flag.String("scale-modes", "standalone,cluster", "modes the stored-issuances benchmark runs (cluster needs KUBEBUILDER_ASSETS)")
+	flag.BoolVar(&profileAPIServer, "scale-apiserver-profile", false, "cluster-mode stored-issuances benchmark: profile kube-apiserver's CPU in both 8-client minutes and report where the difference goes")
 	profileClients := flag.Int("profile-clients", 32, "profile kacme standalone in one more, unreported level of this many clients (0: skip)")
 	flag.StringVar(&kacmeExtraArgs, "kacme-args", "", "extra flags for kacme standalone and kacme server (e.g. --debug-addr 127.0.0.1:6060)")
 	flag.Parse()

@@ -37,6 +37,7 @@ type scaleResult struct {
 	steady                  time.Duration
 	dash                    *dashboardResult
 	emptyErrors, fullErrors int
+	fullFlows               int
 	// The steady phase: offered rate, achieved rate, median, errors.
 	rate, steadyRate float64
 	steadyP50        time.Duration
@@ -50,6 +51,8 @@ type scaleResult struct {
 	// goMemLimit is the GOMEMLIMIT server and controller ran with on the
 	// full store (0: none).
 	goMemLimit int64
+	// apiProfiles: the API server's CPU profiles (-scale-apiserver-profile).
+	apiProfiles *apiServerProfiles
 }
 
 func benchScale(bin string, resp *responder, n int, steady time.Duration, rateHz float64, samples int) (*scaleResult, error) {
@@ -84,7 +87,7 @@ func benchScale(bin string, resp *responder, n int, steady time.Duration, rateHz
 	res.startup = time.Since(t0)
 	time.Sleep(5 * time.Second)
 	res.rssRestart = sampleRSS(s.pid(), dbPath)
-	if err := fullStorePhases(s, resp, res, n, samples, "scale"); err != nil {
+	if err := fullStorePhases(s, resp, res, n, samples, "scale", nil); err != nil {
 		return nil, err
 	}
 	res.rssSteady = sampleRSS(s.pid(), dbPath)
@@ -94,7 +97,7 @@ func benchScale(bin string, resp *responder, n int, steady time.Duration, rateHz
 // fullStorePhases runs what both modes measure on the full store: the
 // dashboard's pages (samples > 0), a minute at 8 clients, and the steady
 // phase at res.rate for res.steady.
-func fullStorePhases(s *server, resp *responder, res *scaleResult, n, samples int, label string) error {
+func fullStorePhases(s *server, resp *responder, res *scaleResult, n, samples int, label string, during func(time.Time, time.Duration)) error {
 	if samples > 0 {
 		s.orders.Store(int64(n)) // already above what benchDashboard fills to
 		dash, err := benchDashboard(s, resp, samples)
@@ -104,8 +107,9 @@ func fullStorePhases(s *server, resp *responder, res *scaleResult, n, samples in
 		res.dash = dash
 	}
 	fmt.Fprintf(os.Stderr, "%s: issuing at 8 clients on the full store for %s...\n", label, min(res.steady, time.Minute))
-	full := runLevel(s, resp, 8, 2*time.Second, min(res.steady, time.Minute))
+	full := runLevelDuring(s, resp, 8, 2*time.Second, min(res.steady, time.Minute), nil, during)
 	res.fullRate, res.fullP50, res.fullErrors, res.fullCores = full.throughput(), full.pct(0.5), full.errors, full.cores
+	res.fullFlows = full.flows
 	fmt.Fprintf(os.Stderr, "%s: issuing %g/s on the full store for %s...\n", label, res.rate, res.steady)
 	st := runLevelAt(s, resp, 8, 0, res.steady, rate.NewLimiter(rate.Limit(res.rate), 1))
 	res.steadyRate, res.steadyP50, res.steadyErrors = st.throughput(), st.pct(0.5), st.errors
@@ -263,7 +267,12 @@ func renderScaleMode(r *scaleResult, version string) string {
 				"limit by itself, here GOMEMLIMIT=%d (%s) as there is no container. Without any limit the Go heap may grow to\n"+
 				"twice what is live before a collection.\n", "1Gi", r.goMemLimit, mib(float64(r.goMemLimit)/(1<<20)))
 		}
-		fmt.Fprintf(&b, "CPU per issuance is each process's user+system time during the 8-client level, divided by the flows completed.\n\n")
+		fmt.Fprintf(&b, "CPU per issuance is each process's user+system time during the 8-client level, divided by the flows completed.\n")
+		if r.apiProfiles != nil {
+			b.WriteString("In this run the API server's CPU was profiled (pprof, 100 samples/s) during both 8-client minutes, which costs it\n" +
+				"a little CPU in both alike.\n")
+		}
+		b.WriteString("\n")
 	} else {
 		fmt.Fprintf(&b, "## %d issuances in standalone mode\n\n", r.stored)
 		fmt.Fprintf(&b, "kacme %s standalone, same CA and profile as above. Issuance at 8 clients on an empty store; then %d issuances\n"+
@@ -298,6 +307,9 @@ func renderScaleMode(r *scaleResult, version string) string {
 		for _, p := range r.dash.pages {
 			fmt.Fprintf(&b, "| dashboard %s p95 | | %s | ≤ 100 ms |\n", p.name, ms(p.pct(0.95)))
 		}
+	}
+	if r.apiProfiles != nil {
+		b.WriteString(r.apiProfiles.rendered)
 	}
 	return b.String()
 }

@@ -34,7 +34,17 @@ func benchScaleCluster(bin string, resp *responder, n int, steady time.Duration,
 	}
 	defer s.stop()
 	fmt.Fprintf(os.Stderr, "scale (cluster): issuing at 8 clients on an empty store for %s...\n", min(steady, time.Minute))
-	empty := runLevel(s, resp, 8, 2*time.Second, min(steady, time.Minute))
+	var emptyHook, fullHook func(time.Time, time.Duration)
+	var emptyShare, fullShare float64
+	if profileAPIServer {
+		res.apiProfiles = &apiServerProfiles{bin: s.processes["kube-apiserver"], dir: dir, empty: "apiserver-empty.pb.gz", full: "apiserver-full.pb.gz"}
+		emptyHook = res.apiProfiles.during(s, res.apiProfiles.empty, &emptyShare)
+		fullHook = res.apiProfiles.during(s, res.apiProfiles.full, &fullShare)
+	}
+	empty := runLevelDuring(s, resp, 8, 2*time.Second, min(steady, time.Minute), nil, emptyHook)
+	if res.apiProfiles != nil {
+		res.apiProfiles.emptyFlows = emptyShare * float64(empty.flows)
+	}
 	res.emptyRate, res.emptyP50, res.emptyErrors, res.emptyCores = empty.throughput(), empty.pct(0.5), empty.errors, empty.cores
 
 	fmt.Fprintf(os.Stderr, "scale (cluster): storing %d issuances through the API server...\n", n)
@@ -63,8 +73,12 @@ func benchScaleCluster(bin string, resp *responder, n int, steady time.Duration,
 	res.startup = time.Since(t0)
 	time.Sleep(5 * time.Second)
 	res.rssRestart, res.ctrlRestart = sampleRSS(s.pid(), ""), sampleRSS(s.controller.pid(), "")
-	if err := fullStorePhases(s, resp, res, n, samples, "scale (cluster)"); err != nil {
+	if err := fullStorePhases(s, resp, res, n, samples, "scale (cluster)", fullHook); err != nil {
 		return nil, err
+	}
+	if res.apiProfiles != nil {
+		res.apiProfiles.fullFlows = fullShare * float64(res.fullFlows)
+		res.apiProfiles.rendered = res.apiProfiles.render() // before dir goes
 	}
 	res.rssSteady, res.ctrlSteady = sampleRSS(s.pid(), ""), sampleRSS(s.controller.pid(), "")
 	return res, nil

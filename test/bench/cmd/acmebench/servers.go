@@ -42,6 +42,9 @@ type server struct {
 	// apiServerRequests reads the API server's own request counts by verb
 	// (apiserver_request_total: every client's requests; cluster mode).
 	apiServerRequests func() (map[string]float64, error)
+	// apiServerProfile reads the API server's CPU profile over seconds
+	// (cluster mode).
+	apiServerProfile func(seconds int) ([]byte, error)
 	// cleanup runs after the process stopped (other processes, the control plane).
 	cleanup []func()
 	// processes whose CPU time is reported per issuance, by name: command-line prefixes.
