@@ -67,15 +67,25 @@ func internTypeMeta(t metav1.TypeMeta) metav1.TypeMeta {
 }
 
 // sharedLabels hands out one label map per account (and one copy of each
-// namespace name) for the cached copies; it grows with the accounts and
-// namespaces stored, which the cache holds anyway.
+// namespace name) for the cached copies. Entries are never dropped (an
+// account deleted long ago keeps its map), so the table is bounded: past
+// limit entries, new accounts and namespaces get maps and strings of their
+// own, which costs memory per cached object but nothing else.
 type sharedLabels struct {
-	mu   sync.Mutex
-	maps map[string]map[string]string
-	strs map[string]string
+	mu    sync.Mutex
+	limit int
+	maps  map[string]map[string]string
+	strs  map[string]string
 }
 
-var labelMaps = &sharedLabels{maps: map[string]map[string]string{}, strs: map[string]string{}}
+// maxSharedLabels bounds each table: 65,536 accounts are a few MiB.
+const maxSharedLabels = 1 << 16
+
+var labelMaps = newSharedLabels(maxSharedLabels)
+
+func newSharedLabels(limit int) *sharedLabels {
+	return &sharedLabels{limit: limit, maps: map[string]map[string]string{}, strs: map[string]string{}}
+}
 
 func (s *sharedLabels) of(account string) map[string]string {
 	s.mu.Lock()
@@ -83,7 +93,9 @@ func (s *sharedLabels) of(account string) map[string]string {
 	m, ok := s.maps[account]
 	if !ok {
 		m = map[string]string{v1alpha1.LabelAccount: account}
-		s.maps[account] = m
+		if len(s.maps) < s.limit {
+			s.maps[account] = m
+		}
 	}
 	return m
 }
@@ -94,6 +106,8 @@ func (s *sharedLabels) intern(v string) string {
 	if c, ok := s.strs[v]; ok {
 		return c
 	}
-	s.strs[v] = v
+	if len(s.strs) < s.limit {
+		s.strs[v] = v
+	}
 	return v
 }

@@ -57,3 +57,24 @@ func TestSlimMetadata(t *testing.T) {
 		t.Error("a typed object did not go to the next transform")
 	}
 }
+
+// The shared tables stop growing at their limit: later accounts get maps of
+// their own (still right), earlier ones keep sharing.
+func TestSharedLabelsBounded(t *testing.T) {
+	s := newSharedLabels(2)
+	a1 := s.of("a1")
+	s.of("a2")
+	if x := s.of("a3"); x[v1alpha1.LabelAccount] != "a3" || len(s.maps) != 2 {
+		t.Fatalf("past the limit: %v, table of %d", x, len(s.maps))
+	}
+	a1["probe"] = "shared"
+	if s.of("a1")["probe"] != "shared" || s.of("a2")["probe"] != "" {
+		t.Error("an account within the limit no longer shares its map")
+	}
+	delete(a1, "probe")
+	s.intern("ns1")
+	s.intern("ns2")
+	if v := s.intern("ns3"); v != "ns3" || len(s.strs) != 2 {
+		t.Fatalf("strings past the limit: %q, table of %d", v, len(s.strs))
+	}
+}
