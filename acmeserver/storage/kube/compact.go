@@ -102,7 +102,7 @@ func compact(in any) {
 	obj.SetNamespace(intern(obj.GetNamespace()))
 	if derived := derivedLabels(obj); maps.Equal(obj.GetLabels(), derived) {
 		obj.SetLabels(nil)
-	} else if _, ok := derived[v1alpha1.LabelExpires]; ok && len(obj.GetLabels()) > 0 && maps.Equal(obj.GetLabels(), withoutExpires(derived)) {
+	} else if equalButExpires(obj.GetLabels(), derived) {
 		obj.SetLabels(derivedButExpires) // written before kacme set LabelExpires
 	} else if l := obj.GetLabels(); len(l) > 0 {
 		out := make(map[string]string, len(l))
@@ -123,11 +123,19 @@ func compact(in any) {
 // shares this one; a deep copy keeps it empty and not nil.
 var derivedButExpires = map[string]string{}
 
-// withoutExpires is d without v1alpha1.LabelExpires.
-func withoutExpires(d map[string]string) map[string]string {
-	out := maps.Clone(d)
-	delete(out, v1alpha1.LabelExpires)
-	return out
+// equalButExpires reports whether l is d without its v1alpha1.LabelExpires
+// (which d has), without building that map: the transform runs for every
+// object the informer delivers.
+func equalButExpires(l, d map[string]string) bool {
+	if _, ok := d[v1alpha1.LabelExpires]; !ok || len(l) == 0 || len(l) != len(d)-1 {
+		return false
+	}
+	for k, v := range l {
+		if dv, ok := d[k]; !ok || dv != v || k == v1alpha1.LabelExpires {
+			return false
+		}
+	}
+	return true
 }
 
 // trimmedPEM marks a cached certificate whose PEM Compact left out (a

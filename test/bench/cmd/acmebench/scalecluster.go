@@ -12,8 +12,8 @@ import (
 
 // containerMemory is the memory limit the stored-issuances benchmark gives
 // kacme server and controller in cluster mode: what docs/kubernetes.md
-// recommends (server.resources.limits.memory, controller.resources.limits.memory)
-// for 100,000 stored issuances.
+// recommends for each (server.resources.limits.memory,
+// controller.resources.limits.memory) at 100,000 stored issuances.
 const containerMemory = 1 << 30
 
 // benchScaleCluster is the stored-issuances benchmark in cluster mode: the
