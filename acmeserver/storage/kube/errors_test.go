@@ -5,14 +5,23 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log"
+	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"syscall"
 	"testing"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/kacme/kacme/acmeserver/storage"
+	"github.com/kacme/kacme/api/v1alpha1"
 )
 
 // TestMapErrUnavailable: what says "the API server did not complete the
@@ -47,6 +56,51 @@ func TestMapErrUnavailable(t *testing.T) {
 					t.Errorf("mapErr(%v) = %v: errors.Is(%v) = %v", tc.err, got, sentinel, !(sentinel == tc.want))
 				}
 			}
+		})
+	}
+}
+
+// TestCutAnswerUnavailable: an API server that sends an answer's headers and
+// then drops the connection (HTTP/1.1) or resets the stream (HTTP/2) in the
+// body makes a store write fail as ErrUnavailable — the ACME side answers 503
+// with Retry-After, not 500. client-go wraps the read error in its own text,
+// which utilnet.IsProbableEOF does not unwrap (a CI run saw the 500).
+func TestCutAnswerUnavailable(t *testing.T) {
+	scheme := runtime.NewScheme()
+	if err := v1alpha1.AddToScheme(scheme); err != nil {
+		t.Fatal(err)
+	}
+	for _, h2 := range []bool{false, true} {
+		t.Run(fmt.Sprintf("http2=%v", h2), func(t *testing.T) {
+			srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Content-Type", "application/json")
+				w.Header().Set("Content-Length", "4096")
+				w.WriteHeader(http.StatusCreated)
+				_, _ = w.Write([]byte(`{"kind":"AcmeOrder","apiVersion":"acme.kacme.io/v1alpha1","metadata":{"name":`))
+				w.(http.Flusher).Flush()
+				panic(http.ErrAbortHandler) // HTTP/1.1: connection closed; HTTP/2: RST_STREAM
+			}))
+			srv.EnableHTTP2 = h2
+			srv.Config.ErrorLog = log.New(io.Discard, "", 0)
+			srv.StartTLS()
+			defer srv.Close()
+			cfg := &rest.Config{Host: srv.URL, TLSClientConfig: rest.TLSClientConfig{Insecure: true}}
+			if !h2 {
+				cfg.TLSClientConfig.NextProtos = []string{"http/1.1"}
+			}
+			mapper := meta.NewDefaultRESTMapper(nil)
+			mapper.Add(v1alpha1.GroupVersion.WithKind("AcmeOrder"), meta.RESTScopeNamespace)
+			c, err := client.New(cfg, client.Options{Scheme: scheme, Mapper: mapper})
+			if err != nil {
+				t.Fatal(err)
+			}
+			store := New(c, c)
+			o := &v1alpha1.AcmeOrder{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "o"}}
+			err = store.Create(context.Background(), o)
+			if !storage.IsUnavailable(err) {
+				t.Fatalf("Create through a cut answer: %v, want ErrUnavailable", err)
+			}
+			t.Log(err)
 		})
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"slices"
 	"strconv"
@@ -17,6 +18,7 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/net/http2"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	k8slabels "k8s.io/apimachinery/pkg/labels"
@@ -123,7 +125,14 @@ func unavailable(err error) bool {
 	case apierrors.IsServiceUnavailable(err), apierrors.IsServerTimeout(err), apierrors.IsTimeout(err),
 		apierrors.IsTooManyRequests(err), apierrors.IsInternalError(err), apierrors.IsUnexpectedServerError(err),
 		errors.Is(err, context.DeadlineExceeded),
-		utilnet.IsConnectionRefused(err), utilnet.IsConnectionReset(err), utilnet.IsProbableEOF(err):
+		utilnet.IsConnectionRefused(err), utilnet.IsConnectionReset(err), utilnet.IsProbableEOF(err),
+		// The connection ended after the answer's headers, in its body:
+		// client-go wraps what the read returned ("unexpected error when
+		// reading response body. Please retry. Original error: %w"), which
+		// IsProbableEOF, comparing with ==, does not see; over HTTP/2 the
+		// stream is reset instead. Whether the API server applied a write
+		// is then unknown, as with a connection reset: the caller retries.
+		errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.As(err, new(http2.StreamError)):
 		return true
 	}
 	var ne net.Error // *url.Error: the request never got an answer
