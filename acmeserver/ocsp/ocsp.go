@@ -172,7 +172,7 @@ func (o *Responder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	} else {
 		resp = o.respond(ctx, caName, der)
 	}
-	resp.write(w, o.now())
+	code = resp.write(w, r, o.now())
 }
 
 // decodeGET decodes the request of a GET: URL-escaped standard base64
@@ -200,22 +200,47 @@ type answer struct {
 	cacheable              bool // HTTP caches may keep it until nextUpdate
 }
 
-func (a *answer) write(w http.ResponseWriter, now time.Time) {
+// write sends the answer and returns the HTTP status it sent.
+func (a *answer) write(w http.ResponseWriter, r *http.Request, now time.Time) int {
 	h := w.Header()
 	h.Set("Content-Type", "application/ocsp-response")
-	h.Set("Content-Length", strconv.Itoa(len(a.der)))
 	if a.cacheable && a.nextUpdate.After(now) {
 		// RFC 5019 §6.2: caches may keep it until nextUpdate.
 		sum := sha256.Sum256(a.der)
 		h.Set("ETag", `"`+hex.EncodeToString(sum[:16])+`"`)
-		h.Set("Last-Modified", a.thisUpdate.UTC().Format(http.TimeFormat))
 		h.Set("Expires", a.nextUpdate.UTC().Format(http.TimeFormat))
 		h.Set("Cache-Control", fmt.Sprintf("max-age=%d, public, no-transform, must-revalidate", int(a.nextUpdate.Sub(now).Seconds())))
+		if r.Method == http.MethodGet || r.Method == http.MethodHead {
+			// A cache revalidating (If-None-Match, If-Modified-Since) gets
+			// 304 Not Modified while the response it holds is the one
+			// served. The standard library decides, with Last-Modified =
+			// thisUpdate; a Range is ignored (an OCSP response is whole).
+			plain := r.Clone(r.Context())
+			plain.Header.Del("Range")
+			plain.Header.Del("If-Range")
+			sw := &statusWriter{ResponseWriter: w, code: http.StatusOK}
+			http.ServeContent(sw, plain, "", a.thisUpdate, bytes.NewReader(a.der))
+			return sw.code
+		}
+		h.Set("Last-Modified", a.thisUpdate.UTC().Format(http.TimeFormat))
 	} else {
 		h.Set("Cache-Control", "no-store")
 	}
+	h.Set("Content-Length", strconv.Itoa(len(a.der)))
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write(a.der)
+	return http.StatusOK
+}
+
+// statusWriter remembers the status http.ServeContent chose, for metrics.
+type statusWriter struct {
+	http.ResponseWriter
+	code int
+}
+
+func (s *statusWriter) WriteHeader(code int) {
+	s.code = code
+	s.ResponseWriter.WriteHeader(code)
 }
 
 // failure is an unsigned error response (RFC 6960 §4.2.1).

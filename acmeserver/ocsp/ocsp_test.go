@@ -572,3 +572,104 @@ func FuzzParseRequest(f *testing.F) {
 		}
 	})
 }
+
+// TestConditionalGET: a cache revalidating a GET it holds gets 304 Not
+// Modified while that response is the one served (If-None-Match, or
+// If-Modified-Since at or after thisUpdate), the whole response otherwise —
+// and once the status changed, the new response whatever the cache holds.
+// A Range is ignored, POST is never conditional, an uncacheable answer is
+// always sent whole.
+func TestConditionalGET(t *testing.T) {
+	f := newFixture(t, &v1alpha1.OCSPSpec{Validity: &metav1.Duration{Duration: time.Hour}}, Options{})
+	c := f.leaf(11)
+	f.src.set(c.SerialNumber, ra.CertStatus{Known: true})
+	der := f.request(c, f.auth.Cert)
+	path := "/ocsp/test-ca/" + url.PathEscape(base64.StdEncoding.EncodeToString(der))
+	first, body := f.get(path)
+	if first.StatusCode != http.StatusOK {
+		t.Fatalf("GET: %s", first.Status)
+	}
+	etag, lastMod := first.Header.Get("ETag"), first.Header.Get("Last-Modified")
+	if etag == "" || lastMod == "" {
+		t.Fatalf("ETag %q, Last-Modified %q", etag, lastMod)
+	}
+	do := func(method string, hdr ...string) (*http.Response, []byte) {
+		t.Helper()
+		var rd io.Reader
+		u := f.srv.URL + path
+		if method == http.MethodPost {
+			u, rd = f.srv.URL+"/ocsp/test-ca", bytes.NewReader(der)
+		}
+		req, _ := http.NewRequest(method, u, rd)
+		if method == http.MethodPost {
+			req.Header.Set("Content-Type", "application/ocsp-request")
+		}
+		for i := 0; i+1 < len(hdr); i += 2 {
+			req.Header.Set(hdr[i], hdr[i+1])
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp, b
+	}
+	lm, _ := http.ParseTime(lastMod)
+	for _, tc := range []struct {
+		name   string
+		method string
+		hdr    []string
+		want   int
+		whole  bool
+	}{
+		{"If-None-Match, same", "GET", []string{"If-None-Match", etag}, http.StatusNotModified, false},
+		{"If-None-Match, in a list", "GET", []string{"If-None-Match", `"x", ` + etag}, http.StatusNotModified, false},
+		{"If-None-Match, weak", "GET", []string{"If-None-Match", "W/" + etag}, http.StatusNotModified, false},
+		{"If-None-Match, another", "GET", []string{"If-None-Match", `"0123"`}, http.StatusOK, true},
+		{"If-Modified-Since thisUpdate", "GET", []string{"If-Modified-Since", lastMod}, http.StatusNotModified, false},
+		{"If-Modified-Since before", "GET", []string{"If-Modified-Since", lm.Add(-time.Second).Format(http.TimeFormat)}, http.StatusOK, true},
+		{"If-Modified-Since garbage", "GET", []string{"If-Modified-Since", "yesterday"}, http.StatusOK, true},
+		{"HEAD, If-None-Match", "HEAD", []string{"If-None-Match", etag}, http.StatusNotModified, false},
+		{"Range ignored", "GET", []string{"Range", "bytes=0-9"}, http.StatusOK, true},
+		{"POST not conditional", "POST", []string{"If-None-Match", etag}, http.StatusOK, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			resp, b := do(tc.method, tc.hdr...)
+			if resp.StatusCode != tc.want {
+				t.Fatalf("%s", resp.Status)
+			}
+			if tc.whole && !bytes.Equal(b, body) {
+				t.Errorf("body of %d bytes, want the %d-byte response", len(b), len(body))
+			}
+			if !tc.whole && len(b) != 0 {
+				t.Errorf("a %d answer with %d bytes of body", resp.StatusCode, len(b))
+			}
+			if resp.StatusCode == http.StatusNotModified && (resp.Header.Get("ETag") != etag || resp.Header.Get("Cache-Control") == "") {
+				t.Errorf("304 with ETag %q, Cache-Control %q", resp.Header.Get("ETag"), resp.Header.Get("Cache-Control"))
+			}
+		})
+	}
+	// Revoked: the cache's ETag no longer matches; the new response comes.
+	f.src.set(c.SerialNumber, ra.CertStatus{Known: true, Revoked: true, RevokedAt: time.Now().UTC().Truncate(time.Second), Reason: 1})
+	f.now.Store(int64(31 * time.Minute)) // past half the validity: re-signed
+	resp, b := do("GET", "If-None-Match", etag)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("after the revocation: %s", resp.Status)
+	}
+	if r := f.parse(b, c); r.Status != xocsp.Revoked {
+		t.Errorf("after the revocation: status %d", r.Status)
+	}
+	// Uncacheable (a malformed request's unsigned answer, no-store) is sent
+	// whole even to "If-None-Match: *".
+	req, _ := http.NewRequest("GET", f.srv.URL+"/ocsp/test-ca/bm90LWFuLW9jc3AtcmVxdWVzdA==", nil)
+	req.Header.Set("If-None-Match", "*")
+	r2, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r2.Body.Close()
+	if r2.StatusCode != http.StatusOK || r2.Header.Get("Cache-Control") != "no-store" {
+		t.Errorf("unknown serial with If-None-Match *: %s, Cache-Control %q", r2.Status, r2.Header.Get("Cache-Control"))
+	}
+}
