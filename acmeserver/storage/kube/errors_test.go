@@ -86,7 +86,7 @@ func TestCutAnswerUnavailable(t *testing.T) {
 			defer srv.Close()
 			cfg := &rest.Config{Host: srv.URL, TLSClientConfig: rest.TLSClientConfig{Insecure: true}}
 			if !h2 {
-				cfg.TLSClientConfig.NextProtos = []string{"http/1.1"}
+				cfg.NextProtos = []string{"http/1.1"}
 			}
 			mapper := meta.NewDefaultRESTMapper(nil)
 			mapper.Add(v1alpha1.GroupVersion.WithKind("AcmeOrder"), meta.RESTScopeNamespace)
