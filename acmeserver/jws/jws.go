@@ -162,7 +162,10 @@ func Parse(body []byte) (*Request, *acme.Problem) {
 	if hasJWK == hasKID {
 		return nil, acme.MalformedProblem("protected header must contain exactly one of jwk and kid")
 	}
-	obj, err := jose.ParseSignedJSON(string(body), Algorithms)
+	// The members are checked above (one signature, no unprotected header),
+	// so the compact serialization of the same three members is the same
+	// JWS; go-jose parses it without scanning the body's JSON again.
+	obj, err := jose.ParseSignedCompact(*f.Protected+"."+*f.Payload+"."+*f.Signature, Algorithms)
 	if err != nil {
 		var ua *jose.ErrUnexpectedSignatureAlgorithm
 		if errors.As(err, &ua) {
