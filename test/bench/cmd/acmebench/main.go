@@ -23,6 +23,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -70,6 +71,28 @@ type levelResult struct {
 	// over every flow since registration; serverRSS is the server's resident
 	// memory at the end of the level, in MiB.
 	serverCPU, clientCPU, serverRSS float64
+	// hostSpeed is the host's speed just before the level (hostSpeed()).
+	hostSpeed float64
+}
+
+// hostSpeed measures how fast this host runs fixed work right now: P-256
+// ECDSA signatures per second on one goroutine over about 100 ms. The
+// machine's speed drifts (other tenants, CPU steal); the report shows it
+// per level, so a ratio between levels run at different speeds shows.
+func hostSpeed() float64 {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return 0
+	}
+	digest := make([]byte, 32)
+	start, n := time.Now(), 0
+	for time.Since(start) < 100*time.Millisecond {
+		if _, err := ecdsa.SignASN1(rand.Reader, key, digest); err != nil {
+			return 0
+		}
+		n++
+	}
+	return float64(n) / time.Since(start).Seconds()
 }
 
 func (l levelResult) throughput() float64 { return float64(l.flows) / l.elapsed.Seconds() }
@@ -125,6 +148,7 @@ func main() {
 		name  string
 		start func(dir string) (*server, error)
 	}
+	// The first three are the standalone peers, measured side by side.
 	targets := []target{
 		{"kacme", func(d string) (*server, error) { return startKacme(*kacmeBin, d, httpPort) }},
 		{"pebble", func(d string) (*server, error) { return startPebble(*pebbleBin, d, httpPort) }},
@@ -134,37 +158,76 @@ func main() {
 	results := map[string][]levelResult{}
 	versions := map[string]string{}
 	dashboards := map[string]*dashboardResult{}
-	for _, tg := range targets {
-		if !strings.Contains(","+*only+",", ","+tg.name+",") {
-			continue
+	selected := func(name string) bool { return strings.Contains(","+*only+",", ","+name+",") }
+	// measure runs one level against s, with the host's speed just before.
+	measure := func(name string, s *server, c int) {
+		speed := hostSpeed()
+		fmt.Fprintf(os.Stderr, "%s: %d concurrent clients (host: %.0f P-256 signatures/s on one core)...\n", name, c, speed)
+		r := runLevel(s, resp, c, *warmup, *duration)
+		r.hostSpeed = speed
+		fmt.Fprintf(os.Stderr, "  %d flows, %d errors, %.1f flows/s, p50 %v, p99 %v %s\n", r.flows, r.errors, r.throughput(),
+			r.pct(0.5).Round(time.Millisecond), r.pct(0.99).Round(time.Millisecond), r.firstErr)
+		if r.apiCounted {
+			fmt.Fprintf(os.Stderr, "  API server: %.2f writes and %.2f reads per issuance (all clients: %.2f and %.2f)\n",
+				r.apiWrites, r.apiReads, r.allWrites, r.allReads)
 		}
+		results[name] = append(results[name], r)
+	}
+	type started struct {
+		name string
+		s    *server
+		dir  string
+	}
+	start := func(tg target) started {
 		dir, _ := os.MkdirTemp("", "acmebench-"+tg.name)
 		s, err := tg.start(dir)
 		if err != nil {
 			fatal(err)
 		}
 		versions[tg.name] = s.version
-		for _, c := range levels {
-			fmt.Fprintf(os.Stderr, "%s: %d concurrent clients...\n", tg.name, c)
-			r := runLevel(s, resp, c, *warmup, *duration)
-			fmt.Fprintf(os.Stderr, "  %d flows, %d errors, %.1f flows/s, p50 %v, p99 %v %s\n", r.flows, r.errors, r.throughput(),
-				r.pct(0.5).Round(time.Millisecond), r.pct(0.99).Round(time.Millisecond), r.firstErr)
-			if r.apiCounted {
-				fmt.Fprintf(os.Stderr, "  API server: %.2f writes and %.2f reads per issuance (all clients: %.2f and %.2f)\n",
-					r.apiWrites, r.apiReads, r.allWrites, r.allReads)
-			}
-			results[tg.name] = append(results[tg.name], r)
-		}
-		if *dashSamples > 0 && s.dashboardToken != nil {
-			d, err := benchDashboard(s, resp, *dashSamples)
+		return started{tg.name, s, dir}
+	}
+	finish := func(st started) {
+		if *dashSamples > 0 && st.s.dashboardToken != nil {
+			d, err := benchDashboard(st.s, resp, *dashSamples)
 			if err != nil {
-				s.stop()
+				st.s.stop()
 				fatal(err)
 			}
-			dashboards[tg.name] = d
+			dashboards[st.name] = d
 		}
-		s.stop()
-		_ = os.RemoveAll(dir)
+		st.s.stop()
+		_ = os.RemoveAll(st.dir)
+	}
+	// The standalone servers run side by side, level by level: at each
+	// level kacme and step-ca run back to back (which one first alternates)
+	// and Pebble next to them, so a change in the host's speed during the
+	// run reaches both sides of a ratio alike instead of whichever server
+	// ran in the slow minutes. The idle servers wait between their levels.
+	var peers []started
+	for _, i := range []int{0, 2, 1} { // kacme, step-ca, Pebble
+		if tg := targets[i]; selected(tg.name) {
+			peers = append(peers, start(tg))
+		}
+	}
+	for i, c := range levels {
+		order := slices.Clone(peers)
+		if i%2 == 1 {
+			slices.Reverse(order)
+		}
+		for _, st := range order {
+			measure(st.name, st.s, c)
+		}
+	}
+	for _, st := range peers {
+		finish(st)
+	}
+	if tg := targets[3]; selected(tg.name) {
+		st := start(tg)
+		for _, c := range levels {
+			measure(st.name, st.s, c)
+		}
+		finish(st)
 	}
 	var pods *podCertResult
 	if strings.Contains(","+*only+",", ",pod-certificates,") {
@@ -488,22 +551,31 @@ func render(levels []int, results map[string][]levelResult, versions map[string]
 		"step-ca %s as `step ca init --acme` configures it (its default badgerv2 store, ACME provisioner, P-256 intermediate).\n\n", versions["kacme"], versions["pebble"], versions["step-ca"])
 	b.WriteString("Server CPU is the server process's user+system time (from /proc) per issuance; client CPU is this load generator's\n" +
 		"(the ACME clients and the http-01 responder); both over every flow from registration to the end of the level. RSS is\n" +
-		"the server's resident memory at the end of the level.\n\n")
-	b.WriteString("| server | clients | flows | errors | flows/s | p50 | p90 | p99 | server CPU / issuance | client CPU / issuance | server RSS |\n" +
-		"|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+		"the server's resident memory at the end of the level.\n\n" +
+		"The three servers run side by side, level by level: at each level kacme and step-ca run back to back (which one\n" +
+		"first alternates from level to level) and Pebble next to them, so that a change in the host's speed during the run\n" +
+		"reaches both sides of a ratio alike. The host column is how fast the machine ran fixed work just before the level\n" +
+		"(P-256 ECDSA signatures per second on one core, over 100 ms): this machine's speed drifts, by 2× at times.\n\n")
+	b.WriteString("| server | clients | flows | errors | flows/s | p50 | p90 | p99 | server CPU / issuance | client CPU / issuance | server RSS | host |\n" +
+		"|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	names := []string{"kacme", "pebble", "step-ca"}
 	peak := map[string]float64{}
 	median8 := map[string]time.Duration{}
 	rate8, cpu32 := map[string]float64{}, map[string]float64{}
+	peakHost, host8 := map[string]float64{}, map[string]float64{}
+	var speeds []float64
 	for _, n := range names {
 		for _, r := range results[n] {
-			fmt.Fprintf(&b, "| %s | %d | %d | %d | %.1f | %s | %s | %s | %.2f ms | %.2f ms | %s |\n", n, r.concurrency, r.flows, r.errors, r.throughput(),
-				ms(r.pct(0.5)), ms(r.pct(0.9)), ms(r.pct(0.99)), r.serverCPU*1000, r.clientCPU*1000, mib(r.serverRSS))
+			fmt.Fprintf(&b, "| %s | %d | %d | %d | %.1f | %s | %s | %s | %.2f ms | %.2f ms | %s | %.0f/s |\n", n, r.concurrency, r.flows, r.errors, r.throughput(),
+				ms(r.pct(0.5)), ms(r.pct(0.9)), ms(r.pct(0.99)), r.serverCPU*1000, r.clientCPU*1000, mib(r.serverRSS), r.hostSpeed)
 			if r.throughput() > peak[n] {
-				peak[n] = r.throughput()
+				peak[n], peakHost[n] = r.throughput(), r.hostSpeed
 			}
 			if r.concurrency == 8 {
-				median8[n], rate8[n] = r.pct(0.5), r.throughput()
+				median8[n], rate8[n], host8[n] = r.pct(0.5), r.throughput(), r.hostSpeed
+			}
+			if r.hostSpeed > 0 {
+				speeds = append(speeds, r.hostSpeed)
 			}
 			if r.concurrency == 32 {
 				cpu32[n] = r.serverCPU
@@ -523,6 +595,11 @@ func render(levels []int, results map[string][]levelResult, versions map[string]
 			fmt.Fprintf(&b, ", and kacme's median latency is %s against step-ca's %s (target: below)", ms(median8["kacme"]), ms(median8["step-ca"]))
 		}
 		fmt.Fprintf(&b, ". kacme's server CPU per issuance at 32 clients: %.2f ms (target ≤ 2.5 ms).\n", cpu32["kacme"]*1000)
+		if len(speeds) > 0 {
+			fmt.Fprintf(&b, "\nHost speed over these levels: %.0f to %.0f P-256 signatures/s (median %.0f); in the levels the ratios compare, "+
+				"kacme's peak %.0f/s and step-ca's %.0f/s, at 8 clients %.0f/s and %.0f/s.\n",
+				slices.Min(speeds), slices.Max(speeds), median(speeds), peakHost["kacme"], peakHost["step-ca"], host8["kacme"], host8["step-ca"])
+		}
 	}
 	fmt.Fprintf(&b, "\nLoad average (1, 5, 15 min) when the report was written: %s.\n", loadAvg())
 	if rs := results["kacme-cluster"]; len(rs) > 0 {
@@ -598,6 +675,13 @@ func mib(n float64) string {
 		return "-"
 	}
 	return fmt.Sprintf("%.0f MiB", n)
+}
+
+// median of a non-empty list.
+func median(v []float64) float64 {
+	v = slices.Clone(v)
+	slices.Sort(v)
+	return v[len(v)/2]
 }
 
 func loadAvg() string {
