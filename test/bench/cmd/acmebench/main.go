@@ -73,6 +73,9 @@ type levelResult struct {
 	serverCPU, clientCPU, serverRSS float64
 	// hostSpeed is the host's speed just before the level (hostSpeed()).
 	hostSpeed float64
+	// idleCores is the CPU the other servers, waiting for their turn, used
+	// during the level, in cores.
+	idleCores float64
 }
 
 // hostSpeed measures how fast this host runs fixed work right now: P-256
@@ -216,7 +219,21 @@ func main() {
 			slices.Reverse(order)
 		}
 		for _, st := range order {
+			// What the waiting servers use meanwhile is not on anybody's
+			// row: it is reported, so that it shows if it is not ~0.
+			others := func() (sum float64) {
+				for _, o := range peers {
+					if o.s != st.s {
+						sum += pidCPU(o.s.pid())
+					}
+				}
+				return sum
+			}
+			before, t0 := others(), time.Now()
 			measure(st.name, st.s, c)
+			rs := results[st.name]
+			rs[len(rs)-1].idleCores = (others() - before) / time.Since(t0).Seconds()
+			fmt.Fprintf(os.Stderr, "  the waiting servers used %.3f cores meanwhile\n", rs[len(rs)-1].idleCores)
 		}
 	}
 	for _, st := range peers {
@@ -564,6 +581,7 @@ func render(levels []int, results map[string][]levelResult, versions map[string]
 	rate8, cpu32 := map[string]float64{}, map[string]float64{}
 	peakHost, host8 := map[string]float64{}, map[string]float64{}
 	var speeds []float64
+	maxIdle := 0.0
 	for _, n := range names {
 		for _, r := range results[n] {
 			fmt.Fprintf(&b, "| %s | %d | %d | %d | %.1f | %s | %s | %s | %.2f ms | %.2f ms | %s | %.0f/s |\n", n, r.concurrency, r.flows, r.errors, r.throughput(),
@@ -577,6 +595,7 @@ func render(levels []int, results map[string][]levelResult, versions map[string]
 			if r.hostSpeed > 0 {
 				speeds = append(speeds, r.hostSpeed)
 			}
+			maxIdle = max(maxIdle, r.idleCores)
 			if r.concurrency == 32 {
 				cpu32[n] = r.serverCPU
 			}
@@ -599,6 +618,7 @@ func render(levels []int, results map[string][]levelResult, versions map[string]
 			fmt.Fprintf(&b, "\nHost speed over these levels: %.0f to %.0f P-256 signatures/s (median %.0f); in the levels the ratios compare, "+
 				"kacme's peak %.0f/s and step-ca's %.0f/s, at 8 clients %.0f/s and %.0f/s.\n",
 				slices.Min(speeds), slices.Max(speeds), median(speeds), peakHost["kacme"], peakHost["step-ca"], host8["kacme"], host8["step-ca"])
+			fmt.Fprintf(&b, "The servers waiting for their turn used at most %.3f cores during any level.\n", maxIdle)
 		}
 	}
 	fmt.Fprintf(&b, "\nLoad average (1, 5, 15 min) when the report was written: %s.\n", loadAvg())
