@@ -619,6 +619,11 @@ func render(levels []int, results map[string][]levelResult, versions map[string]
 				"kacme's peak %.0f/s and step-ca's %.0f/s, at 8 clients %.0f/s and %.0f/s.\n",
 				slices.Min(speeds), slices.Max(speeds), median(speeds), peakHost["kacme"], peakHost["step-ca"], host8["kacme"], host8["step-ca"])
 			fmt.Fprintf(&b, "The servers waiting for their turn used at most %.3f cores during any level.\n", maxIdle)
+			if spread := slices.Max(speeds) / slices.Min(speeds); spread > 1.25 {
+				fmt.Fprintf(&b, "\n**The host's speed varied %.1f× across these levels** (a 100 ms sample before each level; it may also change within one):\n"+
+					"a level run in a slow minute is not comparable with one run in a fast minute, so the ratios above carry that noise,\n"+
+					"in either direction. Compare several runs before reading a change into them.\n", spread)
+			}
 		}
 	}
 	fmt.Fprintf(&b, "\nLoad average (1, 5, 15 min) when the report was written: %s.\n", loadAvg())
