@@ -215,11 +215,13 @@ func (a *answer) write(w http.ResponseWriter, r *http.Request, now time.Time) in
 			// 304 Not Modified while the response it holds is the one
 			// served. The standard library decides, with Last-Modified =
 			// thisUpdate; a Range is ignored (an OCSP response is whole).
-			plain := r.Clone(r.Context())
-			plain.Header.Del("Range")
-			plain.Header.Del("If-Range")
+			if r.Header.Get("Range") != "" || r.Header.Get("If-Range") != "" {
+				r = r.Clone(r.Context())
+				r.Header.Del("Range")
+				r.Header.Del("If-Range")
+			}
 			sw := &statusWriter{ResponseWriter: w, code: http.StatusOK}
-			http.ServeContent(sw, plain, "", a.thisUpdate, bytes.NewReader(a.der))
+			http.ServeContent(sw, r, "", a.thisUpdate, bytes.NewReader(a.der))
 			return sw.code
 		}
 		h.Set("Last-Modified", a.thisUpdate.UTC().Format(http.TimeFormat))

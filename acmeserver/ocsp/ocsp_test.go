@@ -670,6 +670,6 @@ func TestConditionalGET(t *testing.T) {
 	}
 	r2.Body.Close()
 	if r2.StatusCode != http.StatusOK || r2.Header.Get("Cache-Control") != "no-store" {
-		t.Errorf("unknown serial with If-None-Match *: %s, Cache-Control %q", r2.Status, r2.Header.Get("Cache-Control"))
+		t.Errorf("malformed request with If-None-Match *: %s, Cache-Control %q", r2.Status, r2.Header.Get("Cache-Control"))
 	}
 }

@@ -247,7 +247,7 @@ func main() {
 		finish(st)
 	}
 	var pods *podCertResult
-	if strings.Contains(","+*only+",", ",pod-certificates,") {
+	if selected("pod-certificates") {
 		var rates []int
 		for _, f := range strings.Split(*podRates, ",") {
 			r, err := strconv.Atoi(strings.TrimSpace(f))
@@ -261,13 +261,13 @@ func main() {
 		}
 	}
 	var ocspRes *ocspResult
-	if strings.Contains(","+*only+",", ",ocsp,") {
+	if selected("ocsp") {
 		if ocspRes, err = benchOCSP(*kacmeBin, resp, httpPort, []int{1, 8, 32, 128}, *warmup, *duration); err != nil {
 			fatal(err)
 		}
 	}
 	var prof *profileResult
-	if *profileClients > 0 && strings.Contains(","+*only+",", ",kacme,") {
+	if *profileClients > 0 && selected("kacme") {
 		if prof, err = benchProfile(*kacmeBin, resp, httpPort, *profileClients, *warmup, *duration); err != nil {
 			fatal(err)
 		}
